@@ -1,0 +1,5 @@
+"""``python -m estimator`` runs the gpucost CLI."""
+
+from .cli import run
+
+run()

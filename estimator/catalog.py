@@ -1,0 +1,346 @@
+"""Load, validate and look up the catalogs (accelerators, prices, models, published runs).
+
+Each ``catalogs/*.yaml`` file is validated on load into frozen records. A malformed file raises
+:class:`CatalogError` naming the file, the entry and the field. Look-ups accept an exact id or an
+alias (case-insensitive); an unknown name raises :class:`UnknownNameError` with close matches.
+Unknown hardware is never silently replaced by another device.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from .errors import CatalogError, InputError, UnknownNameError
+from .numbers import parse_quantity
+
+SCHEMA_VERSION = 1
+DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+OFFERS = ("on-demand", "spot", "reserved", "capacity-block", "assumed")
+CATALOG_ENV = "GPUCOST_CATALOG_DIR"
+
+
+def catalog_dir() -> Path:
+    """The folder holding the catalogs: ``$GPUCOST_CATALOG_DIR``, else the one shipped with gpucost.
+
+    In a wheel the catalogs live in ``estimator/catalogs``; in a source checkout in ``catalogs/``
+    beside the package.
+    """
+    if env := os.environ.get(CATALOG_ENV):
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "catalogs", here.parent / "catalogs"):
+        if (candidate / "gpus.yaml").is_file():
+            return candidate
+    raise CatalogError(str(here / "catalogs"), None, None, "catalog folder not found; reinstall gpucost")
+
+
+# -- records -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Accelerator:
+    """One accelerator model. ``peak_tflops`` holds DENSE peaks per dtype (TFLOP/s)."""
+
+    id: str
+    name: str
+    vendor: str
+    peak_tflops: Mapping[str, float]
+    memory_gb: float
+    memory_bandwidth_gbps: float
+    tdp_w: float
+    interconnect: str
+    source: str
+    retrieved: _dt.date
+    aliases: tuple[str, ...] = ()
+    device_names: tuple[str, ...] = ()
+    purchase_price_usd: float | None = None
+    purchase_price_source: str | None = None
+    notes: str | None = None
+
+    def peak_for(self, precision: str) -> float | None:
+        """Dense peak TFLOP/s for ``precision``, or None when the chip has no such mode."""
+        return self.peak_tflops.get(precision)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A rental price for one accelerator-hour (USD) from one provider and offer."""
+
+    id: str
+    accelerator: str
+    provider: str
+    offer: str
+    usd_per_gpu_hour: float
+    observed: _dt.date
+    source: str
+    instance: str | None = None
+    gpus_per_instance: int | None = None
+    region: str | None = None
+    default: bool = False
+    notes: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A model with its published size and training tokens. MoE: ``active_params`` < ``params``."""
+
+    id: str
+    name: str
+    params: float
+    source: str
+    retrieved: _dt.date
+    aliases: tuple[str, ...] = ()
+    active_params: float | None = None
+    training_tokens: float | None = None
+    seq_len: int | None = None
+    architecture: Mapping[str, Any] | None = None
+    notes: str | None = None
+
+    @property
+    def params_active(self) -> float:
+        """Parameters used per token: ``active_params`` for MoE, else ``params``."""
+        return self.active_params if self.active_params is not None else self.params
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A published training run, for back-testing estimates (``gpucost validate``)."""
+
+    id: str
+    model: str
+    params: float
+    tokens: float
+    accelerator: str
+    num_devices: int
+    precision: str
+    source: str
+    retrieved: _dt.date
+    device_hours: float | None = None
+    wall_clock_days: float | None = None
+    reported_tflops_per_device: float | None = None
+    reported_mfu: float | None = None
+    reported_flops: float | None = None
+    notes: str | None = None
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+_NUMERIC = {
+    "memory_gb", "memory_bandwidth_gbps", "tdp_w", "purchase_price_usd", "usd_per_gpu_hour",
+    "params", "active_params", "training_tokens", "tokens", "device_hours", "wall_clock_days",
+    "reported_tflops_per_device", "reported_flops",
+}
+_INTEGER = {"gpus_per_instance", "seq_len", "num_devices"}
+_STR_LISTS = {"aliases", "device_names"}
+_DATES = {"retrieved", "observed"}
+
+
+def _convert(file: str, entry: str, name: str, value: Any) -> Any:
+    def bad(problem: str) -> CatalogError:
+        return CatalogError(file, entry, name, problem)
+
+    if name in _NUMERIC:
+        try:
+            return parse_quantity(value, what=name)
+        except InputError as exc:
+            raise bad(str(exc)) from None
+    if name in _INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise bad(f"must be a positive integer, got {value!r}")
+        return value
+    if name in _STR_LISTS:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise bad("must be a list of non-empty strings")
+        return tuple(value)
+    if name in _DATES:
+        if isinstance(value, _dt.datetime):
+            return value.date()
+        if isinstance(value, _dt.date):
+            return value
+        try:
+            return _dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise bad(f"must be a date YYYY-MM-DD, got {value!r}") from None
+    if name == "reported_mfu":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise bad(f"must be a fraction in (0, 1], got {value!r}")
+        return float(value)
+    if name == "default":
+        if not isinstance(value, bool):
+            raise bad(f"must be true or false, got {value!r}")
+        return value
+    if name == "peak_tflops":
+        if not isinstance(value, dict) or not value:
+            raise bad("must be a mapping of dtype to dense TFLOP/s")
+        peaks = {}
+        for dtype, tflops in value.items():
+            if dtype not in DTYPES:
+                raise bad(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+            if isinstance(tflops, bool) or not isinstance(tflops, (int, float)) or tflops <= 0:
+                raise bad(f"{dtype} peak must be a positive number, got {tflops!r}")
+            peaks[dtype] = float(tflops)
+        return MappingProxyType(peaks)
+    if name == "architecture":
+        if not isinstance(value, dict):
+            raise bad("must be a mapping of config.json fields")
+        return MappingProxyType(dict(value))
+    if not isinstance(value, str) or not value.strip():
+        raise bad(f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _records(file: Path, key: str, cls: type) -> tuple:
+    name = file.name
+    try:
+        with open(file, encoding="utf-8") as handle:
+            data = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError:
+        raise CatalogError(str(file), None, None, "file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise CatalogError(name, None, None, f"invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise CatalogError(name, None, None, "must be a mapping with schema_version and " + key)
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise CatalogError(name, None, "schema_version",
+                           f"expected {SCHEMA_VERSION}, got {data.get('schema_version')!r}")
+    entries = data.get(key)
+    if not isinstance(entries, list):
+        raise CatalogError(name, None, key, "must be a list of entries")
+    allowed = {f.name: f for f in fields(cls)}
+    required = [f.name for f in fields(cls) if f.default is field().default and f.default_factory is field().default_factory]
+    out, seen = [], set()
+    for index, raw in enumerate(entries):
+        if not isinstance(raw, dict):
+            raise CatalogError(name, f"#{index + 1}", None, "must be a mapping")
+        entry_id = raw.get("id")
+        label = str(entry_id) if entry_id else f"#{index + 1}"
+        for missing in (r for r in required if r not in raw or raw[r] is None):
+            raise CatalogError(name, label, missing, "is required")
+        for unknown in (k for k in raw if k not in allowed):
+            close = [k for k in allowed if k.startswith(unknown[:4])]
+            raise CatalogError(name, label, unknown, "is not a known field" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        values = {k: _convert(name, label, k, v) for k, v in raw.items() if v is not None}
+        if values["id"] in seen:
+            raise CatalogError(name, label, "id", "is duplicated")
+        seen.add(values["id"])
+        out.append(cls(**values))
+    return tuple(out)
+
+
+# -- the catalog ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All catalogs, validated. Use :func:`load_catalog` to get the shipped one."""
+
+    accelerators: tuple[Accelerator, ...]
+    prices: tuple[Price, ...]
+    models: tuple[Model, ...]
+    runs: tuple[Run, ...]
+    directory: Path
+
+    def __post_init__(self) -> None:
+        ids = {a.id for a in self.accelerators}
+        names: dict[str, str] = {}
+        for acc in self.accelerators:
+            for alias in (acc.id, *acc.aliases):
+                key = alias.lower()
+                if key in names and names[key] != acc.id:
+                    raise CatalogError("gpus.yaml", acc.id, "aliases", f"{alias!r} is also used by {names[key]!r}")
+                names[key] = acc.id
+        defaults: set[str] = set()
+        for price in self.prices:
+            if price.accelerator not in ids:
+                raise CatalogError("prices.yaml", price.id, "accelerator",
+                                   f"{price.accelerator!r} is not an id in gpus.yaml")
+            if price.offer not in OFFERS:
+                raise CatalogError("prices.yaml", price.id, "offer", f"must be one of {', '.join(OFFERS)}")
+            if price.default:
+                if price.accelerator in defaults:
+                    raise CatalogError("prices.yaml", price.id, "default",
+                                       f"a second default offer for {price.accelerator!r}")
+                defaults.add(price.accelerator)
+        for run in self.runs:
+            if run.accelerator not in ids:
+                raise CatalogError("runs.yaml", run.id, "accelerator", f"{run.accelerator!r} is not an id in gpus.yaml")
+        for model in self.models:
+            if model.active_params is not None and model.active_params > model.params:
+                raise CatalogError("models.yaml", model.id, "active_params", "exceeds params")
+
+    @functools.cached_property
+    def _accelerator_index(self) -> dict[str, Accelerator]:
+        return {k.lower(): a for a in self.accelerators for k in (a.id, *a.aliases)}
+
+    @functools.cached_property
+    def _model_index(self) -> dict[str, Model]:
+        return {k.lower(): m for m in self.models for k in (m.id, *m.aliases)}
+
+    def accelerator(self, name: str) -> Accelerator:
+        """The accelerator with id or alias ``name``; UnknownNameError (with close matches) if none."""
+        found = self._accelerator_index.get(name.strip().lower())
+        if found is None:
+            raise UnknownNameError("GPU", name, self._accelerator_index)
+        return found
+
+    def model(self, name: str) -> Model:
+        """The model with id or alias ``name``; UnknownNameError (with close matches) if none."""
+        found = self._model_index.get(name.strip().lower())
+        if found is None:
+            raise UnknownNameError("model", name, self._model_index)
+        return found
+
+    def prices_for(self, accelerator_id: str) -> tuple[Price, ...]:
+        """Every price row for one accelerator, cheapest first."""
+        return tuple(sorted((p for p in self.prices if p.accelerator == accelerator_id),
+                            key=lambda p: p.usd_per_gpu_hour))
+
+    def price(self, accelerator_id: str, provider: str | None = None) -> Price | None:
+        """The price used for an accelerator: the given provider's cheapest offer (or an offer id),
+        else the catalog's default offer, else None (no price known)."""
+        rows = self.prices_for(accelerator_id)
+        if provider is None:
+            return next((p for p in rows if p.default), None)
+        key = provider.strip().lower()
+        matching = [p for p in rows if key in (p.provider.lower(), p.id.lower())]
+        if not matching:
+            raise UnknownNameError(f"provider for {accelerator_id}", provider,
+                                   {p.provider for p in rows} | {p.id for p in rows})
+        return matching[0]
+
+    def match_device_name(self, device_name: str) -> Accelerator | None:
+        """The accelerator whose driver-reported name is ``device_name`` (case- and space-insensitive),
+        or None for an unknown device. Never guesses a different chip."""
+        wanted = " ".join(device_name.lower().split())
+        for acc in self.accelerators:
+            if any(" ".join(n.lower().split()) == wanted for n in acc.device_names):
+                return acc
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def _load(directory: Path) -> Catalog:
+    runs_file = directory / "runs.yaml"
+    return Catalog(
+        accelerators=_records(directory / "gpus.yaml", "accelerators", Accelerator),
+        prices=_records(directory / "prices.yaml", "prices", Price),
+        models=_records(directory / "models.yaml", "models", Model),
+        runs=_records(runs_file, "runs", Run) if runs_file.exists() else (),
+        directory=directory,
+    )
+
+
+def load_catalog(directory: str | Path | None = None) -> Catalog:
+    """Load and validate the catalogs in ``directory`` (default: :func:`catalog_dir`). Cached."""
+    return _load(Path(directory) if directory is not None else catalog_dir())

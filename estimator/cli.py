@@ -1,0 +1,282 @@
+"""The ``gpucost`` command: thin. It parses options, calls the library, renders, and maps errors
+to ``Error: ...`` on stderr with an exit code (2 usage or unknown name, 1 other domain errors)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+from .catalog import load_catalog
+from .errors import GpucostError, InputError
+from .estimate import (DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_LIFE_YEARS, DEFAULT_PRECISION, DEFAULT_PUE,
+                       PRECISIONS, Estimate, estimate, workload)
+from .plan import plan_estimate
+from .numbers import si, usd
+from .render import FORMATS, render
+
+app = typer.Typer(
+    name="gpucost",
+    help="What will training this model cost, and what does my GPU really deliver?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List the model catalog, or show one model's parameters, FLOPs and memory.",
+                         invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+Format = Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")]
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gpucost {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """gpucost: training compute and cost estimates, and measured GPU throughput."""
+
+
+# -- estimate ------------------------------------------------------------------------------------
+
+Model = Annotated[Optional[str], typer.Option(help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
+Params = Annotated[Optional[str], typer.Option(help="Total parameters, e.g. 175B or 1.75e11.")]
+ActiveParams = Annotated[Optional[str], typer.Option(help="Parameters active per token (MoE), e.g. 37B. Default: all.")]
+Flops = Annotated[Optional[str], typer.Option(help="Total training FLOPs instead of a model, e.g. 3.15e23.")]
+Tokens = Annotated[Optional[str], typer.Option(help="Training tokens, e.g. 300B. Default: the model's published count.")]
+Precision = Annotated[str, typer.Option(help=f"Training precision: {', '.join(PRECISIONS)}. Picks the dense peak.")]
+NumGpus = Annotated[Optional[int], typer.Option(help="Number of devices (perfect scaling assumed). Default: 1.")]
+Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation: fraction of the dense peak, in (0, 1]. Default: per precision, printed.")]
+Tflops = Annotated[Optional[str], typer.Option(help="Achieved TFLOP/s per device (instead of --mfu).")]
+GpuHours = Annotated[Optional[str], typer.Option(help="Reported device-hours: report the throughput and MFU they imply (the inverse question).")]
+Price = Annotated[Optional[str], typer.Option(help="USD per device-hour. Default: the catalog's default offer for the GPU.")]
+Provider = Annotated[Optional[str], typer.Option(help="Take the price from this provider (or price id) in the catalog, e.g. aws, lambda.")]
+Pue = Annotated[float, typer.Option(help="Power usage effectiveness for energy (facility / IT power).")]
+
+
+def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
+    """The human table of an estimate: quantity, value with units, and what it rests on."""
+    work = []
+    if est.active_params is not None and est.active_params != est.params:
+        work.append(f"{si(est.active_params)} active of {si(est.params)} params")
+    elif est.params is not None:
+        work.append(f"{si(est.params)} params")
+    if est.tokens is not None:
+        work.append(f"{si(est.tokens)} tokens")
+    mfu = f"MFU {est.mfu:.1%} of {est.peak_tflops:g} dense {est.precision}" if est.mfu is not None else "MFU unknown"
+    rows = []
+    plan = est.plan
+    if plan is not None and plan.num_gpus_needed is not None:
+        rows.append(("devices needed", f"{plan.num_gpus_needed:,} x {est.gpu}",
+                     f"to finish within {plan.deadline_days:g} days at the throughput below"))
+    if plan is not None and plan.budget_usd is not None:
+        rows.append(("budget buys", f"{si(plan.tokens)} tokens" + (f" for {si(plan.params)} params" if est.model is None else ""),
+                     f"{usd(plan.budget_usd)} = {plan.budget_gpu_hours:,.0f} device-hours = {si(plan.budget_flops, 'FLOP')}"))
+        if plan.tokens_low is not None:
+            rows.append(("tokens range", f"{si(plan.tokens_low)} - {si(plan.tokens_high)} tokens",
+                         "at the slow and fast ends of the utilisation band"))
+    rows += [
+        ("model", est.model or "-", ", ".join(work) or est.flops_method),
+        ("training compute", si(est.flops, "FLOP"), est.flops_method),
+        ("throughput", f"{est.achieved_tflops_per_gpu:.4g} TFLOP/s per device", f"{mfu}; {est.throughput_source}"),
+        ("wall-clock", f"{est.wall_clock_days:,.1f} days", f"{est.num_gpus:,} x {est.gpu} ({est.gpu_name})"),
+        ("device-hours", f"{est.gpu_hours:,.0f} {est.gpu}-hours", ""),
+        ("cost", usd(est.cost_usd),
+         f"${est.price_usd_per_gpu_hour:g}/device-hour, {est.price_source}" if est.price_usd_per_gpu_hour else "no price: give --price"),
+        ("energy", f"{est.energy_kwh:,.0f} kWh, {usd(est.energy_cost_usd)}",
+         f"TDP x device-hours x PUE {est.pue:g}, at ${est.electricity_usd_per_kwh:g}/kWh"),
+    ]
+    if est.own_cost_usd is not None:
+        rows.append(("cost if owned", usd(est.own_cost_usd), "purchase price amortised + electricity (see assumptions)"))
+    if est.range is not None:
+        r = est.range
+        cost = f", {usd(r.cost_usd_low)} - {usd(r.cost_usd_high)}" if r.cost_usd_low is not None else ""
+        rows.append(("range", f"{r.wall_clock_days_low:,.1f} - {r.wall_clock_days_high:,.1f} days{cost}",
+                     f"MFU {r.mfu_high:.0%} (fast end) to {r.mfu_low:.0%} (slow end)"))
+    return rows
+
+
+def _emit_estimate(est: Estimate, fmt: str) -> None:
+    if fmt in ("table", "markdown"):
+        typer.echo(render({}, fmt, rows=estimate_rows(est), headers=("quantity", "value", "basis")))
+        typer.echo("\nassumptions:\n" + "\n".join(f"  - {a}" for a in est.assumptions))
+    else:
+        typer.echo(render(est.to_dict(), fmt))
+    for warning in est.warnings:
+        typer.echo(f"Warning: {warning}", err=True)
+
+
+@app.command("estimate")
+def estimate_cmd(
+    *,
+    model: Model = None,
+    params: Params = None,
+    active_params: ActiveParams = None,
+    flops: Flops = None,
+    tokens: Tokens = None,
+    gpu: Annotated[str, typer.Option(help="Accelerator id or alias (see `gpucost gpus`).")] = "h100",
+    num_gpus: NumGpus = None,
+    precision: Precision = DEFAULT_PRECISION,
+    mfu: Mfu = None,
+    tflops: Tflops = None,
+    gpu_hours: GpuHours = None,
+    price: Price = None,
+    provider: Provider = None,
+    deadline: Annotated[Optional[str], typer.Option(help="Finish within this wall-clock time (30d, 12h, 2w): answers the devices needed.")] = None,
+    budget: Annotated[Optional[str], typer.Option(help="USD to spend (1M, 250K): answers the tokens it buys for the model, or with --chinchilla the compute-optimal size.")] = None,
+    chinchilla: Annotated[bool, typer.Option("--chinchilla", help="With --budget: choose params and tokens compute-optimally (20 tokens per parameter, Hoffmann et al. 2022).")] = False,
+    pue: Pue = DEFAULT_PUE,
+    electricity_price: Annotated[float, typer.Option(help="Electricity price, USD per kWh (default: US industrial average 2024, EIA).")] = DEFAULT_ELECTRICITY_USD_PER_KWH,
+    life_years: Annotated[float, typer.Option(help="Amortisation life of an owned accelerator, years (for the cost of owning).")] = DEFAULT_LIFE_YEARS,
+    format: Format = "table",
+) -> None:
+    """Training compute, wall-clock, device-hours, cost and energy of one run.
+
+    Example: gpucost estimate --params 175B --tokens 300B --gpu a100 --num-gpus 1024 --tflops 80
+    """
+    _check_format(format)
+    est = plan_estimate(
+        gpu=gpu, deadline=deadline, budget=budget, chinchilla=chinchilla, model=model, params=params,
+        active_params=active_params, tokens=tokens, flops=flops, num_gpus=num_gpus, precision=precision,
+        mfu=mfu, tflops=tflops, gpu_hours=gpu_hours, price=price, provider=provider, pue=pue,
+        electricity_usd_per_kwh=electricity_price, life_years=life_years)
+    _emit_estimate(est, format)
+
+
+@app.command("compare")
+def compare_cmd(
+    *,
+    model: Model = None,
+    params: Params = None,
+    active_params: ActiveParams = None,
+    flops: Flops = None,
+    tokens: Tokens = None,
+    gpu: Annotated[Optional[list[str]], typer.Option(help="Accelerators to compare (repeat). Default: every one with a peak for the precision.")] = None,
+    num_gpus: NumGpus = None,
+    precision: Precision = DEFAULT_PRECISION,
+    mfu: Mfu = None,
+    all_offers: Annotated[bool, typer.Option("--all-offers", help="One row per price offer, not just each GPU's default.")] = False,
+    format: Format = "table",
+) -> None:
+    """One row per accelerator (and price offer), cheapest first: which GPU is cheapest for this run?"""
+    _check_format(format)
+    catalog = load_catalog()
+    work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops)
+    accs = [catalog.accelerator(g) for g in gpu] if gpu else [a for a in catalog.accelerators if a.peak_for(precision)]
+    rows = []
+    for acc in accs:
+        offers = catalog.prices_for(acc.id) if all_offers else [catalog.price(acc.id)]
+        for offer in offers or [None]:
+            est = estimate(work, acc, num_gpus=num_gpus, precision=precision, mfu=mfu,
+                           provider=offer.id if offer else None, catalog=catalog)
+            rows.append(est)
+    rows.sort(key=lambda e: (e.cost_usd is None, e.cost_usd or 0.0, e.wall_clock_days))
+    data = [
+        {"gpu": e.gpu, "price_source": e.price_source, "price_usd_per_gpu_hour": e.price_usd_per_gpu_hour,
+         "peak_tflops": e.peak_tflops, "mfu": e.mfu, "achieved_tflops_per_gpu": e.achieved_tflops_per_gpu,
+         "wall_clock_days": e.wall_clock_days, "gpu_hours": e.gpu_hours, "cost_usd": e.cost_usd}
+        for e in rows
+    ]
+    table = [(e.gpu, f"{e.achieved_tflops_per_gpu:.4g}", f"{e.wall_clock_days:,.1f}", f"{e.gpu_hours:,.0f}",
+              f"{e.price_usd_per_gpu_hour:g}" if e.price_usd_per_gpu_hour else "-", usd(e.cost_usd),
+              e.price_source or "no price in catalog") for e in rows]
+    typer.echo(render(data, format, rows=table, headers=(
+        "gpu", "TFLOP/s/device", "days", "device-hours", "$/device-h", "cost", "price source")))
+    if format in ("table", "markdown") and rows:
+        typer.echo(f"\n{si(work.flops, 'FLOP')} ({work.flops_method}); {num_gpus or 1} device(s) each; "
+                   f"{precision}; throughput = {rows[0].throughput_source}")
+
+
+# -- catalog listings ----------------------------------------------------------------------------
+
+
+@app.command("gpus")
+def gpus_cmd(*, format: Format = "table") -> None:
+    """List the accelerator catalog: dense peak TFLOP/s per dtype, memory, bandwidth, power."""
+    _check_format(format)
+    accs = load_catalog().accelerators
+    data = [{"id": a.id, "name": a.name, "aliases": a.aliases, "peak_tflops": a.peak_tflops,
+             "memory_gb": a.memory_gb, "memory_bandwidth_gbps": a.memory_bandwidth_gbps, "tdp_w": a.tdp_w,
+             "interconnect": a.interconnect, "device_names": a.device_names, "source": a.source,
+             "retrieved": a.retrieved} for a in accs]
+    dtypes = ("fp32", "tf32", "bf16", "fp16", "fp8")
+    table = [(a.id, ", ".join(a.aliases), *(f"{a.peak_tflops[d]:g}" if d in a.peak_tflops else "-" for d in dtypes),
+              f"{a.memory_gb:g}", f"{a.memory_bandwidth_gbps:g}", f"{a.tdp_w:g}") for a in accs]
+    typer.echo(render(data, format, rows=table, headers=("id", "aliases", *(f"{d} TF" for d in dtypes), "mem GB", "BW GB/s", "TDP W")))
+    if format in ("table", "markdown"):
+        typer.echo("\nPeaks are dense (no sparsity), TFLOP/s per device, from each vendor datasheet (see --format json for sources).")
+
+
+@app.command("prices")
+def prices_cmd(
+    *,
+    gpu: Annotated[Optional[str], typer.Option(help="Only this accelerator's prices.")] = None,
+    format: Format = "table",
+) -> None:
+    """List the price catalog: USD per device-hour by provider and offer, with date and source."""
+    _check_format(format)
+    catalog = load_catalog()
+    rows = catalog.prices_for(catalog.accelerator(gpu).id) if gpu else sorted(
+        catalog.prices, key=lambda p: (p.accelerator, p.usd_per_gpu_hour))
+    data = [{"id": p.id, "accelerator": p.accelerator, "provider": p.provider, "offer": p.offer,
+             "instance": p.instance, "usd_per_gpu_hour": p.usd_per_gpu_hour, "default": p.default,
+             "observed": p.observed, "source": p.source, "notes": p.notes} for p in rows]
+    table = [(p.accelerator, p.id, p.provider, p.offer, p.instance or "-", f"{p.usd_per_gpu_hour:g}",
+              "yes" if p.default else "", p.observed.isoformat()) for p in rows]
+    typer.echo(render(data, format, rows=table, headers=("gpu", "id", "provider", "offer", "instance", "$/device-h", "default", "observed")))
+
+
+@models_app.callback()
+def models_cmd(ctx: typer.Context, *, format: Format = "table") -> None:
+    """List the model catalog (or `gpucost models show NAME` for one model's breakdown)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _check_format(format)
+    models = load_catalog().models
+    data = [{"id": m.id, "name": m.name, "aliases": m.aliases, "params": m.params, "active_params": m.params_active,
+             "training_tokens": m.training_tokens, "seq_len": m.seq_len, "source": m.source} for m in models]
+    table = [(m.id, m.name, si(m.params), si(m.params_active), si(m.training_tokens) if m.training_tokens else "-",
+              m.seq_len or "-") for m in models]
+    typer.echo(render(data, format, rows=table, headers=("id", "name", "params", "active", "tokens", "seq len")))
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code. Errors become one ``Error: ...`` line on stderr."""
+    from typer._click import exceptions as click_exceptions  # typer ships its own click
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="gpucost", standalone_mode=False)
+    except GpucostError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        return exc.exit_code
+    except click_exceptions.ClickException as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
+        typer.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
+    except click_exceptions.Abort:
+        typer.echo("Aborted.", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Planning answers: devices for a deadline, tokens (or a compute-optimal size) for a budget.
+
+Both invert the identity FLOPs = devices x seconds x achieved FLOP/s per device, with training
+FLOPs = 6 x N x D (Kaplan et al. 2020). The compute-optimal split uses D ~ 20 N (Hoffmann et al.
+2022, "Training Compute-Optimal Large Language Models", arXiv 2203.15556), so C = 6 N D = 120 N^2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from .catalog import Catalog, load_catalog
+from .errors import InputError
+from .estimate import Estimate, Plan, Throughput, Workload, estimate, resolve_params, resolve_price, throughput, workload
+from .numbers import parse_duration_s, parse_quantity
+
+CHINCHILLA_TOKENS_PER_PARAM = 20.0
+
+
+def devices_for_deadline(flops: float, achieved_tflops: float, deadline_s: float) -> int:
+    """Smallest device count that finishes ``flops`` within ``deadline_s`` at ``achieved_tflops`` each
+    (perfect scaling assumed)."""
+    return max(1, math.ceil(flops / (achieved_tflops * 1e12 * deadline_s) - 1e-9))
+
+
+def chinchilla_for_flops(flops: float, tokens_per_param: float = CHINCHILLA_TOKENS_PER_PARAM) -> tuple[float, float]:
+    """Compute-optimal (params, tokens) for ``flops``: D = r N and C = 6 N D, so N = sqrt(C / (6 r))."""
+    params = math.sqrt(flops / (6.0 * tokens_per_param))
+    return params, tokens_per_param * params
+
+
+def plan_estimate(
+    *,
+    gpu: str,
+    deadline: str | None = None,
+    budget: float | str | None = None,
+    chinchilla: bool = False,
+    model: str | None = None,
+    params: float | str | None = None,
+    active_params: float | str | None = None,
+    tokens: float | str | None = None,
+    flops: float | str | None = None,
+    num_gpus: int | None = None,
+    precision: str = "bf16",
+    mfu: float | None = None,
+    tflops: float | str | None = None,
+    rate: Throughput | None = None,
+    price: float | str | None = None,
+    provider: str | None = None,
+    catalog: Catalog | None = None,
+    **estimate_options: Any,
+) -> Estimate:
+    """An Estimate that also answers ``deadline`` (devices needed, e.g. "30d") and/or ``budget``
+    (USD: the tokens it buys for the given model, or with ``chinchilla`` the compute-optimal
+    parameters and tokens). Without either it is a plain :func:`estimate`."""
+    catalog = catalog or load_catalog()
+    acc = catalog.accelerator(gpu)
+    if chinchilla and budget is None:
+        raise InputError("--chinchilla needs --budget (the money to spend)")
+    if deadline is None and budget is None:
+        work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops, catalog=catalog)
+        return estimate(work, acc, num_gpus=num_gpus, precision=precision, mfu=mfu, tflops=tflops, rate=rate,
+                        price=price, provider=provider, catalog=catalog, **estimate_options)
+    if estimate_options.get("gpu_hours") is not None:
+        raise InputError("--gpu-hours answers the inverse question; drop it with --deadline or --budget")
+    rate = rate or throughput(acc, precision, mfu=mfu, tflops=tflops)
+    questions: dict[str, Any] = {}
+    if budget is not None:
+        budget_usd = parse_quantity(budget, what="--budget")
+        usd_per_hour, _, _ = resolve_price(acc, price=price, provider=provider, catalog=catalog)
+        if usd_per_hour is None:
+            raise InputError(f"--budget needs a price for {acc.id}: give --price USD per device-hour or --provider")
+        hours = budget_usd / usd_per_hour
+        compute = hours * 3600.0 * rate.achieved_tflops * 1e12
+        if tokens is not None or flops is not None:
+            raise InputError("--budget answers the tokens; drop --tokens/--flops")
+        if chinchilla:
+            if model is not None or params is not None:
+                raise InputError("--chinchilla chooses the model size; drop --model/--params")
+            n, d = chinchilla_for_flops(compute)
+            work = Workload(flops=compute, tokens=d, params=n, active_params=n,
+                            flops_method="6 x params x tokens, compute-optimal D = 20 N (Hoffmann et al. 2022)")
+        else:
+            if model is None and params is None:
+                raise InputError("--budget needs the model (--model or --params), or --chinchilla to choose one")
+            name, total, active, _ = resolve_params(model=model, params=params, active_params=active_params, catalog=catalog)
+            d = compute / (6.0 * active)
+            work = Workload(flops=compute, tokens=d, params=total, active_params=active, model=name,
+                            flops_method="6 x active params x tokens; tokens = budget FLOPs / (6 x active params)")
+        questions.update(budget_usd=budget_usd, budget_gpu_hours=hours, budget_flops=compute,
+                         params=work.params, tokens=work.tokens)
+        if rate.band_tflops is not None and not chinchilla:
+            low, high = (work.tokens * t / rate.achieved_tflops for t in rate.band_tflops)
+            questions.update(tokens_low=low, tokens_high=high)
+        rate = dataclasses.replace(rate, band_tflops=None)  # the budget fixes the cost; the tokens vary
+    else:
+        work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops, catalog=catalog)
+    if deadline is not None:
+        if num_gpus is not None:
+            raise InputError("--deadline answers the number of devices; drop --num-gpus")
+        seconds = parse_duration_s(deadline)
+        num_gpus = devices_for_deadline(work.flops, rate.achieved_tflops, seconds)
+        questions.update(deadline_days=seconds / 86400.0, num_gpus_needed=num_gpus)
+    question = " and ".join(q for q, on in (("deadline", deadline is not None), ("budget", budget is not None)) if on)
+    return estimate(work, acc, num_gpus=num_gpus, precision=precision, rate=rate, price=price, provider=provider,
+                    plan=Plan(question=question, **questions), catalog=catalog, **estimate_options)
