@@ -225,11 +225,11 @@ def _records(file: Path, key: str, cls: type) -> tuple:
             raise CatalogError(name, f"#{index + 1}", None, "must be a mapping")
         entry_id = raw.get("id")
         label = str(entry_id) if entry_id else f"#{index + 1}"
-        for missing in (r for r in required if r not in raw or raw[r] is None):
-            raise CatalogError(name, label, missing, "is required")
         for unknown in (k for k in raw if k not in allowed):
             close = [k for k in allowed if k.startswith(unknown[:4])]
             raise CatalogError(name, label, unknown, "is not a known field" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        for missing in (r for r in required if r not in raw or raw[r] is None):
+            raise CatalogError(name, label, missing, "is required")
         values = {k: _convert(name, label, k, v) for k, v in raw.items() if v is not None}
         if values["id"] in seen:
             raise CatalogError(name, label, "id", "is duplicated")

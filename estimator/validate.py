@@ -1,0 +1,105 @@
+"""Back-test: gpucost's default estimate for each published training run against what was reported.
+
+For every run in ``catalogs/runs.yaml`` with reported device-hours (or wall-clock x devices):
+FLOPs = 6 x (active) params x tokens; gpucost's estimate from its defaults alone (default MFU for
+the run's precision, dense catalog peak); the relative error of the estimated device-hours; whether
+the reported hours fall inside the printed utilisation range; and the MFU the run implies,
+FLOPs / (device-hours x 3600 x dense peak). Runs that report only a throughput contribute their
+implied MFU (reported TFLOP/s / dense peak) to the MFU statistics.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from .catalog import Catalog, Run, load_catalog
+from .estimate import DEFAULT_MFU, MFU_BAND, estimate, workload
+
+
+@dataclass(frozen=True, slots=True)
+class RunCheck:
+    """One published run compared with gpucost's default estimate."""
+
+    id: str
+    accelerator: str
+    precision: str
+    num_devices: int
+    flops: float
+    reported_gpu_hours: float | None
+    estimated_gpu_hours: float
+    gpu_hours_low: float
+    gpu_hours_high: float
+    error: float | None  # (estimated - reported) / reported
+    inside_range: bool | None
+    implied_mfu: float | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """Every run's check and the summary statistics."""
+
+    runs: tuple[RunCheck, ...]
+    num_with_hours: int
+    num_inside_range: int
+    median_abs_error: float | None
+    median_implied_mfu: dict[str, float]
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def reported_gpu_hours(run: Run) -> float | None:
+    """Reported device-hours, else reported wall-clock days x devices x 24, else None."""
+    if run.device_hours is not None:
+        return run.device_hours
+    if run.wall_clock_days is not None:
+        return run.wall_clock_days * 24.0 * run.num_devices
+    return None
+
+
+def check_run(run: Run, catalog: Catalog) -> RunCheck:
+    """Compare one run's reported device-hours with gpucost's default estimate."""
+    est = estimate(workload(params=run.params, tokens=run.tokens), run.accelerator,
+                   num_gpus=run.num_devices, precision=run.precision, price=1, catalog=catalog)
+    reported = reported_gpu_hours(run)
+    implied = None
+    if reported is not None and est.peak_tflops:
+        implied = est.flops / (reported * 3600.0) / 1e12 / est.peak_tflops
+    elif run.reported_mfu is not None:
+        implied = run.reported_mfu
+    elif run.reported_tflops_per_device is not None and est.peak_tflops:
+        implied = run.reported_tflops_per_device / est.peak_tflops
+    band = est.range
+    return RunCheck(
+        id=run.id, accelerator=run.accelerator, precision=run.precision, num_devices=run.num_devices,
+        flops=est.flops, reported_gpu_hours=reported, estimated_gpu_hours=est.gpu_hours,
+        gpu_hours_low=band.gpu_hours_low, gpu_hours_high=band.gpu_hours_high,
+        error=(est.gpu_hours - reported) / reported if reported else None,
+        inside_range=(band.gpu_hours_low <= reported <= band.gpu_hours_high) if reported else None,
+        implied_mfu=implied, source=run.source,
+    )
+
+
+def validate(catalog: Catalog | None = None) -> Validation:
+    """Back-test every published run in the catalog (``gpucost validate``)."""
+    catalog = catalog or load_catalog()
+    checks = tuple(check_run(run, catalog) for run in catalog.runs)
+    timed = [c for c in checks if c.error is not None]
+    by_precision: dict[str, list[float]] = {}
+    for c in checks:
+        if c.implied_mfu is not None:
+            by_precision.setdefault(c.precision, []).append(c.implied_mfu)
+    return Validation(
+        runs=checks,
+        num_with_hours=len(timed),
+        num_inside_range=sum(bool(c.inside_range) for c in timed),
+        median_abs_error=statistics.median(abs(c.error) for c in timed) if timed else None,
+        median_implied_mfu={p: statistics.median(v) for p, v in sorted(by_precision.items())},
+    )
+
+
+__all__ = ["DEFAULT_MFU", "MFU_BAND", "RunCheck", "Validation", "check_run", "reported_gpu_hours", "validate"]

@@ -1,0 +1,61 @@
+"""The back-test against published runs, and the defaults derived from it."""
+
+import statistics
+
+import pytest
+
+from estimator.catalog import load_catalog
+from estimator.estimate import DEFAULT_MFU, MFU_BAND
+from estimator.validate import reported_gpu_hours, validate
+
+RESULT = validate()
+SIXTEEN_BIT = [c.implied_mfu for c in RESULT.runs if c.precision in ("bf16", "fp16") and c.implied_mfu is not None]
+
+
+def test_catalog_has_at_least_ten_runs_across_a100_h100_h800_and_tpu():
+    runs = load_catalog().runs
+    assert len(runs) >= 10
+    accelerators = {r.accelerator for r in runs}
+    assert {"a100-sxm-80gb", "h100-sxm", "h800-sxm"} <= accelerators
+    assert any(a.startswith("tpu") for a in accelerators)
+
+
+def test_default_16bit_mfu_is_the_median_the_published_runs_imply():
+    assert len(SIXTEEN_BIT) >= 10
+    assert DEFAULT_MFU["bf16"] == pytest.approx(statistics.median(SIXTEEN_BIT), abs=0.03)
+
+
+def test_the_printed_band_holds_most_published_runs():
+    low, high = MFU_BAND["bf16"]
+    inside = sum(low <= m <= high for m in SIXTEEN_BIT)
+    assert inside >= 0.85 * len(SIXTEEN_BIT)
+    assert RESULT.num_inside_range >= 0.8 * RESULT.num_with_hours
+
+
+def test_fp8_band_holds_the_deepseek_v3_run():
+    deepseek = next(c for c in RESULT.runs if c.id == "deepseek-v3")
+    low, high = MFU_BAND["fp8"]
+    assert low <= deepseek.implied_mfu <= high
+    assert deepseek.implied_mfu == pytest.approx(3.2856e24 / (2.664e6 * 3600) / 1978.9e12, rel=1e-6)
+
+
+def test_each_check_compares_estimated_and_reported_hours():
+    llama = next(c for c in RESULT.runs if c.id == "llama-2-70b")
+    # Llama 2 70B: 1,720,320 A100-hours for 2T tokens (arXiv 2307.09288 Table 2).
+    assert llama.reported_gpu_hours == 1_720_320
+    assert llama.flops == pytest.approx(6 * 70e9 * 2e12, rel=0.02)  # 68.98B params in runs.yaml
+    assert llama.error == pytest.approx(llama.estimated_gpu_hours / 1_720_320 - 1)
+    assert RESULT.median_abs_error < 0.3
+
+
+def test_reported_hours_fall_back_to_wall_clock_times_devices():
+    run = next(r for r in load_catalog().runs if r.device_hours is None and r.wall_clock_days is None)
+    assert reported_gpu_hours(run) is None
+
+
+def test_validate_cli_prints_the_summary(cli):
+    result = cli("validate")
+    assert result.exit_code == 0
+    assert "inside the printed range" in result.stdout and "Median implied MFU" in result.stdout
+    data = cli("validate", "--format", "json").json()
+    assert data["num_with_hours"] == RESULT.num_with_hours
