@@ -93,7 +93,8 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
         ("model", est.model or "-", ", ".join(work) or est.flops_method),
         ("training compute", si(est.flops, "FLOP"), est.flops_method),
         ("throughput", f"{est.achieved_tflops_per_gpu:.4g} TFLOP/s per device", f"{mfu}; {est.throughput_source}"),
-        ("wall-clock", f"{est.wall_clock_days:,.1f} days", f"{est.num_gpus:,} x {est.gpu} ({est.gpu_name})"),
+        ("wall-clock", f"{est.wall_clock_days:,.1f} days", f"{est.num_gpus:,} x {est.gpu} ({est.gpu_name})"
+         + ("" if est.num_gpus_given else "; set --num-gpus")),
         ("device-hours", f"{est.gpu_hours:,.0f} {est.gpu}-hours", ""),
         ("cost", usd(est.cost_usd),
          f"${est.price_usd_per_gpu_hour:g}/device-hour, {est.price_source}" if est.price_usd_per_gpu_hour else "no price: give --price"),

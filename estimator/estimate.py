@@ -111,6 +111,7 @@ class Estimate:
     active_params: float | None = None
     tokens: float | None = None
     plan: Plan | None = None
+    num_gpus_given: bool = True
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -309,7 +310,7 @@ def estimate(
     if rate.peak_tflops is None:
         warnings.append(f"{acc.id} has no {precision} peak in the catalog; MFU is unknown")
     else:
-        assumptions.append(f"peak: {rate.peak_tflops:g} TFLOP/s dense {precision} per {acc.id} (datasheet, {acc.source})")
+        assumptions.append(f"peak: {rate.peak_tflops:g} TFLOP/s dense {precision} per {acc.id}, {acc.source}")
         if rate.mfu > 1:
             warnings.append(f"implied MFU {rate.mfu:.0%} exceeds the dense {precision} peak: check the inputs")
     assumptions.append(f"throughput: {rate.achieved_tflops:.4g} TFLOP/s per device, {rate.source}")
@@ -354,5 +355,5 @@ def estimate(
         energy_kwh=energy_kwh, pue=pue, electricity_usd_per_kwh=electricity_usd_per_kwh,
         energy_cost_usd=energy_cost, own_cost_usd=own_cost, range=band,
         model=work.model, params=work.params, active_params=work.active_params, tokens=work.tokens,
-        plan=plan, assumptions=tuple(assumptions), warnings=tuple(warnings),
+        plan=plan, num_gpus_given=not devices_note, assumptions=tuple(assumptions), warnings=tuple(warnings),
     )

@@ -1,0 +1,87 @@
+"""The README cannot drift: its set-up paths match .ci/run, and every `$ gpucost ...` example in a
+```console block is run and must print exactly the output shown under it.
+
+To refresh the outputs after an intended change: ``python tests/test_readme.py --update``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+CONSOLE = re.compile(r"```console\n(.*?)```", re.S)
+
+
+def examples(text: str) -> list[tuple[str, str]]:
+    """(command, expected output) for each `$ gpucost` line in the README's console blocks."""
+    found = []
+    for block in CONSOLE.findall(text):
+        parts = re.split(r"^\$ ", block, flags=re.M)
+        for part in parts[1:]:
+            command, _, output = part.partition("\n")
+            if command.startswith("gpucost "):
+                found.append((command, output.rstrip("\n")))
+    return found
+
+
+def run_example(command: str) -> tuple[int, str]:
+    """Run one README command in-process; return (exit code, stdout)."""
+    import contextlib
+    import io
+
+    from estimator.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(shlex.split(command)[1:])
+    return code, (out.getvalue() + err.getvalue()).rstrip("\n")
+
+
+EXAMPLES = examples(README.read_text())
+
+
+def test_readme_has_examples_for_the_slides_questions():
+    commands = " ".join(c for c, _ in EXAMPLES)
+    for needle in ("--params 175B --tokens 300B", "--model deepseek-v3", "--gpu-hours", "compare", "validate",
+                   "--deadline", "--budget"):
+        assert needle in commands
+
+
+@pytest.mark.parametrize(("command", "expected"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
+def test_readme_example_prints_what_the_readme_shows(command, expected):
+    code, output = run_example(command)
+    assert code == 0, output
+    assert output == expected
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme, ci = README.read_text(), (ROOT / ".ci" / "run").read_text()
+    assert 'pip install "torch==2.13.0"' in readme and '"torch==2.13.0"' in ci
+    assert 'pip install ".[test]"' in readme and '".[test]"' in ci
+    assert "python -m pytest -q" in readme and "python -m pytest -q" in ci
+
+
+def _update() -> None:
+    """Rewrite each console block: keep its `$ ` command lines, regenerate the gpucost outputs."""
+
+    def fill(match: re.Match) -> str:
+        body = []
+        for line in match.group(1).splitlines():
+            if line.startswith("$ "):
+                body.append(line)
+                if line.startswith("$ gpucost "):
+                    body.append(run_example(line[2:])[1])
+        return "```console\n" + "\n".join(body) + "\n```"
+
+    README.write_text(CONSOLE.sub(fill, README.read_text()))
+
+
+if __name__ == "__main__" and "--update" in sys.argv:
+    sys.path.insert(0, str(ROOT))
+    _update()
