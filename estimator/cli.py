@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
+from .commands import models_show
 from .catalog import load_catalog
 from .errors import GpucostError, InputError
 from .estimate import (DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_LIFE_YEARS, DEFAULT_PRECISION, DEFAULT_PUE,
@@ -58,6 +59,8 @@ Params = Annotated[Optional[str], typer.Option(help="Total parameters, e.g. 175B
 ActiveParams = Annotated[Optional[str], typer.Option(help="Parameters active per token (MoE), e.g. 37B. Default: all.")]
 Flops = Annotated[Optional[str], typer.Option(help="Total training FLOPs instead of a model, e.g. 3.15e23.")]
 Tokens = Annotated[Optional[str], typer.Option(help="Training tokens, e.g. 300B. Default: the model's published count.")]
+FlopsMethod = Annotated[str, typer.Option(help="FLOPs for the time: 6nd (Kaplan, the default; the MFU defaults are derived with it) or detailed (needs a model with an architecture).")]
+SeqLen = Annotated[Optional[int], typer.Option(help="Training sequence length for the detailed FLOPs and the memory check. Default: the model's.")]
 Precision = Annotated[str, typer.Option(help=f"Training precision: {', '.join(PRECISIONS)}. Picks the dense peak.")]
 NumGpus = Annotated[Optional[int], typer.Option(help="Number of devices (perfect scaling assumed). Default: 1.")]
 Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation: fraction of the dense peak, in (0, 1]. Default: per precision, printed.")]
@@ -92,6 +95,16 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
     rows += [
         ("model", est.model or "-", ", ".join(work) or est.flops_method),
         ("training compute", si(est.flops, "FLOP"), est.flops_method),
+    ]
+    if est.flops_detailed is not None:
+        used = est.flops == est.flops_detailed
+        rows.append(("detailed count", si(est.flops_detailed, "FLOP"),
+                     f"architecture at seq {est.seq_len}, {est.flops_detailed / est.flops_6nd - 1:+.1%} vs 6ND; "
+                     + ("used for the time" if used else "not used for the time (--flops-method detailed)")))
+    if est.min_gpus_to_fit is not None:
+        rows.append(("memory", f"needs >= {est.min_gpus_to_fit:,} x {est.gpu}",
+                     "to hold weights, grads, AdamW states, activations (ZeRO-3, full recompute, flash attention)"))
+    rows += [
         ("throughput", f"{est.achieved_tflops_per_gpu:.4g} TFLOP/s per device", f"{mfu}; {est.throughput_source}"),
         ("wall-clock", f"{est.wall_clock_days:,.1f} days", f"{est.num_gpus:,} x {est.gpu} ({est.gpu_name})"
          + ("" if est.num_gpus_given else "; set --num-gpus")),
@@ -129,6 +142,8 @@ def estimate_cmd(
     active_params: ActiveParams = None,
     flops: Flops = None,
     tokens: Tokens = None,
+    flops_method: FlopsMethod = "6nd",
+    seq_len: SeqLen = None,
     gpu: Annotated[str, typer.Option(help="Accelerator id or alias (see `gpucost gpus`).")] = "h100",
     num_gpus: NumGpus = None,
     precision: Precision = DEFAULT_PRECISION,
@@ -152,7 +167,8 @@ def estimate_cmd(
     _check_format(format)
     est = plan_estimate(
         gpu=gpu, deadline=deadline, budget=budget, chinchilla=chinchilla, model=model, params=params,
-        active_params=active_params, tokens=tokens, flops=flops, num_gpus=num_gpus, precision=precision,
+        active_params=active_params, tokens=tokens, flops=flops, flops_method=flops_method, seq_len=seq_len,
+        num_gpus=num_gpus, precision=precision,
         mfu=mfu, tflops=tflops, gpu_hours=gpu_hours, price=price, provider=provider, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
     _emit_estimate(est, format)
@@ -281,12 +297,18 @@ def validate_cmd(*, format: Format = "table") -> None:
                + ", ".join(f"{p} {DEFAULT_MFU[p]:.0%} ({MFU_BAND[p][0]:.0%}-{MFU_BAND[p][1]:.0%})" for p in ("bf16", "fp8")) + ".")
 
 
+models_app.command("show")(models_show.show)
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Errors become one ``Error: ...`` line on stderr."""
-    from typer._click import exceptions as click_exceptions  # typer ships its own click
+    try:
+        from typer._click import exceptions as click_exceptions  # typer >= 0.26 vendors click
+    except ImportError:  # pragma: no cover - older typer depends on click
+        from click import exceptions as click_exceptions
 
     command = typer.main.get_command(app)
     try:

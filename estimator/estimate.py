@@ -10,7 +10,7 @@ Two ways to an answer (Epoch AI's two methods, run in either direction):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .catalog import Accelerator, Catalog, Model, Price, load_catalog
@@ -49,6 +49,13 @@ class Workload:
     params: float | None = None
     active_params: float | None = None
     model: str | None = None
+    seq_len: int | None = None
+    flops_6nd: float | None = None
+    flops_detailed: float | None = None  # architecture-aware count (estimator.flops), when known
+    architecture: Any = field(default=None, repr=False, compare=False)
+
+
+FLOPS_METHODS = ("6nd", "detailed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,10 @@ class Estimate:
     tokens: float | None = None
     plan: Plan | None = None
     num_gpus_given: bool = True
+    seq_len: int | None = None
+    flops_6nd: float | None = None
+    flops_detailed: float | None = None
+    min_gpus_to_fit: int | None = None
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -130,13 +141,22 @@ def workload(
     active_params: float | str | None = None,
     tokens: float | str | None = None,
     flops: float | str | None = None,
+    flops_method: str = "6nd",
+    seq_len: int | None = None,
     catalog: Catalog | None = None,
 ) -> Workload:
     """Build a Workload from a catalog model, or parameters (+ active parameters for MoE), or FLOPs.
 
     Training FLOPs are 6 x active parameters x tokens (Kaplan et al. 2020) unless ``flops`` is
-    given. ``tokens`` defaults to the model's published training tokens.
+    given. ``tokens`` defaults to the model's published training tokens. For a catalog model with
+    an architecture, the detailed count (matmuls incl. attention scores and output head at
+    ``seq_len``, see :mod:`estimator.flops`) is computed too; ``flops_method="detailed"`` makes the
+    time use it. The default stays 6ND because the default MFU band was derived with 6ND counts.
     """
+    if flops_method not in FLOPS_METHODS:
+        raise InputError(f"unknown --flops-method {flops_method!r}; use one of {', '.join(FLOPS_METHODS)}")
+    if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1):
+        raise InputError(f"--seq-len must be a positive whole number, got {seq_len!r}")
     given = [name for name, v in (("--model", model), ("--params", params), ("--flops", flops)) if v is not None]
     if len(given) > 1:
         raise InputError(f"give only one of --model, --params or --flops (got {' and '.join(given)})")
@@ -156,9 +176,29 @@ def workload(
             raise InputError(f"model {name!r} has no published training tokens; give --tokens" if name
                              else "--params needs --tokens (the number of training tokens, e.g. 300B)")
         tok = published_tokens
+    six_nd = train_flops_6nd(active, tok)
     method = "6 x active params x tokens (Kaplan et al. 2020)" if active != total else "6 x params x tokens (Kaplan et al. 2020)"
-    return Workload(flops=train_flops_6nd(active, tok), flops_method=method, tokens=tok,
-                    params=total, active_params=active, model=name)
+    arch = detailed = None
+    if name is not None:
+        from .arch import architecture_for_model
+        from .flops import flops_per_token
+
+        record = (catalog or load_catalog()).model(name)
+        arch = architecture_for_model(record, (catalog or load_catalog()).directory / "architectures")
+        if arch is not None:
+            seq_len = seq_len or record.seq_len or arch.max_position_embeddings or 2048
+            detailed = flops_per_token(arch, seq_len).train_model * tok
+    if flops_method == "detailed":
+        if detailed is None:
+            raise InputError("--flops-method detailed needs a catalog model with an architecture "
+                             "(see `gpucost models show NAME`)")
+        chosen = detailed
+        method = f"detailed count from the architecture at sequence length {seq_len} (PaLM appendix B convention)"
+    else:
+        chosen = six_nd
+    return Workload(flops=chosen, flops_method=method, tokens=tok, params=total, active_params=active, model=name,
+                    seq_len=seq_len if arch is not None else None, flops_6nd=six_nd, flops_detailed=detailed,
+                    architecture=arch)
 
 
 def resolve_params(
@@ -255,6 +295,19 @@ def throughput(
     return Throughput(achieved, peak, source, band)
 
 
+def _min_devices_to_fit(work: Workload, acc: Accelerator, warnings: list[str]) -> int | None:
+    """Fewest devices that hold the run's training memory in the most frugal common layout
+    (ZeRO-3, full recompute, flash attention, sequence parallel, micro-batch 1): a lower bound."""
+    from .memory import min_devices
+
+    try:
+        return min_devices(work.architecture, acc.memory_gb, seq_len=work.seq_len, zero_stage=3, recompute="full",
+                           flash_attention=True, sequence_parallel=True).num_devices
+    except InputError as exc:
+        warnings.append(f"memory check: {exc}")
+        return None
+
+
 def estimate(
     work: Workload,
     gpu: str | Accelerator,
@@ -331,6 +384,18 @@ def estimate(
         assumptions.append(f"owning: ${acc.purchase_price_usd:,.0f} per device amortised over {life_years:g} years "
                            f"of continuous use, plus electricity")
 
+    min_fit = None
+    if work.architecture is not None:
+        min_fit = _min_devices_to_fit(work, acc, warnings)
+        if min_fit is not None and num_gpus < min_fit:
+            warnings.append(f"the run does not fit {num_gpus} x {acc.id}: it needs at least {min_fit} devices of "
+                            f"{acc.memory_gb:g} GB even with ZeRO-3, full recompute and flash attention "
+                            f"(see `gpucost models show {work.model} --gpu {acc.id}`)")
+    if work.flops_detailed is not None:
+        assumptions.append(f"detailed FLOPs at sequence length {work.seq_len}: {work.flops_detailed:.3g} "
+                           f"({work.flops_detailed / work.flops_6nd - 1:+.1%} vs 6ND); the time uses "
+                           + ("the detailed count" if work.flops == work.flops_detailed else "6ND (--flops-method detailed to switch)"))
+
     band = None
     if rate.band_tflops is not None:
         slow_h, fast_h = (work.flops / (t * 1e12) / 3600.0 for t in rate.band_tflops)
@@ -355,5 +420,6 @@ def estimate(
         energy_kwh=energy_kwh, pue=pue, electricity_usd_per_kwh=electricity_usd_per_kwh,
         energy_cost_usd=energy_cost, own_cost_usd=own_cost, range=band,
         model=work.model, params=work.params, active_params=work.active_params, tokens=work.tokens,
-        plan=plan, num_gpus_given=not devices_note, assumptions=tuple(assumptions), warnings=tuple(warnings),
+        plan=plan, num_gpus_given=not devices_note, seq_len=work.seq_len, flops_6nd=work.flops_6nd,
+        flops_detailed=work.flops_detailed, min_gpus_to_fit=min_fit, assumptions=tuple(assumptions), warnings=tuple(warnings),
     )

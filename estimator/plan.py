@@ -42,6 +42,8 @@ def plan_estimate(
     active_params: float | str | None = None,
     tokens: float | str | None = None,
     flops: float | str | None = None,
+    flops_method: str = "6nd",
+    seq_len: int | None = None,
     num_gpus: int | None = None,
     precision: str = "bf16",
     mfu: float | None = None,
@@ -60,7 +62,8 @@ def plan_estimate(
     if chinchilla and budget is None:
         raise InputError("--chinchilla needs --budget (the money to spend)")
     if deadline is None and budget is None:
-        work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops, catalog=catalog)
+        work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops,
+                        flops_method=flops_method, seq_len=seq_len, catalog=catalog)
         return estimate(work, acc, num_gpus=num_gpus, precision=precision, mfu=mfu, tflops=tflops, rate=rate,
                         price=price, provider=provider, catalog=catalog, **estimate_options)
     if estimate_options.get("gpu_hours") is not None:
@@ -85,10 +88,9 @@ def plan_estimate(
         else:
             if model is None and params is None:
                 raise InputError("--budget needs the model (--model or --params), or --chinchilla to choose one")
-            name, total, active, _ = resolve_params(model=model, params=params, active_params=active_params, catalog=catalog)
-            d = compute / (6.0 * active)
-            work = Workload(flops=compute, tokens=d, params=total, active_params=active, model=name,
-                            flops_method="6 x active params x tokens; tokens = budget FLOPs / (6 x active params)")
+            _, _, active, _ = resolve_params(model=model, params=params, active_params=active_params, catalog=catalog)
+            work = workload(model=model, params=params, active_params=active_params, tokens=compute / (6.0 * active),
+                            seq_len=seq_len, catalog=catalog)
         questions.update(budget_usd=budget_usd, budget_gpu_hours=hours, budget_flops=compute,
                          params=work.params, tokens=work.tokens)
         if rate.band_tflops is not None and not chinchilla:
@@ -96,7 +98,8 @@ def plan_estimate(
             questions.update(tokens_low=low, tokens_high=high)
         rate = dataclasses.replace(rate, band_tflops=None)  # the budget fixes the cost; the tokens vary
     else:
-        work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops, catalog=catalog)
+        work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops,
+                        flops_method=flops_method, seq_len=seq_len, catalog=catalog)
     if deadline is not None:
         if num_gpus is not None:
             raise InputError("--deadline answers the number of devices; drop --num-gpus")

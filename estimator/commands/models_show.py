@@ -1,0 +1,290 @@
+"""``gpucost models show NAME`` (or ``--hf-config PATH``): parameters, FLOPs per token and training
+memory of one architecture. :func:`model_report` builds the record (a pure function); :func:`show`
+is the typer command that resolves the model, renders and prints. Errors are GpucostError
+subclasses; the CLI turns them into ``Error: ...`` and an exit code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..arch import Architecture, architecture_for_model, count_params, load_hf_config
+from ..errors import InputError
+from ..flops import RECOMPUTE_MODES, flops_per_token
+from ..memory import (DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, GB,
+                      Parallelism, fit_check, min_devices, training_memory)
+
+SHOW_FORMATS = ("table", "markdown", "json", "yaml", "csv")
+
+
+def _arch_fields(arch: Architecture) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "model_type": arch.model_type, "num_layers": arch.num_layers, "hidden_size": arch.hidden_size,
+        "num_heads": arch.num_heads, "num_kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim,
+        "ffn_size": arch.ffn_size, "gated_ffn": arch.gated_ffn, "vocab_size": arch.vocab_size,
+        "tie_embeddings": arch.tie_embeddings, "position_embedding": arch.position_embedding, "norm": arch.norm,
+    }
+    if arch.moe is not None:
+        m = arch.moe
+        out["moe"] = {"num_experts": m.num_experts, "experts_per_token": m.experts_per_token,
+                      "expert_ffn_size": m.expert_ffn_size, "num_shared_experts": m.num_shared_experts,
+                      "first_k_dense": m.first_k_dense, "num_moe_layers": arch.num_moe_layers}
+    if arch.mla is not None:
+        a = arch.mla
+        out["mla"] = {"q_lora_rank": a.q_lora_rank, "kv_lora_rank": a.kv_lora_rank,
+                      "qk_nope_head_dim": a.qk_nope_head_dim, "qk_rope_head_dim": a.qk_rope_head_dim,
+                      "v_head_dim": a.v_head_dim}
+    if arch.num_mtp_layers:
+        out["num_mtp_layers"] = arch.num_mtp_layers
+    return out
+
+
+def model_report(arch: Architecture, *, seq_len: int, seq_len_source: str = "given", causal: bool = False,
+                 recompute: str = "none", micro_batch: int = 1, parallel: Parallelism | None = None,
+                 flash_attention: bool = False, weight_bytes: float = DEFAULT_WEIGHT_BYTES,
+                 grad_bytes: float = DEFAULT_GRAD_BYTES, optimizer_bytes: float = DEFAULT_OPTIMIZER_BYTES,
+                 gpu: Any = None, reserve_gb: float = DEFAULT_RESERVE_GB,
+                 search: dict[str, int | None] | None = None) -> dict[str, Any]:
+    """The ``models show`` record: parameters (exact), FLOPs per token, memory per device and,
+    when ``gpu`` (a catalog Accelerator) is given, the fit check and the minimum device count.
+    FLOPs in FLOPs per token; memory in decimal GB (``_gb``)."""
+    parallel = parallel or Parallelism()
+    params = count_params(arch)
+    flops = flops_per_token(arch, seq_len, causal=causal, recompute=recompute)
+    memory = training_memory(arch, seq_len=seq_len, micro_batch=micro_batch, parallel=parallel, recompute=recompute,
+                             flash_attention=flash_attention, weight_bytes=weight_bytes, grad_bytes=grad_bytes,
+                             optimizer_bytes=optimizer_bytes)
+    report: dict[str, Any] = {
+        "model": arch.name,
+        "architecture": _arch_fields(arch),
+        "params_total": params.total,
+        "params_active": params.active,
+        "params_breakdown": dict(params.breakdown),
+        "params_active_breakdown": dict(params.active_breakdown),
+    }
+    if params.mtp_total:
+        report["params_mtp_total"] = params.mtp_total
+        report["params_mtp_active"] = params.mtp_active
+    report.update({
+        "seq_len": seq_len,
+        "seq_len_source": seq_len_source,
+        "causal": flops.causal,
+        "train_flops_per_token": flops.train_model,
+        "flops_per_token": {
+            "forward": flops.forward, "train_model": flops.train_model, "train_hardware": flops.train_hardware,
+            "recompute": flops.recompute, "six_n": flops.six_n, "palm_6n_12lhqt": flops.palm,
+            "detailed_over_six_n": flops.train_model / flops.six_n, "forward_breakdown": dict(flops.breakdown),
+            **({"mtp_forward": flops.mtp_forward} if flops.mtp_forward else {}),
+        },
+        "memory": {
+            "micro_batch": micro_batch, "recompute": recompute, "flash_attention": flash_attention,
+            "parallel": {"data": parallel.data, "tensor": parallel.tensor, "pipeline": parallel.pipeline,
+                         "expert": parallel.expert, "sequence_parallel": parallel.sequence_parallel,
+                         "zero_stage": parallel.zero_stage},
+            "bytes_per_param": {"weights": weight_bytes, "gradients": grad_bytes, "optimizer": optimizer_bytes},
+            "params_per_device": memory.params_per_device,
+            **dict(memory.as_gb()),
+        },
+    })
+    if gpu is not None:
+        fit = fit_check(memory, gpu.memory_gb, reserve_gb=reserve_gb)
+        search = search or {}
+        try:
+            plan = min_devices(arch, gpu.memory_gb, seq_len=seq_len, micro_batch=micro_batch,
+                               zero_stage=parallel.zero_stage, recompute=recompute, flash_attention=flash_attention,
+                               sequence_parallel=parallel.sequence_parallel, reserve_gb=reserve_gb,
+                               weight_bytes=weight_bytes, grad_bytes=grad_bytes, optimizer_bytes=optimizer_bytes,
+                               tensor=search.get("tensor"), pipeline=search.get("pipeline"), expert=search.get("expert"))
+        except InputError as exc:
+            plan, why = None, str(exc)
+        report["fit"] = {
+            "gpu": gpu.id, "memory_gb": gpu.memory_gb, "reserve_gb": reserve_gb, "usable_gb": fit.usable_bytes / GB,
+            "required_gb": fit.required_bytes / GB, "fits": fit.fits,
+            "min_devices": plan.num_devices if plan else None,
+        }
+        if plan is None:
+            report["fit"]["min_devices_note"] = why
+        else:
+            p = plan.parallel
+            report["fit"]["min_layout"] = {"data": p.data, "tensor": p.tensor, "pipeline": p.pipeline,
+                                           "expert": p.expert, "zero_stage": p.zero_stage,
+                                           "sequence_parallel": p.sequence_parallel,
+                                           "required_gb": plan.memory.total_bytes / GB}
+    return report
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _gb(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def render_report(report: dict[str, Any], fmt: str) -> str:
+    """Render a :func:`model_report` record: tables (table/markdown) or json/yaml/csv."""
+    if fmt not in SHOW_FORMATS:
+        raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(SHOW_FORMATS)}")
+    if fmt in ("json", "yaml", "csv"):
+        from ..render import render
+
+        return render(report, fmt)
+    from tabulate import tabulate
+
+    style = "github" if fmt == "markdown" else "simple"
+
+    def table(rows: list, headers: list[str], align: tuple[str, ...] | None = None) -> str:
+        return tabulate(rows, headers=headers, tablefmt=style, disable_numparse=True,
+                        colalign=align or ("left",) + ("right",) * (len(headers) - 1))
+
+    a = report["architecture"]
+    title = (f"{report['model']} ({a['model_type']}): {a['num_layers']} layers, d_model {a['hidden_size']}, "
+             f"{a['num_heads']} heads / {a['num_kv_heads']} KV, FFN {a['ffn_size']}"
+             f"{' SwiGLU' if a['gated_ffn'] else ''}, vocab {a['vocab_size']}")
+    if "moe" in a:
+        m = a["moe"]
+        title += (f"; MoE {m['num_experts']} experts, top-{m['experts_per_token']}"
+                  f"{', ' + str(m['num_shared_experts']) + ' shared' if m['num_shared_experts'] else ''}"
+                  f", {m['num_moe_layers']} MoE layers")
+    parts = [title, ""]
+
+    total, active = report["params_breakdown"], report["params_active_breakdown"]
+    rows = [(k, _n(v), _n(active.get(k, 0))) for k, v in total.items()]
+    rows.append(("total", _n(report["params_total"]), _n(report["params_active"])))
+    if "params_mtp_total" in report:
+        rows.append(("MTP modules (not in total)", _n(report["params_mtp_total"]), _n(report["params_mtp_active"])))
+    parts += ["Parameters", table(rows, ["component", "total", "active"]), ""]
+
+    f = report["flops_per_token"]
+    attn = "causal (halved)" if report["causal"] else "full s x s matrix (PaLM convention; --causal halves it)"
+    rows = [(k, f"{v:.4g}") for k, v in f["forward_breakdown"].items()]
+    rows += [
+        ("forward", f"{f['forward']:.4g}"),
+        ("train, model FLOPs (3 x forward)", f"{f['train_model']:.4g}"),
+        (f"train, hardware (recompute: {f['recompute']})", f"{f['train_hardware']:.4g}"),
+        ("6N (N = active params)", f"{f['six_n']:.4g}"),
+        ("PaLM 6N + 12LHQT", f"{f['palm_6n_12lhqt']:.4g}"),
+        ("detailed / 6N", f"{f['detailed_over_six_n']:.3f}"),
+    ]
+    if "mtp_forward" in f:
+        rows.append(("MTP forward (not included)", f"{f['mtp_forward']:.4g}"))
+    parts += [f"FLOPs per token at seq_len {report['seq_len']} ({report['seq_len_source']}); attention: {attn}",
+              table(rows, ["quantity", "FLOPs/token"]), ""]
+
+    m = report["memory"]
+    p = m["parallel"]
+    b = m["bytes_per_param"]
+    sp = " + sequence parallel" if p["sequence_parallel"] and p["tensor"] > 1 else ""
+    layout = (f"data {p['data']}, tensor {p['tensor']}{sp}, "
+              f"pipeline {p['pipeline']}, expert {p['expert']}, ZeRO stage {p['zero_stage']}")
+    rows = [
+        ("weights", _gb(m["weights_gb"]), f"{b['weights']:g} B/param"),
+        ("gradients", _gb(m["gradients_gb"]), f"{b['gradients']:g} B/param"),
+        ("optimizer states", _gb(m["optimizer_gb"]), f"{b['optimizer']:g} B/param (AdamW: fp32 master, m, v)"),
+        ("activations", _gb(m["activations_gb"]),
+         f"micro-batch {m['micro_batch']}, recompute {m['recompute']}, "
+         f"flash attention {'on' if m['flash_attention'] else 'off'} (Korthikanti et al. 2022)"),
+        ("total", _gb(m["total_gb"]), f"{_n(m['params_per_device'])} params on this device"),
+    ]
+    parts += [f"Training memory per device (most loaded; GB = 1e9 bytes): {layout}",
+              table(rows, ["item", "GB", "assumption"], ("left", "right", "left"))]
+
+    if "fit" in report:
+        fit = report["fit"]
+        rows = [
+            ("device", fit["gpu"]),
+            ("capacity", f"{fit['memory_gb']:g} GB, {fit['reserve_gb']:g} GB reserved -> {fit['usable_gb']:.2f} GB usable"),
+            ("this layout", f"{fit['required_gb']:.2f} GB: {'fits' if fit['fits'] else 'does NOT fit'}"),
+        ]
+        if fit["min_devices"] is None:
+            rows.append(("minimum devices", fit["min_devices_note"]))
+        else:
+            lay = fit["min_layout"]
+            rows.append(("minimum devices", f"{fit['min_devices']} (data {lay['data']}, tensor {lay['tensor']}, "
+                                            f"pipeline {lay['pipeline']}, expert {lay['expert']}, ZeRO "
+                                            f"{lay['zero_stage']}: {lay['required_gb']:.2f} GB each)"))
+        parts += ["", "Fit check", table(rows, ["", ""], ("left", "left"))]
+    return "\n".join(parts)
+
+
+def resolve(name: str | None, hf_config: Path | None, *, mlm_head: bool = False) -> tuple[Architecture, int | None]:
+    """(architecture, the catalog's training seq_len or None) for a catalog name or a config file."""
+    if (name is None) == (hf_config is None):
+        raise InputError("give a catalog model NAME or --hf-config PATH (exactly one)")
+    if hf_config is not None:
+        return load_hf_config(hf_config, mlm_head=mlm_head), None
+    from ..catalog import load_catalog
+
+    assert name is not None
+    model = load_catalog().model(name)
+    arch = architecture_for_model(model)
+    if arch is None:
+        raise InputError(f"model {model.id!r} has no architecture (catalogs/architectures/{model.id}.json); "
+                         "pass its config.json with --hf-config")
+    if mlm_head:
+        from dataclasses import replace
+
+        if arch.model_type != "bert":
+            raise InputError("--mlm-head applies to BERT-style encoders only")
+        arch = replace(arch, mlm_head=True)
+    return arch, model.seq_len
+
+
+def show(
+    name: Annotated[Optional[str], typer.Argument(help="Catalog model id or alias, e.g. llama-3.1-70b.")] = None,
+    *,
+    hf_config: Annotated[Optional[Path], typer.Option("--hf-config", help="A Hugging Face config.json to read instead of a catalog model (read from disk; no network).")] = None,
+    seq_len: Annotated[Optional[int], typer.Option(help="Sequence length in tokens. Default: the catalog's pre-training length, else the config's (original) max_position_embeddings.")] = None,
+    micro_batch: Annotated[int, typer.Option(help="Micro-batch size per device (sequences) for activation memory.")] = 1,
+    data_parallel: Annotated[int, typer.Option(help="Data-parallel size (ZeRO shards over it).")] = 1,
+    tensor_parallel: Annotated[Optional[int], typer.Option(help="Tensor-parallel size. Default 1; the --gpu device search tries 1-8 unless given.")] = None,
+    pipeline_parallel: Annotated[Optional[int], typer.Option(help="Pipeline-parallel size. Default 1; the --gpu device search tries divisors of the layer count unless given.")] = None,
+    expert_parallel: Annotated[Optional[int], typer.Option(help="Expert-parallel size (MoE; must divide --data-parallel). Default 1; searched for --gpu unless given.")] = None,
+    sequence_parallel: Annotated[bool, typer.Option("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. 2022).")] = False,
+    zero_stage: Annotated[int, typer.Option(help="ZeRO stage 0-3: 1 shards optimizer states, 2 also gradients, 3 also weights over data-parallel ranks.")] = 0,
+    recompute: Annotated[str, typer.Option(help=f"Activation recomputation: {', '.join(RECOMPUTE_MODES)} (selective = attention scores only).")] = "none",
+    flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention", help="A fused attention kernel that stores no s x s scores.")] = False,
+    causal: Annotated[bool, typer.Option("--causal/--no-causal", help="Halve the attention-score FLOPs for causal masking. Default off: the full s x s matrix (PaLM appendix B).")] = False,
+    gpu: Annotated[Optional[str], typer.Option(help="Catalog GPU for a fit check and the minimum device count, e.g. h100-sxm.")] = None,
+    reserve_gb: Annotated[float, typer.Option(help="GB per device kept back from the run (CUDA context, NCCL buffers) in the fit check.")] = DEFAULT_RESERVE_GB,
+    weight_bytes: Annotated[float, typer.Option(help="Bytes per parameter for weights (bf16: 2).")] = DEFAULT_WEIGHT_BYTES,
+    grad_bytes: Annotated[float, typer.Option(help="Bytes per parameter for gradients (bf16: 2).")] = DEFAULT_GRAD_BYTES,
+    optimizer_bytes: Annotated[float, typer.Option(help="Bytes per parameter for optimizer states (AdamW mixed precision: 12).")] = DEFAULT_OPTIMIZER_BYTES,
+    mlm_head: Annotated[bool, typer.Option("--mlm-head/--no-mlm-head", help="BERT: count the masked-LM head (BertForMaskedLM) too.")] = False,
+    format: Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(SHOW_FORMATS)}.")] = "table",
+) -> None:
+    """Show a model's exact parameter breakdown, FLOPs per token (forward/train, 6N vs detailed)
+    and training memory per device, optionally with a fit check on a GPU."""
+    if format not in SHOW_FORMATS:
+        raise InputError(f"unknown --format {format!r}; use one of {', '.join(SHOW_FORMATS)}")
+    if recompute not in RECOMPUTE_MODES:
+        raise InputError(f"unknown --recompute {recompute!r}; use one of {', '.join(RECOMPUTE_MODES)}")
+    arch, catalog_seq_len = resolve(name, hf_config, mlm_head=mlm_head)
+    if seq_len is not None:
+        source = "--seq-len"
+    elif catalog_seq_len is not None:
+        seq_len, source = catalog_seq_len, "catalog pre-training length"
+    elif arch.default_seq_len is not None:
+        seq_len, source = arch.default_seq_len, "config.json (original_)max_position_embeddings"
+    else:
+        raise InputError("the config gives no sequence length; pass --seq-len")
+    parallel = Parallelism(data=data_parallel, tensor=tensor_parallel or 1, pipeline=pipeline_parallel or 1,
+                           expert=expert_parallel or 1, sequence_parallel=sequence_parallel, zero_stage=zero_stage)
+    accelerator = None
+    if gpu is not None:
+        from ..catalog import load_catalog
+
+        accelerator = load_catalog().accelerator(gpu)
+    report = model_report(
+        arch, seq_len=seq_len, seq_len_source=source, causal=causal, recompute=recompute, micro_batch=micro_batch,
+        parallel=parallel, flash_attention=flash_attention, weight_bytes=weight_bytes, grad_bytes=grad_bytes,
+        optimizer_bytes=optimizer_bytes, gpu=accelerator, reserve_gb=reserve_gb,
+        search={"tensor": tensor_parallel, "pipeline": pipeline_parallel, "expert": expert_parallel},
+    )
+    typer.echo(render_report(report, format))
+
+
+__all__ = ["SHOW_FORMATS", "model_report", "render_report", "resolve", "show"]

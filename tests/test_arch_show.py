@@ -1,0 +1,124 @@
+"""``models show``: the command function driven through typer (registered here the way cli.py will)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from estimator.arch import count_params, load_architecture
+from estimator.commands.models_show import model_report, render_report, show
+from estimator.errors import GpucostError
+from estimator.flops import flops_per_token
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCH_DIR = ROOT / "catalogs" / "architectures"
+
+
+def run(*args: str):
+    """Invoke ``show`` as ``gpucost models show ...`` would; domain errors -> (code, 'Error: ...')."""
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command("show")(show)
+
+    @app.callback()
+    def _root() -> None:
+        """test app"""
+
+    result = CliRunner().invoke(app, ["show", *args])
+    if isinstance(result.exception, GpucostError):
+        return result.exception.exit_code, f"Error: {result.exception}"
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def test_json_output_has_params_and_train_flops_at_the_catalog_seq_len():
+    code, out = run("llama-3.1-8b", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    arch = load_architecture("llama-3.1-8b", ARCH_DIR)
+    assert data["params_total"] == data["params_active"] == 8_030_261_248
+    assert data["seq_len"] == 8192 and data["seq_len_source"] == "catalog pre-training length"
+    assert data["train_flops_per_token"] == flops_per_token(arch, 8192).train_model
+    assert data["causal"] is False
+
+
+def test_seq_len_and_causal_options_change_the_flops():
+    _, out = run("llama-3.1-8b", "--seq-len", "2048", "--causal", "-f", "json")
+    data = json.loads(out)
+    arch = load_architecture("llama-3.1-8b", ARCH_DIR)
+    assert data["train_flops_per_token"] == flops_per_token(arch, 2048, causal=True).train_model
+
+
+def test_moe_model_reports_active_params_and_mtp_apart():
+    _, out = run("deepseek-v3", "-f", "json")
+    data = json.loads(out)
+    assert (data["params_total"], data["params_active"]) == (671_026_419_200, 37_552_297_472)
+    assert data["params_mtp_total"] == 11_610_068_224
+    assert data["seq_len"] == 4096
+
+
+def test_hf_config_file_is_read_without_the_catalog(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text((ARCH_DIR / "gpt2-small.json").read_text())
+    code, out = run("--hf-config", str(path), "-f", "yaml")
+    data = yaml.safe_load(out)
+    assert code == 0 and data["params_total"] == 124_439_808 and data["seq_len"] == 1024
+
+
+def test_table_output_shows_breakdown_flops_and_memory_sections():
+    code, out = run("llama-3.1-70b")
+    assert code == 0
+    for text in ("Parameters", "70,553,706,496", "FLOPs per token at seq_len 8192", "full s x s matrix",
+                 "Training memory per device", "optimizer states", "AdamW"):
+        assert text in out
+
+
+def test_gpu_fit_check_reports_the_minimum_devices():
+    _, out = run("llama-3.1-70b", "--gpu", "h100-sxm", "--flash-attention", "--recompute", "selective",
+                 "--sequence-parallel", "--zero-stage", "1", "-f", "json")
+    fit = json.loads(out)["fit"]
+    assert fit["gpu"] == "h100-sxm" and fit["fits"] is False and fit["usable_gb"] == 78.0
+    assert fit["min_devices"] == fit["min_layout"]["data"] * fit["min_layout"]["tensor"] * fit["min_layout"]["pipeline"]
+
+
+def test_parallel_options_reach_the_memory_breakdown():
+    _, out = run("llama-3.1-70b", "--data-parallel", "64", "--zero-stage", "3", "-f", "json")
+    memory = json.loads(out)["memory"]
+    states = memory["weights_gb"] + memory["gradients_gb"] + memory["optimizer_gb"]
+    assert states == pytest.approx(16 * 70_553_706_496 / 64 / 1e9)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "Error: give a catalog model NAME or --hf-config PATH (exactly one)"),
+    (("gpt3-175b",), "Error: model 'gpt3-175b' has no architecture"),
+    (("llama-3.1-8b", "--format", "xml"), "Error: unknown --format 'xml'"),
+    (("llama-3.1-8b", "--recompute", "half"), "Error: unknown --recompute 'half'"),
+    (("llama-3.1-8b", "--zero-stage", "5"), "Error: parallelism.zero_stage must be 0, 1, 2 or 3"),
+    (("no-such-model",), "Error: unknown model 'no-such-model'"),
+])
+def test_bad_input_is_a_one_line_domain_error(args, message):
+    code, out = run(*args)
+    assert code in (1, 2) and out.startswith(message)
+
+
+def test_every_option_has_help_text():
+    hints = typing.get_type_hints(show, include_extras=True)
+    for name in inspect.signature(show).parameters:
+        info = [m for m in hints[name].__metadata__ if isinstance(m, (typer.models.OptionInfo, typer.models.ArgumentInfo))]
+        assert info and info[0].help, name
+
+
+def test_report_renders_in_every_format():
+    arch = load_architecture("mixtral-8x7b", ARCH_DIR)
+    report = model_report(arch, seq_len=4096)
+    assert report["params_active"] == count_params(arch).active
+    for fmt in ("table", "markdown", "json", "yaml", "csv"):
+        assert render_report(report, fmt)
+    assert "| component" in render_report(report, "markdown")
