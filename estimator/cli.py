@@ -111,8 +111,9 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
         ("device-hours", f"{est.gpu_hours:,.0f} {est.gpu}-hours", ""),
         ("cost", usd(est.cost_usd),
          f"${est.price_usd_per_gpu_hour:g}/device-hour, {est.price_source}" if est.price_usd_per_gpu_hour else "no price: give --price"),
-        ("energy", f"{est.energy_kwh:,.0f} kWh, {usd(est.energy_cost_usd)}",
-         f"TDP x device-hours x PUE {est.pue:g}, at ${est.electricity_usd_per_kwh:g}/kWh"),
+        ("energy", f"{est.energy_kwh:,.0f} kWh, {usd(est.energy_cost_usd)}" if est.energy_kwh is not None else "n/a",
+         f"TDP x device-hours x PUE {est.pue:g}, at ${est.electricity_usd_per_kwh:g}/kWh"
+         if est.energy_kwh is not None else "no TDP known for this device"),
     ]
     if est.own_cost_usd is not None:
         rows.append(("cost if owned", usd(est.own_cost_usd), "purchase price amortised + electricity (see assumptions)"))

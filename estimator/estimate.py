@@ -107,10 +107,10 @@ class Estimate:
     price_usd_per_gpu_hour: float | None
     price_source: str | None
     cost_usd: float | None
-    energy_kwh: float
+    energy_kwh: float | None
     pue: float
     electricity_usd_per_kwh: float
-    energy_cost_usd: float
+    energy_cost_usd: float | None
     own_cost_usd: float | None
     range: Range | None
     model: str | None = None
@@ -374,12 +374,13 @@ def estimate(
         warnings.append(f"no price for {acc.id} in the catalog; give --price USD per device-hour")
     else:
         assumptions.append(f"price: ${usd_per_hour:g} per device-hour, {price_source}")
-    energy_kwh = acc.tdp_w * hours * pue / 1000.0
-    energy_cost = energy_kwh * electricity_usd_per_kwh
-    assumptions.append(f"energy: {acc.tdp_w:g} W TDP x device-hours x PUE {pue:g}, "
-                       f"${electricity_usd_per_kwh:g}/kWh")
-    own_cost = None
-    if acc.purchase_price_usd is not None:
+    energy_kwh = energy_cost = own_cost = None
+    if acc.tdp_w is not None:
+        energy_kwh = acc.tdp_w * hours * pue / 1000.0
+        energy_cost = energy_kwh * electricity_usd_per_kwh
+        assumptions.append(f"energy: {acc.tdp_w:g} W TDP x device-hours x PUE {pue:g}, "
+                           f"${electricity_usd_per_kwh:g}/kWh")
+    if acc.purchase_price_usd is not None and energy_cost is not None:
         own_cost = hours * acc.purchase_price_usd / (life_years * 365 * 24) + energy_cost
         assumptions.append(f"owning: ${acc.purchase_price_usd:,.0f} per device amortised over {life_years:g} years "
                            f"of continuous use, plus electricity")
@@ -390,7 +391,8 @@ def estimate(
         if min_fit is not None and num_gpus < min_fit:
             warnings.append(f"the run does not fit {num_gpus} x {acc.id}: it needs at least {min_fit} devices of "
                             f"{acc.memory_gb:g} GB even with ZeRO-3, full recompute and flash attention "
-                            f"(see `gpucost models show {work.model} --gpu {acc.id}`)")
+                            f"(see `gpucost models show {work.model} --gpu {acc.id} --zero-stage 3 --recompute full "
+                            f"--flash-attention --sequence-parallel`)")
     if work.flops_detailed is not None:
         assumptions.append(f"detailed FLOPs at sequence length {work.seq_len}: {work.flops_detailed:.3g} "
                            f"({work.flops_detailed / work.flops_6nd - 1:+.1%} vs 6ND); the time uses "

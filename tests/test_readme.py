@@ -1,5 +1,5 @@
-"""The README cannot drift: its set-up paths match .ci/run, and every `$ gpucost ...` example in a
-```console block is run and must print exactly the output shown under it.
+"""The README and docs/ cannot drift: the set-up paths match .ci/run, and every `$ gpucost ...`
+example in a ```console block is run and must print exactly the output shown under it.
 
 To refresh the outputs after an intended change: ``python tests/test_readme.py --update``.
 """
@@ -15,11 +15,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 CONSOLE = re.compile(r"```console\n(.*?)```", re.S)
 
 
 def examples(text: str) -> list[tuple[str, str]]:
-    """(command, expected output) for each `$ gpucost` line in the README's console blocks."""
+    """(command, expected output) for each `$ gpucost` line in a document's console blocks."""
     found = []
     for block in CONSOLE.findall(text):
         parts = re.split(r"^\$ ", block, flags=re.M)
@@ -43,7 +44,7 @@ def run_example(command: str) -> tuple[int, str]:
     return code, (out.getvalue() + err.getvalue()).rstrip("\n")
 
 
-EXAMPLES = examples(README.read_text())
+EXAMPLES = [example for doc in DOCS for example in examples(doc.read_text())]
 
 
 def test_readme_has_examples_for_the_slides_questions():
@@ -79,7 +80,8 @@ def _update() -> None:
                     body.append(run_example(line[2:])[1])
         return "```console\n" + "\n".join(body) + "\n```"
 
-    README.write_text(CONSOLE.sub(fill, README.read_text()))
+    for doc in DOCS:
+        doc.write_text(CONSOLE.sub(fill, doc.read_text()))
 
 
 if __name__ == "__main__" and "--update" in sys.argv:
