@@ -4,18 +4,19 @@ to ``Error: ...`` on stderr with an exit code (2 usage or unknown name, 1 other 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from . import __version__
-from .commands import models_show
+from .commands import models_show, profile
 from .catalog import load_catalog
 from .errors import GpucostError, InputError
-from .estimate import (DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_LIFE_YEARS, DEFAULT_PRECISION, DEFAULT_PUE,
+from .estimate import (DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PRECISION, DEFAULT_PUE,
                        DEFAULT_MFU, MFU_BAND, PRECISIONS, Estimate, estimate, workload)
 from .plan import plan_estimate
-from .numbers import si, usd
+from .numbers import count, days, si, usd
 from .render import FORMATS, render
 
 app = typer.Typer(
@@ -106,9 +107,9 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
                      "to hold weights, grads, AdamW states, activations (ZeRO-3, full recompute, flash attention)"))
     rows += [
         ("throughput", f"{est.achieved_tflops_per_gpu:.4g} TFLOP/s per device", f"{mfu}; {est.throughput_source}"),
-        ("wall-clock", f"{est.wall_clock_days:,.1f} days", f"{est.num_gpus:,} x {est.gpu} ({est.gpu_name})"
+        ("wall-clock", days(est.wall_clock_days), f"{est.num_gpus:,} x {est.gpu} ({est.gpu_name})"
          + ("" if est.num_gpus_given else "; set --num-gpus")),
-        ("device-hours", f"{est.gpu_hours:,.0f} {est.gpu}-hours", ""),
+        ("device-hours", f"{count(est.gpu_hours)} {est.gpu}-hours", ""),
         ("cost", usd(est.cost_usd),
          f"${est.price_usd_per_gpu_hour:g}/device-hour, {est.price_source}" if est.price_usd_per_gpu_hour else "no price: give --price"),
         ("energy", f"{est.energy_kwh:,.0f} kWh, {usd(est.energy_cost_usd)}" if est.energy_kwh is not None else "n/a",
@@ -120,8 +121,9 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
     if est.range is not None:
         r = est.range
         cost = f", {usd(r.cost_usd_low)} - {usd(r.cost_usd_high)}" if r.cost_usd_low is not None else ""
-        rows.append(("range", f"{r.wall_clock_days_low:,.1f} - {r.wall_clock_days_high:,.1f} days{cost}",
-                     f"MFU {r.mfu_high:.0%} (fast end) to {r.mfu_low:.0%} (slow end)"))
+        rows.append(("range", f"{days(r.wall_clock_days_low)} - {days(r.wall_clock_days_high)}{cost}",
+                     f"MFU {r.mfu_high:.0%} (fast end) to {r.mfu_low:.0%} (slow end)" if r.mfu_low is not None else
+                     f"{r.tflops_high:.4g} (fast end) to {r.tflops_low:.4g} (slow end) TFLOP/s per device"))
     return rows
 
 
@@ -145,11 +147,12 @@ def estimate_cmd(
     tokens: Tokens = None,
     flops_method: FlopsMethod = "6nd",
     seq_len: SeqLen = None,
-    gpu: Annotated[str, typer.Option(help="Accelerator id or alias (see `gpucost gpus`).")] = "h100",
+    gpu: Annotated[Optional[str], typer.Option(help=f"Accelerator id or alias (see `gpucost gpus`). Default: the calibration file's device, else {DEFAULT_GPU}.")] = None,
     num_gpus: NumGpus = None,
     precision: Precision = DEFAULT_PRECISION,
     mfu: Mfu = None,
     tflops: Tflops = None,
+    calibration: Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see README, Calibrated estimates).")] = None,
     gpu_hours: GpuHours = None,
     price: Price = None,
     provider: Provider = None,
@@ -170,7 +173,7 @@ def estimate_cmd(
         gpu=gpu, deadline=deadline, budget=budget, chinchilla=chinchilla, model=model, params=params,
         active_params=active_params, tokens=tokens, flops=flops, flops_method=flops_method, seq_len=seq_len,
         num_gpus=num_gpus, precision=precision,
-        mfu=mfu, tflops=tflops, gpu_hours=gpu_hours, price=price, provider=provider, pue=pue,
+        mfu=mfu, tflops=tflops, calibration=calibration, gpu_hours=gpu_hours, price=price, provider=provider, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
     _emit_estimate(est, format)
 
@@ -299,6 +302,7 @@ def validate_cmd(*, format: Format = "table") -> None:
 
 
 models_app.command("show")(models_show.show)
+app.command("profile")(profile.profile)
 
 
 # -- entry point ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .numbers import parse_quantity
 
 PRECISIONS = ("bf16", "fp16", "fp8", "tf32", "fp32")
 DEFAULT_PRECISION = "bf16"
+DEFAULT_GPU = "h100"
 DEFAULT_PUE = 1.2  # data-centre power usage effectiveness assumed for energy (typical hyperscale 1.1-1.2)
 # US industrial average 2024 (EIA Electric Power Monthly, Table 5.6.B: about 8.1 cents per kWh).
 DEFAULT_ELECTRICITY_USD_PER_KWH = 0.08
@@ -62,6 +63,8 @@ FLOPS_METHODS = ("6nd", "detailed")
 class Range:
     """Low/high of an estimate for the utilisation band (low MFU -> long, high MFU -> short)."""
 
+    tflops_low: float
+    tflops_high: float
     mfu_low: float | None
     mfu_high: float | None
     wall_clock_days_low: float
@@ -402,6 +405,7 @@ def estimate(
     if rate.band_tflops is not None:
         slow_h, fast_h = (work.flops / (t * 1e12) / 3600.0 for t in rate.band_tflops)
         band = Range(
+            tflops_low=rate.band_tflops[0], tflops_high=rate.band_tflops[1],
             mfu_low=rate.band_tflops[0] / rate.peak_tflops if rate.peak_tflops else None,
             mfu_high=rate.band_tflops[1] / rate.peak_tflops if rate.peak_tflops else None,
             wall_clock_days_low=fast_h / num_gpus / 24.0, wall_clock_days_high=slow_h / num_gpus / 24.0,

@@ -69,3 +69,16 @@ def usd(value: float | None) -> str:
     if abs(value) >= 1000:
         return f"${value:,.0f}"
     return f"${value:,.2f}"
+
+
+def days(value: float) -> str:
+    """Format a duration given in days: '44.5 days', or hours/minutes below a day ('2.6 hours')."""
+    if value >= 1:
+        return f"{value:,.1f} days"
+    hours = value * 24
+    return f"{hours:.3g} hours" if hours >= 1 else f"{hours * 60:.3g} minutes"
+
+
+def count(value: float) -> str:
+    """Format a count for people: 1,093,750 or, below 100, three significant digits (2.07)."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 from .catalog import Catalog, load_catalog
 from .errors import InputError
-from .estimate import Estimate, Plan, Throughput, Workload, estimate, resolve_params, resolve_price, throughput, workload
+from .estimate import (DEFAULT_GPU, Estimate, Plan, Workload, estimate, resolve_params, resolve_price, throughput,
+                       workload)
 from .numbers import parse_duration_s, parse_quantity
 
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
@@ -33,7 +35,7 @@ def chinchilla_for_flops(flops: float, tokens_per_param: float = CHINCHILLA_TOKE
 
 def plan_estimate(
     *,
-    gpu: str,
+    gpu: str | None = None,
     deadline: str | None = None,
     budget: float | str | None = None,
     chinchilla: bool = False,
@@ -48,7 +50,7 @@ def plan_estimate(
     precision: str = "bf16",
     mfu: float | None = None,
     tflops: float | str | None = None,
-    rate: Throughput | None = None,
+    calibration: str | Path | None = None,
     price: float | str | None = None,
     provider: str | None = None,
     catalog: Catalog | None = None,
@@ -56,21 +58,35 @@ def plan_estimate(
 ) -> Estimate:
     """An Estimate that also answers ``deadline`` (devices needed, e.g. "30d") and/or ``budget``
     (USD: the tokens it buys for the given model, or with ``chinchilla`` the compute-optimal
-    parameters and tokens). Without either it is a plain :func:`estimate`."""
+    parameters and tokens), with the throughput from ``calibration`` (a ``gpucost profile`` file,
+    see :mod:`estimator.measured`) when given. ``gpu`` defaults to the calibration file's device,
+    else ``DEFAULT_GPU``. Without a question it is a plain :func:`estimate`."""
     catalog = catalog or load_catalog()
-    acc = catalog.accelerator(gpu)
     if chinchilla and budget is None:
         raise InputError("--chinchilla needs --budget (the money to spend)")
-    if deadline is None and budget is None:
-        work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops,
-                        flops_method=flops_method, seq_len=seq_len, catalog=catalog)
-        return estimate(work, acc, num_gpus=num_gpus, precision=precision, mfu=mfu, tflops=tflops, rate=rate,
-                        price=price, provider=provider, catalog=catalog, **estimate_options)
-    if estimate_options.get("gpu_hours") is not None:
-        raise InputError("--gpu-hours answers the inverse question; drop it with --deadline or --budget")
-    rate = rate or throughput(acc, precision, mfu=mfu, tflops=tflops)
+    if estimate_options.get("gpu_hours") is not None and (deadline or budget or calibration):
+        raise InputError("--gpu-hours answers the inverse question; drop it with --deadline, --budget or --calibration")
+    file_warnings: list[str] = []
+    rate = None
+    if calibration is not None:
+        from .calibration import read_calibration
+        from .measured import calibrated_throughput, device_accelerator
+
+        if mfu is not None or tflops is not None:
+            raise InputError("--calibration gives the throughput; drop --mfu/--tflops")
+        record = read_calibration(calibration)
+        acc = catalog.accelerator(gpu) if gpu else device_accelerator(record, catalog)
+        model_id = catalog.model(model).id if model is not None else None
+        rate, file_warnings, model_step = calibrated_throughput(
+            record, acc, precision, num_gpus=2 if deadline is not None else (num_gpus or 1), model=model_id)
+        if model_step:  # the measurement counted the detailed FLOPs; the time must divide the same count
+            flops_method = "detailed"
+    else:
+        acc = catalog.accelerator(gpu or DEFAULT_GPU)
+
     questions: dict[str, Any] = {}
     if budget is not None:
+        rate = rate or throughput(acc, precision, mfu=mfu, tflops=tflops)
         budget_usd = parse_quantity(budget, what="--budget")
         usd_per_hour, _, _ = resolve_price(acc, price=price, provider=provider, catalog=catalog)
         if usd_per_hour is None:
@@ -103,9 +119,14 @@ def plan_estimate(
     if deadline is not None:
         if num_gpus is not None:
             raise InputError("--deadline answers the number of devices; drop --num-gpus")
+        rate = rate or throughput(acc, precision, mfu=mfu, tflops=tflops)
         seconds = parse_duration_s(deadline)
         num_gpus = devices_for_deadline(work.flops, rate.achieved_tflops, seconds)
         questions.update(deadline_days=seconds / 86400.0, num_gpus_needed=num_gpus)
     question = " and ".join(q for q, on in (("deadline", deadline is not None), ("budget", budget is not None)) if on)
-    return estimate(work, acc, num_gpus=num_gpus, precision=precision, rate=rate, price=price, provider=provider,
-                    plan=Plan(question=question, **questions), catalog=catalog, **estimate_options)
+    if rate is not None:
+        mfu = tflops = None
+    est = estimate(work, acc, num_gpus=num_gpus, precision=precision, mfu=mfu, tflops=tflops, rate=rate,
+                   price=price, provider=provider, plan=Plan(question=question, **questions) if question else None,
+                   catalog=catalog, **estimate_options)
+    return dataclasses.replace(est, warnings=tuple(file_warnings) + est.warnings) if file_warnings else est

@@ -1,0 +1,463 @@
+"""The calibration file: what ``gpucost profile`` measured on one device, read by the estimator.
+
+Pure Python + PyYAML (no torch). A calibration record is a plain dict validated against the schema
+below; :func:`read_calibration` raises :class:`CatalogError` naming the file, the entry and the field
+of the first problem, and :func:`write_calibration` validates, then writes atomically (temp file in
+the same folder + ``os.replace``), so a failed write never leaves a half-written file behind.
+
+Schema (``schema_version: 1``; throughput in TFLOP/s = 1e12 FLOP/s, bandwidth in GB/s = 1e9 B/s)::
+
+    schema_version: 1
+    benchmark_version: 1            # bumped whenever the way of measuring changes
+    created_utc: "2025-01-31T12:00:00Z"
+    command: "gpucost profile --device cpu"
+    partial: false                  # true: interrupted (Ctrl-C); only what was measured is present
+    duration_s: 58.1                # optional: wall-clock seconds of the run
+    device:
+      name: "NVIDIA H100 80GB HBM3"  # driver-reported name (CPU: the processor model)
+      backend: cuda                 # cpu | cuda | rocm
+      catalog_id: h100-sxm          # the catalogs/gpus.yaml entry matched by name, or null (unknown)
+      ...                           # optional: index, memory_bytes, compute_capability, num_sms,
+                                    # l2_cache_bytes, max_sm_clock_mhz, power_limit_w,
+                                    # num_cores, num_logical_cpus, num_threads, llc_bytes
+    software: {python, torch, cuda, hip, driver, cuda_driver, platform}   # strings or null
+    telemetry:
+      source: nvml                  # nvml | procfs | null (nothing could be sampled)
+      samples: 112
+      interval_s: 0.5
+      clock_mhz: {min, median, max}       # SM clock (GPU) or core clock (CPU), or null
+      power_w: {min, median, max}         # or null
+      temperature_c: {min, median, max}  # or null
+      throttled: false              # true / false, or null when the device cannot tell
+      reasons: []                   # throttling clock-event reasons seen, e.g. [sw_power_cap]
+    matmul:                         # keys among fp32 tf32 bf16 fp16 fp8
+      bf16:
+        best_tflops: 794.5          # best single iteration over all shapes
+        median_tflops: 770.1        # best per-shape median (a sustained figure)
+        peak_tflops: 989.4          # catalog dense peak, or null (unknown device / dtype)
+        pct_of_peak: 80.3           # 100 * best / peak, or null
+        shapes:
+          - {m: 8192, n: 8192, k: 8192, best_tflops: ..., median_tflops: ..., worst_tflops: ...,
+             stdev_pct: 0.8, iterations: 40}
+          - {m: 16384, n: 8192, k: 8192, skipped: "out of memory"}
+      fp8: {skipped: "needs compute capability >= 8.9, this device has 8.0"}
+    mlp:                            # training step of Linear(d,4d)-GELU-Linear(4d,d), 6*params*tokens
+      bf16:
+        best_tflops: ...
+        median_tflops: ...
+        peak_tflops: ...
+        pct_of_peak: ...
+        optimizer: adamw
+        widths:
+          - {width: 4096, tokens: 8192, params: 134238208, best_tflops: ..., median_tflops: ...,
+             worst_tflops: ..., stdev_pct: ..., iterations: 20}
+    model:                          # optional (profiler/model.py): training step of one model's own layers
+      id: gpt2-small
+      source: "..."
+      seq_len: 1024
+      micro_batch: 8
+      num_layers: 12
+      layers_timed: 12
+      optimizer: adamw
+      results:
+        bf16: {flops_per_token: ..., tokens_per_s: ..., best_tflops: ..., median_tflops: ...,
+               worst_tflops: ..., stdev_pct: ..., iterations: 10}
+      notes: ["..."]               # optional
+    bandwidth:                      # device-to-device copy, bytes read + bytes written
+      buffer_bytes: 1073741824
+      best_gbps: ...
+      median_gbps: ...
+      worst_gbps: ...
+      stdev_pct: ...
+      iterations: ...
+      peak_gbps: 3350.0             # catalog memory_bandwidth_gbps, or null
+      pct_of_peak: ...
+    notes: ["..."]
+
+A dtype (or the bandwidth section) that was not measured carries only ``skipped: <reason>``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import CatalogError
+
+SCHEMA_VERSION = 1
+# The version of the measuring method (profiler/): bump it whenever what is measured or how changes,
+# so files from an older method can be told apart (mamf-finder.py does the same).
+BENCHMARK_VERSION = 1
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
+BACKENDS = ("cpu", "cuda", "rocm")
+TELEMETRY_SOURCES = ("nvml", "procfs")
+DEFAULT_CALIBRATION_FILE = "gpucost-calibration.yaml"
+
+_STATS_KEYS = ("min", "median", "max")
+_TOP = {
+    "schema_version", "benchmark_version", "created_utc", "command", "partial", "duration_s", "device",
+    "software", "telemetry", "matmul", "mlp", "bandwidth", "notes", "model",
+}
+_OPTIONAL_TOP = {"duration_s", "model"}
+_DEVICE_INT = ("index", "memory_bytes", "num_sms", "l2_cache_bytes", "num_cores", "num_logical_cpus", "num_threads",
+               "llc_bytes")
+_DEVICE_NUM = ("max_sm_clock_mhz", "power_limit_w")
+_DEVICE_STR = ("compute_capability",)
+_SOFTWARE = ("python", "torch", "cuda", "hip", "driver", "cuda_driver", "platform")
+_RUN_STATS = ("best_tflops", "median_tflops", "worst_tflops", "stdev_pct", "iterations")
+
+
+class _Check:
+    """Validation helpers that raise CatalogError(file, entry, field, problem)."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def fail(self, entry: str | None, field: str | None, problem: str) -> CatalogError:
+        return CatalogError(self.file, entry, field, problem)
+
+    def mapping(self, value: Any, entry: str | None, field: str | None) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(entry, field, f"must be a mapping, got {type(value).__name__}")
+        return value
+
+    def keys(self, data: Mapping[str, Any], entry: str | None, allowed: set[str] | tuple[str, ...],
+             required: tuple[str, ...] = ()) -> None:
+        for name in required:
+            if name not in data:
+                raise self.fail(entry, name, "is required")
+        for name in data:
+            if name not in allowed:
+                raise self.fail(entry, str(name), "is not a known field")
+
+    def number(self, data: Mapping[str, Any], entry: str | None, field: str, *, optional: bool = False,
+               minimum: float = 0.0) -> None:
+        value = data.get(field)
+        if value is None:
+            if optional:
+                return
+            raise self.fail(entry, field, "is required" if field not in data else "must be a number, got null")
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric or not math.isfinite(value) or value < minimum:
+            raise self.fail(entry, field, f"must be a finite number >= {minimum:g}, got {value!r}")
+
+    def integer(self, data: Mapping[str, Any], entry: str | None, field: str, *, optional: bool = False,
+                minimum: int = 0) -> None:
+        value = data.get(field)
+        if value is None:
+            if optional:
+                return
+            raise self.fail(entry, field, "is required")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(entry, field, f"must be an integer >= {minimum}, got {value!r}")
+
+    def string(self, data: Mapping[str, Any], entry: str | None, field: str, *, optional: bool = False,
+               choices: tuple[str, ...] | None = None) -> None:
+        value = data.get(field)
+        if value is None:
+            if optional:
+                return
+            raise self.fail(entry, field, "is required")
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(entry, field, f"must be a non-empty string, got {value!r}")
+        if choices is not None and value not in choices:
+            raise self.fail(entry, field, f"must be one of {', '.join(choices)}, got {value!r}")
+
+    def stats(self, data: Mapping[str, Any], entry: str, field: str) -> None:
+        value = data.get(field)
+        if value is None:
+            return
+        value = self.mapping(value, entry, field)
+        self.keys(value, f"{entry}.{field}", _STATS_KEYS, _STATS_KEYS)
+        for key in _STATS_KEYS:
+            self.number(value, f"{entry}.{field}", key, minimum=-math.inf)
+
+
+def _check_run_stats(check: _Check, data: Mapping[str, Any], entry: str) -> None:
+    for field in ("best_tflops", "median_tflops", "worst_tflops"):
+        check.number(data, entry, field)
+    check.number(data, entry, "stdev_pct")
+    check.integer(data, entry, "iterations", minimum=1)
+    if not data["worst_tflops"] <= data["median_tflops"] <= data["best_tflops"]:
+        raise check.fail(entry, "median_tflops", "must lie between worst_tflops and best_tflops")
+
+
+def _check_precision_entry(check: _Check, section: str, dtype: str, value: Any) -> None:
+    entry = f"{section}.{dtype}"
+    data = check.mapping(value, section, dtype)
+    if section == "matmul":
+        items_key, item_keys = "shapes", ("m", "n", "k")
+    else:
+        items_key, item_keys = "widths", ("width", "tokens", "params")
+    allowed = {"best_tflops", "median_tflops", "peak_tflops", "pct_of_peak", items_key, "skipped"}
+    if section == "mlp":
+        allowed.add("optimizer")
+    check.keys(data, entry, allowed)
+    check.string(data, entry, "skipped", optional=True)
+    if "best_tflops" not in data:
+        if "skipped" not in data:
+            raise check.fail(entry, "best_tflops", "is required (or 'skipped' with a reason)")
+    else:
+        check.number(data, entry, "best_tflops")
+        check.number(data, entry, "median_tflops")
+        if data["median_tflops"] > data["best_tflops"]:
+            raise check.fail(entry, "median_tflops", "must not exceed best_tflops")
+    check.number(data, entry, "peak_tflops", optional=True)
+    check.number(data, entry, "pct_of_peak", optional=True)
+    if section == "mlp":
+        check.string(data, entry, "optimizer", optional=True)
+    items = data.get(items_key, [])
+    if not isinstance(items, list):
+        raise check.fail(entry, items_key, "must be a list")
+    for index, item in enumerate(items):
+        where = f"{entry}.{items_key}[{index}]"
+        item = check.mapping(item, entry, f"{items_key}[{index}]")
+        check.keys(item, where, set(item_keys) | set(_RUN_STATS) | {"skipped"}, item_keys)
+        for key in item_keys:
+            check.integer(item, where, key, minimum=1)
+        if "skipped" in item:
+            check.string(item, where, "skipped")
+        else:
+            _check_run_stats(check, item, where)
+
+
+def _check_model(check: _Check, value: Any) -> None:
+    """The optional ``model`` section: a training step of one model's own layers (profiler/model.py)."""
+    data = check.mapping(value, None, "model")
+    check.keys(data, "model", {"id", "source", "seq_len", "micro_batch", "num_layers", "layers_timed", "optimizer",
+                               "results", "notes"},
+               ("id", "seq_len", "micro_batch", "num_layers", "layers_timed", "results"))
+    check.string(data, "model", "id")
+    check.string(data, "model", "source", optional=True)
+    check.string(data, "model", "optimizer", optional=True)
+    for name in ("seq_len", "micro_batch", "num_layers"):
+        check.integer(data, "model", name, minimum=1)
+    check.integer(data, "model", "layers_timed")
+    notes = data.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise check.fail("model", "notes", "must be a list of strings")
+    results = check.mapping(data["results"], "model", "results")
+    for dtype, result in results.items():
+        where = f"model.results.{dtype}"
+        if dtype not in DTYPES:
+            raise check.fail("model.results", str(dtype), f"is not a dtype; use one of {', '.join(DTYPES)}")
+        result = check.mapping(result, "model.results", str(dtype))
+        if "skipped" in result:
+            check.keys(result, where, {"skipped"})
+            check.string(result, where, "skipped")
+            continue
+        check.keys(result, where, {"flops_per_token", "tokens_per_s", *_RUN_STATS}, ("flops_per_token",))
+        check.number(result, where, "flops_per_token")
+        check.number(result, where, "tokens_per_s", optional=True)
+        _check_run_stats(check, result, where)
+
+
+def validate_calibration(data: Any, file: str = "<calibration>") -> dict[str, Any]:
+    """Check ``data`` against the calibration schema; return it (a dict) or raise CatalogError.
+
+    ``file`` names the source in error messages, e.g. ``"cal.yaml: entry 'matmul.bf16', field
+    'best_tflops': must be a finite number >= 0, got 'fast'"``.
+    """
+    check = _Check(file)
+    top = check.mapping(data, None, None)
+    check.keys(top, None, _TOP, tuple(sorted(_TOP - _OPTIONAL_TOP)))
+    if top["schema_version"] != SCHEMA_VERSION:
+        raise check.fail(None, "schema_version", f"expected {SCHEMA_VERSION}, got {top['schema_version']!r}")
+    check.integer(top, None, "benchmark_version", minimum=1)
+    check.string(top, None, "created_utc")
+    try:
+        _dt.datetime.fromisoformat(top["created_utc"].replace("Z", "+00:00"))
+    except ValueError:
+        raise check.fail(None, "created_utc", f"must be an ISO 8601 UTC time, got {top['created_utc']!r}") from None
+    check.string(top, None, "command")
+    if not isinstance(top["partial"], bool):
+        raise check.fail(None, "partial", f"must be true or false, got {top['partial']!r}")
+    check.number(top, None, "duration_s", optional=True)
+
+    device = check.mapping(top["device"], None, "device")
+    check.keys(device, "device", {"name", "backend", "catalog_id", *_DEVICE_INT, *_DEVICE_NUM, *_DEVICE_STR},
+               ("name", "backend", "catalog_id"))
+    check.string(device, "device", "name")
+    check.string(device, "device", "backend", choices=BACKENDS)
+    check.string(device, "device", "catalog_id", optional=True)
+    for name in _DEVICE_INT:
+        check.integer(device, "device", name, optional=True)
+    for name in _DEVICE_NUM:
+        check.number(device, "device", name, optional=True)
+    for name in _DEVICE_STR:
+        check.string(device, "device", name, optional=True)
+
+    software = check.mapping(top["software"], None, "software")
+    check.keys(software, "software", _SOFTWARE, ("torch",))
+    for name in _SOFTWARE:
+        check.string(software, "software", name, optional=True)
+
+    telemetry = check.mapping(top["telemetry"], None, "telemetry")
+    check.keys(telemetry, "telemetry", {"source", "samples", "interval_s", "clock_mhz", "power_w", "temperature_c",
+                                        "throttled", "reasons"}, ("samples", "throttled", "reasons"))
+    check.string(telemetry, "telemetry", "source", optional=True, choices=TELEMETRY_SOURCES)
+    check.integer(telemetry, "telemetry", "samples")
+    check.number(telemetry, "telemetry", "interval_s", optional=True)
+    for name in ("clock_mhz", "power_w", "temperature_c"):
+        check.stats(telemetry, "telemetry", name)
+    if telemetry["throttled"] not in (True, False, None):
+        raise check.fail("telemetry", "throttled", f"must be true, false or null, got {telemetry['throttled']!r}")
+    reasons = telemetry["reasons"]
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        raise check.fail("telemetry", "reasons", "must be a list of strings")
+
+    for section in ("matmul", "mlp"):
+        entries = check.mapping(top[section], None, section)
+        for dtype, value in entries.items():
+            if dtype not in DTYPES:
+                raise check.fail(section, str(dtype), f"is not a dtype; use one of {', '.join(DTYPES)}")
+            _check_precision_entry(check, section, dtype, value)
+
+    if top.get("model") is not None:
+        _check_model(check, top["model"])
+
+    bandwidth = check.mapping(top["bandwidth"], None, "bandwidth")
+    check.keys(bandwidth, "bandwidth", {"buffer_bytes", "best_gbps", "median_gbps", "worst_gbps", "stdev_pct",
+                                        "iterations", "peak_gbps", "pct_of_peak", "skipped"})
+    if "skipped" in bandwidth:
+        check.string(bandwidth, "bandwidth", "skipped")
+    else:
+        check.integer(bandwidth, "bandwidth", "buffer_bytes", minimum=1)
+        for name in ("best_gbps", "median_gbps", "worst_gbps", "stdev_pct"):
+            check.number(bandwidth, "bandwidth", name)
+        check.integer(bandwidth, "bandwidth", "iterations", minimum=1)
+    check.number(bandwidth, "bandwidth", "peak_gbps", optional=True)
+    check.number(bandwidth, "bandwidth", "pct_of_peak", optional=True)
+
+    notes = top["notes"]
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise check.fail(None, "notes", "must be a list of strings")
+    return dict(top)
+
+
+def read_calibration(path: str | Path) -> dict[str, Any]:
+    """Read and validate a calibration file. Raises CatalogError naming the file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError(str(path), None, None, "file not found; create one with `gpucost profile`") from None
+    except OSError as exc:
+        raise CatalogError(str(path), None, None, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise CatalogError(str(path), None, None, f"invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    return validate_calibration(data, str(path))
+
+
+def _plain(value: Any) -> Any:
+    """A copy made of builtin types only (str subclasses such as torch's version string -> str)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (str, int, float):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+def dump_calibration(record: Mapping[str, Any]) -> str:
+    """The YAML text of a (validated) record, keys in schema order."""
+    return yaml.safe_dump(_plain(record), sort_keys=False, allow_unicode=True, width=120)
+
+
+def write_calibration(record: Mapping[str, Any], path: str | Path) -> Path:
+    """Validate ``record`` and write it to ``path`` atomically; return the path written.
+
+    The YAML goes to a temporary file in the target folder, is flushed to disk, then renamed over
+    ``path`` with ``os.replace``: readers see the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    validate_calibration(record, str(path))
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=f".{path.name}.",
+                                             suffix=".tmp", delete=False)
+    except OSError as exc:
+        raise CatalogError(str(path), None, None, f"cannot be written: {exc.strerror or exc}") from None
+    try:
+        with handle:
+            handle.write(dump_calibration(record))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        try:
+            os.unlink(handle.name)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def summary_rows(record: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str, str]]:
+    """Rows (benchmark, dtype, best, median, peak, % of peak, detail) for a people-facing table.
+
+    Throughput in TFLOP/s, bandwidth in GB/s; ``detail`` names the best shape or width, or why a
+    measurement was skipped.
+    """
+    rows = []
+    for section, label, items_key in (("matmul", "matmul TFLOP/s", "shapes"), ("mlp", "MLP train TFLOP/s", "widths")):
+        for dtype, entry in record.get(section, {}).items():
+            if "best_tflops" not in entry:
+                rows.append((label, dtype, "-", "-", _fmt(entry.get("peak_tflops")), "-",
+                             f"skipped: {entry['skipped']}"))
+                continue
+            measured = [i for i in entry.get(items_key, []) if "best_tflops" in i]
+            best = max(measured, key=lambda i: i["best_tflops"]) if measured else None
+            if best is None:
+                detail = ""
+            elif section == "matmul":
+                plural = "s" if len(measured) != 1 else ""
+                detail = f"best at {best['m']}x{best['n']}x{best['k']} (of {len(measured)} shape{plural})"
+            else:
+                detail = f"best at width {best['width']}, {best['tokens']} tokens ({entry.get('optimizer', '?')})"
+            num_skipped = len(entry.get(items_key, [])) - len(measured)
+            if num_skipped:
+                detail += f"; {num_skipped} skipped"
+            rows.append((label, dtype, _fmt(entry["best_tflops"]), _fmt(entry["median_tflops"]),
+                         _fmt(entry.get("peak_tflops")), _pct(entry.get("pct_of_peak")), detail))
+    model = record.get("model") or {}
+    for dtype, result in (model.get("results") or {}).items():
+        label = f"{model['id']} train TFLOP/s"
+        if "skipped" in result:
+            rows.append((label, dtype, "-", "-", "-", "-", f"skipped: {result['skipped']}"))
+        else:
+            rows.append((label, dtype, _fmt(result["best_tflops"]), _fmt(result["median_tflops"]), "-", "-",
+                         f"{model['layers_timed']} of {model['num_layers']} layers, micro-batch "
+                         f"{model['micro_batch']} x {model['seq_len']} tokens"))
+    bandwidth = record.get("bandwidth", {})
+    if "skipped" in bandwidth:
+        rows.append(("copy GB/s", "-", "-", "-", _fmt(bandwidth.get("peak_gbps")), "-",
+                     f"skipped: {bandwidth['skipped']}"))
+    elif bandwidth:
+        rows.append(("copy GB/s", "-", _fmt(bandwidth["best_gbps"]), _fmt(bandwidth["median_gbps"]),
+                     _fmt(bandwidth.get("peak_gbps")), _pct(bandwidth.get("pct_of_peak")),
+                     f"read+write of a {bandwidth['buffer_bytes'] / 2**20:.0f} MiB buffer"))
+    return rows

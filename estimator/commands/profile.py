@@ -1,0 +1,287 @@
+"""``gpucost profile``: measure the local device and write a calibration file.
+
+Registered in ``estimator/cli.py`` with ``app.command("profile")(profile)``. torch and the profiler
+are imported inside the command, so importing the CLI never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..calibration import DEFAULT_CALIBRATION_FILE, DTYPES, dump_calibration, summary_rows, write_calibration
+from ..errors import CatalogError, GpucostError, InputError
+
+FORMATS = ("table", "markdown", "json", "yaml")
+DEVICES = ("auto", "cpu", "cuda")
+NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
+
+
+def parse_dtypes(values: list[str] | None) -> list[str] | None:
+    """``["bf16,fp8", "fp32"]`` -> ``["bf16", "fp8", "fp32"]`` (deduplicated, in order); None stays None.
+
+    Raises InputError naming the bad value and the valid ones.
+    """
+    if not values:
+        return None
+    out: list[str] = []
+    for value in values:
+        for name in (v.strip().lower() for v in value.split(",")):
+            if not name:
+                continue
+            if name not in DTYPES:
+                raise InputError(f"unknown --dtype {name!r}; valid values: {', '.join(DTYPES)}")
+            if name not in out:
+                out.append(name)
+    if not out:
+        raise InputError(f"--dtype is empty; valid values: {', '.join(DTYPES)}")
+    return out
+
+
+def _check_device(device: str) -> str:
+    text = device.strip().lower()
+    if text in DEVICES or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise InputError(f"unknown --device {device!r}; use one of {', '.join(DEVICES)} (or cuda:N)")
+
+
+def _check_output(output: Path) -> None:
+    """Fail before measuring, not after a long run, when the file cannot be written."""
+    folder = output.parent if str(output.parent) else Path(".")
+    if output.is_dir():
+        raise InputError(f"--output {output} is a directory; give a file name, "
+                         f"e.g. {output / DEFAULT_CALIBRATION_FILE}")
+    if not folder.is_dir():
+        raise InputError(f"--output {output}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"--output {output}: folder {folder} is not writable")
+
+
+def _command_line(device: str, dtypes: list[str] | None, full: bool, output: Path, fmt: str, quiet: bool,
+                  model: dict[str, Any] | None = None) -> str:
+    parts = ["gpucost", "profile", "--device", device]
+    for option, value in (model or {}).items():
+        if value is True:
+            parts.append(f"--{option}")
+        elif value is not None and value is not False:
+            parts += [f"--{option}", str(value)]
+    if dtypes:
+        parts += ["--dtype", ",".join(dtypes)]
+    if full:
+        parts.append("--full")
+    parts += ["--output", str(output)]
+    if fmt != "table":
+        parts += ["--format", fmt]
+    if quiet:
+        parts.append("--quiet")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _resolve_model(model: str | None, hf_config: Path | None) -> tuple[Any, int | None, str, str]:
+    """(architecture, the catalog's training seq_len or None, model id, source) for --model or
+    --hf-config. Unknown name: UnknownNameError with close matches; no architecture: InputError."""
+    from ..arch import architectures_dir
+    from .models_show import resolve
+
+    if model is not None and hf_config is not None:
+        raise InputError("give --model NAME or --hf-config PATH, not both")
+    arch, catalog_seq_len = resolve(model, hf_config)
+    if hf_config is not None:
+        return arch, None, arch.name, str(hf_config)
+    folder = architectures_dir()
+    if (folder / f"{arch.name}.json").is_file():
+        source = f"{folder.parent.name}/architectures/{arch.name}.json"
+    else:
+        source = f"{folder.parent.name}/models.yaml (inline architecture)"
+    return arch, catalog_seq_len, arch.name, source
+
+
+def _import_torch() -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Failed to initialize NumPy" from CPU wheels
+            import torch  # noqa: F401  (only: is it installed?)
+    except ImportError as exc:
+        raise GpucostError(NO_TORCH) from exc
+
+
+def format_record(record: dict[str, Any], fmt: str) -> str:
+    """The record for stdout: json/yaml as in the file, table/markdown as a summary for people."""
+    if fmt == "json":
+        return json.dumps(record, indent=2)
+    if fmt == "yaml":
+        return dump_calibration(record).rstrip("\n")
+    from ..render import render
+
+    device = record["device"]
+    telemetry = record["telemetry"]
+    where = f"{device['backend']}"
+    if device.get("num_threads"):
+        where += f", {device['num_threads']} threads used; {device.get('num_cores', '?')} cores, " \
+                 f"{device.get('num_logical_cpus', '?')} logical CPUs"
+    if device.get("compute_capability"):
+        where += f", compute capability {device['compute_capability']}"
+    throttled = {True: f"YES ({', '.join(telemetry['reasons'])})", False: "no",
+                 None: "unknown"}[telemetry["throttled"]]
+    clock = telemetry.get("clock_mhz")
+    clock_text = f"clock {clock['min']:.0f}-{clock['max']:.0f} MHz" if clock else "clock not read"
+    lines = [
+        f"device: {device['name']} ({where}); catalog: {device['catalog_id'] or 'unknown (no datasheet peak)'}",
+        f"torch {record['software'].get('torch')}"
+        + (f", CUDA {record['software']['cuda']}" if record["software"].get("cuda") else "")
+        + (f", driver {record['software']['driver']}" if record["software"].get("driver") else "")
+        + f"; {record['duration_s']:.0f} s" + ("; PARTIAL (interrupted)" if record["partial"] else "")
+        + f"; {clock_text}; throttled: {throttled}",
+        "",
+        render({}, "markdown" if fmt == "markdown" else "table", rows=summary_rows(record),
+               headers=("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")),
+    ]
+    model = record.get("model")
+    if model:
+        for dtype, result in model["results"].items():
+            if "tokens_per_s" in result:
+                lines.append(f"{model['id']} {dtype}: {result['tokens_per_s']:,.4g} tokens/s (median), "
+                             f"{result['flops_per_token']:.4g} training FLOPs per token of the timed stack, "
+                             f"{result['iterations']} steps")
+    notes = list(record["notes"]) + [f"{model['id']}: {note}" for note in (model or {}).get("notes", [])]
+    if notes:
+        lines += ["", "notes:"] + [f"  - {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def profile(
+    *,
+    device: Annotated[str, typer.Option(
+        help="Device to measure: auto (a CUDA GPU if torch sees one, else the CPU), cpu, or cuda (cuda:N).")] = "auto",
+    dtype: Annotated[Optional[list[str]], typer.Option(
+        help=f"Precision to measure; repeat or comma-separate ({', '.join(DTYPES)}). "
+             "Default: every one the device supports (CPU quick mode skips fp16, see docs).")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full",
+        help="Thorough sweep: many more matmul shapes and MLP widths (minutes instead of about one).")] = False,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help=f"Calibration file to write (YAML). Default: {DEFAULT_CALIBRATION_FILE} "
+                               "in the current directory.")] = Path(DEFAULT_CALIBRATION_FILE),
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help=f"What to print on stdout: {', '.join(FORMATS)} "
+                               "(json and yaml print the same record as the file).")] = "table",
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar or messages on stderr; results still go to stdout.")] = False,
+    model: Annotated[Optional[str], typer.Option(
+        help="Time a training step (forward, backward, AdamW) of this catalog model's own layers at its real "
+             "widths (see `gpucost models`); only that step runs unless --sweep or --full.")] = None,
+    hf_config: Annotated[Optional[Path], typer.Option(
+        "--hf-config", help="Like --model, for a Hugging Face config.json read from disk; the file name "
+                            "(without .json) is the model id in the calibration file.")] = None,
+    seq_len: Annotated[Optional[int], typer.Option(
+        help="With --model: sequence length of the timed step. Default: the catalog's training length, "
+             "else the config's.")] = None,
+    micro_batch: Annotated[Optional[int], typer.Option(
+        help="With --model: sequences per step. Default: the largest power of two that fits in memory and "
+             "keeps a step short (a few seconds on a GPU, ~10 s on a CPU).")] = None,
+    max_layers: Annotated[Optional[int], typer.Option(
+        help="With --model: time at most this many of its layers. Default: all that fit in memory "
+             "(embedding and output head are always included).")] = None,
+    sweep: Annotated[bool, typer.Option(
+        "--sweep", help="With --model: also run the quick device sweep (matmul, MLP, bandwidth); "
+                        "--full runs the thorough one.")] = False,
+) -> None:
+    """Measure what this device delivers (matmul and MLP-training TFLOP/s per dtype, memory
+    bandwidth, clocks and throttling) and write a calibration file for `gpucost estimate`.
+
+    Quick mode takes about a minute; Ctrl-C stops early and keeps what was measured (partial: true).
+    With --model NAME (or --hf-config PATH) it times a training step of that model's own layers
+    instead (about a minute for a small model on a CPU), for `gpucost estimate --calibration`.
+    """
+    if format not in FORMATS:
+        raise InputError(f"unknown --format {format!r}; use one of {', '.join(FORMATS)}")
+    device = _check_device(device)
+    dtypes = parse_dtypes(dtype)
+    output = Path(output)
+    for option, value in (("--seq-len", seq_len), ("--micro-batch", micro_batch), ("--max-layers", max_layers)):
+        if value is not None and value <= 0:
+            raise InputError(f"{option} must be a positive integer, got {value}")
+    profiling_model = model is not None or hf_config is not None
+    if not profiling_model:
+        for option, value in (("--seq-len", seq_len), ("--micro-batch", micro_batch), ("--max-layers", max_layers),
+                              ("--sweep", sweep or None)):
+            if value is not None:
+                raise InputError(f"{option} applies to a model profile; add --model NAME or --hf-config PATH")
+    arch = None
+    if profiling_model:
+        arch, catalog_seq_len, model_id, source = _resolve_model(model, hf_config)
+        seq_len = seq_len or catalog_seq_len or arch.default_seq_len
+        if seq_len is None:
+            raise InputError(f"{model_id} gives no sequence length; pass --seq-len")
+        arch.check_seq_len(seq_len)
+    _check_output(output)
+    _import_torch()
+    from profiler.device import describe, free_memory_bytes, resolve_device
+    from profiler.progress import ProgressBar
+    from profiler.run import make_plan, run_profile
+
+    if arch is not None:
+        from profiler.model import check_supported
+
+        check_supported(arch)
+
+    from ..catalog import load_catalog
+
+    def say(message: str) -> None:
+        if not quiet:
+            typer.echo(message, err=True)
+
+    notes = []
+    try:
+        catalog = load_catalog()
+    except CatalogError as exc:
+        catalog = None
+        notes.append(f"the accelerator catalog could not be loaded ({exc}); the device is reported as unknown")
+        say(f"Warning: {notes[-1]}")
+    torch_device = resolve_device(device)
+    info = describe(torch_device, catalog)
+    plan = make_plan(info, dtypes, full=full, free_bytes=free_memory_bytes(torch_device),
+                     sweep=not profiling_model or sweep or full)
+    why = " (--device auto: torch sees no CUDA GPU)" if device == "auto" and info.backend == "cpu" else ""
+    job = None
+    model_options: dict[str, Any] = {}
+    if arch is not None:
+        from profiler.model import plan_dtypes, profile_model
+
+        model_dtypes, model_skipped = plan_dtypes(info, dtypes)
+        model_options = {"model": model, "hf-config": hf_config, "seq-len": seq_len, "micro-batch": micro_batch,
+                         "max-layers": max_layers, "sweep": sweep}
+
+        def job(progress: Any) -> dict[str, Any]:
+            return profile_model(arch, model_id=model_id, source=source, device=torch_device, dtype=model_dtypes,
+                                 skipped=model_skipped, seq_len=seq_len, micro_batch=micro_batch,
+                                 max_layers=max_layers, progress=progress)
+
+        measured = [d for d in model_dtypes if d not in model_skipped] or ["nothing"]
+        say(f"Profiling {model_id}'s training step ({', '.join(measured)}, seq_len {seq_len}) on {info.name}{why} "
+            f"({info.backend}; catalog: {info.catalog_id or 'unknown'})"
+            + (f", then the device in {plan.mode} mode ({len(plan.items)} measurements)" if plan.items else "")
+            + ". Ctrl-C stops and keeps the results so far.")
+    else:
+        say(f"Profiling {info.name}{why} ({info.backend}; catalog: {info.catalog_id or 'unknown'}) in {plan.mode} "
+            f"mode, {len(plan.items)} measurements{', about a minute' if plan.mode == 'quick' else ''}. "
+            "Ctrl-C stops and keeps the results so far.")
+    bar = ProgressBar(sys.stderr, enabled=not quiet)
+    try:
+        record = run_profile(plan, torch_device, info, progress=bar, extra_notes=notes, model=job,
+                             command=_command_line(device, dtypes, full, output, format, quiet, model_options))
+    finally:
+        bar.close()
+    typer.echo(format_record(record, format))
+    write_calibration(record, output)
+    if record["partial"]:
+        say(f"Interrupted: the results measured so far were written to {output} (partial: true).")
+        raise typer.Exit(130)
+    say(f"Wrote calibration to {output}")

@@ -1,0 +1,132 @@
+"""Throughput from a calibration file (``gpucost profile``) instead of datasheet peak x MFU.
+
+What a file measures is one device. Which number an estimate takes, closest to the run first:
+
+1. ``model``: a forward + backward + optimizer step of the estimated model's own transformer layers
+   (``gpucost profile --model NAME``), when the file's model is the estimated one;
+2. ``mlp``: the MLP training step (Linear d->4d, GELU, Linear 4d->d, AdamW), a training-like kernel mix;
+3. ``matmul``: the best matmul, an upper bound no training step reaches (used through the factor below).
+
+The median of the chosen measurement is the central figure and its worst..best the band.
+
+**At scale** (more than one device) an estimate also pays for communication, pipeline bubbles and
+stragglers that one device never sees. No single-device training step has been published next to
+at-scale runs on the same chips, but best-matmul throughput has: the at-scale figure is
+``AT_SCALE_FRACTION_OF_MATMUL`` x the file's best matmul for the precision, capped by the
+single-device training step, where
+
+    AT_SCALE_FRACTION_OF_MATMUL = median MFU of the published 16-bit runs (0.40, catalogs/runs.yaml,
+        `gpucost validate`) / median best-matmul fraction of the dense peak on the same chips
+        (A100 BF16 271.2 / 312 = 0.869, H100 BF16 794.5 / 989 = 0.803: 0.836; stas00/ml-engineering,
+        "Maximum Achievable Matmul FLOPS") = 0.48,
+
+and the band is that figure x (MFU band / default MFU) of the published runs (0.25/0.40 .. 0.55/0.40).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from typing import Any
+
+from .calibration import BENCHMARK_VERSION
+from .catalog import Accelerator, Catalog
+from .errors import InputError
+from .estimate import DEFAULT_MFU, MFU_BAND, Throughput
+
+AT_SCALE_FRACTION_OF_MATMUL = 0.48
+STALE_AFTER_DAYS = 180
+
+
+def device_accelerator(record: Mapping[str, Any], catalog: Catalog) -> Accelerator:
+    """The accelerator a calibration file measured: its catalog entry, or (unknown device, CPU) a
+    record with no datasheet peak, so MFU is reported as unknown."""
+    device = record["device"]
+    if device.get("catalog_id"):
+        return catalog.accelerator(device["catalog_id"])
+    bandwidth = record.get("bandwidth") or {}
+    return Accelerator(
+        id=device["backend"], name=device["name"], vendor=device["backend"], peak_tflops={},
+        memory_gb=(device.get("memory_bytes") or 0) / 1e9, memory_bandwidth_gbps=bandwidth.get("best_gbps") or 0.0,
+        tdp_w=None, interconnect="-", source=f"calibration file ({record.get('command', 'gpucost profile')})",
+        retrieved=_dt.date.fromisoformat(str(record["created_utc"])[:10]),
+    )
+
+
+def _model_entry(record: Mapping[str, Any], model: str | None, precision: str) -> Mapping[str, Any] | None:
+    entry = record.get("model") or {}
+    if model is None or entry.get("id") != model:
+        return None
+    return (entry.get("results") or {}).get(precision)
+
+
+def _worst_tflops(step: Mapping[str, Any]) -> float:
+    """The slowest step of the measurement whose median is the entry's median (an MLP entry keeps
+    per-width statistics; a model entry keeps its own)."""
+    if "worst_tflops" in step:
+        return step["worst_tflops"]
+    same = [w["worst_tflops"] for w in step.get("widths", []) if w.get("median_tflops") == step["median_tflops"]]
+    return min(same, default=step["median_tflops"])
+
+
+def calibrated_throughput(
+    record: Mapping[str, Any], acc: Accelerator, precision: str, *, num_gpus: int, model: str | None = None,
+    today: _dt.date | None = None,
+) -> tuple[Throughput, list[str], bool]:
+    """Throughput per device (TFLOP/s) for an estimate from a validated calibration ``record``, and
+    warnings about the file (other device, stale, older benchmark, partial), and whether the
+    model's own training step was used (its FLOPs are the detailed count, so the estimate must use
+    that count too). Raises InputError when the file has no measurement for ``precision``."""
+
+    warnings: list[str] = []
+    device = record["device"]
+    where = f"{device['name']}, {str(record['created_utc'])[:10]}"
+    if device.get("catalog_id") and device["catalog_id"] != acc.id:
+        warnings.append(f"the calibration file measured {device['catalog_id']}, the estimate is for {acc.id}")
+    elif not device.get("catalog_id") and acc.peak_tflops:
+        warnings.append(f"the calibration file measured {device['name']} (not in the catalog), the estimate is for {acc.id}")
+    created = _dt.date.fromisoformat(str(record["created_utc"])[:10])
+    if ((today or _dt.date.today()) - created).days > STALE_AFTER_DAYS:
+        warnings.append(f"the calibration file is from {created}, more than {STALE_AFTER_DAYS} days ago; profile again")
+    if record.get("benchmark_version", BENCHMARK_VERSION) < BENCHMARK_VERSION:
+        warnings.append(f"the calibration file is from benchmark version {record['benchmark_version']}, "
+                        f"current is {BENCHMARK_VERSION}; profile again")
+    if record.get("partial"):
+        warnings.append("the calibration file is partial (the profile was interrupted)")
+
+    step, label = _model_entry(record, model, precision), f"{model} training step"
+    model_step = step is not None and "median_tflops" in step
+    if not model_step:
+        step, label = (record.get("mlp") or {}).get(precision), "MLP training step"
+    if step is not None and "median_tflops" not in step:  # a skipped measurement
+        step = None
+    matmul = (record.get("matmul") or {}).get(precision) or {}
+    matmul_best = matmul.get("best_tflops")
+    peak = acc.peak_for(precision)
+    if step is None and matmul_best is None:
+        measured = sorted(set(record.get("matmul") or {}) | set(record.get("mlp") or {}))
+        raise InputError(f"the calibration file has no {precision} measurement "
+                         f"(it has: {', '.join(measured) or 'none'}); choose --precision or profile with --dtype {precision}")
+
+    fraction = DEFAULT_MFU["bf16"]
+    band_low, band_high = (b / fraction for b in MFU_BAND["bf16"])
+    if num_gpus == 1 and step is not None:
+        achieved = step["median_tflops"]
+        band = (min(_worst_tflops(step), achieved), max(step["best_tflops"], achieved))
+        source = f"calibration: {label} {precision} (median) on {where}"
+    elif matmul_best is not None:
+        achieved = AT_SCALE_FRACTION_OF_MATMUL * matmul_best
+        cap = step["median_tflops"] if step is not None else None
+        source = (f"calibration: {AT_SCALE_FRACTION_OF_MATMUL} x best {precision} matmul {matmul_best:.4g} TFLOP/s on "
+                  f"{where} (at-scale factor, see estimator.measured)")
+        if num_gpus == 1:
+            source += "; no training step measured"
+        if cap is not None and cap < achieved:
+            achieved, source = cap, source + f", capped by the {label} {cap:.4g}"
+        band = (achieved * band_low, achieved * band_high)
+    else:
+        achieved = step["median_tflops"]
+        band = (achieved * band_low, achieved * band_high)
+        source = f"calibration: {label} {precision} on {where} (no matmul measured: no at-scale factor applied)"
+        warnings.append("the calibration file has no matmul measurement to map one device to many")
+    return Throughput(achieved, peak, source, band), warnings, model_step and num_gpus == 1

@@ -1,0 +1,139 @@
+"""Estimates from a calibration file: which measurement is used, at-scale mapping, file warnings."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+import pytest
+import yaml
+from test_calibration import sample_record
+
+from estimator.calibration import write_calibration
+from estimator.catalog import load_catalog
+from estimator.errors import InputError
+from estimator.measured import AT_SCALE_FRACTION_OF_MATMUL, calibrated_throughput, device_accelerator
+from estimator.plan import plan_estimate
+
+CATALOG = load_catalog()
+H100 = CATALOG.accelerator("h100")
+TODAY = dt.date(2025, 2, 1)  # the sample record was written on 2025-01-31
+
+
+def cpu_record() -> dict:
+    record = sample_record()
+    record["device"] = {"name": "Intel(R) Xeon(R) Processor @ 2.50GHz", "backend": "cpu", "catalog_id": None,
+                        "memory_bytes": 25_000_000_000, "num_logical_cpus": 2, "num_threads": 2}
+    for section in ("matmul", "mlp"):
+        record[section] = {"fp32": copy.deepcopy(record[section]["bf16"])}
+        record[section]["fp32"].update(best_tflops=0.2, median_tflops=0.18, peak_tflops=None, pct_of_peak=None)
+    record["mlp"]["fp32"]["widths"][0].update(best_tflops=0.2, median_tflops=0.18, worst_tflops=0.15)
+    return record
+
+
+def with_model_step(record: dict, model: str = "gpt2-small") -> dict:
+    record["model"] = {"id": model, "seq_len": 1024, "micro_batch": 2, "num_layers": 12, "layers_timed": 12,
+                       "optimizer": "adamw",
+                       "results": {"bf16": {"flops_per_token": 1.0e9, "tokens_per_s": 500_000.0, "best_tflops": 520.0,
+                                            "median_tflops": 500.0, "worst_tflops": 480.0, "stdev_pct": 2.0,
+                                            "iterations": 10}}}
+    return record
+
+
+def test_one_device_uses_the_median_mlp_training_step():
+    rate, warnings, model_step = calibrated_throughput(sample_record(), H100, "bf16", num_gpus=1, today=TODAY)
+    assert rate.achieved_tflops == 590.0  # the MLP step's median, not the matmul's 794.5
+    assert rate.band_tflops == (550.0, 600.0)  # worst..best of the step
+    assert rate.mfu == pytest.approx(590.0 / 989.4)
+    assert "MLP training step bf16" in rate.source and warnings == [] and not model_step
+
+
+def test_many_devices_use_the_data_derived_fraction_of_the_best_matmul():
+    rate, _, _ = calibrated_throughput(sample_record(), H100, "bf16", num_gpus=64, today=TODAY)
+    assert rate.achieved_tflops == pytest.approx(AT_SCALE_FRACTION_OF_MATMUL * 794.5)
+    # 0.48 = 0.40 median MFU of published runs / 0.836 median matmul fraction of peak (A100, H100)
+    assert AT_SCALE_FRACTION_OF_MATMUL == pytest.approx(0.40 / ((271.2 / 312 + 794.5 / 989) / 2), abs=0.01)
+    low, high = rate.band_tflops
+    assert low < rate.achieved_tflops < high
+
+
+def test_the_at_scale_figure_is_capped_by_the_measured_training_step():
+    record = sample_record()
+    record["mlp"]["bf16"]["median_tflops"] = 300.0
+    rate, _, _ = calibrated_throughput(record, H100, "bf16", num_gpus=64, today=TODAY)
+    assert rate.achieved_tflops == 300.0 and "capped" in rate.source
+
+
+def test_the_models_own_step_is_preferred_when_the_model_matches():
+    record = with_model_step(sample_record())
+    rate, _, model_step = calibrated_throughput(record, H100, "bf16", num_gpus=1, model="gpt2-small", today=TODAY)
+    assert rate.achieved_tflops == 500.0 and model_step and "gpt2-small training step" in rate.source
+    rate, _, model_step = calibrated_throughput(record, H100, "bf16", num_gpus=1, model="llama-3.1-8b", today=TODAY)
+    assert rate.achieved_tflops == 590.0 and not model_step
+
+
+@pytest.mark.parametrize(
+    ("mutate", "gpu", "warning"),
+    [
+        (lambda r: None, "a100", "the calibration file measured h100-sxm, the estimate is for a100-sxm-80gb"),
+        (lambda r: r.update(created_utc="2024-01-01T00:00:00Z"), "h100", "more than 180 days ago"),
+        (lambda r: r.update(partial=True), "h100", "partial"),
+        (lambda r: r.update(benchmark_version=0), "h100", "benchmark version 0"),
+    ],
+)
+def test_the_file_is_flagged_when_it_does_not_fit_the_estimate(mutate, gpu, warning):
+    record = sample_record()
+    mutate(record)
+    _, warnings, _ = calibrated_throughput(record, CATALOG.accelerator(gpu), "bf16", num_gpus=1, today=TODAY)
+    assert any(warning in w for w in warnings), warnings
+
+
+def test_a_precision_the_file_did_not_measure_is_an_error():
+    with pytest.raises(InputError, match="no fp8 measurement"):
+        calibrated_throughput(sample_record(), H100, "fp8", num_gpus=1, today=TODAY)
+
+
+def test_the_device_of_a_file_is_its_catalog_entry_or_a_peakless_local_device():
+    assert device_accelerator(sample_record(), CATALOG).id == "h100-sxm"
+    cpu = device_accelerator(cpu_record(), CATALOG)
+    assert cpu.id == "cpu" and cpu.peak_for("fp32") is None and cpu.tdp_w is None
+
+
+def test_estimate_without_gpu_runs_on_the_calibrated_cpu_with_unknown_mfu(tmp_path, cli):
+    path = write_calibration(cpu_record(), tmp_path / "cal.yaml")
+    result = cli("estimate", "--calibration", str(path), "--params", "124M", "--tokens", "10M",
+                 "--precision", "fp32", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["gpu"] == "cpu" and data["mfu"] is None and data["energy_kwh"] is None
+    assert data["achieved_tflops_per_gpu"] == 0.18
+    assert data["gpu_hours"] == pytest.approx(6 * 124e6 * 10e6 / 0.18e12 / 3600)
+
+
+def test_a_model_step_calibration_makes_the_time_use_the_detailed_count(tmp_path):
+    path = write_calibration(with_model_step(sample_record()), tmp_path / "cal.yaml")
+    est = plan_estimate(model="gpt2-small", tokens="1B", calibration=path)
+    assert est.flops == est.flops_detailed != est.flops_6nd
+    assert est.gpu == "h100-sxm" and est.achieved_tflops_per_gpu == 500.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mfu", "0.4"], "Error: --calibration gives the throughput; drop --mfu/--tflops"),
+        (["--gpu-hours", "1M"], "Error: --gpu-hours answers the inverse question"),
+    ],
+)
+def test_calibration_conflicts_are_one_line_errors(tmp_path, cli, args, message):
+    path = write_calibration(sample_record(), tmp_path / "cal.yaml")
+    result = cli("estimate", "--calibration", str(path), "--params", "1B", "--tokens", "1B", *args)
+    assert result.exit_code == 2 and result.stderr.startswith(message)
+
+
+def test_a_broken_calibration_file_is_one_line_naming_the_field(tmp_path, cli):
+    record = sample_record()
+    del record["device"]["backend"]
+    path = tmp_path / "cal.yaml"
+    path.write_text(yaml.safe_dump(record))
+    result = cli("estimate", "--calibration", str(path), "--params", "1B", "--tokens", "1B")
+    assert result.exit_code == 1 and "backend" in result.stderr and result.stderr.count("\n") == 1
