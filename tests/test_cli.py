@@ -140,3 +140,16 @@ def test_python_dash_m_estimator_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "estimator", *GPT3, "--format", "json"],
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["wall_clock_days"] == pytest.approx(44.5, rel=0.005)
+
+
+def test_the_installed_console_script_finds_its_catalogs_from_any_directory(tmp_path):
+    import os
+    import shutil
+
+    script = shutil.which("gpucost")
+    if script is None:
+        pytest.skip("gpucost is not installed in this environment (pip install . installs it)")
+    env = {k: v for k, v in os.environ.items() if k != "GPUCOST_CATALOG_DIR"}
+    out = subprocess.run([script, *GPT3, "--format", "json"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["wall_clock_days"] == pytest.approx(44.5, rel=0.005)
