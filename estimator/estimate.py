@@ -156,6 +156,7 @@ def workload(
     ``seq_len``, see :mod:`estimator.flops`) is computed too; ``flops_method="detailed"`` makes the
     time use it. The default stays 6ND because the default MFU band was derived with 6ND counts.
     """
+    catalog = catalog or load_catalog()
     if flops_method not in FLOPS_METHODS:
         raise InputError(f"unknown --flops-method {flops_method!r}; use one of {', '.join(FLOPS_METHODS)}")
     if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1):
@@ -186,8 +187,8 @@ def workload(
         from .arch import architecture_for_model
         from .flops import flops_per_token
 
-        record = (catalog or load_catalog()).model(name)
-        arch = architecture_for_model(record, (catalog or load_catalog()).directory / "architectures")
+        record = catalog.model(name)
+        arch = architecture_for_model(record, catalog.directory / "architectures")
         if arch is not None:
             seq_len = seq_len or record.seq_len or arch.max_position_embeddings or 2048
             detailed = flops_per_token(arch, seq_len).train_model * tok
