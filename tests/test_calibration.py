@@ -215,3 +215,15 @@ def test_calibration_read_rejects_model_result_without_flops_per_token(tmp_path)
 
     message = _broken(tmp_path, mutate)
     assert "entry 'model.results.bf16', field 'flops_per_token': is required" in message
+
+
+def test_profile_csv_output_has_one_row_per_summary_row():
+    import csv
+    import io
+
+    from estimator.commands.profile import format_record
+
+    rows = list(csv.DictReader(io.StringIO(format_record(sample_record(), "csv"))))
+    assert len(rows) == len(summary_rows(sample_record()))
+    bf16 = next(r for r in rows if r["benchmark"].startswith("matmul") and r["dtype"] == "bf16")
+    assert float(bf16["best"]) == 794.5 and float(bf16["peak"]) == 989.4

@@ -19,7 +19,7 @@ import typer
 from ..calibration import DEFAULT_CALIBRATION_FILE, DTYPES, dump_calibration, summary_rows, write_calibration
 from ..errors import CatalogError, GpucostError, InputError
 
-FORMATS = ("table", "markdown", "json", "yaml")
+FORMATS = ("table", "markdown", "json", "yaml", "csv")
 DEVICES = ("auto", "cpu", "cuda")
 NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
 
@@ -113,12 +113,16 @@ def _import_torch() -> None:
 
 
 def format_record(record: dict[str, Any], fmt: str) -> str:
-    """The record for stdout: json/yaml as in the file, table/markdown as a summary for people."""
+    """The record for stdout: json/yaml as in the file, table/markdown/csv as the summary rows."""
     if fmt == "json":
         return json.dumps(record, indent=2)
     if fmt == "yaml":
         return dump_calibration(record).rstrip("\n")
     from ..render import render
+
+    headers = ("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")
+    if fmt == "csv":  # one row per measurement, as in the table
+        return render([dict(zip(headers, row)) for row in summary_rows(record)], "csv")
 
     device = record["device"]
     telemetry = record["telemetry"]
@@ -140,8 +144,7 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
         + f"; {record['duration_s']:.0f} s" + ("; PARTIAL (interrupted)" if record["partial"] else "")
         + f"; {clock_text}; throttled: {throttled}",
         "",
-        render({}, "markdown" if fmt == "markdown" else "table", rows=summary_rows(record),
-               headers=("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")),
+        render({}, "markdown" if fmt == "markdown" else "table", rows=summary_rows(record), headers=headers),
     ]
     model = record.get("model")
     if model:
