@@ -15,9 +15,11 @@ from .errors import CatalogError, GpucostError, InputError, UnknownNameError
 from .estimate import DEFAULT_MFU, MFU_BAND, Estimate, Range, Workload, estimate, workload
 from .flops import train_flops_6nd
 from .numbers import parse_quantity
+from .plan import plan_estimate
+from .validate import validate
 
 __all__ = [
     "Accelerator", "Catalog", "CatalogError", "DEFAULT_MFU", "Estimate", "GpucostError", "InputError",
     "MFU_BAND", "Model", "Price", "Range", "Run", "UnknownNameError", "Workload", "__version__",
-    "estimate", "load_catalog", "parse_quantity", "train_flops_6nd", "workload",
+    "estimate", "load_catalog", "parse_quantity", "plan_estimate", "train_flops_6nd", "validate", "workload",
 ]

@@ -91,3 +91,15 @@ def _update() -> None:
 if __name__ == "__main__" and "--update" in sys.argv:
     sys.path.insert(0, str(ROOT))
     _update()
+
+
+def test_readme_python_examples_print_what_their_comments_say(capsys):
+    """Python blocks whose print() lines carry the expected output as a comment are run; the
+    profiler block (a minute of measuring) shows no output and is not."""
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README.read_text(), re.S) if "\nprint(" in "\n" + b]
+    assert blocks
+    for block in blocks:
+        expected = [line.split("#", 1)[1].strip() for line in block.splitlines()
+                    if line.startswith("print(") and "#" in line]
+        exec(compile(block, "README.md", "exec"), {})
+        assert capsys.readouterr().out.splitlines() == expected
