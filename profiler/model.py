@@ -45,8 +45,8 @@ ROPE_THETA = 10_000.0  # the base does not change the work done; any value times
 # Share of the device's free memory the timed stack may plan to use; the rest absorbs what the
 # estimate leaves out (allocator caching and fragmentation, library workspaces, temporaries).
 MEMORY_FRACTION = 0.8
-DEFAULT_TIME_BUDGET_S = {"cpu": 30.0, "gpu": 10.0}  # timed steps; warm-up comes on top
-DEFAULT_MIN_ITERS = 3
+DEFAULT_TIME_BUDGET_S = {"cpu": 40.0, "gpu": 10.0}  # timed steps; warm-up comes on top
+DEFAULT_MIN_ITERS = 4
 MAX_MICRO_BATCH = 256
 _FP8 = "not measured: an fp8 training step needs scaled-matmul recipes (Transformer Engine, torchao)"
 
@@ -428,7 +428,7 @@ def profile_model(
        final norm and output head always built); at most ``max_layers``.
     2. Micro-batch: ``micro_batch`` if given; else the largest power of two that fits in memory and
        whose step, extrapolated from a step at micro-batch 1, takes at most ``time_budget_s /
-       min_iters`` (default budget: 30 s on a CPU, 10 s on a GPU), so a quick profile stays quick.
+       min_iters`` (default budget: 40 s on a CPU, 10 s on a GPU), so a quick profile stays quick.
     3. Per dtype (in the order given; fp32, tf32 or bf16/fp16 under autocast): warm-up steps (at
        least one at the final micro-batch and ``warmup_s`` seconds), then ``clamp(time_budget_s /
        step time, min_iters, max_iters)`` steps timed one by one (a device sync before each clock
