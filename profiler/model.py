@@ -500,7 +500,7 @@ def profile_model(
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.1)
             step = TrainStep(model, optimizer, device)
             flops = flops_per_token(stack, seq_len).train_model
-            for index, name in enumerate(run):
+            for name in run:
                 step.dtype = name
                 with matmul_precision(name):
                     per_step_s = None
