@@ -59,3 +59,12 @@ def test_validate_cli_prints_the_summary(cli):
     assert "inside the printed range" in result.stdout and "Median implied MFU" in result.stdout
     data = cli("validate", "--format", "json").json()
     assert data["num_with_hours"] == RESULT.num_with_hours
+
+
+def test_validate_csv_has_one_row_per_run(cli):
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(cli("validate", "--format", "csv").stdout)))
+    assert [r["id"] for r in rows] == [c.id for c in RESULT.runs]
+    assert {"reported_gpu_hours", "estimated_gpu_hours", "error", "inside_range", "implied_mfu"} <= rows[0].keys()
