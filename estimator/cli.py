@@ -141,6 +141,7 @@ def _emit_estimate(est: Estimate, fmt: str) -> None:
 def estimate_cmd(
     *,
     model: Model = None,
+    hf_config: Annotated[Optional[Path], typer.Option(help="A Hugging Face config.json instead of a catalog model (exact parameters, detailed FLOPs, memory check).")] = None,
     params: Params = None,
     active_params: ActiveParams = None,
     flops: Flops = None,
@@ -170,7 +171,7 @@ def estimate_cmd(
     """
     _check_format(format)
     est = plan_estimate(
-        gpu=gpu, deadline=deadline, budget=budget, chinchilla=chinchilla, model=model, params=params,
+        gpu=gpu, deadline=deadline, budget=budget, chinchilla=chinchilla, model=model, hf_config=hf_config, params=params,
         active_params=active_params, tokens=tokens, flops=flops, flops_method=flops_method, seq_len=seq_len,
         num_gpus=num_gpus, precision=precision,
         mfu=mfu, tflops=tflops, calibration=calibration, gpu_hours=gpu_hours, price=price, provider=provider, pue=pue,

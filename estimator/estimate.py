@@ -11,6 +11,7 @@ Two ways to an answer (Epoch AI's two methods, run in either direction):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .catalog import Accelerator, Catalog, Model, Price, load_catalog
@@ -146,6 +147,7 @@ def workload(
     flops: float | str | None = None,
     flops_method: str = "6nd",
     seq_len: int | None = None,
+    hf_config: str | Path | None = None,
     catalog: Catalog | None = None,
 ) -> Workload:
     """Build a Workload from a catalog model, or parameters (+ active parameters for MoE), or FLOPs.
@@ -155,17 +157,19 @@ def workload(
     an architecture, the detailed count (matmuls incl. attention scores and output head at
     ``seq_len``, see :mod:`estimator.flops`) is computed too; ``flops_method="detailed"`` makes the
     time use it. The default stays 6ND because the default MFU band was derived with 6ND counts.
+    ``hf_config`` (a ``config.json`` path) stands in for a catalog model, with exact parameter counts.
     """
     catalog = catalog or load_catalog()
     if flops_method not in FLOPS_METHODS:
         raise InputError(f"unknown --flops-method {flops_method!r}; use one of {', '.join(FLOPS_METHODS)}")
     if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1):
         raise InputError(f"--seq-len must be a positive whole number, got {seq_len!r}")
-    given = [name for name, v in (("--model", model), ("--params", params), ("--flops", flops)) if v is not None]
+    given = [name for name, v in (("--model", model), ("--hf-config", hf_config), ("--params", params),
+                                  ("--flops", flops)) if v is not None]
     if len(given) > 1:
-        raise InputError(f"give only one of --model, --params or --flops (got {' and '.join(given)})")
+        raise InputError(f"give only one of --model, --hf-config, --params or --flops (got {' and '.join(given)})")
     if not given:
-        raise InputError("say what is trained: --model NAME, --params N (with --tokens), or --flops F")
+        raise InputError("say what is trained: --model NAME, --hf-config PATH, --params N (with --tokens), or --flops F")
     if active_params is not None and params is None and model is None:
         raise InputError("--active-params needs --params (the total) or --model")
     tok = parse_quantity(tokens, what="--tokens") if tokens is not None else None
@@ -174,7 +178,7 @@ def workload(
             raise InputError("--tokens has no effect with --flops; drop one of them")
         return Workload(flops=parse_quantity(flops, what="--flops"), flops_method="given (--flops)")
     name, total, active, published_tokens = resolve_params(
-        model=model, params=params, active_params=active_params, catalog=catalog)
+        model=model, params=params, active_params=active_params, hf_config=hf_config, catalog=catalog)
     if tok is None:
         if published_tokens is None:
             raise InputError(f"model {name!r} has no published training tokens; give --tokens" if name
@@ -184,13 +188,16 @@ def workload(
     method = "6 x active params x tokens (Kaplan et al. 2020)" if active != total else "6 x params x tokens (Kaplan et al. 2020)"
     arch = detailed = None
     if name is not None:
-        from .arch import architecture_for_model
+        from .arch import architecture_for_model, load_hf_config
         from .flops import flops_per_token
 
-        record = catalog.model(name)
-        arch = architecture_for_model(record, catalog.directory / "architectures")
+        if hf_config is not None:
+            arch, published_seq_len = load_hf_config(hf_config), None
+        else:
+            record = catalog.model(name)
+            arch, published_seq_len = architecture_for_model(record, catalog.directory / "architectures"), record.seq_len
         if arch is not None:
-            seq_len = seq_len or record.seq_len or arch.max_position_embeddings or 2048
+            seq_len = seq_len or published_seq_len or arch.default_seq_len or 2048
             detailed = flops_per_token(arch, seq_len).train_model * tok
     if flops_method == "detailed":
         if detailed is None:
@@ -207,10 +214,18 @@ def workload(
 
 def resolve_params(
     *, model: str | Model | None, params: float | str | None, active_params: float | str | None,
-    catalog: Catalog | None = None,
+    hf_config: str | Path | None = None, catalog: Catalog | None = None,
 ) -> tuple[str | None, float, float, float | None]:
-    """(model id, total params, active params, published tokens) from a catalog model or ``params``."""
-    if model is not None:
+    """(model id, total params, active params, published tokens) from a catalog model, a Hugging
+    Face ``config.json`` (exact counts; the id is the file's stem, as `gpucost profile` names it)
+    or ``params``."""
+    if hf_config is not None:
+        from .arch import count_params, load_hf_config
+
+        arch = load_hf_config(hf_config)
+        counts = count_params(arch)
+        name, total, tokens, active = arch.name, float(counts.total), None, float(counts.active)
+    elif model is not None:
         record = model if isinstance(model, Model) else (catalog or load_catalog()).model(model)
         name, total, tokens = record.id, record.params, record.training_tokens
         active = record.params_active

@@ -40,6 +40,7 @@ def plan_estimate(
     budget: float | str | None = None,
     chinchilla: bool = False,
     model: str | None = None,
+    hf_config: str | Path | None = None,
     params: float | str | None = None,
     active_params: float | str | None = None,
     tokens: float | str | None = None,
@@ -76,11 +77,13 @@ def plan_estimate(
             raise InputError("--calibration gives the throughput; drop --mfu/--tflops")
         record = read_calibration(calibration)
         acc = catalog.accelerator(gpu) if gpu else device_accelerator(record, catalog)
-        model_id = catalog.model(model).id if model is not None else None
+        model_id = resolve_params(model=model, params=None, active_params=None, hf_config=hf_config,
+                                  catalog=catalog)[0] if (model or hf_config) else None
         rate, file_warnings, model_step = calibrated_throughput(
             record, acc, precision, num_gpus=2 if deadline is not None else (num_gpus or 1), model=model_id)
         if model_step:  # the measurement counted the detailed FLOPs; the time must divide the same count
             flops_method = "detailed"
+            seq_len = seq_len or record["model"]["seq_len"]  # at the sequence length it was measured at
     else:
         acc = catalog.accelerator(gpu or DEFAULT_GPU)
 
@@ -96,17 +99,18 @@ def plan_estimate(
         if tokens is not None or flops is not None:
             raise InputError("--budget answers the tokens; drop --tokens/--flops")
         if chinchilla:
-            if model is not None or params is not None:
-                raise InputError("--chinchilla chooses the model size; drop --model/--params")
+            if model is not None or params is not None or hf_config is not None:
+                raise InputError("--chinchilla chooses the model size; drop --model/--hf-config/--params")
             n, d = chinchilla_for_flops(compute)
             work = Workload(flops=compute, tokens=d, params=n, active_params=n,
                             flops_method="6 x params x tokens, compute-optimal D = 20 N (Hoffmann et al. 2022)")
         else:
-            if model is None and params is None:
-                raise InputError("--budget needs the model (--model or --params), or --chinchilla to choose one")
-            _, _, active, _ = resolve_params(model=model, params=params, active_params=active_params, catalog=catalog)
-            work = workload(model=model, params=params, active_params=active_params, tokens=compute / (6.0 * active),
-                            seq_len=seq_len, catalog=catalog)
+            if model is None and params is None and hf_config is None:
+                raise InputError("--budget needs the model (--model, --hf-config or --params), or --chinchilla")
+            _, _, active, _ = resolve_params(model=model, params=params, active_params=active_params,
+                                             hf_config=hf_config, catalog=catalog)
+            work = workload(model=model, params=params, active_params=active_params, hf_config=hf_config,
+                            tokens=compute / (6.0 * active), seq_len=seq_len, catalog=catalog)
         questions.update(budget_usd=budget_usd, budget_gpu_hours=hours, budget_flops=compute,
                          params=work.params, tokens=work.tokens)
         if rate.band_tflops is not None and not chinchilla:
@@ -115,7 +119,7 @@ def plan_estimate(
         rate = dataclasses.replace(rate, band_tflops=None)  # the budget fixes the cost; the tokens vary
     else:
         work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops,
-                        flops_method=flops_method, seq_len=seq_len, catalog=catalog)
+                        flops_method=flops_method, seq_len=seq_len, hf_config=hf_config, catalog=catalog)
     if deadline is not None:
         if num_gpus is not None:
             raise InputError("--deadline answers the number of devices; drop --num-gpus")

@@ -87,7 +87,7 @@ def test_compare_all_offers_lists_every_price_of_the_chosen_gpus(cli):
         (["estimate", "--model", "gpt3", "--mfu", "0"], 2, "Error: --mfu must be a fraction in (0, 1]"),
         (["estimate", "--model", "gpt3", "--num-gpus", "0"], 2, "Error: --num-gpus must be a positive whole number"),
         (["estimate", "--model", "gpt3", "--mfu", "0.4", "--tflops", "100"], 2, "Error: give only one of --mfu, --tflops"),
-        (["estimate", "--model", "gpt3", "--params", "7B"], 2, "Error: give only one of --model, --params or --flops"),
+        (["estimate", "--model", "gpt3", "--params", "7B"], 2, "Error: give only one of --model, --hf-config, --params or --flops"),
         (["estimate", "--params", "7B"], 2, "Error: --params needs --tokens"),
         (["estimate", "--model", "gpt3", "--precision", "int4"], 2, "Error: unknown precision 'int4'"),
         (["estimate", "--model", "gpt3", "--gpu", "a100", "--precision", "fp8"], 2, "Error: a100-sxm-80gb has no fp8 peak"),

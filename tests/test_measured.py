@@ -137,3 +137,28 @@ def test_a_broken_calibration_file_is_one_line_naming_the_field(tmp_path, cli):
     path.write_text(yaml.safe_dump(record))
     result = cli("estimate", "--calibration", str(path), "--params", "1B", "--tokens", "1B")
     assert result.exit_code == 1 and "backend" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_estimate_reads_a_hf_config_and_matches_its_model_profile(tmp_path, cli):
+    # `gpucost profile --hf-config my-model.json` names the model after the file's stem; so does estimate.
+    config = tmp_path / "my-model.json"
+    config.write_text((CATALOG.directory / "architectures" / "gpt2-small.json").read_text())
+    record = with_model_step(sample_record(), model="my-model")
+    path = write_calibration(record, tmp_path / "cal.yaml")
+    data = cli("estimate", "--hf-config", str(config), "--tokens", "1B", "--calibration", str(path),
+               "--format", "json").json()
+    assert data["model"] == "my-model" and data["params"] == 124_439_808
+    assert data["achieved_tflops_per_gpu"] == 500.0 and data["flops"] == data["flops_detailed"]
+    assert data["seq_len"] == 1024
+    # the detailed count is taken at the profiled sequence length when the file's is another:
+    record["model"]["seq_len"] = 512
+    path = write_calibration(record, tmp_path / "cal512.yaml")
+    data = cli("estimate", "--hf-config", str(config), "--tokens", "1B", "--calibration", str(path),
+               "--format", "json").json()
+    assert data["seq_len"] == 512
+
+
+def test_hf_config_conflicts_with_a_catalog_model(cli):
+    result = cli("estimate", "--model", "gpt2-small", "--hf-config", "x.json", "--tokens", "1B")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: give only one of --model, --hf-config, --params or --flops")
