@@ -12,7 +12,7 @@ import datetime as _dt
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -56,7 +56,7 @@ class Accelerator:
     peak_tflops: Mapping[str, float]
     memory_gb: float
     memory_bandwidth_gbps: float
-    tdp_w: float
+    tdp_w: float | None  # required in gpus.yaml; None only for a calibrated device with no datasheet
     interconnect: str
     source: str
     retrieved: _dt.date
@@ -218,7 +218,7 @@ def _records(file: Path, key: str, cls: type) -> tuple:
     if not isinstance(entries, list):
         raise CatalogError(name, None, key, "must be a list of entries")
     allowed = {f.name: f for f in fields(cls)}
-    required = [f.name for f in fields(cls) if f.default is field().default and f.default_factory is field().default_factory]
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
     out, seen = [], set()
     for index, raw in enumerate(entries):
         if not isinstance(raw, dict):
