@@ -394,3 +394,15 @@ def test_gpu_tf32_is_faster_than_ieee_fp32():
         with matmul_precision(mode):
             best[mode] = measure(kernel.run, CudaClock(device), warmup_s=0.1, budget_s=0.2).best_s
     assert best["tf32"] < 0.8 * best["fp32"]
+
+
+def test_the_library_entry_point_returns_a_valid_record_and_announces_the_plan(tiny_sweep):
+    import profiler
+    from estimator.calibration import validate_calibration
+
+    seen = []
+    record = profiler.profile("cpu", ["fp32"], announce=lambda info, plan, model_dtypes: seen.append(
+        (info.backend, len(plan.items), list(model_dtypes))))
+    assert validate_calibration(record) == record
+    assert record["device"]["backend"] == "cpu" and record["matmul"]["fp32"]["best_tflops"] > 0
+    assert seen == [("cpu", len(tiny_plan().items), [])]

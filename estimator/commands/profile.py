@@ -226,14 +226,8 @@ def profile(
         arch.check_seq_len(seq_len)
     _check_output(output)
     _import_torch()
-    from profiler.device import describe, free_memory_bytes, resolve_device
+    from profiler.api import profile as run
     from profiler.progress import ProgressBar
-    from profiler.run import make_plan, run_profile
-
-    if arch is not None:
-        from profiler.model import check_supported
-
-        check_supported(arch)
 
     from ..catalog import load_catalog
 
@@ -248,38 +242,28 @@ def profile(
         catalog = None
         notes.append(f"the accelerator catalog could not be loaded ({exc}); the device is reported as unknown")
         say(f"Warning: {notes[-1]}")
-    torch_device = resolve_device(device)
-    info = describe(torch_device, catalog)
-    plan = make_plan(info, dtypes, full=full, free_bytes=free_memory_bytes(torch_device),
-                     sweep=not profiling_model or sweep or full)
-    why = " (--device auto: torch sees no CUDA GPU)" if device == "auto" and info.backend == "cpu" else ""
-    job = None
-    model_options: dict[str, Any] = {}
-    if arch is not None:
-        from profiler.model import plan_dtypes, profile_model
 
-        model_dtypes, model_skipped = plan_dtypes(info, dtypes)
-        model_options = {"model": model, "hf-config": hf_config, "seq-len": seq_len, "micro-batch": micro_batch,
-                         "max-layers": max_layers, "sweep": sweep}
+    def announce(info: Any, plan: Any, model_dtypes: Any) -> None:
+        why = " (--device auto: torch sees no CUDA GPU)" if device == "auto" and info.backend == "cpu" else ""
+        where = f"{info.backend}; catalog: {info.catalog_id or 'unknown'}"
+        if arch is not None:
+            say(f"Profiling {model_id}'s training step ({', '.join(model_dtypes) or 'nothing'}, seq_len {seq_len}) "
+                f"on {info.name}{why} ({where})"
+                + (f", then the device in {plan.mode} mode ({len(plan.items)} measurements)" if plan.items else "")
+                + ". Ctrl-C stops and keeps the results so far.")
+        else:
+            say(f"Profiling {info.name}{why} ({where}) in {plan.mode} mode, {len(plan.items)} measurements"
+                f"{', about a minute' if plan.mode == 'quick' else ''}. Ctrl-C stops and keeps the results so far.")
 
-        def job(progress: Any) -> dict[str, Any]:
-            return profile_model(arch, model_id=model_id, source=source, device=torch_device, dtype=model_dtypes,
-                                 skipped=model_skipped, seq_len=seq_len, micro_batch=micro_batch,
-                                 max_layers=max_layers, progress=progress)
-
-        measured = [d for d in model_dtypes if d not in model_skipped] or ["nothing"]
-        say(f"Profiling {model_id}'s training step ({', '.join(measured)}, seq_len {seq_len}) on {info.name}{why} "
-            f"({info.backend}; catalog: {info.catalog_id or 'unknown'})"
-            + (f", then the device in {plan.mode} mode ({len(plan.items)} measurements)" if plan.items else "")
-            + ". Ctrl-C stops and keeps the results so far.")
-    else:
-        say(f"Profiling {info.name}{why} ({info.backend}; catalog: {info.catalog_id or 'unknown'}) in {plan.mode} "
-            f"mode, {len(plan.items)} measurements{', about a minute' if plan.mode == 'quick' else ''}. "
-            "Ctrl-C stops and keeps the results so far.")
+    model_options = {"model": model, "hf-config": hf_config, "seq-len": seq_len, "micro-batch": micro_batch,
+                     "max-layers": max_layers, "sweep": sweep} if arch is not None else {}
     bar = ProgressBar(sys.stderr, enabled=not quiet)
     try:
-        record = run_profile(plan, torch_device, info, progress=bar, extra_notes=notes, model=job,
-                             command=_command_line(device, dtypes, full, output, format, quiet, model_options))
+        record = run(device, dtypes, full=full, arch=arch, model_id=model_id if arch is not None else None,
+                     source=source if arch is not None else None, seq_len=seq_len, micro_batch=micro_batch,
+                     max_layers=max_layers, sweep=sweep, catalog=catalog, progress=bar, notes=notes,
+                     announce=announce,
+                     command=_command_line(device, dtypes, full, output, format, quiet, model_options))
     finally:
         bar.close()
     typer.echo(format_record(record, format))

@@ -1,0 +1,70 @@
+"""``profiler.profile()``: one call that does what ``gpucost profile`` does, for library users.
+
+    >>> import profiler
+    >>> record = profiler.profile("cpu", ["fp32"])            # about a minute; returns the calibration record
+    >>> record["matmul"]["fp32"]["best_tflops"]
+
+The record's schema, and writing it to a file, are in :mod:`estimator.calibration`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from estimator.arch import Architecture
+from estimator.catalog import Catalog
+
+from . import run
+from .device import DeviceInfo, describe, free_memory_bytes, resolve_device
+from .run import Plan, Progress
+
+# announce(device info, plan, model dtypes to be measured): called once before measuring starts
+Announce = Callable[[DeviceInfo, Plan, Sequence[str]], None]
+
+
+def profile(
+    device: str = "auto",
+    dtypes: Sequence[str] | None = None,
+    *,
+    full: bool = False,
+    arch: Architecture | None = None,
+    model_id: str | None = None,
+    source: str | None = None,
+    seq_len: int | None = None,
+    micro_batch: int | None = None,
+    max_layers: int | None = None,
+    sweep: bool = False,
+    catalog: Catalog | None = None,
+    command: str = "profiler.profile()",
+    progress: Progress | None = None,
+    notes: Sequence[str] = (),
+    announce: Announce | None = None,
+) -> dict[str, Any]:
+    """Measure ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and return the calibration record.
+
+    Without ``arch``: the device sweep (quick, or ``full``) for ``dtypes`` (None: all the device
+    supports). With ``arch`` (an :class:`estimator.arch.Architecture`): the model's own training
+    step (:func:`profiler.model.profile_model`), plus the sweep when ``sweep`` or ``full``.
+    ``catalog`` names the device and its peaks (None: reported as unknown).
+    """
+    torch_device = resolve_device(device)
+    info = describe(torch_device, catalog)
+    plan = run.make_plan(info, dtypes, full=full, free_bytes=free_memory_bytes(torch_device),
+                     sweep=arch is None or sweep or full)
+    job, measured = None, []
+    if arch is not None:
+        from .model import check_supported, plan_dtypes, profile_model
+
+        check_supported(arch)
+        model_dtypes, model_skipped = plan_dtypes(info, dtypes)
+        measured = [d for d in model_dtypes if d not in model_skipped]
+
+        def job(step_progress: Any) -> dict[str, Any]:
+            return profile_model(arch, model_id=model_id or arch.name, source=source, device=torch_device,
+                                 dtype=model_dtypes, skipped=model_skipped, seq_len=seq_len,
+                                 micro_batch=micro_batch, max_layers=max_layers, progress=step_progress)
+
+    if announce is not None:
+        announce(info, plan, measured)
+    return run.run_profile(plan, torch_device, info, progress=progress, extra_notes=notes, model=job, command=command)
