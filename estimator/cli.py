@@ -207,12 +207,9 @@ def compare_cmd(
                            provider=offer.id if offer else None, catalog=catalog)
             rows.append(est)
     rows.sort(key=lambda e: (e.cost_usd is None, e.cost_usd or 0.0, e.wall_clock_days))
-    data = [
-        {"gpu": e.gpu, "price_source": e.price_source, "price_usd_per_gpu_hour": e.price_usd_per_gpu_hour,
-         "peak_tflops": e.peak_tflops, "mfu": e.mfu, "achieved_tflops_per_gpu": e.achieved_tflops_per_gpu,
-         "wall_clock_days": e.wall_clock_days, "gpu_hours": e.gpu_hours, "cost_usd": e.cost_usd}
-        for e in rows
-    ]
+    keys = ("gpu", "price_source", "price_usd_per_gpu_hour", "peak_tflops", "mfu", "achieved_tflops_per_gpu",
+            "wall_clock_days", "gpu_hours", "cost_usd")
+    data = [{k: getattr(e, k) for k in keys} for e in rows]
     table = [(e.gpu, f"{e.achieved_tflops_per_gpu:.4g}", f"{e.wall_clock_days:,.1f}", f"{e.gpu_hours:,.0f}",
               f"{e.price_usd_per_gpu_hour:g}" if e.price_usd_per_gpu_hour else "-", usd(e.cost_usd),
               e.price_source or "no price in catalog") for e in rows]

@@ -41,6 +41,16 @@ MFU_BAND: dict[str, tuple[float, float]] = {
 }
 
 
+def device_hours(flops: float, tflops_per_device: float) -> float:
+    """Device-hours that ``flops`` take at ``tflops_per_device`` achieved TFLOP/s."""
+    return flops / (tflops_per_device * 1e12) / 3600.0
+
+
+def achieved_tflops(flops: float, hours: float) -> float:
+    """TFLOP/s per device that ``flops`` in ``hours`` device-hours imply (the inverse question)."""
+    return flops / (hours * 3600.0) / 1e12
+
+
 @dataclass(frozen=True, slots=True)
 class Workload:
     """What is trained: total training FLOPs and how they were obtained."""
@@ -189,7 +199,7 @@ def workload(
     arch = detailed = None
     if name is not None:
         from .arch import architecture_for_model, load_hf_config
-        from .flops import flops_per_token
+        from .flops import train_flops
 
         if hf_config is not None:
             arch, published_seq_len = load_hf_config(hf_config), None
@@ -198,7 +208,7 @@ def workload(
             arch, published_seq_len = architecture_for_model(record, catalog.directory / "architectures"), record.seq_len
         if arch is not None:
             seq_len = seq_len or published_seq_len or arch.default_seq_len or 2048
-            detailed = flops_per_token(arch, seq_len).train_model * tok
+            detailed = train_flops(arch, tok, seq_len)
     if flops_method == "detailed":
         if detailed is None:
             raise InputError("--flops-method detailed needs a catalog model with an architecture "
@@ -371,11 +381,11 @@ def estimate(
 
     if gpu_hours is not None:
         hours = parse_quantity(gpu_hours, what="--gpu-hours")
-        rate = Throughput(work.flops / (hours * 3600.0) / 1e12, check_precision(acc, precision),
+        rate = Throughput(achieved_tflops(work.flops, hours), check_precision(acc, precision),
                           "implied by --gpu-hours (FLOPs / device-seconds)")
     elif rate is None:
         rate = throughput(acc, precision, mfu=mfu, tflops=tflops)
-    hours = work.flops / (rate.achieved_tflops * 1e12) / 3600.0
+    hours = device_hours(work.flops, rate.achieved_tflops)
 
     assumptions = [f"training FLOPs: {work.flops_method}"]
     warnings: list[str] = []
@@ -419,7 +429,7 @@ def estimate(
 
     band = None
     if rate.band_tflops is not None:
-        slow_h, fast_h = (work.flops / (t * 1e12) / 3600.0 for t in rate.band_tflops)
+        slow_h, fast_h = (device_hours(work.flops, t) for t in rate.band_tflops)
         band = Range(
             tflops_low=rate.band_tflops[0], tflops_high=rate.band_tflops[1],
             mfu_low=rate.band_tflops[0] / rate.peak_tflops if rate.peak_tflops else None,

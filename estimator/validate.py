@@ -11,10 +11,10 @@ implied MFU (reported TFLOP/s / dense peak) to the MFU statistics.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .catalog import Catalog, Run, load_catalog
-from .estimate import DEFAULT_MFU, MFU_BAND, estimate, workload
+from .estimate import achieved_tflops, estimate, workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +47,6 @@ class Validation:
     median_implied_mfu: dict[str, float]
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
         return asdict(self)
 
 
@@ -68,7 +66,7 @@ def check_run(run: Run, catalog: Catalog) -> RunCheck:
     reported = reported_gpu_hours(run)
     implied = None
     if reported is not None and est.peak_tflops:
-        implied = est.flops / (reported * 3600.0) / 1e12 / est.peak_tflops
+        implied = achieved_tflops(est.flops, reported) / est.peak_tflops
     elif run.reported_mfu is not None:
         implied = run.reported_mfu
     elif run.reported_tflops_per_device is not None and est.peak_tflops:
@@ -102,4 +100,4 @@ def validate(catalog: Catalog | None = None) -> Validation:
     )
 
 
-__all__ = ["DEFAULT_MFU", "MFU_BAND", "RunCheck", "Validation", "check_run", "reported_gpu_hours", "validate"]
+__all__ = ["RunCheck", "Validation", "check_run", "reported_gpu_hours", "validate"]
