@@ -144,7 +144,7 @@ def stand_in_prediction(record: dict[str, Any], tokens: int) -> float:
 
 
 def _architecture(section: dict[str, Any]):
-    from estimator.arch import load_hf_config
+    from estimator.hf_config import load_hf_config
     from estimator.commands.models_show import resolve
 
     source = Path(section["source"])
@@ -189,7 +189,7 @@ def _train_child(args: argparse.Namespace) -> None:
         def forward(ids: torch.Tensor) -> torch.Tensor:
             return model(input_ids=ids, use_cache=False).logits
     else:
-        from estimator.arch import from_hf_config
+        from estimator.hf_config import from_hf_config
         from profiler.model import build_model
 
         model = build_model(from_hf_config(config, name=args.id))

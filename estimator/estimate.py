@@ -198,7 +198,7 @@ def workload(
     method = "6 x active params x tokens (Kaplan et al. 2020)" if active != total else "6 x params x tokens (Kaplan et al. 2020)"
     arch = detailed = None
     if name is not None:
-        from .arch import architecture_for_model, load_hf_config
+        from .hf_config import architecture_for_model, load_hf_config
         from .flops import train_flops
 
         if hf_config is not None:
@@ -230,7 +230,8 @@ def resolve_params(
     Face ``config.json`` (exact counts; the id is the file's stem, as `gpucost profile` names it)
     or ``params``."""
     if hf_config is not None:
-        from .arch import count_params, load_hf_config
+        from .hf_config import load_hf_config
+        from .params import count_params
 
         arch = load_hf_config(hf_config)
         counts = count_params(arch)

@@ -192,7 +192,7 @@ def flops_per_token(arch: Architecture, seq_len: int, *, causal: bool = False,
         extra = forward - breakdown.get("output_head", 0.0) - breakdown.get("pooler", 0.0)
     else:
         extra = 0.0
-    from .arch import count_params
+    from .params import count_params
 
     params = count_params(arch)
     return FlopsPerToken(
@@ -212,7 +212,7 @@ def train_flops_per_token_palm(arch: Architecture, seq_len: int) -> float:
     that take part in a matmul. 12 L H Q T generalises to 6 L H T (d_qk + d_v) for MLA.
     """
     _check(arch, seq_len, "none")
-    from .arch import count_params
+    from .params import count_params
 
     params = count_params(arch)
     n = params.active - params.embedding

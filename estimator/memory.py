@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .arch import Architecture, ParamCount, count_params
+from .arch import Architecture
+from .params import ParamCount, count_params
 from .errors import InputError
 
 RECOMPUTE_MODES = ("none", "selective", "full")

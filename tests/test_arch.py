@@ -11,8 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from estimator.arch import (MLA, Architecture, MoE, architecture_for_model, count_params, from_hf_config,
-                            load_architecture, load_hf_config)
+from estimator.arch import MLA, Architecture, MoE
+from estimator.hf_config import architecture_for_model, from_hf_config, load_architecture, load_hf_config
+from estimator.params import count_params
 from estimator.errors import CatalogError, InputError
 
 ARCH_DIR = Path(__file__).resolve().parent.parent / "catalogs" / "architectures"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from estimator.arch import count_params, from_hf_config
+from estimator.hf_config import from_hf_config
+from estimator.params import count_params
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -12,7 +12,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from estimator.arch import count_params, load_architecture
+from estimator.hf_config import load_architecture
+from estimator.params import count_params
 from estimator.commands.models_show import model_report, render_report, show
 from estimator.errors import GpucostError
 from estimator.flops import flops_per_token

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from estimator.arch import MoE, Architecture, count_params, load_architecture
+from estimator.arch import MoE, Architecture
+from estimator.hf_config import load_architecture
+from estimator.params import count_params
 from estimator.errors import InputError
 from estimator.flops import flops_per_token, train_flops, train_flops_6nd, train_flops_per_token_palm
 

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from estimator.arch import from_hf_config
+from estimator.hf_config import from_hf_config
 from estimator.flops import flops_per_token
 
 torch = pytest.importorskip("torch")

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from estimator.arch import MLA, Architecture, MoE, count_params, load_architecture
+from estimator.arch import MLA, Architecture, MoE
+from estimator.hf_config import load_architecture
+from estimator.params import count_params
 from estimator.flops import flops_per_token
 
 torch = pytest.importorskip("torch")

@@ -14,7 +14,9 @@ torch = pytest.importorskip("torch")
 
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count  # noqa: E402
 
-from estimator.arch import Architecture, MoE, count_params, load_architecture  # noqa: E402
+from estimator.arch import Architecture, MoE  # noqa: E402
+from estimator.hf_config import load_architecture  # noqa: E402
+from estimator.params import count_params  # noqa: E402
 from estimator.calibration import validate_calibration  # noqa: E402
 from estimator.flops import flops_per_token  # noqa: E402
 from profiler import model as model_module  # noqa: E402

@@ -11,7 +11,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..arch import Architecture, architecture_for_model, count_params, load_hf_config
+from ..arch import Architecture
+from ..hf_config import architecture_for_model, load_hf_config
+from ..params import count_params
 from ..errors import InputError
 from ..flops import RECOMPUTE_MODES, flops_per_token
 from ..memory import (DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, GB,

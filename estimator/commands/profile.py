@@ -87,7 +87,7 @@ def _command_line(device: str, dtypes: list[str] | None, full: bool, output: Pat
 def _resolve_model(model: str | None, hf_config: Path | None) -> tuple[Any, int | None, str, str]:
     """(architecture, the catalog's training seq_len or None, model id, source) for --model or
     --hf-config. Unknown name: UnknownNameError with close matches; no architecture: InputError."""
-    from ..arch import architectures_dir
+    from ..hf_config import architectures_dir
     from .models_show import resolve
 
     if model is not None and hf_config is not None:
