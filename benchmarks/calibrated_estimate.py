@@ -145,7 +145,7 @@ def stand_in_prediction(record: dict[str, Any], tokens: int) -> float:
 
 def _architecture(section: dict[str, Any]):
     from estimator.hf_config import load_hf_config
-    from estimator.commands.models_show import resolve
+    from estimator.model_report import resolve_architecture as resolve
 
     source = Path(section["source"])
     if source.suffix == ".json" and source.is_file():

@@ -103,9 +103,9 @@ DEFAULT_CALIBRATION_FILE = "gpucost-calibration.yaml"
 _STATS_KEYS = ("min", "median", "max")
 _TOP = {
     "schema_version", "benchmark_version", "created_utc", "command", "partial", "duration_s", "device",
-    "software", "telemetry", "matmul", "mlp", "bandwidth", "notes", "model",
+    "software", "telemetry", "matmul", "mlp", "bandwidth", "notes", "model", "collectives",
 }
-_OPTIONAL_TOP = {"duration_s", "model"}
+_OPTIONAL_TOP = {"duration_s", "model", "collectives"}
 _DEVICE_INT = ("index", "memory_bytes", "num_sms", "l2_cache_bytes", "num_cores", "num_logical_cpus", "num_threads",
                "llc_bytes")
 _DEVICE_NUM = ("max_sm_clock_mhz", "power_limit_w")
@@ -322,6 +322,10 @@ def validate_calibration(data: Any, file: str = "<calibration>") -> dict[str, An
 
     if top.get("model") is not None:
         _check_model(check, top["model"])
+    if top.get("collectives") is not None:  # gpucost profile --comm (estimator/collectives.py)
+        from .collectives import validate_collectives
+
+        validate_collectives(top["collectives"], file)
 
     bandwidth = check.mapping(top["bandwidth"], None, "bandwidth")
     check.keys(bandwidth, "bandwidth", {"buffer_bytes", "best_gbps", "median_gbps", "worst_gbps", "stdev_pct",

@@ -9,7 +9,9 @@ Unknown hardware is never silently replaced by another device.
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import functools
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
@@ -25,6 +27,7 @@ from .numbers import parse_quantity
 SCHEMA_VERSION = 1
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
 OFFERS = ("on-demand", "spot", "reserved", "capacity-block", "assumed")
+RUN_SCOPES = ("pretrain", "all")
 CATALOG_ENV = "GPUCOST_CATALOG_DIR"
 
 
@@ -129,39 +132,43 @@ class Run:
     reported_tflops_per_device: float | None = None
     reported_mfu: float | None = None
     reported_flops: float | None = None
+    scope: str | None = None  # what device_hours cover: "pretrain" or "all" (pre- and post-training); see RUN_SCOPES
     notes: str | None = None
 
 
 # -- validation ----------------------------------------------------------------------------------
+#
+# Each field is converted by its annotation in the record class, so a new field needs no table:
+# float (a number or "175B"), int (positive), bool, str (non-empty), date, tuple[str, ...]
+# (non-empty strings), Mapping[str, float] (dtype -> dense TFLOP/s), Mapping[str, Any] (a mapping).
+# ``| None`` makes a field optional. Fractions (``_FRACTIONS``) must lie in (0, 1].
 
-_NUMERIC = {
-    "memory_gb", "memory_bandwidth_gbps", "tdp_w", "purchase_price_usd", "usd_per_gpu_hour",
-    "params", "active_params", "training_tokens", "tokens", "device_hours", "wall_clock_days",
-    "reported_tflops_per_device", "reported_flops",
-}
-_INTEGER = {"gpus_per_instance", "seq_len", "num_devices"}
-_STR_LISTS = {"aliases", "device_names"}
-_DATES = {"retrieved", "observed"}
+_FRACTIONS = {"reported_mfu"}
 
 
-def _convert(file: str, entry: str, name: str, value: Any) -> Any:
+def _convert(file: str, entry: str, name: str, value: Any, annotation: str) -> Any:
     def bad(problem: str) -> CatalogError:
         return CatalogError(file, entry, name, problem)
 
-    if name in _NUMERIC:
+    kind = annotation.replace(" | None", "").strip()
+    if kind == "float":
+        if name in _FRACTIONS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise bad(f"must be a fraction in (0, 1], got {value!r}")
+            return float(value)
         try:
             return parse_quantity(value, what=name)
         except InputError as exc:
             raise bad(str(exc)) from None
-    if name in _INTEGER:
+    if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise bad(f"must be a positive integer, got {value!r}")
         return value
-    if name in _STR_LISTS:
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+    if kind == "tuple[str, ...]":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise bad("must be a list of non-empty strings")
         return tuple(value)
-    if name in _DATES:
+    if kind == "_dt.date":
         if isinstance(value, _dt.datetime):
             return value.date()
         if isinstance(value, _dt.date):
@@ -170,45 +177,83 @@ def _convert(file: str, entry: str, name: str, value: Any) -> Any:
             return _dt.date.fromisoformat(str(value))
         except ValueError:
             raise bad(f"must be a date YYYY-MM-DD, got {value!r}") from None
-    if name == "reported_mfu":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-            raise bad(f"must be a fraction in (0, 1], got {value!r}")
-        return float(value)
-    if name == "default":
+    if kind == "bool":
         if not isinstance(value, bool):
             raise bad(f"must be true or false, got {value!r}")
         return value
-    if name == "peak_tflops":
+    if kind == "Mapping[str, float]":
         if not isinstance(value, dict) or not value:
             raise bad("must be a mapping of dtype to dense TFLOP/s")
         peaks = {}
         for dtype, tflops in value.items():
             if dtype not in DTYPES:
                 raise bad(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-            if isinstance(tflops, bool) or not isinstance(tflops, (int, float)) or tflops <= 0:
-                raise bad(f"{dtype} peak must be a positive number, got {tflops!r}")
+            numeric = isinstance(tflops, (int, float)) and not isinstance(tflops, bool)
+            if not numeric or not math.isfinite(tflops) or tflops <= 0:
+                raise bad(f"{dtype} peak must be a positive finite number, got {tflops!r}")
             peaks[dtype] = float(tflops)
         return MappingProxyType(peaks)
-    if name == "architecture":
+    if kind == "Mapping[str, Any]":
         if not isinstance(value, dict):
-            raise bad("must be a mapping of config.json fields")
+            raise bad("must be a mapping")
         return MappingProxyType(dict(value))
+    if kind != "str":  # pragma: no cover - a record class with an annotation this table lacks
+        raise bad(f"has an unsupported type {annotation!r}")
     if not isinstance(value, str) or not value.strip():
         raise bad(f"must be a non-empty string, got {value!r}")
     return value
 
 
-def _records(file: Path, key: str, cls: type) -> tuple:
-    name = file.name
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe loader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+
+def _unique_mapping(loader: Any, node: Any, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        try:
+            seen.add(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"unhashable key {key!r}", key_node.start_mark) from None
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml_file(file: Path, *, label: str | None = None) -> Any:
+    """Parse a YAML file strictly (duplicate keys refused); any OS, decode or YAML error becomes a
+    CatalogError naming the file (``label``, default the path)."""
+    name = label or str(file)
     try:
-        with open(file, encoding="utf-8") as handle:
-            data = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        text = file.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise CatalogError(str(file), None, None, "file not found") from None
+        raise CatalogError(name, None, None, "file not found") from None
+    except IsADirectoryError:
+        raise CatalogError(name, None, None, "is a directory, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(name, None, None, f"is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise CatalogError(name, None, None, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise CatalogError(name, None, None, f"invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        raise CatalogError(name, None, None, f"invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise CatalogError(name, None, None, "is nested too deeply") from None
+
+
+def _records(file: Path, key: str, cls: type) -> tuple:
+    """Load ``file``'s ``key`` list into ``cls`` records (fields converted by their annotations)."""
+    name = file.name
+    data = load_yaml_file(file, label=name)
     if not isinstance(data, dict):
         raise CatalogError(name, None, None, "must be a mapping with schema_version and " + key)
     if data.get("schema_version") != SCHEMA_VERSION:
@@ -218,6 +263,7 @@ def _records(file: Path, key: str, cls: type) -> tuple:
     if not isinstance(entries, list):
         raise CatalogError(name, None, key, "must be a list of entries")
     allowed = {f.name: f for f in fields(cls)}
+    annotations = {f.name: str(f.type) for f in fields(cls)}
     required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
     out, seen = [], set()
     for index, raw in enumerate(entries):
@@ -226,11 +272,12 @@ def _records(file: Path, key: str, cls: type) -> tuple:
         entry_id = raw.get("id")
         label = str(entry_id) if entry_id else f"#{index + 1}"
         for unknown in (k for k in raw if k not in allowed):
-            close = [k for k in allowed if k.startswith(unknown[:4])]
-            raise CatalogError(name, label, unknown, "is not a known field" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            close = difflib.get_close_matches(str(unknown), list(allowed), n=1, cutoff=0.6)
+            raise CatalogError(name, label, str(unknown), "is not a known field"
+                               + (f" (did you mean {close[0]!r}?)" if close else ""))
         for missing in (r for r in required if r not in raw or raw[r] is None):
             raise CatalogError(name, label, missing, "is required")
-        values = {k: _convert(name, label, k, v) for k, v in raw.items() if v is not None}
+        values = {k: _convert(name, label, k, v, annotations[k]) for k, v in raw.items() if v is not None}
         if values["id"] in seen:
             raise CatalogError(name, label, "id", "is duplicated")
         seen.add(values["id"])
@@ -275,6 +322,8 @@ class Catalog:
         for run in self.runs:
             if run.accelerator not in ids:
                 raise CatalogError("runs.yaml", run.id, "accelerator", f"{run.accelerator!r} is not an id in gpus.yaml")
+            if run.scope is not None and run.scope not in RUN_SCOPES:
+                raise CatalogError("runs.yaml", run.id, "scope", f"must be one of {', '.join(RUN_SCOPES)}, got {run.scope!r}")
         for model in self.models:
             if model.active_params is not None and model.active_params > model.params:
                 raise CatalogError("models.yaml", model.id, "active_params", "exceeds params")

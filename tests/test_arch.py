@@ -231,7 +231,7 @@ def test_catalog_architecture_files_cite_a_hugging_face_source(model_id):
 
 
 def test_estimator_modules_do_not_import_torch():
-    code = ("import sys, estimator.arch, estimator.flops, estimator.memory, estimator.commands.models_show; "
+    code = ("import sys, estimator.arch, estimator.flops, estimator.memory, estimator.model_report; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ARCH_DIR.parent.parent).returncode == 0
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from estimator.hf_config import load_architecture
 from estimator.params import count_params
-from estimator.commands.models_show import model_report, render_report, show
+from estimator.cli.models import render_report, show
+from estimator.model_report import model_report
 from estimator.errors import GpucostError
 from estimator.flops import flops_per_token
 

@@ -221,7 +221,7 @@ def test_profile_csv_output_has_one_row_per_summary_row():
     import csv
     import io
 
-    from estimator.commands.profile import format_record
+    from estimator.cli.profile import format_record
 
     rows = list(csv.DictReader(io.StringIO(format_record(sample_record(), "csv"))))
     assert len(rows) == len(summary_rows(sample_record()))

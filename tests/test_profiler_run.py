@@ -273,15 +273,7 @@ def test_sampler_survives_a_failing_reader():
 
 @pytest.fixture
 def profile_cli(cli, monkeypatch, tmp_path):
-    """The `cli` runner with `profile` registered (until estimator/cli.py registers it itself),
-    run in an empty folder."""
-    from estimator import cli as cli_module
-    from estimator.commands.profile import profile
-
-    names = {c.name or c.callback.__name__ for c in cli_module.app.registered_commands}
-    if "profile" not in names:
-        monkeypatch.setattr(cli_module.app, "registered_commands", list(cli_module.app.registered_commands))
-        cli_module.app.command("profile")(profile)
+    """The `cli` runner, run in an empty folder."""
     monkeypatch.chdir(tmp_path)
     return cli
 
@@ -353,7 +345,7 @@ def test_profile_interrupted_writes_partial_file_and_exits_130(profile_cli, tiny
 
 
 def test_importing_the_cli_does_not_import_torch():
-    code = "import sys, estimator.cli, estimator.commands.profile, estimator.calibration; print('torch' in sys.modules)"
+    code = "import sys, estimator.cli, estimator.cli.profile, estimator.calibration; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -1,8 +1,5 @@
-"""``gpucost models show NAME`` (or ``--hf-config PATH``): parameters, FLOPs per token and training
-memory of one architecture. :func:`model_report` builds the record (a pure function); :func:`show`
-is the typer command that resolves the model, renders and prints. Errors are GpucostError
-subclasses; the CLI turns them into ``Error: ...`` and an exit code.
-"""
+"""``gpucost models`` and ``gpucost models show``: the model catalog, and one model's parameters,
+FLOPs per token and training memory."""
 
 from __future__ import annotations
 
@@ -11,111 +8,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..arch import Architecture
-from ..hf_config import architecture_for_model, load_hf_config
-from ..params import count_params
 from ..errors import InputError
-from ..flops import RECOMPUTE_MODES, flops_per_token
-from ..memory import (DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, GB,
-                      Parallelism, fit_check, min_devices, training_memory)
-
-SHOW_FORMATS = ("table", "markdown", "json", "yaml", "csv")
-
-
-def _arch_fields(arch: Architecture) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "model_type": arch.model_type, "num_layers": arch.num_layers, "hidden_size": arch.hidden_size,
-        "num_heads": arch.num_heads, "num_kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim,
-        "ffn_size": arch.ffn_size, "gated_ffn": arch.gated_ffn, "vocab_size": arch.vocab_size,
-        "tie_embeddings": arch.tie_embeddings, "position_embedding": arch.position_embedding, "norm": arch.norm,
-    }
-    if arch.moe is not None:
-        m = arch.moe
-        out["moe"] = {"num_experts": m.num_experts, "experts_per_token": m.experts_per_token,
-                      "expert_ffn_size": m.expert_ffn_size, "num_shared_experts": m.num_shared_experts,
-                      "first_k_dense": m.first_k_dense, "num_moe_layers": arch.num_moe_layers}
-    if arch.mla is not None:
-        a = arch.mla
-        out["mla"] = {"q_lora_rank": a.q_lora_rank, "kv_lora_rank": a.kv_lora_rank,
-                      "qk_nope_head_dim": a.qk_nope_head_dim, "qk_rope_head_dim": a.qk_rope_head_dim,
-                      "v_head_dim": a.v_head_dim}
-    if arch.num_mtp_layers:
-        out["num_mtp_layers"] = arch.num_mtp_layers
-    return out
-
-
-def model_report(arch: Architecture, *, seq_len: int, seq_len_source: str = "given", causal: bool = False,
-                 recompute: str = "none", micro_batch: int = 1, parallel: Parallelism | None = None,
-                 flash_attention: bool = False, weight_bytes: float = DEFAULT_WEIGHT_BYTES,
-                 grad_bytes: float = DEFAULT_GRAD_BYTES, optimizer_bytes: float = DEFAULT_OPTIMIZER_BYTES,
-                 gpu: Any = None, reserve_gb: float = DEFAULT_RESERVE_GB,
-                 search: dict[str, int | None] | None = None) -> dict[str, Any]:
-    """The ``models show`` record: parameters (exact), FLOPs per token, memory per device and,
-    when ``gpu`` (a catalog Accelerator) is given, the fit check and the minimum device count.
-    FLOPs in FLOPs per token; memory in decimal GB (``_gb``)."""
-    parallel = parallel or Parallelism()
-    params = count_params(arch)
-    flops = flops_per_token(arch, seq_len, causal=causal, recompute=recompute)
-    memory = training_memory(arch, seq_len=seq_len, micro_batch=micro_batch, parallel=parallel, recompute=recompute,
-                             flash_attention=flash_attention, weight_bytes=weight_bytes, grad_bytes=grad_bytes,
-                             optimizer_bytes=optimizer_bytes)
-    report: dict[str, Any] = {
-        "model": arch.name,
-        "architecture": _arch_fields(arch),
-        "params_total": params.total,
-        "params_active": params.active,
-        "params_breakdown": dict(params.breakdown),
-        "params_active_breakdown": dict(params.active_breakdown),
-    }
-    if params.mtp_total:
-        report["params_mtp_total"] = params.mtp_total
-        report["params_mtp_active"] = params.mtp_active
-    report.update({
-        "seq_len": seq_len,
-        "seq_len_source": seq_len_source,
-        "causal": flops.causal,
-        "train_flops_per_token": flops.train_model,
-        "flops_per_token": {
-            "forward": flops.forward, "train_model": flops.train_model, "train_hardware": flops.train_hardware,
-            "recompute": flops.recompute, "six_n": flops.six_n, "palm_6n_12lhqt": flops.palm,
-            "detailed_over_six_n": flops.train_model / flops.six_n, "forward_breakdown": dict(flops.breakdown),
-            **({"mtp_forward": flops.mtp_forward} if flops.mtp_forward else {}),
-        },
-        "memory": {
-            "micro_batch": micro_batch, "recompute": recompute, "flash_attention": flash_attention,
-            "parallel": {"data": parallel.data, "tensor": parallel.tensor, "pipeline": parallel.pipeline,
-                         "expert": parallel.expert, "sequence_parallel": parallel.sequence_parallel,
-                         "zero_stage": parallel.zero_stage},
-            "bytes_per_param": {"weights": weight_bytes, "gradients": grad_bytes, "optimizer": optimizer_bytes},
-            "params_per_device": memory.params_per_device,
-            **dict(memory.as_gb()),
-        },
-    })
-    if gpu is not None:
-        fit = fit_check(memory, gpu.memory_gb, reserve_gb=reserve_gb)
-        search = search or {}
-        try:
-            plan = min_devices(arch, gpu.memory_gb, seq_len=seq_len, micro_batch=micro_batch,
-                               zero_stage=parallel.zero_stage, recompute=recompute, flash_attention=flash_attention,
-                               sequence_parallel=parallel.sequence_parallel, reserve_gb=reserve_gb,
-                               weight_bytes=weight_bytes, grad_bytes=grad_bytes, optimizer_bytes=optimizer_bytes,
-                               tensor=search.get("tensor"), pipeline=search.get("pipeline"), expert=search.get("expert"))
-        except InputError as exc:
-            plan, why = None, str(exc)
-        report["fit"] = {
-            "gpu": gpu.id, "memory_gb": gpu.memory_gb, "reserve_gb": reserve_gb, "usable_gb": fit.usable_bytes / GB,
-            "required_gb": fit.required_bytes / GB, "fits": fit.fits,
-            "min_devices": plan.num_devices if plan else None,
-        }
-        if plan is None:
-            report["fit"]["min_devices_note"] = why
-        else:
-            p = plan.parallel
-            report["fit"]["min_layout"] = {"data": p.data, "tensor": p.tensor, "pipeline": p.pipeline,
-                                           "expert": p.expert, "zero_stage": p.zero_stage,
-                                           "sequence_parallel": p.sequence_parallel,
-                                           "required_gb": plan.memory.total_bytes / GB}
-    return report
+from ..flops import RECOMPUTE_MODES
+from ..memory import DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, Parallelism
+from ..model_report import model_report, resolve_architecture
+from ..render import FORMATS as SHOW_FORMATS
 
 
 def _n(value: float) -> str:
@@ -212,29 +109,6 @@ def render_report(report: dict[str, Any], fmt: str) -> str:
     return "\n".join(parts)
 
 
-def resolve(name: str | None, hf_config: Path | None, *, mlm_head: bool = False) -> tuple[Architecture, int | None]:
-    """(architecture, the catalog's training seq_len or None) for a catalog name or a config file."""
-    if (name is None) == (hf_config is None):
-        raise InputError("give a catalog model NAME or --hf-config PATH (exactly one)")
-    if hf_config is not None:
-        return load_hf_config(hf_config, mlm_head=mlm_head), None
-    from ..catalog import load_catalog
-
-    assert name is not None
-    model = load_catalog().model(name)
-    arch = architecture_for_model(model)
-    if arch is None:
-        raise InputError(f"model {model.id!r} has no architecture (catalogs/architectures/{model.id}.json); "
-                         "pass its config.json with --hf-config")
-    if mlm_head:
-        from dataclasses import replace
-
-        if arch.model_type != "bert":
-            raise InputError("--mlm-head applies to BERT-style encoders only")
-        arch = replace(arch, mlm_head=True)
-    return arch, model.seq_len
-
-
 def show(
     name: Annotated[Optional[str], typer.Argument(help="Catalog model id or alias, e.g. llama-3.1-70b.")] = None,
     *,
@@ -264,7 +138,7 @@ def show(
         raise InputError(f"unknown --format {format!r}; use one of {', '.join(SHOW_FORMATS)}")
     if recompute not in RECOMPUTE_MODES:
         raise InputError(f"unknown --recompute {recompute!r}; use one of {', '.join(RECOMPUTE_MODES)}")
-    arch, catalog_seq_len = resolve(name, hf_config, mlm_head=mlm_head)
+    arch, catalog_seq_len = resolve_architecture(name, hf_config, mlm_head=mlm_head)
     if seq_len is not None:
         source = "--seq-len"
     elif catalog_seq_len is not None:
@@ -289,4 +163,4 @@ def show(
     typer.echo(render_report(report, format))
 
 
-__all__ = ["SHOW_FORMATS", "model_report", "render_report", "resolve", "show"]
+__all__ = ["render_report", "show"]

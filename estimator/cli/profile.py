@@ -88,7 +88,7 @@ def _resolve_model(model: str | None, hf_config: Path | None) -> tuple[Any, int 
     """(architecture, the catalog's training seq_len or None, model id, source) for --model or
     --hf-config. Unknown name: UnknownNameError with close matches; no architecture: InputError."""
     from ..hf_config import architectures_dir
-    from .models_show import resolve
+    from ..model_report import resolve_architecture as resolve
 
     if model is not None and hf_config is not None:
         raise InputError("give --model NAME or --hf-config PATH, not both")
@@ -195,6 +195,13 @@ def profile(
     sweep: Annotated[bool, typer.Option(
         "--sweep", help="With --model: also run the quick device sweep (matmul, MLP, bandwidth); "
                         "--full runs the thorough one.")] = False,
+    comm: Annotated[bool, typer.Option(
+        "--comm", help="Measure collectives (all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, "
+                       "send/recv) over torch.distributed: under torchrun, or with --nproc on this machine "
+                       "(see docs/profile.md).")] = False,
+    nproc: Annotated[Optional[int], typer.Option(
+        help="With --comm and no launcher: start this many local worker processes "
+             "(default: the visible GPUs, or 2 on a CPU).")] = None,
 ) -> None:
     """Measure what this device delivers (matmul and MLP-training TFLOP/s per dtype, memory
     bandwidth, clocks and throttling) and write a calibration file for `gpucost estimate`.
@@ -206,6 +213,18 @@ def profile(
     if format not in FORMATS:
         raise InputError(f"unknown --format {format!r}; use one of {', '.join(FORMATS)}")
     device = _check_device(device)
+    if comm:
+        from .profile_comm import profile_comm
+
+        for option, value in (("--model", model), ("--hf-config", hf_config), ("--seq-len", seq_len),
+                              ("--micro-batch", micro_batch), ("--max-layers", max_layers), ("--sweep", sweep or None)):
+            if value is not None:
+                raise InputError(f"{option} does not apply to --comm; run the model profile separately")
+        profile_comm(device=device, dtypes=parse_dtypes(dtype), full=full, output=Path(output), fmt=format,
+                     quiet=quiet, nproc=nproc)
+        return
+    if nproc is not None:
+        raise InputError("--nproc applies to --comm (the collective benchmark)")
     dtypes = parse_dtypes(dtype)
     output = Path(output)
     for option, value in (("--seq-len", seq_len), ("--micro-batch", micro_batch), ("--max-layers", max_layers)):

@@ -1,59 +1,20 @@
-"""The ``gpucost`` command: thin. It parses options, calls the library, renders, and maps errors
-to ``Error: ...`` on stderr with an exit code (2 usage or unknown name, 1 other domain errors)."""
+"""``gpucost estimate`` and ``gpucost compare``."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from . import __version__
-from .commands import models_show, profile
-from .catalog import load_catalog
-from .errors import GpucostError, InputError
-from .estimate import (DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PRECISION, DEFAULT_PUE,
-                       DEFAULT_MFU, MFU_BAND, PRECISIONS, Estimate, estimate, workload)
-from .plan import plan_estimate
-from .numbers import count, days, si, usd
-from .render import FORMATS, render
+from ..catalog import load_catalog
+from ..estimate import (DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PRECISION, DEFAULT_PUE,
+                        PRECISIONS, Estimate, estimate, workload)
+from ..numbers import count, days, si, usd
+from ..plan import plan_estimate
+from ..render import render
+from .options import Format, check_format as _check_format
 
-app = typer.Typer(
-    name="gpucost",
-    help="What will training this model cost, and what does my GPU really deliver?",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-models_app = typer.Typer(help="List the model catalog, or show one model's parameters, FLOPs and memory.",
-                         invoke_without_command=True)
-app.add_typer(models_app, name="models")
-
-Format = Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")]
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return fmt
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"gpucost {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
-) -> None:
-    """gpucost: training compute and cost estimates, and measured GPU throughput."""
-
-
-# -- estimate ------------------------------------------------------------------------------------
 
 Model = Annotated[Optional[str], typer.Option(help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
 Params = Annotated[Optional[str], typer.Option(help="Total parameters, e.g. 175B or 1.75e11.")]
@@ -137,7 +98,6 @@ def _emit_estimate(est: Estimate, fmt: str) -> None:
         typer.echo(f"Warning: {warning}", err=True)
 
 
-@app.command("estimate")
 def estimate_cmd(
     *,
     model: Model = None,
@@ -179,7 +139,6 @@ def estimate_cmd(
     _emit_estimate(est, format)
 
 
-@app.command("compare")
 def compare_cmd(
     *,
     model: Model = None,
@@ -220,118 +179,3 @@ def compare_cmd(
                    f"{precision}; throughput = {rows[0].throughput_source}")
 
 
-# -- catalog listings ----------------------------------------------------------------------------
-
-
-@app.command("gpus")
-def gpus_cmd(*, format: Format = "table") -> None:
-    """List the accelerator catalog: dense peak TFLOP/s per dtype, memory, bandwidth, power."""
-    _check_format(format)
-    accs = load_catalog().accelerators
-    data = [{"id": a.id, "name": a.name, "aliases": a.aliases, "peak_tflops": a.peak_tflops,
-             "memory_gb": a.memory_gb, "memory_bandwidth_gbps": a.memory_bandwidth_gbps, "tdp_w": a.tdp_w,
-             "interconnect": a.interconnect, "device_names": a.device_names, "source": a.source,
-             "retrieved": a.retrieved} for a in accs]
-    dtypes = ("fp32", "tf32", "bf16", "fp16", "fp8")
-    table = [(a.id, ", ".join(a.aliases), *(f"{a.peak_tflops[d]:g}" if d in a.peak_tflops else "-" for d in dtypes),
-              f"{a.memory_gb:g}", f"{a.memory_bandwidth_gbps:g}", f"{a.tdp_w:g}") for a in accs]
-    typer.echo(render(data, format, rows=table, headers=("id", "aliases", *(f"{d} TF" for d in dtypes), "mem GB", "BW GB/s", "TDP W")))
-    if format in ("table", "markdown"):
-        typer.echo("\nPeaks are dense (no sparsity), TFLOP/s per device, from each vendor datasheet (see --format json for sources).")
-
-
-@app.command("prices")
-def prices_cmd(
-    *,
-    gpu: Annotated[Optional[str], typer.Option(help="Only this accelerator's prices.")] = None,
-    format: Format = "table",
-) -> None:
-    """List the price catalog: USD per device-hour by provider and offer, with date and source."""
-    _check_format(format)
-    catalog = load_catalog()
-    rows = catalog.prices_for(catalog.accelerator(gpu).id) if gpu else sorted(
-        catalog.prices, key=lambda p: (p.accelerator, p.usd_per_gpu_hour))
-    data = [{"id": p.id, "accelerator": p.accelerator, "provider": p.provider, "offer": p.offer,
-             "instance": p.instance, "usd_per_gpu_hour": p.usd_per_gpu_hour, "default": p.default,
-             "observed": p.observed, "source": p.source, "notes": p.notes} for p in rows]
-    table = [(p.accelerator, p.id, p.provider, p.offer, p.instance or "-", f"{p.usd_per_gpu_hour:g}",
-              "yes" if p.default else "", p.observed.isoformat()) for p in rows]
-    typer.echo(render(data, format, rows=table, headers=("gpu", "id", "provider", "offer", "instance", "$/device-h", "default", "observed")))
-
-
-@models_app.callback()
-def models_cmd(ctx: typer.Context, *, format: Format = "table") -> None:
-    """List the model catalog (or `gpucost models show NAME` for one model's breakdown)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    _check_format(format)
-    models = load_catalog().models
-    data = [{"id": m.id, "name": m.name, "aliases": m.aliases, "params": m.params, "active_params": m.params_active,
-             "training_tokens": m.training_tokens, "seq_len": m.seq_len, "source": m.source} for m in models]
-    table = [(m.id, m.name, si(m.params), si(m.params_active), si(m.training_tokens) if m.training_tokens else "-",
-              m.seq_len or "-") for m in models]
-    typer.echo(render(data, format, rows=table, headers=("id", "name", "params", "active", "tokens", "seq len")))
-
-
-@app.command("validate")
-def validate_cmd(*, format: Format = "table") -> None:
-    """Back-test the default estimate against every published training run in the catalog."""
-    from .validate import validate
-
-    _check_format(format)
-    result = validate()
-    if format == "csv":  # one row per run; the summary is derived from them
-        typer.echo(render(result.to_dict()["runs"], format))
-        return
-    if format not in ("table", "markdown"):
-        typer.echo(render(result.to_dict(), format))
-        return
-    table = [(c.id, c.accelerator, c.precision, si(c.flops, "FLOP"),
-              f"{c.reported_gpu_hours:,.0f}" if c.reported_gpu_hours else "-", f"{c.estimated_gpu_hours:,.0f}",
-              f"{c.gpu_hours_low:,.0f} - {c.gpu_hours_high:,.0f}",
-              f"{c.error:+.0%}" if c.error is not None else "-",
-              {True: "yes", False: "NO", None: "-"}[c.inside_range],
-              f"{c.implied_mfu:.1%}" if c.implied_mfu is not None else "-") for c in result.runs]
-    typer.echo(render({}, format, rows=table, headers=(
-        "run", "gpu", "precision", "FLOPs (6ND)", "reported device-h", "estimated device-h", "range device-h",
-        "error", "in range", "implied MFU")))
-    mfu = ", ".join(f"{p} {v:.1%}" for p, v in result.median_implied_mfu.items())
-    typer.echo(f"\n{result.num_with_hours} runs report device-hours: median absolute error "
-               f"{result.median_abs_error:.0%}, {result.num_inside_range} of {result.num_with_hours} inside the printed range."
-               f"\nMedian implied MFU by precision: {mfu}. Defaults: "
-               + ", ".join(f"{p} {DEFAULT_MFU[p]:.0%} ({MFU_BAND[p][0]:.0%}-{MFU_BAND[p][1]:.0%})" for p in ("bf16", "fp8")) + ".")
-
-
-models_app.command("show")(models_show.show)
-app.command("profile")(profile.profile)
-
-
-# -- entry point ---------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code. Errors become one ``Error: ...`` line on stderr."""
-    try:
-        from typer._click import exceptions as click_exceptions  # typer >= 0.26 vendors click
-    except ImportError:  # pragma: no cover - older typer depends on click
-        from click import exceptions as click_exceptions
-
-    command = typer.main.get_command(app)
-    try:
-        result = command.main(args=argv, prog_name="gpucost", standalone_mode=False)
-    except GpucostError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        return exc.exit_code
-    except click_exceptions.ClickException as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
-        typer.echo(f"Error: {exc.format_message()}{hint}", err=True)
-        return exc.exit_code
-    except click_exceptions.Abort:
-        typer.echo("Aborted.", err=True)
-        return 130
-    return result if isinstance(result, int) else 0
-
-
-def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())

@@ -1,0 +1,5 @@
+"""The ``gpucost`` command line: the only door that parses flags, prints or exits."""
+
+from .app import app, main, run
+
+__all__ = ["app", "main", "run"]

@@ -1,0 +1,138 @@
+"""The report of one architecture (``gpucost models show``): exact parameters, FLOPs per token,
+training memory per device and, on a GPU, the fit check. :func:`resolve_architecture` finds the
+architecture of a catalog model or a config.json; :func:`model_report` builds the record. Pure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .arch import Architecture
+from .hf_config import architecture_for_model, load_hf_config
+from .params import count_params
+from .errors import InputError
+from .flops import RECOMPUTE_MODES, flops_per_token
+from .memory import (DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, GB,
+                      Parallelism, fit_check, min_devices, training_memory)
+
+def _arch_fields(arch: Architecture) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "model_type": arch.model_type, "num_layers": arch.num_layers, "hidden_size": arch.hidden_size,
+        "num_heads": arch.num_heads, "num_kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim,
+        "ffn_size": arch.ffn_size, "gated_ffn": arch.gated_ffn, "vocab_size": arch.vocab_size,
+        "tie_embeddings": arch.tie_embeddings, "position_embedding": arch.position_embedding, "norm": arch.norm,
+    }
+    if arch.moe is not None:
+        m = arch.moe
+        out["moe"] = {"num_experts": m.num_experts, "experts_per_token": m.experts_per_token,
+                      "expert_ffn_size": m.expert_ffn_size, "num_shared_experts": m.num_shared_experts,
+                      "first_k_dense": m.first_k_dense, "num_moe_layers": arch.num_moe_layers}
+    if arch.mla is not None:
+        a = arch.mla
+        out["mla"] = {"q_lora_rank": a.q_lora_rank, "kv_lora_rank": a.kv_lora_rank,
+                      "qk_nope_head_dim": a.qk_nope_head_dim, "qk_rope_head_dim": a.qk_rope_head_dim,
+                      "v_head_dim": a.v_head_dim}
+    if arch.num_mtp_layers:
+        out["num_mtp_layers"] = arch.num_mtp_layers
+    return out
+
+
+def model_report(arch: Architecture, *, seq_len: int, seq_len_source: str = "given", causal: bool = False,
+                 recompute: str = "none", micro_batch: int = 1, parallel: Parallelism | None = None,
+                 flash_attention: bool = False, weight_bytes: float = DEFAULT_WEIGHT_BYTES,
+                 grad_bytes: float = DEFAULT_GRAD_BYTES, optimizer_bytes: float = DEFAULT_OPTIMIZER_BYTES,
+                 gpu: Any = None, reserve_gb: float = DEFAULT_RESERVE_GB,
+                 search: dict[str, int | None] | None = None) -> dict[str, Any]:
+    """The ``models show`` record: parameters (exact), FLOPs per token, memory per device and,
+    when ``gpu`` (a catalog Accelerator) is given, the fit check and the minimum device count.
+    FLOPs in FLOPs per token; memory in decimal GB (``_gb``)."""
+    parallel = parallel or Parallelism()
+    params = count_params(arch)
+    flops = flops_per_token(arch, seq_len, causal=causal, recompute=recompute)
+    memory = training_memory(arch, seq_len=seq_len, micro_batch=micro_batch, parallel=parallel, recompute=recompute,
+                             flash_attention=flash_attention, weight_bytes=weight_bytes, grad_bytes=grad_bytes,
+                             optimizer_bytes=optimizer_bytes)
+    report: dict[str, Any] = {
+        "model": arch.name,
+        "architecture": _arch_fields(arch),
+        "params_total": params.total,
+        "params_active": params.active,
+        "params_breakdown": dict(params.breakdown),
+        "params_active_breakdown": dict(params.active_breakdown),
+    }
+    if params.mtp_total:
+        report["params_mtp_total"] = params.mtp_total
+        report["params_mtp_active"] = params.mtp_active
+    report.update({
+        "seq_len": seq_len,
+        "seq_len_source": seq_len_source,
+        "causal": flops.causal,
+        "train_flops_per_token": flops.train_model,
+        "flops_per_token": {
+            "forward": flops.forward, "train_model": flops.train_model, "train_hardware": flops.train_hardware,
+            "recompute": flops.recompute, "six_n": flops.six_n, "palm_6n_12lhqt": flops.palm,
+            "detailed_over_six_n": flops.train_model / flops.six_n, "forward_breakdown": dict(flops.breakdown),
+            **({"mtp_forward": flops.mtp_forward} if flops.mtp_forward else {}),
+        },
+        "memory": {
+            "micro_batch": micro_batch, "recompute": recompute, "flash_attention": flash_attention,
+            "parallel": {"data": parallel.data, "tensor": parallel.tensor, "pipeline": parallel.pipeline,
+                         "expert": parallel.expert, "sequence_parallel": parallel.sequence_parallel,
+                         "zero_stage": parallel.zero_stage},
+            "bytes_per_param": {"weights": weight_bytes, "gradients": grad_bytes, "optimizer": optimizer_bytes},
+            "params_per_device": memory.params_per_device,
+            **dict(memory.as_gb()),
+        },
+    })
+    if gpu is not None:
+        fit = fit_check(memory, gpu.memory_gb, reserve_gb=reserve_gb)
+        search = search or {}
+        try:
+            plan = min_devices(arch, gpu.memory_gb, seq_len=seq_len, micro_batch=micro_batch,
+                               zero_stage=parallel.zero_stage, recompute=recompute, flash_attention=flash_attention,
+                               sequence_parallel=parallel.sequence_parallel, reserve_gb=reserve_gb,
+                               weight_bytes=weight_bytes, grad_bytes=grad_bytes, optimizer_bytes=optimizer_bytes,
+                               tensor=search.get("tensor"), pipeline=search.get("pipeline"), expert=search.get("expert"))
+        except InputError as exc:
+            plan, why = None, str(exc)
+        report["fit"] = {
+            "gpu": gpu.id, "memory_gb": gpu.memory_gb, "reserve_gb": reserve_gb, "usable_gb": fit.usable_bytes / GB,
+            "required_gb": fit.required_bytes / GB, "fits": fit.fits,
+            "min_devices": plan.num_devices if plan else None,
+        }
+        if plan is None:
+            report["fit"]["min_devices_note"] = why
+        else:
+            p = plan.parallel
+            report["fit"]["min_layout"] = {"data": p.data, "tensor": p.tensor, "pipeline": p.pipeline,
+                                           "expert": p.expert, "zero_stage": p.zero_stage,
+                                           "sequence_parallel": p.sequence_parallel,
+                                           "required_gb": plan.memory.total_bytes / GB}
+    return report
+
+
+def resolve_architecture(name: str | None, hf_config: Path | None, *, mlm_head: bool = False) -> tuple[Architecture, int | None]:
+    """(architecture, the catalog's training seq_len or None) for a catalog name or a config file."""
+    if (name is None) == (hf_config is None):
+        raise InputError("give a catalog model NAME or --hf-config PATH (exactly one)")
+    if hf_config is not None:
+        return load_hf_config(hf_config, mlm_head=mlm_head), None
+    from .catalog import load_catalog
+
+    assert name is not None
+    model = load_catalog().model(name)
+    arch = architecture_for_model(model)
+    if arch is None:
+        raise InputError(f"model {model.id!r} has no architecture (catalogs/architectures/{model.id}.json); "
+                         "pass its config.json with --hf-config")
+    if mlm_head:
+        from dataclasses import replace
+
+        if arch.model_type != "bert":
+            raise InputError("--mlm-head applies to BERT-style encoders only")
+        arch = replace(arch, mlm_head=True)
+    return arch, model.seq_len
+
+
+__all__ = ["model_report", "resolve_architecture"]
