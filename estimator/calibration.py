@@ -90,12 +90,13 @@ from typing import Any
 import yaml
 
 from .errors import CatalogError
+from .vocab import PROFILE_DTYPES
 
 SCHEMA_VERSION = 1
 # The version of the measuring method (profiler/): bump it whenever what is measured or how changes,
 # so files from an older method can be told apart (mamf-finder.py does the same).
 BENCHMARK_VERSION = 1
-DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
+DTYPES = PROFILE_DTYPES
 BACKENDS = ("cpu", "cuda", "rocm")
 TELEMETRY_SOURCES = ("nvml", "procfs")
 DEFAULT_CALIBRATION_FILE = "gpucost-calibration.yaml"

@@ -23,9 +23,10 @@ import yaml
 
 from .errors import CatalogError, InputError, UnknownNameError
 from .numbers import parse_quantity
+from .vocab import CATALOG_DTYPES
 
 SCHEMA_VERSION = 1
-DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+DTYPES = CATALOG_DTYPES
 OFFERS = ("on-demand", "spot", "reserved", "capacity-block", "assumed")
 RUN_SCOPES = ("pretrain", "all")
 CATALOG_ENV = "GPUCOST_CATALOG_DIR"
@@ -133,6 +134,7 @@ class Run:
     reported_mfu: float | None = None
     reported_flops: float | None = None
     scope: str | None = None  # what device_hours cover: "pretrain" or "all" (pre- and post-training); see RUN_SCOPES
+    total_params: float | None = None  # MoE: all parameters (``params`` is the ACTIVE count); None for dense
     notes: str | None = None
 
 
@@ -338,17 +340,57 @@ class Catalog:
 
     def accelerator(self, name: str) -> Accelerator:
         """The accelerator with id or alias ``name``; UnknownNameError (with close matches) if none."""
-        found = self._accelerator_index.get(name.strip().lower())
+        if not isinstance(name, str):
+            raise InputError(f"a GPU name must be a string, got {type(name).__name__} {name!r}")
+        found = self._accelerator_index.get(" ".join(name.strip().lower().split()))
         if found is None:
+            found = self.match_device_name(name)  # the name the driver prints, e.g. "NVIDIA H100 80GB HBM3"
+        if found is None:
+            if not name.strip():
+                raise InputError("--gpu must not be empty")
             raise UnknownNameError("GPU", name, self._accelerator_index)
         return found
 
     def model(self, name: str) -> Model:
         """The model with id or alias ``name``; UnknownNameError (with close matches) if none."""
+        if not isinstance(name, str):
+            raise InputError(f"a model name must be a string, got {type(name).__name__} {name!r}")
         found = self._model_index.get(name.strip().lower())
         if found is None:
+            if not name.strip():
+                raise InputError("--model must not be empty")
             raise UnknownNameError("model", name, self._model_index)
         return found
+
+    @functools.cached_property
+    def systems(self) -> tuple:
+        """Node types (catalogs/systems.yaml, :mod:`estimator.systems`), loaded on first use."""
+        from .systems import load_systems
+
+        return load_systems(self.directory)
+
+    def system(self, name: str) -> Any:
+        """The system with id or alias ``name``; UnknownNameError (with close matches) if none."""
+        index = {k.lower(): s for s in self.systems for k in (s.id, *s.aliases)}
+        found = index.get(name.strip().lower()) if isinstance(name, str) else None
+        if found is None:
+            raise UnknownNameError("system", str(name), index)
+        return found
+
+    def system_for(self, accelerator_id: str, name: str | None = None) -> Any:
+        """The system an accelerator runs on: ``name`` (which must hold that accelerator), else the
+        accelerator's default system."""
+        if name is not None:
+            found = self.system(name)
+            if found.accelerator != accelerator_id:
+                raise InputError(f"system {found.id!r} holds {found.accelerator}, not {accelerator_id}; "
+                                 f"choose a {accelerator_id} system (see `gpucost systems`)")
+            return found
+        for system in self.systems:
+            if accelerator_id in system.default_for:
+                return system
+        raise InputError(f"no default system for {accelerator_id} in systems.yaml; give --system "
+                         "(see `gpucost systems`) or --time-model flat")
 
     def prices_for(self, accelerator_id: str) -> tuple[Price, ...]:
         """Every price row for one accelerator, cheapest first."""
@@ -358,6 +400,8 @@ class Catalog:
     def price(self, accelerator_id: str, provider: str | None = None) -> Price | None:
         """The price used for an accelerator: the given provider's cheapest offer (or an offer id),
         else the catalog's default offer, else None (no price known)."""
+        if accelerator_id not in {a.id for a in self.accelerators}:
+            raise UnknownNameError("GPU", str(accelerator_id), self._accelerator_index)
         rows = self.prices_for(accelerator_id)
         if provider is None:
             return next((p for p in rows if p.default), None)

@@ -32,7 +32,7 @@ from typing import Any
 from .calibration import BENCHMARK_VERSION
 from .catalog import Accelerator, Catalog
 from .errors import InputError
-from .estimate import DEFAULT_MFU, MFU_BAND, Throughput
+from .throughput import DEFAULT_MFU, MFU_BAND, Throughput, ThroughputKind
 
 AT_SCALE_FRACTION_OF_MATMUL = 0.48
 STALE_AFTER_DAYS = 180
@@ -67,6 +67,15 @@ def _worst_tflops(step: Mapping[str, Any]) -> float:
         return step["worst_tflops"]
     same = [w["worst_tflops"] for w in step.get("widths", []) if w.get("median_tflops") == step["median_tflops"]]
     return min(same, default=step["median_tflops"])
+
+
+def measured_model_step(record: Mapping[str, Any], model: str | None, precision: str) -> int | None:
+    """The sequence length of the file's own training step of ``model`` at ``precision``, or None
+    when the file has no such measurement (that step counted the detailed FLOPs, so an estimate
+    from it must count the same)."""
+    entry = record.get("model") or {}
+    step = _model_entry(record, model, precision)
+    return entry.get("seq_len") if step is not None and "median_tflops" in step else None
 
 
 def calibrated_throughput(
@@ -129,4 +138,4 @@ def calibrated_throughput(
         band = (achieved * band_low, achieved * band_high)
         source = f"calibration: {label} {precision} on {where} (no matmul measured: no at-scale factor applied)"
         warnings.append("the calibration file has no matmul measurement to map one device to many")
-    return Throughput(achieved, peak, source, band), warnings, model_step and num_gpus == 1
+    return Throughput(achieved, peak, source, ThroughputKind.CALIBRATED, band), warnings, model_step and num_gpus == 1

@@ -24,9 +24,8 @@ from types import MappingProxyType
 from .arch import Architecture
 from .params import ParamCount, count_params
 from .errors import InputError
+from .vocab import RECOMPUTE_MODES, ZERO_STAGES
 
-RECOMPUTE_MODES = ("none", "selective", "full")
-ZERO_STAGES = (0, 1, 2, 3)
 DEFAULT_WEIGHT_BYTES = 2.0      # bf16/fp16 weights
 DEFAULT_GRAD_BYTES = 2.0        # bf16/fp16 gradients
 DEFAULT_OPTIMIZER_BYTES = 12.0  # AdamW mixed precision: fp32 master weights + m + v (ZeRO's K = 12)

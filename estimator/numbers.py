@@ -7,46 +7,92 @@ import re
 
 from .errors import InputError
 
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15, "e": 1e18}
-_QUANTITY = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*([kmbgtpe]?)\s*$", re.I)
-_DURATION = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "y": 365 * 86400.0}
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
+# digits with optional thousands groups (1,500 or 1_500: groups of exactly three), a fraction, an
+# exponent with digits (e21, e+21, e-3), then an optional suffix.
+_NUMBER = r"(?:\d{1,3}(?:[,_]\d{3})+|\d+)(?:\.\d*)?|\.\d+"
+_QUANTITY = re.compile(rf"^([+-]?(?:{_NUMBER})(?:e[+-]?\d+)?)\s*([kmbgtp]?)$", re.I)
+_DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "y": 365 * 86400.0}
+_DURATION = re.compile(rf"^((?:{_NUMBER})(?:e[+-]?\d+)?)\s*([a-z]*)$", re.I)
+QUANTITY_GRAMMAR = ("a number such as 175e9, 175B, 14.8T, 2.664M or 1,500 (suffixes K M B/G T P; "
+                    "thousands separators , or _ in groups of three)")
+DURATION_UNITS_TEXT = "s, min, h, d, w, y (a bare number is days)"
 
 
 def parse_quantity(text: str | float | int, *, what: str = "value", allow_zero: bool = False) -> float:
     """Return ``text`` as a float: ``"175B"`` -> 1.75e11, ``"2.664M"`` -> 2.664e6, ``"1e21"`` -> 1e21.
 
-    Suffixes (case-insensitive): K=1e3, M=1e6, B or G=1e9, T=1e12, P=1e15, E=1e18; a leading ``$``
-    and ``_``/``,`` digit separators are ignored. Raises InputError naming ``what`` for anything
-    else, and for negative values (or zero unless ``allow_zero``).
+    Grammar (case-insensitive): digits, optionally grouped in threes by ``,`` or ``_``
+    (``1,500``; ``1,5`` is refused), an optional fraction, an optional exponent that must have
+    digits (``1e21``; ``1e`` is refused), then an optional suffix K=1e3, M=1e6, B or G=1e9,
+    T=1e12, P=1e15; a leading ``$`` is ignored. Raises InputError naming ``what`` for anything
+    else, for non-finite values, for a positive number that underflows to zero, and for negative
+    values (or zero unless ``allow_zero``).
     """
     if isinstance(text, bool):
         raise InputError(f"{what} must be a number, got {text!r}")
     if isinstance(text, (int, float)):
-        value = float(text)
-    else:
-        cleaned = text.strip().lstrip("$").replace("_", "").replace(",", "")
+        try:
+            value = float(text)
+        except OverflowError:
+            raise InputError(f"{what} is too large, got {text!r}") from None
+        underflow = False
+    elif isinstance(text, str):
+        cleaned = text.strip()
+        cleaned = cleaned[1:].lstrip() if cleaned.startswith("$") else cleaned
         match = _QUANTITY.match(cleaned)
         if not match:
-            raise InputError(
-                f"{what} must be a number such as 175e9, 175B, 14.8T or 2.664M, got {text!r}"
-            )
-        value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
+            raise InputError(f"{what} must be {QUANTITY_GRAMMAR}, got {text!r}")
+        mantissa = float(match.group(1).replace(",", "").replace("_", ""))
+        value = mantissa * _SUFFIX[match.group(2).lower()]
+        underflow = value == 0 and re.search(r"[1-9]", match.group(1).split("e")[0].split("E")[0]) is not None
+    else:
+        raise InputError(f"{what} must be a number, got {type(text).__name__} {text!r}")
     if not math.isfinite(value):
         raise InputError(f"{what} must be finite, got {text!r}")
+    if underflow:
+        raise InputError(f"{what} is too small: {text!r} underflows to zero")
     if value < 0 or (value == 0 and not allow_zero):
         raise InputError(f"{what} must be {'non-negative' if allow_zero else 'positive'}, got {text!r}")
     return value
 
 
-def parse_duration_s(text: str) -> float:
-    """Return a duration in seconds: ``"30d"`` -> 2592000, ``"12h"``, ``"2w"``, ``"90"`` (days)."""
-    match = re.match(r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*([a-z]*)\s*$", text.strip(), re.I)
+def parse_count(text: str | int, *, what: str = "value", maximum: int = 10**9) -> int:
+    """A positive whole number: ``8``, ``1,024``, ``16K`` (= 16,000; the suffixes of
+    :func:`parse_quantity`), at most ``maximum``. Raises InputError naming ``what``."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise InputError(f"{what} must be a whole number, got {text!r}")
+    try:
+        value = parse_quantity(text, what=what)
+    except InputError as exc:
+        if "positive" in str(exc):
+            raise InputError(f"{what} must be a positive whole number, got {text!r}") from None
+        raise
+    if value != int(value):
+        raise InputError(f"{what} must be a whole number, got {text!r}")
+    if value > maximum:
+        raise InputError(f"{what} must be at most {maximum:,}, got {text!r}")
+    return int(value)
+
+
+def parse_duration_s(text: str, *, what: str = "--deadline") -> float:
+    """Return a duration in seconds: ``"30d"`` -> 2592000, ``"12h"``, ``"2w"``, ``"90min"``,
+    ``"90"`` (days). Units: s, min, h, d, w, y. At least one second, at most 1000 years."""
+    if not isinstance(text, str):
+        raise InputError(f"{what} must be a duration such as 30d, got {text!r}")
+    match = _DURATION.match(text.strip())
     unit = match.group(2).lower() if match else None
-    if not match or (unit and unit not in _DURATION):
-        raise InputError(f"duration must look like 30d, 12h, 2w or 1y, got {text!r}")
-    value = float(match.group(1)) * _DURATION[unit or "d"]
-    if value <= 0:
-        raise InputError(f"duration must be positive, got {text!r}")
+    if not match or (unit and unit not in _DURATION_UNITS):
+        hint = " ('m' is ambiguous: write min or 30d)" if unit == "m" else ""
+        raise InputError(f"{what} must be a duration such as 30d, 12h or 90min (units: {DURATION_UNITS_TEXT}), "
+                         f"got {text!r}{hint}")
+    value = float(match.group(1).replace(",", "").replace("_", "")) * _DURATION_UNITS[unit or "d"]
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"{what} must be a positive, finite duration, got {text!r}")
+    if value < 1.0:
+        raise InputError(f"{what} must be at least 1 s, got {text!r}")
+    if value > 1000 * _DURATION_UNITS["y"]:
+        raise InputError(f"{what} must be at most 1000 years, got {text!r}")
     return value
 
 

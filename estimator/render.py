@@ -9,7 +9,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-FORMATS = ("table", "json", "yaml", "csv", "markdown")
+from .vocab import FORMATS
+
 
 
 def _plain(value: Any) -> Any:

@@ -14,7 +14,8 @@ import statistics
 from dataclasses import asdict, dataclass
 
 from .catalog import Catalog, Run, load_catalog
-from .estimate import achieved_tflops, estimate, workload
+from .estimate import estimate
+from .throughput import achieved_tflops
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +62,8 @@ def reported_gpu_hours(run: Run) -> float | None:
 
 def check_run(run: Run, catalog: Catalog) -> RunCheck:
     """Compare one run's reported device-hours with gpucost's default estimate."""
-    est = estimate(workload(params=run.params, tokens=run.tokens), run.accelerator,
-                   num_gpus=run.num_devices, precision=run.precision, price=1, catalog=catalog)
+    est = estimate(params=run.params, tokens=run.tokens, gpu=run.accelerator, num_gpus=run.num_devices,
+                   precision=run.precision, catalog=catalog)
     reported = reported_gpu_hours(run)
     implied = None
     if reported is not None and est.peak_tflops:

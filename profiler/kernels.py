@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
-DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8")
+from estimator.vocab import PROFILE_DTYPES
+
+DTYPES = PROFILE_DTYPES
 _TORCH_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -13,7 +13,7 @@ from estimator.calibration import write_calibration
 from estimator.catalog import load_catalog
 from estimator.errors import InputError
 from estimator.measured import AT_SCALE_FRACTION_OF_MATMUL, calibrated_throughput, device_accelerator
-from estimator.plan import plan_estimate
+from estimator import estimate
 
 CATALOG = load_catalog()
 H100 = CATALOG.accelerator("h100")
@@ -112,7 +112,7 @@ def test_estimate_without_gpu_runs_on_the_calibrated_cpu_with_unknown_mfu(tmp_pa
 
 def test_a_model_step_calibration_makes_the_time_use_the_detailed_count(tmp_path):
     path = write_calibration(with_model_step(sample_record()), tmp_path / "cal.yaml")
-    est = plan_estimate(model="gpt2-small", tokens="1B", calibration=path)
+    est = estimate(model="gpt2-small", tokens="1B", calibration=path)
     assert est.flops == est.flops_detailed != est.flops_6nd
     assert est.gpu == "h100-sxm" and est.achieved_tflops_per_gpu == 500.0
 
@@ -120,8 +120,8 @@ def test_a_model_step_calibration_makes_the_time_use_the_detailed_count(tmp_path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--mfu", "0.4"], "Error: --calibration gives the throughput; drop --mfu/--tflops"),
-        (["--gpu-hours", "1M"], "Error: --gpu-hours answers the inverse question"),
+        (["--mfu", "0.4"], "Error: give only one of --mfu, --tflops, --gpu-hours or --calibration (got --mfu and --calibration)"),
+        (["--gpu-hours", "1M"], "Error: give only one of --mfu, --tflops, --gpu-hours or --calibration (got --gpu-hours and --calibration)"),
     ],
 )
 def test_calibration_conflicts_are_one_line_errors(tmp_path, cli, args, message):

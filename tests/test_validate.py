@@ -5,7 +5,7 @@ import statistics
 import pytest
 
 from estimator.catalog import load_catalog
-from estimator.estimate import DEFAULT_MFU, MFU_BAND
+from estimator.throughput import DEFAULT_MFU, MFU_BAND
 from estimator.validate import reported_gpu_hours, validate
 
 RESULT = validate()

@@ -1,36 +1,52 @@
-"""``gpucost estimate`` and ``gpucost compare``."""
+"""``gpucost estimate`` and ``gpucost compare``: build an EstimateRequest from the flags, answer
+it, render it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from ..catalog import load_catalog
-from ..estimate import (DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PRECISION, DEFAULT_PUE,
-                        PRECISIONS, Estimate, estimate, workload)
-from ..numbers import count, days, si, usd
-from ..plan import plan_estimate
+from ..errors import InputError
+from ..estimate import Estimate, estimate
+from ..layout import describe_layout
+from ..numbers import DURATION_UNITS_TEXT, count, days, si, usd
 from ..render import render
-from .options import Format, check_format as _check_format
+from ..request import DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PUE, EstimateRequest
+from ..vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES
+from .options import Format, check_format
 
-
+COUNT = "a whole number; 1K = 1,000"
 Model = Annotated[Optional[str], typer.Option(help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
+HfConfig = Annotated[Optional[Path], typer.Option(help="A Hugging Face config.json instead of a catalog model (exact parameters, detailed FLOPs, memory check, step-time model).")]
 Params = Annotated[Optional[str], typer.Option(help="Total parameters, e.g. 175B or 1.75e11.")]
 ActiveParams = Annotated[Optional[str], typer.Option(help="Parameters active per token (MoE), e.g. 37B. Default: all.")]
 Flops = Annotated[Optional[str], typer.Option(help="Total training FLOPs instead of a model, e.g. 3.15e23.")]
 Tokens = Annotated[Optional[str], typer.Option(help="Training tokens, e.g. 300B. Default: the model's published count.")]
-FlopsMethod = Annotated[str, typer.Option(help="FLOPs for the time: 6nd (Kaplan, the default; the MFU defaults are derived with it) or detailed (needs a model with an architecture).")]
-SeqLen = Annotated[Optional[int], typer.Option(help="Training sequence length for the detailed FLOPs and the memory check. Default: the model's.")]
-Precision = Annotated[str, typer.Option(help=f"Training precision: {', '.join(PRECISIONS)}. Picks the dense peak.")]
-NumGpus = Annotated[Optional[int], typer.Option(help="Number of devices (perfect scaling assumed). Default: 1.")]
-Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation: fraction of the dense peak, in (0, 1]. Default: per precision, printed.")]
-Tflops = Annotated[Optional[str], typer.Option(help="Achieved TFLOP/s per device (instead of --mfu).")]
+FlopsMethodOpt = Annotated[str, typer.Option("--flops-method", help="FLOPs for the time: 6nd (Kaplan, the default; the MFU defaults are derived with it) or detailed (needs a model with an architecture).")]
+SeqLen = Annotated[Optional[str], typer.Option(help=f"Training sequence length ({COUNT}) for the detailed FLOPs, memory and the step model. Default: the model's.")]
+Precision = Annotated[str, typer.Option(help=f"Training precision: {', '.join(PRECISIONS)} (bfloat16, float16, float32 accepted). Picks the dense peak.")]
+NumGpus = Annotated[Optional[str], typer.Option(help=f"Number of devices ({COUNT}). Default: 1.")]
+Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation: fraction of the dense peak, in (0, 1] (the flat time model). Default: per precision, printed.")]
+Tflops = Annotated[Optional[str], typer.Option(help="Achieved TFLOP/s per device (the flat time model, instead of --mfu).")]
 GpuHours = Annotated[Optional[str], typer.Option(help="Reported device-hours: report the throughput and MFU they imply (the inverse question).")]
+Calibration = Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see README, Calibrated estimates).")]
 Price = Annotated[Optional[str], typer.Option(help="USD per device-hour. Default: the catalog's default offer for the GPU.")]
 Provider = Annotated[Optional[str], typer.Option(help="Take the price from this provider (or price id) in the catalog, e.g. aws, lambda.")]
-Pue = Annotated[float, typer.Option(help="Power usage effectiveness for energy (facility / IT power).")]
+Pue = Annotated[float, typer.Option(help="Power usage effectiveness for energy (facility / IT power), 1-10.")]
+TimeModelOpt = Annotated[Optional[str], typer.Option("--time-model", help="step (parallel layout, communication, bubble; the default when the architecture is known) or flat (device-hours / devices at one MFU).")]
+System = Annotated[Optional[str], typer.Option(help="Node type (see `gpucost systems`), e.g. dgx-h100. Default: the accelerator's default system.")]
+TP = Annotated[Optional[str], typer.Option("--tensor-parallel", help="Tensor-parallel size (within a node). Default: searched.")]
+PP = Annotated[Optional[str], typer.Option("--pipeline-parallel", help="Pipeline-parallel size (divides the layers). Default: searched.")]
+CP = Annotated[Optional[str], typer.Option("--context-parallel", help="Context-parallel size (splits the sequence). Default: searched for long sequences, else 1.")]
+EP = Annotated[Optional[str], typer.Option("--expert-parallel", help="Expert-parallel size (MoE; divides the experts and the data-parallel size). Default: searched.")]
+Zero = Annotated[Optional[int], typer.Option("--zero-stage", help="ZeRO stage 0-3 over the data-parallel ranks (1: the distributed optimizer). Default: searched.")]
+GlobalBatch = Annotated[Optional[str], typer.Option(help="Sequences per optimizer step. Default: the model's published batch, else about 4M tokens (printed).")]
+MicroBatch = Annotated[Optional[str], typer.Option(help="Sequences per micro-batch per pipeline. Default: searched.")]
+Recompute = Annotated[Optional[str], typer.Option(help=f"Activation recomputation: {', '.join(RECOMPUTE_MODES)}. Default: searched.")]
+Layouts = Annotated[int, typer.Option("--layouts", help="How many of the fastest layouts to show (the chosen one first).")]
 
 
 def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
@@ -66,8 +82,18 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
     if est.min_gpus_to_fit is not None:
         rows.append(("memory", f"needs >= {est.min_gpus_to_fit:,} x {est.gpu}",
                      "to hold weights, grads, AdamW states, activations (ZeRO-3, full recompute, flash attention)"))
+    if est.time_model == "step":
+        layout = est.layout
+        rows.append(("layout", describe_layout(layout).split(", micro-batch")[0],
+                     f"micro-batch {layout['micro_batch']}, global batch {layout['global_batch']:,} sequences, "
+                     f"recompute {layout['recompute']}, ZeRO {layout['zero_stage']}, on {est.system}"))
+        top = sorted(est.time_breakdown_s.items(), key=lambda kv: -kv[1])
+        rows.append(("step time", f"{est.step_time_s:.3g} s",
+                     ", ".join(f"{k.replace('_', ' ')} {v / est.step_time_s:.0%}" for k, v in top[:4])
+                     + f"; {est.tokens_per_s:,.0f} tokens/s, HFU {est.hfu:.1%}"))
     rows += [
-        ("throughput", f"{est.achieved_tflops_per_gpu:.4g} TFLOP/s per device", f"{mfu}; {est.throughput_source}"),
+        ("throughput", f"{est.achieved_tflops_per_gpu:.4g} TFLOP/s per device", f"{mfu}; "
+         + ("step-time model (see layout)" if est.time_model == "step" else est.throughput_source)),
         ("wall-clock", days(est.wall_clock_days), f"{est.num_gpus:,} x {est.gpu} ({est.gpu_name})"
          + ("" if est.num_gpus_given else "; set --num-gpus")),
         ("device-hours", f"{count(est.gpu_hours)} {est.gpu}-hours", ""),
@@ -91,6 +117,9 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
 def _emit_estimate(est: Estimate, fmt: str) -> None:
     if fmt in ("table", "markdown"):
         typer.echo(render({}, fmt, rows=estimate_rows(est), headers=("quantity", "value", "basis")))
+        if len(est.layouts) > 1:
+            typer.echo("\nlayouts (fastest first):\n" + render({}, fmt, rows=layout_rows(est),
+                                                                 headers=("layout", "step time", "MFU", "memory/device")))
         typer.echo("\nassumptions:\n" + "\n".join(f"  - {a}" for a in est.assumptions))
     else:
         typer.echo(render(est.to_dict(), fmt))
@@ -98,28 +127,45 @@ def _emit_estimate(est: Estimate, fmt: str) -> None:
         typer.echo(f"Warning: {warning}", err=True)
 
 
+def layout_rows(est: Estimate) -> list[tuple[str, str, str, str]]:
+    """The layouts the step model ranked, fastest first."""
+    return [(describe_layout(s.layout), f"{s.step_time_s:.3g} s", f"{s.mfu:.1%}" if s.mfu is not None else "-",
+             f"{s.memory_gb:.1f} GB") for s in est.layouts]
+
+
 def estimate_cmd(
     *,
     model: Model = None,
-    hf_config: Annotated[Optional[Path], typer.Option(help="A Hugging Face config.json instead of a catalog model (exact parameters, detailed FLOPs, memory check).")] = None,
+    hf_config: HfConfig = None,
     params: Params = None,
     active_params: ActiveParams = None,
     flops: Flops = None,
     tokens: Tokens = None,
-    flops_method: FlopsMethod = "6nd",
+    flops_method: FlopsMethodOpt = "6nd",
     seq_len: SeqLen = None,
     gpu: Annotated[Optional[str], typer.Option(help=f"Accelerator id or alias (see `gpucost gpus`). Default: the calibration file's device, else {DEFAULT_GPU}.")] = None,
     num_gpus: NumGpus = None,
     precision: Precision = DEFAULT_PRECISION,
     mfu: Mfu = None,
     tflops: Tflops = None,
-    calibration: Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see README, Calibrated estimates).")] = None,
+    calibration: Calibration = None,
     gpu_hours: GpuHours = None,
     price: Price = None,
     provider: Provider = None,
-    deadline: Annotated[Optional[str], typer.Option(help="Finish within this wall-clock time (30d, 12h, 2w): answers the devices needed.")] = None,
+    deadline: Annotated[Optional[str], typer.Option(help=f"Finish within this wall-clock time, e.g. 30d or 12h (units: {DURATION_UNITS_TEXT}): answers the devices needed.")] = None,
     budget: Annotated[Optional[str], typer.Option(help="USD to spend (1M, 250K): answers the tokens it buys for the model, or with --chinchilla the compute-optimal size.")] = None,
     chinchilla: Annotated[bool, typer.Option("--chinchilla", help="With --budget: choose params and tokens compute-optimally (20 tokens per parameter, Hoffmann et al. 2022).")] = False,
+    time_model: TimeModelOpt = None,
+    system: System = None,
+    tensor_parallel: TP = None,
+    pipeline_parallel: PP = None,
+    context_parallel: CP = None,
+    expert_parallel: EP = None,
+    zero_stage: Zero = None,
+    global_batch: GlobalBatch = None,
+    micro_batch: MicroBatch = None,
+    recompute: Recompute = None,
+    layouts: Layouts = 2,
     pue: Pue = DEFAULT_PUE,
     electricity_price: Annotated[float, typer.Option(help="Electricity price, USD per kWh (default: US industrial average 2024, EIA).")] = DEFAULT_ELECTRICITY_USD_PER_KWH,
     life_years: Annotated[float, typer.Option(help="Amortisation life of an owned accelerator, years (for the cost of owning).")] = DEFAULT_LIFE_YEARS,
@@ -129,53 +175,83 @@ def estimate_cmd(
 
     Example: gpucost estimate --params 175B --tokens 300B --gpu a100 --num-gpus 1024 --tflops 80
     """
-    _check_format(format)
-    est = plan_estimate(
-        gpu=gpu, deadline=deadline, budget=budget, chinchilla=chinchilla, model=model, hf_config=hf_config, params=params,
-        active_params=active_params, tokens=tokens, flops=flops, flops_method=flops_method, seq_len=seq_len,
-        num_gpus=num_gpus, precision=precision,
-        mfu=mfu, tflops=tflops, calibration=calibration, gpu_hours=gpu_hours, price=price, provider=provider, pue=pue,
-        electricity_usd_per_kwh=electricity_price, life_years=life_years)
-    _emit_estimate(est, format)
+    check_format(format)
+    request = EstimateRequest(
+        model=model, hf_config=hf_config, params=params, active_params=active_params, flops=flops, tokens=tokens,
+        flops_method=flops_method, seq_len=seq_len, gpu=gpu, num_gpus=num_gpus, precision=precision, mfu=mfu,
+        tflops=tflops, calibration=calibration, gpu_hours=gpu_hours, price=price, provider=provider,
+        deadline_s=deadline, budget_usd=budget, chinchilla=chinchilla, time_model=time_model, system=system,
+        tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, context_parallel=context_parallel,
+        expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
+        recompute=recompute, num_layouts=layouts, pue=pue, electricity_usd_per_kwh=electricity_price,
+        life_years=life_years)
+    _emit_estimate(estimate(request), format)
 
 
 def compare_cmd(
     *,
     model: Model = None,
+    hf_config: HfConfig = None,
     params: Params = None,
     active_params: ActiveParams = None,
     flops: Flops = None,
     tokens: Tokens = None,
-    gpu: Annotated[Optional[list[str]], typer.Option(help="Accelerators to compare (repeat). Default: every one with a peak for the precision.")] = None,
+    flops_method: FlopsMethodOpt = "6nd",
+    seq_len: SeqLen = None,
+    gpu: Annotated[Optional[list[str]], typer.Option(help="Accelerators to compare (repeat, or comma-separate). Default: every one with a peak for the precision.")] = None,
     num_gpus: NumGpus = None,
     precision: Precision = DEFAULT_PRECISION,
     mfu: Mfu = None,
+    time_model: TimeModelOpt = None,
+    tensor_parallel: TP = None,
+    pipeline_parallel: PP = None,
+    context_parallel: CP = None,
+    expert_parallel: EP = None,
+    zero_stage: Zero = None,
+    global_batch: GlobalBatch = None,
+    micro_batch: MicroBatch = None,
+    recompute: Recompute = None,
     all_offers: Annotated[bool, typer.Option("--all-offers", help="One row per price offer, not just each GPU's default.")] = False,
     format: Format = "table",
 ) -> None:
-    """One row per accelerator (and price offer), cheapest first: which GPU is cheapest for this run?"""
-    _check_format(format)
-    catalog = load_catalog()
-    work = workload(model=model, params=params, active_params=active_params, tokens=tokens, flops=flops)
-    accs = [catalog.accelerator(g) for g in gpu] if gpu else [a for a in catalog.accelerators if a.peak_for(precision)]
-    rows = []
-    for acc in accs:
-        offers = catalog.prices_for(acc.id) if all_offers else [catalog.price(acc.id)]
-        for offer in offers or [None]:
-            est = estimate(work, acc, num_gpus=num_gpus, precision=precision, mfu=mfu,
-                           provider=offer.id if offer else None, catalog=catalog)
-            rows.append(est)
-    rows.sort(key=lambda e: (e.cost_usd is None, e.cost_usd or 0.0, e.wall_clock_days))
-    keys = ("gpu", "price_source", "price_usd_per_gpu_hour", "peak_tflops", "mfu", "achieved_tflops_per_gpu",
-            "wall_clock_days", "gpu_hours", "cost_usd")
-    data = [{k: getattr(e, k) for k in keys} for e in rows]
-    table = [(e.gpu, f"{e.achieved_tflops_per_gpu:.4g}", f"{e.wall_clock_days:,.1f}", f"{e.gpu_hours:,.0f}",
-              f"{e.price_usd_per_gpu_hour:g}" if e.price_usd_per_gpu_hour else "-", usd(e.cost_usd),
-              e.price_source or "no price in catalog") for e in rows]
+    """One row per accelerator (and price offer), cheapest first: which GPU is cheapest for this run?
+
+    Each accelerator runs on its own default system (see `gpucost systems`); where the architecture is
+    known, the step-time model finds each one's fastest layout that fits.
+    """
+    check_format(format)
+    base = EstimateRequest(
+        model=model, hf_config=hf_config, params=params, active_params=active_params, flops=flops, tokens=tokens,
+        flops_method=flops_method, seq_len=seq_len, num_gpus=num_gpus, precision=precision, mfu=mfu,
+        time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
+        context_parallel=context_parallel, expert_parallel=expert_parallel, zero_stage=zero_stage,
+        global_batch=global_batch, micro_batch=micro_batch, recompute=recompute)
+    from ..compare import compare
+
+    rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, catalog=load_catalog())
+    data = [r.to_dict() for r in rows]
+    table = [(r.gpu, f"{r.achieved_tflops_per_gpu:.4g}" if r.fits else "-", f"{r.mfu:.1%}" if r.mfu is not None and r.fits else "-",
+              f"{r.wall_clock_days:,.1f}" if r.fits else "-", f"{r.gpu_hours:,.0f}" if r.fits else "-",
+              f"{r.price_usd_per_gpu_hour:g}" if r.price_usd_per_gpu_hour else "-",
+              usd(r.cost_usd) if r.fits else "-", r.layout_text if r.fits else f"does not fit: {r.note}",
+              r.price_source or "no price in catalog") for r in rows]
     typer.echo(render(data, format, rows=table, headers=(
-        "gpu", "TFLOP/s/device", "days", "device-hours", "$/device-h", "cost", "price source")))
+        "gpu", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout", "price source")))
     if format in ("table", "markdown") and rows:
-        typer.echo(f"\n{si(work.flops, 'FLOP')} ({work.flops_method}); {num_gpus or 1} device(s) each; "
-                   f"{precision}; throughput = {rows[0].throughput_source}")
+        first = rows[0]
+        typer.echo(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {first.num_gpus:,} device(s) each; "
+                   f"{base.precision}; time model: {first.time_model}"
+                   + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"))
 
 
+def _split_names(values: list[str] | None) -> list[str] | None:
+    """``["h100,a100", "h800"]`` -> ``["h100", "a100", "h800"]``; an empty name is an error."""
+    if not values:
+        return None
+    names = []
+    for value in values:
+        for name in value.split(","):
+            if not name.strip():
+                raise InputError("--gpu must not be empty")
+            names.append(name.strip())
+    return names

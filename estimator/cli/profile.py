@@ -18,8 +18,8 @@ import typer
 
 from ..calibration import DEFAULT_CALIBRATION_FILE, DTYPES, dump_calibration, summary_rows, write_calibration
 from ..errors import CatalogError, GpucostError, InputError
+from ..vocab import FORMATS
 
-FORMATS = ("table", "markdown", "json", "yaml", "csv")
 DEVICES = ("auto", "cpu", "cuda")
 NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
 

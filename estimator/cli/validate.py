@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..estimate import DEFAULT_MFU, MFU_BAND
+from ..throughput import DEFAULT_MFU, MFU_BAND
 from ..validate import validate
 from ..numbers import si
 from ..render import render

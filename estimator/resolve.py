@@ -1,0 +1,200 @@
+"""``resolve(request, catalog)``: an :class:`~estimator.request.EstimateRequest` against the
+catalogs, into typed parts: the workload, the accelerator, the throughput (with its kind), the
+price, the device count and the answers to planning questions.
+
+Planning inverts FLOPs = devices x seconds x achieved FLOP/s per device (Kaplan's 6ND for the
+FLOPs): ``--deadline`` gives the devices, ``--budget`` the tokens, or with ``--chinchilla`` the
+compute-optimal split D ~ 20 N (Hoffmann et al. 2022, arXiv 2203.15556), so C = 6 N D = 120 N^2.
+Planning uses the flat time model (the rate does not depend on the device count there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import Accelerator, Catalog
+from .errors import InputError
+from .pricing import PriceChoice, resolve_price
+from .request import DEFAULT_GPU, EstimateRequest
+from .throughput import (Throughput, ThroughputKind, datasheet_throughput, given_throughput, implied_throughput,
+                         peak_for)
+from .vocab import FlopsMethod, TimeModel
+from .workload import Workload, build_workload, model_size
+
+CHINCHILLA_TOKENS_PER_PARAM = 20.0
+
+
+def devices_for_deadline(flops: float, achieved_tflops: float, deadline_s: float) -> int:
+    """Smallest device count that finishes ``flops`` within ``deadline_s`` at ``achieved_tflops`` each
+    (perfect scaling assumed)."""
+    needed = flops / (achieved_tflops * 1e12 * deadline_s)
+    if not math.isfinite(needed) or needed > 1e9:
+        raise InputError(f"the deadline needs about {needed:.3g} devices: more than any cluster; "
+                         "allow more time or train less")
+    return max(1, math.ceil(needed - 1e-9))
+
+
+def chinchilla_for_flops(flops: float, tokens_per_param: float = CHINCHILLA_TOKENS_PER_PARAM) -> tuple[float, float]:
+    """Compute-optimal (params, tokens) for ``flops``: D = r N and C = 6 N D, so N = sqrt(C / (6 r))."""
+    params = math.sqrt(flops / (6.0 * tokens_per_param))
+    return params, tokens_per_param * params
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The typed parts of a resolved request (see :func:`resolve`)."""
+
+    workload: Workload
+    accelerator: Accelerator
+    throughput: Throughput
+    price: PriceChoice
+    num_gpus: int
+    num_gpus_given: bool
+    plan: Any = None  # estimate.Plan
+    step: Any = None  # step.StepEstimate when the step model timed the run
+    min_gpus_to_fit: int | None = None
+    goodput: float = 1.0
+    goodput_source: str = ""
+    band_source: str = ""
+    assumptions_before: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _accelerator(request: EstimateRequest, catalog: Catalog, record: Any) -> Accelerator:
+    if request.gpu is not None:
+        return catalog.accelerator(request.gpu)
+    if record is not None:
+        from .measured import device_accelerator
+
+        return device_accelerator(record, catalog)
+    return catalog.accelerator(DEFAULT_GPU)
+
+
+def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, record: Any, num_gpus: int,
+          warnings: list[str]) -> Throughput:
+    """The throughput of the flat model (or of planning) for ``request``."""
+    if record is not None:
+        from .measured import calibrated_throughput
+
+        rate, file_warnings, _ = calibrated_throughput(record, acc, request.precision, num_gpus=num_gpus,
+                                                       model=work.model if work else None)
+        warnings.extend(file_warnings)
+        return rate
+    if request.tflops is not None:
+        return given_throughput(acc, request.precision, request.tflops)
+    return datasheet_throughput(acc, request.precision, mfu=request.mfu)
+
+
+def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
+    """Resolve ``request``: names against the catalog, the workload, the throughput, the price, and
+    the answers to ``--deadline`` and ``--budget``. Raises GpucostError subclasses."""
+    from .estimate import Plan
+
+    warnings: list[str] = []
+    record = None
+    if request.calibration is not None:
+        from .calibration import read_calibration
+
+        record = read_calibration(request.calibration)
+    acc = _accelerator(request, catalog, record)
+    peak_for(acc, request.precision)
+    price = resolve_price(acc, price=request.price, provider=request.provider, catalog=catalog)
+
+    if record is not None and request.architecture_known:  # the model's own measured step counts detailed FLOPs
+        from .measured import measured_model_step
+
+        step_seq = measured_model_step(record, model_size(request, catalog).name, request.precision)
+        if step_seq is not None and (request.num_gpus or 1) == 1 and request.deadline_s is None:
+            request = request.with_(flops_method=FlopsMethod.DETAILED, seq_len=request.seq_len or step_seq)
+
+    plan = None
+    num_gpus = request.num_gpus or 1
+    if request.budget_usd is not None:
+        rate = _rate(request, acc, None, record, num_gpus if request.deadline_s is None else 2, warnings)
+        if price.usd_per_gpu_hour is None:
+            raise InputError(f"--budget needs a price for {acc.id}: give --price USD per device-hour or --provider")
+        hours = request.budget_usd / price.usd_per_gpu_hour
+        compute = hours * 3600.0 * rate.achieved_tflops * 1e12
+        if request.chinchilla:
+            n, d = chinchilla_for_flops(compute)
+            work = Workload(flops=compute, tokens=d, params=n, active_params=n,
+                            flops_method="6 x params x tokens, compute-optimal D = 20 N (Hoffmann et al. 2022)")
+        else:
+            size = model_size(request, catalog)
+            work = build_workload(request, catalog, tokens=compute / (6.0 * size.active_params))
+        questions: dict[str, Any] = dict(budget_usd=request.budget_usd, budget_gpu_hours=hours, budget_flops=compute,
+                                         params=work.params, tokens=work.tokens)
+        if rate.band_tflops is not None and not request.chinchilla:
+            low, high = (work.tokens * t / rate.achieved_tflops for t in rate.band_tflops)
+            questions.update(tokens_low=low, tokens_high=high)
+        rate = dataclasses.replace(rate, band_tflops=None)  # the budget fixes the cost; the tokens vary
+        plan = questions
+    else:
+        work = build_workload(request, catalog)
+        rate = None
+    if request.deadline_s is not None:
+        rate = rate or _rate(request, acc, work, record, 2, warnings)
+        num_gpus = devices_for_deadline(work.flops, rate.achieved_tflops, request.deadline_s)
+        plan = {**(plan or {}), "deadline_days": request.deadline_s / 86400.0, "num_gpus_needed": num_gpus}
+    if plan is not None:
+        question = " and ".join(q for q, on in (("deadline", request.deadline_s is not None),
+                                                 ("budget", request.budget_usd is not None)) if on)
+        plan = Plan(question=question, **plan)
+
+    step = None
+    use_step = (request.time_model is TimeModel.STEP or (
+        request.time_model is None and work.architecture is not None and plan is None and record is None
+        and request.mfu is None and request.tflops is None and request.gpu_hours is None))
+    if use_step and work.architecture is None:
+        raise InputError(f"the step-time model needs an architecture; {work.model!r} has none "
+                         "(pass its config.json with --hf-config, or --time-model flat)")
+    if use_step and plan is not None:
+        raise InputError("--deadline and --budget use the flat time model; drop --time-model step")
+    band_source = ""
+    if request.gpu_hours is not None:
+        rate = implied_throughput(acc, request.precision, work.flops, request.gpu_hours)
+    elif use_step:
+        from .step import step_estimate
+
+        step = step_estimate(request, work, acc, catalog, num_gpus=num_gpus, calibration=record)
+        achieved = work.flops * step.tokens_per_s / work.tokens / num_gpus / 1e12
+        peak = peak_for(acc, request.precision)
+        rate = Throughput(achieved, peak, f"step-time model, layout {step.layout.describe()} on {step.system.id}",
+                          ThroughputKind.STEP, (achieved / (1 + step.error_band), achieved / (1 - step.error_band)))
+        band_source = f"the step model's validation error band (+-{step.error_band:.0%}, `gpucost validate`)"
+        warnings.extend(step.warnings)
+    elif rate is None:
+        rate = _rate(request, acc, work, record, num_gpus, warnings)
+
+    min_fit = None
+    if work.architecture is not None and step is None:
+        min_fit = _min_devices_to_fit(work, acc, warnings)
+        if min_fit is not None and num_gpus < min_fit:
+            warnings.append(f"the run does not fit {num_gpus} x {acc.id}: it needs at least {min_fit} devices of "
+                            f"{acc.memory_gb:g} GB even with ZeRO-3, full recompute and flash attention "
+                            f"(see `gpucost models show {work.model} --gpu {acc.id} --zero-stage 3 --recompute full "
+                            f"--flash-attention --sequence-parallel`)")
+    goodput, goodput_source = (request.goodput, "given (--goodput)") if request.goodput is not None else (1.0, "")
+    return Resolved(workload=work, accelerator=acc, throughput=rate, price=price, num_gpus=num_gpus,
+                    num_gpus_given=request.num_gpus is not None or request.deadline_s is not None, plan=plan,
+                    step=step, min_gpus_to_fit=min_fit, goodput=goodput, goodput_source=goodput_source,
+                    band_source=band_source, warnings=tuple(warnings))
+
+
+def _min_devices_to_fit(work: Workload, acc: Accelerator, warnings: list[str]) -> int | None:
+    """Fewest devices that hold the run's training memory in the most frugal common layout
+    (ZeRO-3, full recompute, flash attention, sequence parallel, micro-batch 1): a lower bound."""
+    from .memory import min_devices
+
+    try:
+        return min_devices(work.architecture, acc.memory_gb, seq_len=work.seq_len, zero_stage=3, recompute="full",
+                           flash_attention=True, sequence_parallel=True).num_devices
+    except InputError as exc:
+        warnings.append(f"memory check: {exc}")
+        return None
+
+
+__all__ = ["CHINCHILLA_TOKENS_PER_PARAM", "Resolved", "chinchilla_for_flops", "devices_for_deadline", "resolve"]

@@ -1,0 +1,478 @@
+"""The step-time model: seconds per optimizer step of a transformer for a parallel layout on a
+system, and the search for the fastest layout that fits memory.
+
+One step of ``B`` sequences of ``s`` tokens on ``N = TP x CP x PP x DP`` devices (Megatron-LM's
+schedule; Narayanan et al. 2021, arXiv 2104.04473; Korthikanti et al. 2022, arXiv 2205.05198):
+
+1. **Compute, per micro-batch and pipeline stage.** Every matmul of the architecture's layers
+   (:mod:`estimator.flops`: attention projections, attention scores, FFN or the routed and shared
+   experts, the output head on the last stage), divided by TP (and CP for the tokens), each timed at
+   ``peak x e_max x g(size)``: ``e_max`` is the maximum achievable matmul fraction of the dense peak
+   measured on that chip (``MAX_MATMUL_FRACTION``, stas00/ml-engineering "MAMF"), and
+   ``g(size) = size / (size + GEMM_HALF_SIZE)`` lowers it for small matmuls (size = m*n*k).
+   Backward = 2 x forward matmul work. Recompute adds the forward of every layer (full) or of the
+   attention scores (selective). Causal attention with a fused (flash) kernel does half the score
+   matmuls; without one (the 2021-22 Megatron runs) the full ``s x s`` matrix is computed.
+   Memory-bound work (norms, activations, residuals, dropout; softmax over the scores without a
+   fused kernel; the optimizer step) moves bytes at the HBM bandwidth.
+2. **Tensor parallel:** 2 all-reduces of the layer's activations forward and 2 backward per layer
+   (reduce-scatter + all-gather with sequence parallelism: the same bytes), one more pair per layer
+   with full recompute; not overlapped with compute (Megatron's default).
+   **Context parallel:** an all-gather of K and V forward and a reduce-scatter of their gradients
+   backward per layer (Llama 3 section 3.3.2), exposed. **Expert parallel:** an all-to-all dispatch
+   and combine per MoE layer forward, twice that backward, exposed. **Pipeline parallel:**
+   point-to-point activations (forward) and gradients (backward) between stages, and the bubble:
+   step = (m + (PP - 1) / v) x stage time for m micro-batches and v interleaved chunks (Narayanan
+   et al. 2021, section 2.2). **Data parallel:** the gradient all-reduce (ZeRO 0) or reduce-scatter
+   plus parameter all-gather (ZeRO 1-2; ZeRO 3 also gathers the weights for every micro-batch's
+   forward and backward), ``DP_OVERLAP`` of it hidden behind the backward pass.
+3. **A collective** takes ``latency + bytes x factor / bus bandwidth`` with the nccl-tests factor
+   (all-reduce 2(n-1)/n; all-gather, reduce-scatter, all-to-all (n-1)/n; point-to-point 1) and the
+   bus bandwidth of the link the group spans: inside a node, the system's published measured
+   nccl-tests bus bandwidth (else the per-GPU link bandwidth x ``LINK_EFFICIENCY``); across nodes,
+   the members per node x the network bandwidth per GPU x ``NETWORK_EFFICIENCY`` (capped by the
+   intra-node figure); a calibration file with a ``collectives`` section (``gpucost profile --comm``)
+   replaces them with what was measured.
+
+The constants marked *fitted* were fitted on the published layouts in ``catalogs/layout_runs.yaml``
+(``benchmarks/fit_step_model.py``; ``gpucost validate`` prints the error on every row, and
+``tests/test_step.py`` fails if the constants drift from the fit). Not modelled: stragglers,
+failures and restarts, network congestion and topology beyond two tiers, kernel-level overlap of
+communication with compute (DualPipe, TP overlap), load imbalance between experts, and the
+embedding and loss work beyond their matmuls.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .arch import Architecture
+from .catalog import Accelerator, Catalog
+from .errors import InputError
+from .layout import Layout, candidates, group_span
+from .request import EstimateRequest
+
+# Maximum achievable matmul TFLOP/s as a fraction of the dense peak (stas00/ml-engineering,
+# compute/accelerator/README.md, "Maximum Achievable Matmul FLOPS" table: A100 SXM bf16 271.2/312,
+# H100 SXM bf16 794.5/989, fp8 1402.6/1979, H200 fp8 1453.4/1979, B200 bf16 1745/2250, MI300X
+# bf16 668.4/1300). The H800 is the H100's die; PCIe/NVL variants take their family's figure.
+MAX_MATMUL_FRACTION = {
+    "a100": {"default": 0.869},
+    "h100": {"default": 0.803, "fp8": 0.709},
+    "h800": {"default": 0.803, "fp8": 0.709},
+    "h200": {"default": 0.803, "fp8": 0.734},
+    "b200": {"default": 0.776},
+    "mi300x": {"default": 0.514},
+}
+DEFAULT_MAX_MATMUL_FRACTION = 0.80  # the median of the table, for chips it lacks (stated in the output)
+
+# -- fitted constants (benchmarks/fit_step_model.py on catalogs/layout_runs.yaml) ------------------
+GEMM_HALF_SIZE = 2.0e9  # m*n*k at which a matmul reaches half its maximum efficiency (fitted)
+ELEMENTWISE_BYTES_PER_HIDDEN = 48.0  # HBM bytes moved per token per hidden unit per layer, forward (fitted)
+DP_OVERLAP = 0.5  # share of the data-parallel gradient traffic hidden behind the backward pass (fitted)
+
+# -- anchored constants --------------------------------------------------------------------------
+SOFTMAX_BYTES_PER_SCORE = 10.0  # unfused softmax + mask + dropout: read/write ~10 B per score, forward
+OPTIMIZER_BYTES_PER_PARAM = 36.0  # AdamW step: read fp32 master, m, v, grad; write master, m, v, bf16 weight
+HBM_EFFICIENCY = 0.85  # achievable share of the datasheet HBM bandwidth (stream copy, e.g. 2.8 of 3.35 TB/s)
+LINK_EFFICIENCY = 0.77  # nccl-tests all-reduce busbw / NVLink per-direction bandwidth (A100: 232 / 300)
+NETWORK_EFFICIENCY = 0.96  # nccl-tests across nodes / NIC line rate (400 Gb/s NIC: 48 of 50 GB/s)
+LATENCY_INTRA_S = 20e-6  # one small collective inside a node (nccl-tests small-message time, NVLink)
+LATENCY_INTER_S = 40e-6  # one small collective step across nodes (InfiniBand/RoCE)
+ERROR_BAND = 0.15  # the printed band around a step-model estimate (see `gpucost validate`)
+DEFAULT_BATCH_TOKENS = 4 * 2**20  # global batch when neither the user nor the catalog gives one
+MAX_CANDIDATES = 20000
+
+
+@dataclass(frozen=True, slots=True)
+class Constants:
+    """The step model's tunable constants (the module-level defaults; the fit varies them)."""
+
+    gemm_half_size: float = GEMM_HALF_SIZE
+    elementwise_bytes_per_hidden: float = ELEMENTWISE_BYTES_PER_HIDDEN
+    dp_overlap: float = DP_OVERLAP
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """Bus bandwidths (GB/s) and latencies (s) of a system's two tiers, and where they came from."""
+
+    per_node: int
+    intra_allreduce_gbps: float
+    intra_alltoall_gbps: float
+    nic_gbps_per_gpu: float  # network bandwidth per accelerator, GB/s, x NETWORK_EFFICIENCY applied
+    latency_intra_s: float = LATENCY_INTRA_S
+    latency_inter_s: float = LATENCY_INTER_S
+    source: str = ""
+
+    def bandwidth(self, op: str, inside: bool, members_per_node: int) -> float:
+        intra = self.intra_alltoall_gbps if op == "all_to_all" else self.intra_allreduce_gbps
+        if inside:
+            return intra
+        if self.nic_gbps_per_gpu <= 0:
+            raise InputError("this system has no network between nodes; use at most one node's accelerators")
+        return min(intra, members_per_node * self.nic_gbps_per_gpu)
+
+
+def links_for(system: Any, calibration: Any = None) -> Links:
+    """The :class:`Links` of a systems.yaml entry, with measured figures from a calibration file's
+    ``collectives`` section when it has them (estimator.collectives.link_figures)."""
+    nvlink = system.scale_up_gbps
+    intra_ar = system.scale_up_allreduce_busbw_gbps or nvlink * LINK_EFFICIENCY
+    intra_a2a = system.scale_up_alltoall_busbw_gbps or intra_ar
+    nics = system.scale_out_nics_per_node or 0
+    nic = (nics * (system.scale_out_gbps_per_nic or 0) / 8.0 / system.accelerators_per_node) * NETWORK_EFFICIENCY
+    source = (f"{system.id}: inside a node {intra_ar:g} GB/s all-reduce bus bandwidth "
+              f"({'published nccl-tests' if system.scale_up_allreduce_busbw_gbps else f'{LINK_EFFICIENCY} x {nvlink:g} GB/s link'}), "
+              + (f"across nodes {nic:.3g} GB/s per GPU ({nics} x {system.scale_out_gbps_per_nic:g} Gb/s per node x "
+                 f"{NETWORK_EFFICIENCY})" if nics else "no network between nodes"))
+    latency_intra, latency_inter = LATENCY_INTRA_S, LATENCY_INTER_S
+    if calibration is not None and calibration.get("collectives"):
+        from .collectives import link_figures
+
+        figures = link_figures(calibration["collectives"])
+        measured = []
+        for (group, op), fig in figures.items():
+            if op == "all_reduce" and group in ("intra", "all"):
+                intra_ar, latency_intra = fig.busbw_gbps, fig.latency_s
+                measured.append(fig.describe())
+            elif op == "all_to_all" and group in ("intra", "all"):
+                intra_a2a = fig.busbw_gbps
+                measured.append(fig.describe())
+            elif op == "all_reduce" and group == "inter":
+                nic, latency_inter = fig.busbw_gbps, fig.latency_s
+                measured.append(fig.describe())
+        if measured:
+            source = f"{system.id}, with the calibration file's " + "; ".join(measured)
+    return Links(system.accelerators_per_node, intra_ar, intra_a2a, nic, latency_intra, latency_inter, source)
+
+
+def matmul_fraction(acc: Accelerator, precision: str) -> tuple[float, bool]:
+    """(maximum achievable matmul fraction of the dense peak, whether the chip is in the table)."""
+    family = next((k for k in MAX_MATMUL_FRACTION if acc.id.startswith(k)), None)
+    if family is None:
+        return DEFAULT_MAX_MATMUL_FRACTION, False
+    table = MAX_MATMUL_FRACTION[family]
+    return table.get(precision, table["default"]), True
+
+
+@dataclass(frozen=True, slots=True)
+class StepTime:
+    """One layout's step time (s), its breakdown, FLOPs, and memory on the most loaded device."""
+
+    layout: Layout
+    step_time_s: float
+    breakdown_s: dict[str, float]
+    model_flops: float  # per step, all devices: training model FLOPs (no recompute)
+    hardware_flops: float  # per step, all devices, recompute included
+    memory_gb: float
+    fits: bool
+    mfu: float | None = None
+    hfu: float | None = None
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Per-architecture quantities the step model needs, computed once."""
+
+    arch: Architecture
+    seq_len: int
+    causal: bool
+    layer_gemms: tuple[tuple[float, float, float, float], ...]  # dense layer: (flops per token, m-factor, n, k)
+    moe_gemms: tuple[tuple[float, float, float, float], ...]
+    score_flops_per_token: float  # attention-score matmuls per token per layer, full s x s
+    head_flops_per_token: float
+    kv_dim: float
+    num_dense_layers: int
+    num_moe_layers: int
+    train_model_per_token: float
+    total_params: float
+    expert_params: float
+    top_k: int
+    num_experts: int
+
+
+@functools.lru_cache(maxsize=64)
+def shape_of(arch: Architecture, seq_len: int) -> Shape:
+    from .flops import flops_per_token
+    from .params import count_params
+
+    h = arch.hidden_size
+    mla = arch.mla
+    if mla is not None:
+        q_out = arch.num_heads * mla.qk_head_dim
+        kv_out = arch.num_heads * (mla.qk_nope_head_dim + mla.v_head_dim)
+        proj = [(2 * h * q_out, 1, q_out, h), (2 * h * (mla.kv_lora_rank + mla.qk_rope_head_dim), 1,
+                                               mla.kv_lora_rank, h),
+                (2 * mla.kv_lora_rank * kv_out, 1, kv_out, mla.kv_lora_rank),
+                (2 * arch.num_heads * mla.v_head_dim * h, 1, h, arch.num_heads * mla.v_head_dim)]
+        qk, v = mla.qk_head_dim, mla.v_head_dim
+        kv_dim = arch.num_heads * (qk + v) / 2
+    else:
+        proj = [(2 * h * (arch.q_dim + 2 * arch.kv_dim), 1, arch.q_dim + 2 * arch.kv_dim, h),
+                (2 * arch.q_dim * h, 1, h, arch.q_dim)]
+        qk = v = arch.head_dim
+        kv_dim = arch.kv_dim
+    mats = 3 if arch.gated_ffn else 2
+    dense = proj + [(2 * mats * h * arch.ffn_size, 1, (mats - 1) * arch.ffn_size, h)]
+    moe_gemms: list[tuple[float, float, float, float]] = []
+    top_k = num_experts = 0
+    expert_params = 0.0
+    if arch.moe is not None:
+        moe = arch.moe
+        top_k, num_experts = moe.experts_per_token, moe.num_experts
+        # routed experts: each token visits top_k of num_experts; m per expert = tokens x top_k / experts
+        moe_gemms = proj + [(2 * mats * h * moe.expert_ffn_size * top_k, top_k / num_experts,
+                             (mats - 1) * moe.expert_ffn_size, h)]
+        if moe.num_shared_experts:
+            moe_gemms.append((2 * mats * h * moe.shared_ffn_size, 1, (mats - 1) * moe.shared_ffn_size, h))
+        counts = count_params(arch)
+        expert_params = float(counts.breakdown.get("experts", 0))
+    fpt = flops_per_token(arch, seq_len)
+    head = 2 * h * arch.vocab_size if (arch.lm_head or arch.mlm_head) else 0.0
+    return Shape(arch=arch, seq_len=seq_len, causal=arch.causal, layer_gemms=tuple(dense), moe_gemms=tuple(moe_gemms),
+                 score_flops_per_token=2 * arch.num_heads * seq_len * (qk + v), head_flops_per_token=head,
+                 kv_dim=kv_dim, num_dense_layers=arch.num_dense_layers, num_moe_layers=arch.num_moe_layers,
+                 train_model_per_token=fpt.train_model, total_params=float(count_params(arch).total),
+                 expert_params=expert_params, top_k=top_k, num_experts=num_experts)
+
+
+def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: int, links: Links) -> float:
+    """Seconds of one collective of ``size_bytes`` (the nccl-tests S) over ``group`` ranks."""
+    if group <= 1 or size_bytes <= 0:
+        return 0.0
+    factor = {"all_reduce": 2 * (group - 1) / group, "p2p": 1.0}.get(op, (group - 1) / group)
+    bw = links.bandwidth(op, inside, per_node) * 1e9
+    latency = links.latency_intra_s if inside else links.latency_inter_s * max(1.0, math.log2(group))
+    return latency + size_bytes * factor / bw
+
+
+def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
+                flash_attention: bool = True, memory_gb: float | None = None,
+                constants: Constants = Constants()) -> StepTime:
+    """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted)."""
+    arch = shape.arch
+    t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
+                     layout.data_parallel, layout.expert_parallel)
+    b, s, h = layout.micro_batch, shape.seq_len, arch.hidden_size
+    peak = acc.peak_for(precision)
+    if peak is None:
+        raise InputError(f"{acc.id} has no {precision} peak in the catalog")
+    e_max, _ = matmul_fraction(acc, precision)
+    flop_rate = peak * 1e12 * e_max
+    hbm = acc.memory_bandwidth_gbps * 1e9 * HBM_EFFICIENCY
+    tokens = b * s / c  # tokens of one micro-batch on one device (CP splits the sequence)
+    act_bytes = 2.0  # 16-bit activations on the wire
+
+    def gemm_time(gemms: tuple[tuple[float, float, float, float], ...], split: int) -> float:
+        total = 0.0
+        for flops_per_token, m_factor, n, k in gemms:
+            m = tokens * m_factor
+            size = m * (n / split) * k
+            eff = size / (size + constants.gemm_half_size)
+            total += flops_per_token * tokens / split / (flop_rate * eff)
+        return total
+
+    # attention scores: heads / t per device, each a (s/c) x s x d batched matmul
+    score_flops = shape.score_flops_per_token * tokens / t * (0.5 if (flash_attention and shape.causal) else 1.0)
+    score_size = (s / c) * s * (shape.kv_dim / max(arch.num_kv_heads, 1) if not arch.mla else 128)
+    score_eff = score_size / (score_size + constants.gemm_half_size)
+    score_time = score_flops / (flop_rate * score_eff)
+    elem = constants.elementwise_bytes_per_hidden * tokens * h / t / hbm
+    if not flash_attention:
+        elem += SOFTMAX_BYTES_PER_SCORE * arch.num_heads / t * tokens * s / hbm
+
+    def layer_forward(moe: bool) -> float:
+        gemms = shape.moe_gemms if moe else shape.layer_gemms
+        return gemm_time(gemms, t) + score_time + elem
+
+    inside_tp, tp_node = group_span(1, t, links.per_node)
+    inside_cp, cp_node = group_span(t, c, links.per_node)
+    inside_ep, ep_node = group_span(t * c, e, links.per_node)
+    inside_pp, pp_node = group_span(t * c, p, links.per_node)
+    inside_dp, dp_node = group_span(t * c * p, d, links.per_node)
+    activation = tokens * h * act_bytes  # one micro-batch's layer output on this device (bytes)
+    tp_ar = _collective("all_reduce", activation, t, inside_tp, tp_node, links)
+    cp_kv = _collective("all_gather", c * tokens * 2 * shape.kv_dim / t * act_bytes, c, inside_cp, cp_node, links)
+    ep_a2a = _collective("all_to_all", tokens * max(shape.top_k, 1) * h * act_bytes / t, e, inside_ep, ep_node, links)
+
+    full = layout.recompute == "full"
+    selective = layout.recompute == "selective"
+    layers_dense = shape.num_dense_layers / p
+    layers_moe = shape.num_moe_layers / p
+    fwd = layers_dense * layer_forward(False) + layers_moe * layer_forward(True)
+    recompute = fwd if full else ((shape.num_dense_layers + shape.num_moe_layers) / p * score_time if selective else 0.0)
+    head = shape.head_flops_per_token * tokens / t
+    head_size = tokens * (arch.vocab_size / t) * h
+    head_time = head / (flop_rate * head_size / (head_size + constants.gemm_half_size)) if head else 0.0
+    compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
+    num_layers_stage = (shape.num_dense_layers + shape.num_moe_layers) / p
+    tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
+    cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
+    ep_comm = layers_moe * ep_a2a * (6 + (2 if full else 0))
+    pp_comm = 2 * _collective("p2p", activation / t if layout.sequence_parallel else activation, 2, inside_pp,
+                              pp_node, links) if p > 1 else 0.0
+    stage = compute + tp_comm + cp_comm + ep_comm + pp_comm * layout.virtual_stages
+    m = layout.num_micro_batches
+    bubble_factor = (p - 1) / layout.virtual_stages
+    pipeline_time = (m + bubble_factor) * stage
+
+    # data parallel: gradients of this device's parameters (bf16), expert parameters over d / e ranks
+    dense_params = (shape.total_params - shape.expert_params) / (t * p)
+    expert_params = shape.expert_params / (t * p * e)
+    grad_bytes = 2.0
+    dp_time = _collective("all_reduce", dense_params * grad_bytes, d, inside_dp, dp_node, links)
+    if e > 1:
+        exp_inside, exp_node = group_span(t * c * p * e, d // e, links.per_node)
+        dp_time += _collective("all_reduce", expert_params * grad_bytes, d // e, exp_inside, exp_node, links)
+    else:
+        dp_time += _collective("all_reduce", expert_params * grad_bytes, d, inside_dp, dp_node, links)
+    zero3 = 0.0
+    if layout.zero_stage == 3:  # weights gathered for every micro-batch's forward and backward
+        zero3 = 2 * m * _collective("all_gather", (dense_params + expert_params) * 2.0, d, inside_dp, dp_node, links)
+    dp_exposed = dp_time * (1 - constants.dp_overlap) + zero3 * (1 - constants.dp_overlap)
+    shard = d if layout.zero_stage >= 1 else 1
+    optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
+
+    step_time = pipeline_time + dp_exposed + optimizer
+    tokens_step = layout.global_batch * s
+    model_flops = shape.train_model_per_token * tokens_step
+    per_device_peak = peak * 1e12 * layout.num_devices
+    hw_extra = (recompute / max(fwd, 1e-30)) * (model_flops / 3) if fwd else 0.0
+    breakdown = {
+        "compute": m * compute, "tensor_parallel": m * tp_comm, "context_parallel": m * cp_comm,
+        "expert_parallel": m * ep_comm, "pipeline_p2p": m * pp_comm * layout.virtual_stages,
+        "pipeline_bubble": bubble_factor * stage, "data_parallel": dp_exposed, "optimizer": optimizer,
+    }
+    return StepTime(layout=layout, step_time_s=step_time, breakdown_s={k: v for k, v in breakdown.items() if v > 0},
+                    model_flops=model_flops, hardware_flops=model_flops + hw_extra,
+                    memory_gb=memory_gb if memory_gb is not None else 0.0, fits=True,
+                    mfu=model_flops / (step_time * per_device_peak),
+                    hfu=(model_flops + hw_extra) / (step_time * per_device_peak))
+
+
+def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True) -> float:
+    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.memory)."""
+    from .memory import Parallelism, training_memory
+
+    par = Parallelism(data=layout.data_parallel, tensor=layout.tensor_parallel, pipeline=layout.pipeline_parallel,
+                      expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
+                      zero_stage=layout.zero_stage)
+    mem = training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
+                          parallel=par, recompute=layout.recompute, flash_attention=flash_attention)
+    return mem.total_bytes / 1e9
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """The step model's answer for a request: the chosen layout, its time, and the runners-up."""
+
+    layout: Layout
+    step_time_s: float
+    tokens_per_s: float
+    mfu: float | None
+    hfu: float | None
+    breakdown_s: dict[str, float]
+    memory_gb: float
+    system: Any
+    ranked: tuple[StepTime, ...]
+    error_band: float = ERROR_BAND
+    assumptions: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> tuple[int, str]:
+    """(sequences per step, where it came from): --global-batch, the catalog model's published batch,
+    else about ``DEFAULT_BATCH_TOKENS`` tokens, at least one sequence per device."""
+    if request.global_batch is not None:
+        return request.global_batch, "--global-batch"
+    record = work.catalog_model
+    published = getattr(record, "global_batch_tokens", None) if record is not None else None
+    if published:
+        return max(1, round(published / work.seq_len)), f"the model's published batch ({published / 2**20:.3g}M tokens)"
+    rule = max(1, round(DEFAULT_BATCH_TOKENS / work.seq_len))
+    batch = max(rule, num_gpus)
+    batch = 1 << math.ceil(math.log2(batch)) if batch > rule else batch
+    return batch, (f"default: about {DEFAULT_BATCH_TOKENS / 2**20:g}M tokens per step ({rule:,} sequences of "
+                   f"{work.seq_len:,}), raised to a power of two of at least one sequence per device; set --global-batch")
+
+
+def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
+                  calibration: Any = None, constants: Constants = Constants()) -> StepEstimate:
+    """Time ``work`` on ``num_gpus`` x ``acc`` with the step model: the fastest layout that fits
+    memory among the candidates the request leaves open (or the layout it fixes)."""
+    arch = work.architecture
+    system = catalog.system_for(acc.id, request.system)
+    links = links_for(system, calibration)
+    seq_len = work.seq_len
+    batch, batch_source = default_global_batch(request, work, num_gpus)
+    fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "context_parallel",
+                                                         "expert_parallel", "zero_stage", "micro_batch", "recompute")}
+    if fixed["tensor_parallel"] and fixed["tensor_parallel"] > system.accelerators_per_node:
+        raise InputError(f"--tensor-parallel {fixed['tensor_parallel']} exceeds the {system.accelerators_per_node} "
+                         f"accelerators of a {system.id} node (tensor parallelism stays within a node)")
+    if fixed["tensor_parallel"]:
+        t = fixed["tensor_parallel"]
+        if arch.num_heads % t or (arch.num_kv_heads % t and t % arch.num_kv_heads):
+            raise InputError(f"--tensor-parallel {t} does not divide the {arch.num_heads} attention heads "
+                             f"({arch.num_kv_heads} KV heads) of {work.model}")
+    if fixed["pipeline_parallel"] and arch.num_layers % fixed["pipeline_parallel"]:
+        raise InputError(f"--pipeline-parallel {fixed['pipeline_parallel']} does not divide the {arch.num_layers} "
+                         f"layers of {work.model}")
+    if fixed["expert_parallel"]:
+        if arch.moe is None:
+            raise InputError(f"--expert-parallel needs a mixture-of-experts model; {work.model} is dense")
+        if arch.moe.num_experts % fixed["expert_parallel"]:
+            raise InputError(f"--expert-parallel {fixed['expert_parallel']} does not divide the "
+                             f"{arch.moe.num_experts} experts of {work.model}")
+    if fixed["context_parallel"] and seq_len % fixed["context_parallel"]:
+        raise InputError(f"--context-parallel {fixed['context_parallel']} does not divide the sequence length {seq_len}")
+    if num_gpus > system.accelerators_per_node and not system.scale_out_nics_per_node:
+        raise InputError(f"{system.id} has no network between nodes: at most {system.accelerators_per_node} devices")
+    shape = shape_of(arch, seq_len)
+    usable_gb = acc.memory_gb - 2.0  # the memory model's reserve (CUDA context, NCCL buffers)
+    timed: list[StepTime] = []
+    checked = 0
+    for layout in candidates(num_devices=num_gpus, num_layers=arch.num_layers, num_heads=arch.num_heads,
+                             num_kv_heads=arch.num_kv_heads, seq_len=seq_len, global_batch=batch,
+                             per_node=system.accelerators_per_node,
+                             num_experts=arch.moe.num_experts if arch.moe else None, fixed=fixed):
+        checked += 1
+        if checked > MAX_CANDIDATES:
+            break
+        memory = layout_memory_gb(arch, layout, seq_len)
+        if memory > usable_gb:
+            continue
+        timed.append(time_layout(shape, layout, acc, request.precision, links, memory_gb=memory, constants=constants))
+    if not timed:
+        fixed_text = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in fixed.items() if v is not None)
+        raise InputError(f"no layout of {num_gpus:,} x {acc.id} ({acc.memory_gb:g} GB) holds {work.model} at sequence "
+                         f"length {seq_len:,} and a global batch of {batch:,}"
+                         + (f" with {fixed_text}" if fixed_text else "")
+                         + ": the run does not fit; use more devices, recompute, ZeRO, or larger devices")
+    timed.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
+    best = timed[0]
+    tokens_per_s = batch * seq_len / best.step_time_s
+    e_max, known = matmul_fraction(acc, request.precision)
+    assumptions = [
+        f"layout: {best.layout.describe()} (the fastest of {len(timed):,} that fit memory, of {checked:,} tried)",
+        f"step: {best.step_time_s:.3g} s for {batch:,} sequences of {seq_len:,} tokens ({batch_source}); "
+        f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%}, HFU {best.hfu:.1%}",
+        "step breakdown: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g} s" for k, v in best.breakdown_s.items()),
+        f"matmuls at {e_max:.3f} x the dense peak at most ({'stas00 MAMF table' if known else 'no MAMF figure for this chip: the median'}), "
+        f"less for small ones (half at m*n*k = {constants.gemm_half_size:.2g}); elementwise work at "
+        f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
+        f"links: {links.source}; {constants.dp_overlap:.0%} of data-parallel traffic hidden behind backward; "
+        "tensor, context and expert-parallel collectives not overlapped",
+        f"memory: {best.memory_gb:.1f} of {acc.memory_gb:g} GB on the most loaded device (2 GB reserved)",
+    ]
+    return StepEstimate(layout=best.layout, step_time_s=best.step_time_s, tokens_per_s=tokens_per_s, mfu=best.mfu,
+                        hfu=best.hfu, breakdown_s=best.breakdown_s, memory_gb=best.memory_gb, system=system,
+                        ranked=tuple(timed[:max(1, request.num_layouts)]), assumptions=tuple(assumptions))
+
+
+__all__ = ["Constants", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
+           "matmul_fraction", "shape_of", "step_estimate", "time_layout"]
