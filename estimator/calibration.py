@@ -348,21 +348,35 @@ def validate_calibration(data: Any, file: str = "<calibration>") -> dict[str, An
 
 
 def read_calibration(path: str | Path) -> dict[str, Any]:
-    """Read and validate a calibration file. Raises CatalogError naming the file and field."""
+    """Read and validate a calibration file. Raises CatalogError naming the file and field (and for
+    a missing, unreadable, non-UTF-8 or malformed file)."""
+    from .catalog import load_yaml_file
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogError(str(path), None, None, "file not found; create one with `gpucost profile`") from None
-    except OSError as exc:
-        raise CatalogError(str(path), None, None, f"cannot be read: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise CatalogError(str(path), None, None, f"invalid YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    return validate_calibration(data, str(path))
+    if not path.exists():
+        raise CatalogError(str(path), None, None, "file not found; create one with `gpucost profile`")
+    return validate_calibration(load_yaml_file(path), str(path))
+
+
+def partial_path(path: str | Path) -> Path:
+    """Where an interrupted profile goes when ``path`` already holds a complete calibration:
+    ``cal.yaml`` -> ``cal.partial.yaml`` beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.partial{path.suffix or '.yaml'}")
+
+
+def output_for(record: Mapping[str, Any], path: str | Path) -> Path:
+    """The file a record should be written to: ``path``, except that a partial record never replaces
+    an existing complete calibration file (it goes to :func:`partial_path` instead)."""
+    path = Path(path)
+    if record.get("partial") and path.is_file():
+        try:
+            existing = read_calibration(path)
+        except CatalogError:
+            return path  # not a valid calibration: nothing worth keeping
+        if not existing.get("partial"):
+            return partial_path(path)
+    return path
 
 
 def _plain(value: Any) -> Any:

@@ -121,7 +121,8 @@ def candidates(*, num_devices: int, num_layers: int, num_heads: int, num_kv_head
     sequences of 16K tokens and more a power of two up to 32 dividing the sequence; EP: a power of
     two dividing the experts and the data-parallel size; micro-batch 1, 2, 4, 8 (dividing the
     sequences per data-parallel rank); recompute none/selective/full; ZeRO 1 (the distributed
-    optimizer), also 0 and 3 when searched.
+    optimizer), 0 and 3; with PP > 1, 1, 2 or 4 interleaved chunks per stage (dividing the
+    layers of a stage).
     """
     tps = [fixed["tensor_parallel"]] if fixed.get("tensor_parallel") else tensor_sizes(num_heads, num_kv_heads, per_node)
     pps = [fixed["pipeline_parallel"]] if fixed.get("pipeline_parallel") else _divisors(num_layers, 128)
@@ -150,14 +151,16 @@ def candidates(*, num_devices: int, num_layers: int, num_heads: int, num_kv_head
                     eps = [e for e in (1, 2, 4, 8, 16, 32, 64, 128, 256) if num_experts % e == 0 and d % e == 0]
                 else:
                     eps = [1]
+                chunks = [1] + [v for v in (2, 4) if p > 1 and (num_layers // p) % v == 0]
                 for e in eps:
                     for b in micros:
                         for r in recomputes:
                             for z in zeros:
-                                yield Layout(tensor_parallel=t, pipeline_parallel=p, data_parallel=d,
-                                             context_parallel=c, expert_parallel=e, micro_batch=b,
-                                             global_batch=global_batch, recompute=r, zero_stage=z,
-                                             sequence_parallel=t > 1)
+                                for v in chunks:
+                                    yield Layout(tensor_parallel=t, pipeline_parallel=p, data_parallel=d,
+                                                 context_parallel=c, expert_parallel=e, micro_batch=b,
+                                                 global_batch=global_batch, recompute=r, zero_stage=z,
+                                                 sequence_parallel=t > 1, virtual_stages=v)
 
 
 __all__ = ["Layout", "candidates", "describe_layout", "group_span", "tensor_sizes"]

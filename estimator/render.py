@@ -47,7 +47,7 @@ def render(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], fmt: str,
     """
     plain = _plain(data)
     if fmt == "json":
-        return json.dumps(plain, indent=2)
+        return json.dumps(plain, indent=2, allow_nan=False)
     if fmt == "yaml":
         import yaml
 

@@ -70,9 +70,9 @@ MAX_MATMUL_FRACTION = {
 DEFAULT_MAX_MATMUL_FRACTION = 0.80  # the median of the table, for chips it lacks (stated in the output)
 
 # -- fitted constants (benchmarks/fit_step_model.py on catalogs/layout_runs.yaml) ------------------
-GEMM_HALF_SIZE = 2.0e9  # m*n*k at which a matmul reaches half its maximum efficiency (fitted)
-ELEMENTWISE_BYTES_PER_HIDDEN = 48.0  # HBM bytes moved per token per hidden unit per layer, forward (fitted)
-DP_OVERLAP = 0.5  # share of the data-parallel gradient traffic hidden behind the backward pass (fitted)
+GEMM_HALF_SIZE = 1.0e9  # m*n*k at which a matmul reaches half its maximum efficiency (fitted)
+ELEMENTWISE_BYTES_PER_HIDDEN = 96.0  # HBM bytes moved per token per hidden unit per layer, forward (fitted)
+DP_OVERLAP = 0.0  # share of the data-parallel gradient traffic hidden behind the backward pass (fitted)
 
 # -- anchored constants --------------------------------------------------------------------------
 SOFTMAX_BYTES_PER_SCORE = 10.0  # unfused softmax + mask + dropout: read/write ~10 B per score, forward
@@ -281,7 +281,11 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     score_size = (s / c) * s * (shape.kv_dim / max(arch.num_kv_heads, 1) if not arch.mla else 128)
     score_eff = score_size / (score_size + constants.gemm_half_size)
     score_time = score_flops / (flop_rate * score_eff)
-    elem = constants.elementwise_bytes_per_hidden * tokens * h / t / hbm
+    # elementwise traffic follows the activations it reads and writes (Korthikanti et al. 2022 section
+    # 4.1: of 34 bytes per token per hidden unit, 10 are replicated across TP ranks unless sequence
+    # parallelism splits them too)
+    split = 1.0 / t if layout.sequence_parallel or t == 1 else (10 + 24 / t) / 34
+    elem = constants.elementwise_bytes_per_hidden * tokens * h * split / hbm
     if not flash_attention:
         elem += SOFTMAX_BYTES_PER_SCORE * arch.num_heads / t * tokens * s / hbm
 

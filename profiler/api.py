@@ -14,6 +14,8 @@ from typing import Any
 
 from estimator.arch import Architecture
 from estimator.catalog import Catalog
+from estimator.errors import InputError
+from estimator.vocab import PROFILE_DTYPES
 
 from . import run
 from .device import DeviceInfo, describe, free_memory_bytes, resolve_device
@@ -48,6 +50,18 @@ def profile(
     step (:func:`profiler.model.profile_model`), plus the sweep when ``sweep`` or ``full``.
     ``catalog`` names the device and its peaks (None: reported as unknown).
     """
+    if not isinstance(device, str):
+        raise InputError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:0', got {device!r}")
+    if dtypes is not None:
+        if isinstance(dtypes, str) or not all(isinstance(d, str) for d in dtypes):
+            raise InputError(f"dtypes must be a list of names among {', '.join(PROFILE_DTYPES)}, got {dtypes!r}")
+        unknown = [d for d in dtypes if d not in PROFILE_DTYPES]
+        if unknown:
+            raise InputError(f"unknown dtype {unknown[0]!r}; use one of {', '.join(PROFILE_DTYPES)}")
+    if arch is not None and not isinstance(arch, Architecture):
+        raise InputError(f"arch must be an estimator.arch.Architecture, got {type(arch).__name__}")
+    if catalog is not None and not isinstance(catalog, Catalog):
+        raise InputError(f"catalog must be an estimator.Catalog (load_catalog()), got {type(catalog).__name__}")
     torch_device = resolve_device(device)
     info = describe(torch_device, catalog)
     plan = run.make_plan(info, dtypes, full=full, free_bytes=free_memory_bytes(torch_device),

@@ -16,7 +16,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..calibration import DEFAULT_CALIBRATION_FILE, DTYPES, dump_calibration, summary_rows, write_calibration
+from ..calibration import (DEFAULT_CALIBRATION_FILE, DTYPES, dump_calibration, output_for, summary_rows,
+                           write_calibration)
 from ..errors import CatalogError, GpucostError, InputError
 from ..vocab import FORMATS
 
@@ -286,8 +287,10 @@ def profile(
     finally:
         bar.close()
     typer.echo(format_record(record, format))
-    write_calibration(record, output)
+    target = output_for(record, output)
+    write_calibration(record, target)
     if record["partial"]:
-        say(f"Interrupted: the results measured so far were written to {output} (partial: true).")
+        kept = f"; {output} (complete) was kept as it was" if target != output else ""
+        say(f"Interrupted: the results measured so far were written to {target} (partial: true){kept}.")
         raise typer.Exit(130)
     say(f"Wrote calibration to {output}")

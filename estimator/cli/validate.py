@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from ..throughput import DEFAULT_MFU, MFU_BAND
-from ..validate import validate
-from ..numbers import si
-from ..render import render
 import typer
 
+from ..estimate import SCHEMA_VERSION
+from ..numbers import si
+from ..render import render
+from ..throughput import DEFAULT_MFU, MFU_BAND
+from ..validate import validate
+from ..validate_step import validate_step
 from .options import Format, check_format as _check_format
 
+
 def validate_cmd(*, format: Format = "table") -> None:
-    """Back-test the default estimate against every published training run in the catalog."""
+    """Back-test gpucost against published runs: the default (flat) estimate against every run's
+    reported device-hours, and the step-time model against every published layout's step time."""
     _check_format(format)
     result = validate()
-    if format == "csv":  # one row per run; the summary is derived from them
-        typer.echo(render(result.to_dict()["runs"], format))
+    step = validate_step()
+    if format == "csv":  # one row per check; the summaries are derived from them
+        rows = [{"kind": "flat", **r} for r in result.to_dict()["runs"]]
+        rows += [{"kind": "step", **r} for r in step.to_dict()["rows"]]
+        typer.echo(render(rows, format))
         return
     if format not in ("table", "markdown"):
-        typer.echo(render(result.to_dict(), format))
+        typer.echo(render({"schema_version": SCHEMA_VERSION, **result.to_dict(), "step": step.to_dict()}, format))
         return
     table = [(c.id, c.accelerator, c.precision, si(c.flops, "FLOP"),
               f"{c.reported_gpu_hours:,.0f}" if c.reported_gpu_hours else "-", f"{c.estimated_gpu_hours:,.0f}",
@@ -36,3 +43,12 @@ def validate_cmd(*, format: Format = "table") -> None:
                + ", ".join(f"{p} {DEFAULT_MFU[p]:.0%} ({MFU_BAND[p][0]:.0%}-{MFU_BAND[p][1]:.0%})" for p in ("bf16", "fp8")) + ".")
 
 
+
+    table = [(r.id, r.accelerator, f"{r.num_devices:,}", r.layout.split(", micro-batch")[0],
+              f"{r.implied_step_time_s:.3g}", f"{r.predicted_step_time_s:.3g}", f"{r.error:+.1%}") for r in step.rows]
+    typer.echo("\nStep-time model on published layouts (seconds per optimizer step):\n" + render({}, format, rows=table, headers=(
+        "layout run", "gpu", "devices", "layout", "implied s", "predicted s", "error")))
+    typer.echo(f"\n{len(step.rows)} published layouts: median absolute error {step.median_abs_error:.1%}, "
+               f"mean {step.mean_abs_error:.1%}, max {step.max_abs_error:.1%}; {step.num_within_10pct} within 10%, "
+               f"{step.num_within_25pct} within 25%. Implied = the reported TFLOP/s, MFU or iteration time turned "
+               "into seconds by each source's own FLOPs formula (catalogs/layout_runs.yaml).")
