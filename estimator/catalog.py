@@ -297,7 +297,6 @@ class Catalog:
     accelerators: tuple[Accelerator, ...]
     prices: tuple[Price, ...]
     models: tuple[Model, ...]
-    runs: tuple[Run, ...]
     directory: Path
 
     def __post_init__(self) -> None:
@@ -321,11 +320,6 @@ class Catalog:
                     raise CatalogError("prices.yaml", price.id, "default",
                                        f"a second default offer for {price.accelerator!r}")
                 defaults.add(price.accelerator)
-        for run in self.runs:
-            if run.accelerator not in ids:
-                raise CatalogError("runs.yaml", run.id, "accelerator", f"{run.accelerator!r} is not an id in gpus.yaml")
-            if run.scope is not None and run.scope not in RUN_SCOPES:
-                raise CatalogError("runs.yaml", run.id, "scope", f"must be one of {', '.join(RUN_SCOPES)}, got {run.scope!r}")
         for model in self.models:
             if model.active_params is not None and model.active_params > model.params:
                 raise CatalogError("models.yaml", model.id, "active_params", "exceeds params")
@@ -361,6 +355,19 @@ class Catalog:
                 raise InputError("--model must not be empty")
             raise UnknownNameError("model", name, self._model_index)
         return found
+
+    @functools.cached_property
+    def runs(self) -> tuple[Run, ...]:
+        """Published training runs (catalogs/runs.yaml, for `gpucost validate`), loaded on first use."""
+        runs_file = self.directory / "runs.yaml"
+        runs = _records(runs_file, "runs", Run) if runs_file.exists() else ()
+        ids = {a.id for a in self.accelerators}
+        for run in runs:
+            if run.accelerator not in ids:
+                raise CatalogError("runs.yaml", run.id, "accelerator", f"{run.accelerator!r} is not an id in gpus.yaml")
+            if run.scope is not None and run.scope not in RUN_SCOPES:
+                raise CatalogError("runs.yaml", run.id, "scope", f"must be one of {', '.join(RUN_SCOPES)}, got {run.scope!r}")
+        return runs
 
     @functools.cached_property
     def systems(self) -> tuple:
@@ -424,12 +431,10 @@ class Catalog:
 
 @functools.lru_cache(maxsize=8)
 def _load(directory: Path) -> Catalog:
-    runs_file = directory / "runs.yaml"
     return Catalog(
         accelerators=_records(directory / "gpus.yaml", "accelerators", Accelerator),
         prices=_records(directory / "prices.yaml", "prices", Price),
         models=_records(directory / "models.yaml", "models", Model),
-        runs=_records(runs_file, "runs", Run) if runs_file.exists() else (),
         directory=directory,
     )
 

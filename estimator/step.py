@@ -147,7 +147,7 @@ def links_for(system: Any, calibration: Any = None) -> Links:
                 measured.append(fig.describe())
         if measured:
             source = f"{system.id}, with the calibration file's " + "; ".join(measured)
-    return Links(system.accelerators_per_node, intra_ar, intra_a2a, nic, latency_intra, latency_inter, source)
+    return Links(system.scale_up_group, intra_ar, intra_a2a, nic, latency_intra, latency_inter, source)
 
 
 def matmul_fraction(acc: Accelerator, precision: str) -> tuple[float, bool]:
@@ -415,8 +415,9 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     batch, batch_source = default_global_batch(request, work, num_gpus)
     fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "context_parallel",
                                                          "expert_parallel", "zero_stage", "micro_batch", "recompute")}
-    if fixed["tensor_parallel"] and fixed["tensor_parallel"] > system.accelerators_per_node:
-        raise InputError(f"--tensor-parallel {fixed['tensor_parallel']} exceeds the {system.accelerators_per_node} "
+    per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
+    if fixed["tensor_parallel"] and fixed["tensor_parallel"] > per_node:
+        raise InputError(f"--tensor-parallel {fixed['tensor_parallel']} exceeds the {per_node} "
                          f"accelerators of a {system.id} node (tensor parallelism stays within a node)")
     if fixed["tensor_parallel"]:
         t = fixed["tensor_parallel"]
@@ -434,23 +435,36 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                              f"{arch.moe.num_experts} experts of {work.model}")
     if fixed["context_parallel"] and seq_len % fixed["context_parallel"]:
         raise InputError(f"--context-parallel {fixed['context_parallel']} does not divide the sequence length {seq_len}")
-    if num_gpus > system.accelerators_per_node and not system.scale_out_nics_per_node:
-        raise InputError(f"{system.id} has no network between nodes: at most {system.accelerators_per_node} devices")
+    if num_gpus > per_node and not system.scale_out_nics_per_node:
+        raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
     usable_gb = acc.memory_gb - 2.0  # the memory model's reserve (CUDA context, NCCL buffers)
+    # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
+    # less, so ZeRO 0 never wins; ZeRO 3 only when nothing fits with ZeRO 1. Every candidate is timed
+    # (cheap), then memory is checked fastest first until enough layouts fit.
+    stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1, 3]
     timed: list[StepTime] = []
     checked = 0
-    for layout in candidates(num_devices=num_gpus, num_layers=arch.num_layers, num_heads=arch.num_heads,
-                             num_kv_heads=arch.num_kv_heads, seq_len=seq_len, global_batch=batch,
-                             per_node=system.accelerators_per_node,
-                             num_experts=arch.moe.num_experts if arch.moe else None, fixed=fixed):
-        checked += 1
-        if checked > MAX_CANDIDATES:
+    for zero in stages:
+        pending = []
+        for layout in candidates(num_devices=num_gpus, num_layers=arch.num_layers, num_heads=arch.num_heads,
+                                 num_kv_heads=arch.num_kv_heads, seq_len=seq_len, global_batch=batch,
+                                 per_node=per_node,
+                                 num_experts=arch.moe.num_experts if arch.moe else None,
+                                 fixed={**fixed, "zero_stage": zero}):
+            checked += 1
+            if checked > MAX_CANDIDATES:
+                break
+            pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants))
+        pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
+        for candidate in pending:
+            memory = layout_memory_gb(arch, candidate.layout, seq_len)
+            if memory <= usable_gb:
+                timed.append(replace(candidate, memory_gb=memory))
+                if len(timed) >= max(1, request.num_layouts):
+                    break
+        if timed:
             break
-        memory = layout_memory_gb(arch, layout, seq_len)
-        if memory > usable_gb:
-            continue
-        timed.append(time_layout(shape, layout, acc, request.precision, links, memory_gb=memory, constants=constants))
     if not timed:
         fixed_text = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in fixed.items() if v is not None)
         raise InputError(f"no layout of {num_gpus:,} x {acc.id} ({acc.memory_gb:g} GB) holds {work.model} at sequence "
@@ -462,7 +476,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     tokens_per_s = batch * seq_len / best.step_time_s
     e_max, known = matmul_fraction(acc, request.precision)
     assumptions = [
-        f"layout: {best.layout.describe()} (the fastest of {len(timed):,} that fit memory, of {checked:,} tried)",
+        f"layout: {best.layout.describe()} (the fastest that fits memory, of {checked:,} layouts timed)",
         f"step: {best.step_time_s:.3g} s for {batch:,} sequences of {seq_len:,} tokens ({batch_source}); "
         f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%}, HFU {best.hfu:.1%}",
         "step breakdown: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g} s" for k, v in best.breakdown_s.items()),

@@ -61,10 +61,13 @@ def test_validate_cli_prints_the_summary(cli):
     assert data["num_with_hours"] == RESULT.num_with_hours
 
 
-def test_validate_csv_has_one_row_per_run(cli):
+def test_validate_csv_has_one_row_per_run_and_per_published_layout(cli):
     import csv
     import io
 
+    from estimator.validate_step import validate_step
+
     rows = list(csv.DictReader(io.StringIO(cli("validate", "--format", "csv").stdout)))
-    assert [r["id"] for r in rows] == [c.id for c in RESULT.runs]
+    assert [r["id"] for r in rows if r["kind"] == "flat"] == [c.id for c in RESULT.runs]
+    assert [r["id"] for r in rows if r["kind"] == "step"] == [c.id for c in validate_step().rows]
     assert {"reported_gpu_hours", "estimated_gpu_hours", "error", "inside_range", "implied_mfu"} <= rows[0].keys()

@@ -60,3 +60,27 @@ def models_cmd(ctx: typer.Context, *, format: Format = "table") -> None:
     typer.echo(render(data, format, rows=table, headers=("id", "name", "params", "active", "tokens", "seq len")))
 
 
+
+
+def systems_cmd(*, gpu: Annotated[Optional[str], typer.Option(help="Only the systems of this accelerator.")] = None,
+                format: Format = "table") -> None:
+    """List the node types the step-time model runs on: accelerators per node, the scale-up link and
+    the network between nodes, with the published measured bus bandwidths."""
+    _check_format(format)
+    catalog = load_catalog()
+    systems = catalog.systems
+    if gpu is not None:
+        acc = catalog.accelerator(gpu)
+        systems = tuple(s for s in systems if s.accelerator == acc.id)
+    data = [{f: getattr(s, f) for f in s.__dataclass_fields__} for s in systems]
+    table = [(s.id, s.accelerator, str(s.accelerators_per_node), f"{s.scale_up} {s.scale_up_gbps:g}",
+              f"{s.scale_up_allreduce_busbw_gbps:g}" if s.scale_up_allreduce_busbw_gbps else "-",
+              (f"{s.scale_out_nics_per_node} x {s.scale_out_gbps_per_nic:g} Gb/s {s.scale_out}"
+               if s.scale_out_nics_per_node else s.scale_out),
+              f"{s.scale_out_allreduce_busbw_gbps:g}" if s.scale_out_allreduce_busbw_gbps else "-",
+              ", ".join(s.default_for) or "-") for s in systems]
+    typer.echo(render(data, format, rows=table, headers=(
+        "id", "gpu", "per node", "scale-up GB/s", "all-reduce busbw", "scale-out", "busbw across nodes", "default for")))
+    if format in ("table", "markdown"):
+        typer.echo("\nScale-up GB/s is per accelerator and direction; bus bandwidths (GB/s) are published nccl-tests "
+                   "measurements (see --format json for sources).")

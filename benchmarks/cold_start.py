@@ -1,0 +1,43 @@
+"""Cold-start cost of an estimate with the layout search, as a ratio to importing its libraries.
+
+    python benchmarks/cold_start.py [runs]
+
+Runs, interleaved so that a noisy host slows both alike, a fresh interpreter that only imports
+typer + PyYAML + tabulate, and a fresh `python -m estimator estimate --model llama-3.1-70b --gpu h100
+--num-gpus 1024` (catalog load, layout search, rendering). Prints the best and median wall time of
+each and their ratio; the step-time issue's target is a ratio of at most 2.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPORTS = [sys.executable, "-c", "import typer, yaml, tabulate"]
+ESTIMATE = [sys.executable, "-m", "estimator", "estimate", "--model", "llama-3.1-70b", "--gpu", "h100",
+            "--num-gpus", "1024"]
+
+
+def wall(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main(runs: int = 15) -> None:
+    imports, estimates = [], []
+    for _ in range(runs):
+        imports.append(wall(IMPORTS))
+        estimates.append(wall(ESTIMATE))
+    for name, times in (("import typer+yaml+tabulate", imports), ("estimate with layout search", estimates)):
+        print(f"{name:30s} best {min(times):.3f} s, median {statistics.median(times):.3f} s")
+    print(f"ratio (best / best) {min(estimates) / min(imports):.2f}, "
+          f"(median / median) {statistics.median(estimates) / statistics.median(imports):.2f}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 15)
