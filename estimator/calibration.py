@@ -353,9 +353,13 @@ def read_calibration(path: str | Path) -> dict[str, Any]:
     from .catalog import load_yaml_file
 
     path = Path(path)
-    if not path.exists():
-        raise CatalogError(str(path), None, None, "file not found; create one with `gpucost profile`")
-    return validate_calibration(load_yaml_file(path), str(path))
+    try:
+        data = load_yaml_file(path)
+    except CatalogError as exc:
+        if str(exc).endswith(": file not found"):
+            raise CatalogError(str(path), None, None, "file not found; create one with `gpucost profile`") from None
+        raise
+    return validate_calibration(data, str(path))
 
 
 def partial_path(path: str | Path) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import errno
 import functools
 import math
 import os
@@ -241,6 +242,8 @@ def load_yaml_file(file: Path, *, label: str | None = None) -> Any:
     except UnicodeDecodeError as exc:
         raise CatalogError(name, None, None, f"is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise CatalogError(name[:80] + "...", None, None, "the file name is too long") from None
         raise CatalogError(name, None, None, f"cannot be read: {exc.strerror or exc}") from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass

@@ -122,8 +122,8 @@ class EstimateRequest:
                 set_(self, name, parse_quantity(value, what=OPTION[name]))
         for name in _COUNTS:
             value = getattr(self, name)
-            if value is not None and not (name == "num_layouts" and value == DEFAULT_NUM_LAYOUTS):
-                limit = MAX_DEVICES if name in ("num_gpus", "global_batch") else 10**7
+            if value is not None:
+                limit = {"num_gpus": MAX_DEVICES, "global_batch": 100 * MAX_DEVICES, "num_layouts": 50}.get(name, 10**7)
                 set_(self, name, parse_count(value, what=OPTION[name], maximum=limit))
         if self.deadline_s is not None:
             if isinstance(self.deadline_s, str):

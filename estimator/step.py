@@ -398,10 +398,9 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
     if published:
         return max(1, round(published / work.seq_len)), f"the model's published batch ({published / 2**20:.3g}M tokens)"
     rule = max(1, round(DEFAULT_BATCH_TOKENS / work.seq_len))
-    batch = max(rule, num_gpus)
-    batch = 1 << math.ceil(math.log2(batch)) if batch > rule else batch
+    batch = num_gpus * math.ceil(rule / num_gpus)  # a multiple of the devices, so any DP size divides it
     return batch, (f"default: about {DEFAULT_BATCH_TOKENS / 2**20:g}M tokens per step ({rule:,} sequences of "
-                   f"{work.seq_len:,}), raised to a power of two of at least one sequence per device; set --global-batch")
+                   f"{work.seq_len:,}) rounded up to a multiple of the {num_gpus:,} devices; set --global-batch")
 
 
 def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
@@ -465,8 +464,13 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                     break
         if timed:
             break
+    fixed_text = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in fixed.items() if v is not None)
+    if checked == 0:
+        raise InputError(f"no layout splits {num_gpus:,} devices into TP x CP x PP x DP for {work.model} "
+                         f"(TP within a {per_node}-accelerator node dividing the heads, PP dividing the "
+                         f"{arch.num_layers} layers, the global batch of {batch:,} a multiple of DP x micro-batch"
+                         + (f", {fixed_text}" if fixed_text else "") + "); change --num-gpus or --global-batch")
     if not timed:
-        fixed_text = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in fixed.items() if v is not None)
         raise InputError(f"no layout of {num_gpus:,} x {acc.id} ({acc.memory_gb:g} GB) holds {work.model} at sequence "
                          f"length {seq_len:,} and a global batch of {batch:,}"
                          + (f" with {fixed_text}" if fixed_text else "")
@@ -478,7 +482,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     assumptions = [
         f"layout: {best.layout.describe()} (the fastest that fits memory, of {checked:,} layouts timed)",
         f"step: {best.step_time_s:.3g} s for {batch:,} sequences of {seq_len:,} tokens ({batch_source}); "
-        f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%}, HFU {best.hfu:.1%}",
+        f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%} of the detailed count, HFU {best.hfu:.1%}",
         "step breakdown: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g} s" for k, v in best.breakdown_s.items()),
         f"matmuls at {e_max:.3f} x the dense peak at most ({'stas00 MAMF table' if known else 'no MAMF figure for this chip: the median'}), "
         f"less for small ones (half at m*n*k = {constants.gemm_half_size:.2g}); elementwise work at "

@@ -13,6 +13,7 @@ Four sources (Epoch AI's device-time method, run in either direction):
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from .catalog import Accelerator
@@ -112,8 +113,11 @@ def given_throughput(acc: Accelerator, precision: str, tflops: float) -> Through
 
 def implied_throughput(acc: Accelerator, precision: str, flops: float, hours: float) -> Throughput:
     """The inverse question: the rate that ``hours`` device-hours for ``flops`` imply."""
-    return Throughput(achieved_tflops(flops, hours), peak_for(acc, precision),
-                      "implied by --gpu-hours (FLOPs / device-seconds)", ThroughputKind.IMPLIED)
+    achieved = achieved_tflops(flops, hours)
+    if not math.isfinite(achieved):
+        raise InputError(f"--gpu-hours {hours:g} is too few for {flops:.3g} FLOPs: the implied throughput overflows")
+    return Throughput(achieved, peak_for(acc, precision), "implied by --gpu-hours (FLOPs / device-seconds)",
+                      ThroughputKind.IMPLIED)
 
 
 __all__ = ["DEFAULT_MFU", "MFU_BAND", "Throughput", "ThroughputKind", "achieved_tflops", "datasheet_throughput",

@@ -98,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return SIGPIPE_EXIT
+    except SystemExit as exc:
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":  # click's own answer to a closed pipe (EPIPE)
+            _silence_stdout()
+            return SIGPIPE_EXIT
+        return exc.code if isinstance(exc.code, int) else 1
     except OSError as exc:  # a full disk or a closed stdout: say so, no traceback
-        _error(f"cannot write the output: {exc.strerror or exc}")
+        where = f" {exc.filename}" if exc.filename else " the output"
+        _error(f"cannot {'read or write' if exc.filename else 'write'}{where}: {exc.strerror or exc}")
         return 1
     except RecursionError:
         _error("the input is nested too deeply")

@@ -37,7 +37,7 @@ def prices_cmd(
     """List the price catalog: USD per device-hour by provider and offer, with date and source."""
     _check_format(format)
     catalog = load_catalog()
-    rows = catalog.prices_for(catalog.accelerator(gpu).id) if gpu else sorted(
+    rows = catalog.prices_for(catalog.accelerator(gpu).id) if gpu is not None else sorted(
         catalog.prices, key=lambda p: (p.accelerator, p.usd_per_gpu_hour))
     data = [{"id": p.id, "accelerator": p.accelerator, "provider": p.provider, "offer": p.offer,
              "instance": p.instance, "usd_per_gpu_hour": p.usd_per_gpu_hour, "default": p.default,

@@ -119,7 +119,7 @@ def _emit_estimate(est: Estimate, fmt: str) -> None:
         typer.echo(render({}, fmt, rows=estimate_rows(est), headers=("quantity", "value", "basis")))
         if len(est.layouts) > 1:
             typer.echo("\nlayouts (fastest first):\n" + render({}, fmt, rows=layout_rows(est),
-                                                                 headers=("layout", "step time", "MFU", "memory/device")))
+                                                                 headers=("layout", "step time", "MFU (detailed count)", "memory/device")))
         typer.echo("\nassumptions:\n" + "\n".join(f"  - {a}" for a in est.assumptions))
     else:
         typer.echo(render(est.to_dict(), fmt))

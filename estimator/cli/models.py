@@ -3,6 +3,7 @@ FLOPs per token and training memory."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -147,6 +148,14 @@ def show(
         seq_len, source = arch.default_seq_len, "config.json (original_)max_position_embeddings"
     else:
         raise InputError("the config gives no sequence length; pass --seq-len")
+    for option, value in (("--tensor-parallel", tensor_parallel), ("--pipeline-parallel", pipeline_parallel),
+                          ("--expert-parallel", expert_parallel)):
+        if value is not None and value < 1:
+            raise InputError(f"{option} must be a positive whole number, got {value}")
+    for option, value in (("--reserve-gb", reserve_gb), ("--weight-bytes", weight_bytes),
+                          ("--grad-bytes", grad_bytes), ("--optimizer-bytes", optimizer_bytes)):
+        if not math.isfinite(value) or value < 0:
+            raise InputError(f"{option} must be a finite, non-negative number, got {value}")
     parallel = Parallelism(data=data_parallel, tensor=tensor_parallel or 1, pipeline=pipeline_parallel or 1,
                            expert=expert_parallel or 1, sequence_parallel=sequence_parallel, zero_stage=zero_stage)
     accelerator = None
