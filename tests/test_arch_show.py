@@ -120,7 +120,20 @@ def test_every_option_has_help_text():
 def test_report_renders_in_every_format():
     arch = load_architecture("mixtral-8x7b", ARCH_DIR)
     report = model_report(arch, seq_len=4096)
-    assert report["params_active"] == count_params(arch).active
+    assert report.params_active == count_params(arch).active
     for fmt in ("table", "markdown", "json", "yaml", "csv"):
         assert render_report(report, fmt)
     assert "| component" in render_report(report, "markdown")
+
+
+def test_the_report_is_a_typed_record_whose_dict_round_trips():
+    from estimator.catalog import load_catalog
+    from estimator.model_report import ModelReport
+
+    gpu = load_catalog().accelerator("h100")
+    for name in ("deepseek-v3", "llama-3.1-8b"):
+        report = model_report(load_architecture(name, ARCH_DIR), seq_len=4096, gpu=gpu)
+        data = report.to_dict()
+        assert ModelReport.from_dict(data) == report
+        assert ("params_mtp_total" in data) == (name == "deepseek-v3")
+        assert data["fit"]["gpu"] == "h100-sxm" and report.fit.min_devices == data["fit"]["min_devices"]

@@ -12,7 +12,7 @@ import typer
 from ..errors import InputError
 from ..flops import RECOMPUTE_MODES
 from ..memory import DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, Parallelism
-from ..model_report import model_report, resolve_architecture
+from ..model_report import ModelReport, model_report, resolve_architecture
 from ..render import FORMATS as SHOW_FORMATS
 
 
@@ -24,14 +24,14 @@ def _gb(value: float) -> str:
     return f"{value:,.2f}"
 
 
-def render_report(report: dict[str, Any], fmt: str) -> str:
-    """Render a :func:`model_report` record: tables (table/markdown) or json/yaml/csv."""
+def render_report(report: ModelReport, fmt: str) -> str:
+    """Render a :class:`~estimator.model_report.ModelReport`: tables (table/markdown) or json/yaml/csv."""
     if fmt not in SHOW_FORMATS:
         raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(SHOW_FORMATS)}")
     if fmt in ("json", "yaml", "csv"):
         from ..render import render
 
-        return render(report, fmt)
+        return render(report.to_dict(), fmt)
     from tabulate import tabulate
 
     style = "github" if fmt == "markdown" else "simple"
@@ -40,8 +40,8 @@ def render_report(report: dict[str, Any], fmt: str) -> str:
         return tabulate(rows, headers=headers, tablefmt=style, disable_numparse=True,
                         colalign=align or ("left",) + ("right",) * (len(headers) - 1))
 
-    a = report["architecture"]
-    title = (f"{report['model']} ({a['model_type']}): {a['num_layers']} layers, d_model {a['hidden_size']}, "
+    a = report.architecture
+    title = (f"{report.model} ({a['model_type']}): {a['num_layers']} layers, d_model {a['hidden_size']}, "
              f"{a['num_heads']} heads / {a['num_kv_heads']} KV, FFN {a['ffn_size']}"
              f"{' SwiGLU' if a['gated_ffn'] else ''}, vocab {a['vocab_size']}")
     if "moe" in a:
@@ -51,59 +51,59 @@ def render_report(report: dict[str, Any], fmt: str) -> str:
                   f", {m['num_moe_layers']} MoE layers")
     parts = [title, ""]
 
-    total, active = report["params_breakdown"], report["params_active_breakdown"]
+    total, active = report.params_breakdown, report.params_active_breakdown
     rows = [(k, _n(v), _n(active.get(k, 0))) for k, v in total.items()]
-    rows.append(("total", _n(report["params_total"]), _n(report["params_active"])))
-    if "params_mtp_total" in report:
-        rows.append(("MTP modules (not in total)", _n(report["params_mtp_total"]), _n(report["params_mtp_active"])))
+    rows.append(("total", _n(report.params_total), _n(report.params_active)))
+    if report.params_mtp_total is not None:
+        rows.append(("MTP modules (not in total)", _n(report.params_mtp_total), _n(report.params_mtp_active)))
     parts += ["Parameters", table(rows, ["component", "total", "active"]), ""]
 
-    f = report["flops_per_token"]
-    attn = "causal (halved)" if report["causal"] else "full s x s matrix (PaLM convention; --causal halves it)"
-    rows = [(k, f"{v:.4g}") for k, v in f["forward_breakdown"].items()]
+    f = report.flops_per_token
+    attn = "causal (halved)" if report.causal else "full s x s matrix (PaLM convention; --causal halves it)"
+    rows = [(k, f"{v:.4g}") for k, v in f.forward_breakdown.items()]
     rows += [
-        ("forward", f"{f['forward']:.4g}"),
-        ("train, model FLOPs (3 x forward)", f"{f['train_model']:.4g}"),
-        (f"train, hardware (recompute: {f['recompute']})", f"{f['train_hardware']:.4g}"),
-        ("6N (N = active params)", f"{f['six_n']:.4g}"),
-        ("PaLM 6N + 12LHQT", f"{f['palm_6n_12lhqt']:.4g}"),
-        ("detailed / 6N", f"{f['detailed_over_six_n']:.3f}"),
+        ("forward", f"{f.forward:.4g}"),
+        ("train, model FLOPs (3 x forward)", f"{f.train_model:.4g}"),
+        (f"train, hardware (recompute: {f.recompute})", f"{f.train_hardware:.4g}"),
+        ("6N (N = active params)", f"{f.six_n:.4g}"),
+        ("PaLM 6N + 12LHQT", f"{f.palm_6n_12lhqt:.4g}"),
+        ("detailed / 6N", f"{f.detailed_over_six_n:.3f}"),
     ]
-    if "mtp_forward" in f:
-        rows.append(("MTP forward (not included)", f"{f['mtp_forward']:.4g}"))
-    parts += [f"FLOPs per token at seq_len {report['seq_len']} ({report['seq_len_source']}); attention: {attn}",
+    if f.mtp_forward is not None:
+        rows.append(("MTP forward (not included)", f"{f.mtp_forward:.4g}"))
+    parts += [f"FLOPs per token at seq_len {report.seq_len} ({report.seq_len_source}); attention: {attn}",
               table(rows, ["quantity", "FLOPs/token"]), ""]
 
-    m = report["memory"]
-    p = m["parallel"]
-    b = m["bytes_per_param"]
+    m = report.memory
+    p = m.parallel
+    b = m.bytes_per_param
     sp = " + sequence parallel" if p["sequence_parallel"] and p["tensor"] > 1 else ""
     layout = (f"data {p['data']}, tensor {p['tensor']}{sp}, "
               f"pipeline {p['pipeline']}, expert {p['expert']}, ZeRO stage {p['zero_stage']}")
     rows = [
-        ("weights", _gb(m["weights_gb"]), f"{b['weights']:g} B/param"),
-        ("gradients", _gb(m["gradients_gb"]), f"{b['gradients']:g} B/param"),
-        ("optimizer states", _gb(m["optimizer_gb"]), f"{b['optimizer']:g} B/param (AdamW: fp32 master, m, v)"),
-        ("activations", _gb(m["activations_gb"]),
-         f"micro-batch {m['micro_batch']}, recompute {m['recompute']}, "
-         f"flash attention {'on' if m['flash_attention'] else 'off'} (Korthikanti et al. 2022)"),
-        ("total", _gb(m["total_gb"]), f"{_n(m['params_per_device'])} params on this device"),
+        ("weights", _gb(m.weights_gb), f"{b['weights']:g} B/param"),
+        ("gradients", _gb(m.gradients_gb), f"{b['gradients']:g} B/param"),
+        ("optimizer states", _gb(m.optimizer_gb), f"{b['optimizer']:g} B/param (AdamW: fp32 master, m, v)"),
+        ("activations", _gb(m.activations_gb),
+         f"micro-batch {m.micro_batch}, recompute {m.recompute}, "
+         f"flash attention {'on' if m.flash_attention else 'off'} (Korthikanti et al. 2022)"),
+        ("total", _gb(m.total_gb), f"{_n(m.params_per_device)} params on this device"),
     ]
     parts += [f"Training memory per device (most loaded; GB = 1e9 bytes): {layout}",
               table(rows, ["item", "GB", "assumption"], ("left", "right", "left"))]
 
-    if "fit" in report:
-        fit = report["fit"]
+    if report.fit is not None:
+        fit = report.fit
         rows = [
-            ("device", fit["gpu"]),
-            ("capacity", f"{fit['memory_gb']:g} GB, {fit['reserve_gb']:g} GB reserved -> {fit['usable_gb']:.2f} GB usable"),
-            ("this layout", f"{fit['required_gb']:.2f} GB: {'fits' if fit['fits'] else 'does NOT fit'}"),
+            ("device", fit.gpu),
+            ("capacity", f"{fit.memory_gb:g} GB, {fit.reserve_gb:g} GB reserved -> {fit.usable_gb:.2f} GB usable"),
+            ("this layout", f"{fit.required_gb:.2f} GB: {'fits' if fit.fits else 'does NOT fit'}"),
         ]
-        if fit["min_devices"] is None:
-            rows.append(("minimum devices", fit["min_devices_note"]))
+        if fit.min_devices is None:
+            rows.append(("minimum devices", fit.min_devices_note))
         else:
-            lay = fit["min_layout"]
-            rows.append(("minimum devices", f"{fit['min_devices']} (data {lay['data']}, tensor {lay['tensor']}, "
+            lay = fit.min_layout
+            rows.append(("minimum devices", f"{fit.min_devices} (data {lay['data']}, tensor {lay['tensor']}, "
                                             f"pipeline {lay['pipeline']}, expert {lay['expert']}, ZeRO "
                                             f"{lay['zero_stage']}: {lay['required_gb']:.2f} GB each)"))
         parts += ["", "Fit check", table(rows, ["", ""], ("left", "left"))]
