@@ -81,7 +81,7 @@ class FitReport:
     usable_gb: float
     required_gb: float
     fits: bool
-    min_devices: int | None
+    min_devices: int | None = None
     min_devices_note: str | None = None
     min_layout: dict[str, Any] | None = None
 
