@@ -108,12 +108,15 @@ class ModelReport:
     params_mtp_active: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        def prune(value: Any) -> Any:
-            if isinstance(value, dict):
-                return {k: prune(v) for k, v in value.items() if v is not None}
-            return value
-
-        return prune(asdict(self))
+        data = asdict(self)
+        optional = [(data, "params_mtp_total"), (data, "params_mtp_active"), (data, "fit"),
+                    (data["flops_per_token"], "mtp_forward")]
+        if data["fit"] is not None:
+            optional += [(data["fit"], "min_devices_note"), (data["fit"], "min_layout")]
+        for where, key in optional:
+            if where[key] is None:
+                del where[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelReport:
