@@ -17,14 +17,14 @@ from .estimate import Estimate, Plan, Range, estimate
 from .flops import train_flops_6nd
 from .numbers import parse_quantity
 from .request import EstimateRequest
-from .throughput import DEFAULT_MFU, MFU_BAND, Throughput, ThroughputKind
+from .throughput import Throughput, ThroughputKind
 from .validate import validate
 from .vocab import FlopsMethod, TimeModel
 from .workload import Workload, workload
 
 __all__ = [
-    "Accelerator", "Catalog", "CatalogError", "CompareRow", "DEFAULT_MFU", "Estimate", "EstimateRequest",
-    "FlopsMethod", "GpucostError", "InputError", "MFU_BAND", "Model", "Plan", "Price", "Range", "Run", "Throughput",
+    "Accelerator", "Catalog", "CatalogError", "CompareRow", "Estimate", "EstimateRequest",
+    "FlopsMethod", "GpucostError", "InputError", "Model", "Plan", "Price", "Range", "Run", "Throughput",
     "ThroughputKind", "TimeModel", "UnknownNameError", "Workload", "__version__", "compare", "estimate",
     "load_catalog", "parse_quantity", "train_flops_6nd", "validate", "workload",
 ]

@@ -13,8 +13,23 @@ from dataclasses import dataclass
 
 from .errors import InputError
 
-POSITION_EMBEDDINGS = ("rotary", "learned")
-NORMS = ("rmsnorm", "layernorm")
+#: ``none``: no position parameters and no rotary (ALiBi biases the attention scores: Falcon-RW).
+POSITION_EMBEDDINGS = ("rotary", "learned", "none")
+#: ``rmsnorm``: a weight per channel; ``layernorm``: weight and bias; ``nonparametric``: a LayerNorm
+#: without weight or bias (OLMo 1's ``OlmoLayerNorm``), no parameters.
+NORMS = ("rmsnorm", "layernorm", "nonparametric")
+
+#: Upper bounds on sizes, far above any published model, so that absurd inputs (1e30 layers) are
+#: refused with a clear message instead of hanging or overflowing later.
+MAX_LAYERS = 100_000
+MAX_SIZE = 2**24
+
+
+def _check_size(owner: str, name: str, value: int) -> None:
+    limit = MAX_LAYERS if name in ("num_layers", "num_mtp_layers", "first_k_dense", "layer_freq",
+                                   "layer_offset") else MAX_SIZE
+    if value > limit:
+        raise InputError(f"{owner}.{name} must be at most {limit:,}, got {_short(value)}")
 
 
 def _check_positive(owner: str, **values: int | None) -> None:
@@ -22,13 +37,33 @@ def _check_positive(owner: str, **values: int | None) -> None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InputError(f"{owner}.{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{owner}.{name} must be a positive integer, got {_short(value)}")
+        _check_size(owner, name, value)
 
 
 def _check_non_negative(owner: str, **values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(f"{owner}.{name} must be a non-negative integer, got {value!r}")
+            raise InputError(f"{owner}.{name} must be a non-negative integer, got {_short(value)}")
+        _check_size(owner, name, value)
+
+
+def _check_bool(owner: str, **values: bool) -> None:
+    for name, value in values.items():
+        if not isinstance(value, bool):
+            raise InputError(f"{owner}.{name} must be true or false, got {_short(value)}")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters so that an error message stays one short line
+    (an integer too long to print, or a structure too deep to print, is described instead)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        return f"a deeply nested {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- records -------------------------------------------------------------------------------------
@@ -41,9 +76,14 @@ class MoE:
     ``num_experts`` routed experts per MoE layer, of which ``experts_per_token`` (top-k) run for each
     token; ``num_shared_experts`` always run (DeepSeek), with a combined width ``shared_ffn_size``.
     The first ``first_k_dense`` layers (DeepSeek's ``first_k_dense_replace``) use the dense FFN of
-    width ``Architecture.ffn_size``; after them every ``layer_freq``-th layer is an MoE layer.
+    width ``Architecture.ffn_size``; after them layer ``i`` is an MoE layer when
+    ``i % layer_freq == layer_offset`` (DeepSeek's ``moe_layer_freq``: offset 0; Qwen-MoE's
+    ``decoder_sparse_step`` s: ``(i + 1) % s == 0``, offset ``s - 1``), unless ``i`` is one of
+    ``dense_layers`` (Qwen-MoE's ``mlp_only_layers``).
     The router is a bias-free ``hidden x num_experts`` linear; ``router_bias`` adds DeepSeek-V3's
-    per-expert score-correction bias (stored in the checkpoint).
+    per-expert score-correction bias (stored in the checkpoint). ``shared_expert_gate``: Qwen2-MoE's
+    sigmoid gate on the shared expert, a bias-free ``hidden x 1`` linear. ``shared_bias``: the
+    shared experts' projections carry biases (transformers' DeepSeek-V2 with ``mlp_bias``).
     """
 
     num_experts: int
@@ -54,21 +94,49 @@ class MoE:
     first_k_dense: int = 0
     layer_freq: int = 1
     router_bias: bool = False
+    layer_offset: int = 0
+    dense_layers: frozenset[int] = frozenset()
+    shared_expert_gate: bool = False
+    shared_bias: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("moe", num_experts=self.num_experts, experts_per_token=self.experts_per_token,
                         expert_ffn_size=self.expert_ffn_size, layer_freq=self.layer_freq)
         _check_non_negative("moe", num_shared_experts=self.num_shared_experts,
-                            shared_ffn_size=self.shared_ffn_size, first_k_dense=self.first_k_dense)
+                            shared_ffn_size=self.shared_ffn_size, first_k_dense=self.first_k_dense,
+                            layer_offset=self.layer_offset)
+        _check_bool("moe", router_bias=self.router_bias, shared_expert_gate=self.shared_expert_gate,
+                    shared_bias=self.shared_bias)
         if self.experts_per_token > self.num_experts:
             raise InputError(f"moe.experts_per_token ({self.experts_per_token}) must not exceed "
                              f"moe.num_experts ({self.num_experts})")
         if (self.num_shared_experts == 0) != (self.shared_ffn_size == 0):
             raise InputError("moe.shared_ffn_size must be positive exactly when moe.num_shared_experts is")
+        if self.layer_offset >= self.layer_freq:
+            raise InputError(f"moe.layer_offset ({self.layer_offset}) must be less than "
+                             f"moe.layer_freq ({self.layer_freq})")
+        if not isinstance(self.dense_layers, frozenset) or any(
+                isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.dense_layers):
+            raise InputError("moe.dense_layers must be a frozenset of non-negative layer indices")
+        if self.shared_bias and self.num_shared_experts == 0:
+            raise InputError("moe.shared_bias needs shared experts (moe.num_shared_experts > 0)")
 
     def is_moe_layer(self, index: int) -> bool:
-        """Whether layer ``index`` (0-based) has the MoE FFN (DeepSeek's rule)."""
-        return index >= self.first_k_dense and index % self.layer_freq == 0
+        """Whether layer ``index`` (0-based) has the MoE FFN (see the class docstring)."""
+        return (index >= self.first_k_dense and index % self.layer_freq == self.layer_offset
+                and index not in self.dense_layers)
+
+    def count_moe_layers(self, num_layers: int) -> int:
+        """How many of layers ``0 .. num_layers - 1`` are MoE layers: arithmetic, O(1) in the layer
+        count (O(len(dense_layers)) for the exceptions)."""
+        start, step, offset = self.first_k_dense, self.layer_freq, self.layer_offset
+
+        def matching(stop: int) -> int:  # i in [0, stop) with i % step == offset
+            return 0 if stop <= offset else (stop - offset - 1) // step + 1
+
+        count = max(0, matching(num_layers) - matching(min(start, num_layers)))
+        return count - sum(1 for i in self.dense_layers
+                           if start <= i < num_layers and i % step == offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +171,17 @@ class Architecture:
 
     Widths are in elements. ``ffn_size`` is the dense FFN width (SwiGLU when ``gated_ffn``: three
     matrices gate/up/down; otherwise two). ``position_embedding`` is ``"rotary"`` (no parameters) or
-    ``"learned"`` (a ``max_position_embeddings x hidden`` table). ``norm`` is ``"rmsnorm"`` (weight
-    only) or ``"layernorm"`` (weight and bias); every layer has two. ``lm_head``: the model ends in a
-    vocabulary projection (shared with the input embedding when ``tie_embeddings``); an encoder
-    such as BERT has none unless ``mlm_head``. ``num_mtp_layers`` DeepSeek multi-token-prediction
-    modules are counted apart from the headline total.
+    ``"learned"`` (a ``max_position_embeddings x hidden`` table) or ``"none"`` (ALiBi, Falcon-RW:
+    no parameters). ``norm`` is ``"rmsnorm"`` (weight only), ``"layernorm"`` (weight and bias) or
+    ``"nonparametric"`` (OLMo 1: neither); each layer has ``norms_per_layer`` of them over the hidden
+    width (2; Gemma 2/3: 4; Falcon's parallel block: 1). ``qk_norm``: a norm on queries and keys, over
+    one head (Qwen3, Gemma 3) or, with ``qk_norm_full_width``, over all heads' projections (OLMo 2).
+    ``lm_head``: the model ends in a vocabulary projection (shared with the input embedding when
+    ``tie_embeddings``); an encoder such as BERT has none unless ``mlm_head``, whose decoder is tied
+    to the word embeddings unless ``mlm_decoder_untied`` (BERT with ``tie_word_embeddings: false``:
+    transformers 5 then unties the decoder's weight and its bias, which adds ``vocab x (hidden + 1)``).
+    ``num_mtp_layers`` DeepSeek
+    multi-token-prediction modules are counted apart from the headline total.
     """
 
     name: str
@@ -139,6 +213,9 @@ class Architecture:
     moe: MoE | None = None
     mla: MLA | None = None
     num_mtp_layers: int = 0
+    norms_per_layer: int = 2
+    qk_norm_full_width: bool = False
+    mlm_decoder_untied: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -149,7 +226,12 @@ class Architecture:
                         max_position_embeddings=self.max_position_embeddings,
                         default_seq_len=self.default_seq_len)
         _check_non_negative("architecture", type_vocab_size=self.type_vocab_size,
-                            num_mtp_layers=self.num_mtp_layers)
+                            num_mtp_layers=self.num_mtp_layers, norms_per_layer=self.norms_per_layer)
+        _check_bool("architecture", gated_ffn=self.gated_ffn, tie_embeddings=self.tie_embeddings,
+                    qkv_bias=self.qkv_bias, attn_out_bias=self.attn_out_bias, mlp_bias=self.mlp_bias,
+                    qk_norm=self.qk_norm, embedding_norm=self.embedding_norm, final_norm=self.final_norm,
+                    pooler=self.pooler, lm_head=self.lm_head, mlm_head=self.mlm_head, causal=self.causal,
+                    qk_norm_full_width=self.qk_norm_full_width, mlm_decoder_untied=self.mlm_decoder_untied)
         if self.num_heads % self.num_kv_heads:
             raise InputError(f"architecture.num_kv_heads ({self.num_kv_heads}) must divide "
                              f"architecture.num_heads ({self.num_heads})")
@@ -169,6 +251,11 @@ class Architecture:
         if self.moe is not None and self.moe.first_k_dense > self.num_layers:
             raise InputError(f"moe.first_k_dense ({self.moe.first_k_dense}) exceeds "
                              f"architecture.num_layers ({self.num_layers})")
+        if self.moe is not None and any(i >= self.num_layers for i in self.moe.dense_layers):
+            raise InputError(f"moe.dense_layers holds {max(self.moe.dense_layers)}, not a layer of "
+                             f"architecture.num_layers ({self.num_layers})")
+        if self.qk_norm_full_width and not self.qk_norm:
+            raise InputError("architecture.qk_norm_full_width needs architecture.qk_norm")
 
     # -- derived shapes --
 
@@ -186,7 +273,7 @@ class Architecture:
     def num_moe_layers(self) -> int:
         if self.moe is None:
             return 0
-        return sum(self.moe.is_moe_layer(i) for i in range(self.num_layers))
+        return self.moe.count_moe_layers(self.num_layers)
 
     @property
     def num_dense_layers(self) -> int:
@@ -208,4 +295,4 @@ class Architecture:
 
 
 
-__all__ = ["Architecture", "MoE", "MLA", "NORMS", "POSITION_EMBEDDINGS"]
+__all__ = ["Architecture", "MoE", "MLA", "MAX_LAYERS", "MAX_SIZE", "NORMS", "POSITION_EMBEDDINGS"]

@@ -22,7 +22,7 @@ from typing import Any
 from .catalog import Catalog, load_catalog
 from .errors import InputError
 from .request import EstimateRequest
-from .throughput import device_hours
+from .throughput import ThroughputKind, device_hours
 
 SCHEMA_VERSION = 1  # of the JSON/YAML record (README "JSON output")
 
@@ -113,6 +113,8 @@ class Estimate:
     system: str | None = None
     layouts: tuple[LayoutSummary, ...] = ()
     goodput: float = 1.0
+    mfu_while_training: float | None = None  # the inverse question: implied MFU / assumed goodput
+    scope: str = "pretrain"
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -172,7 +174,8 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         if rate.mfu > 1:
             warnings.append(f"implied MFU {rate.mfu:.0%} exceeds the dense {request.precision} peak: check the inputs")
     goodput = parts.goodput
-    hours = device_hours(work.flops, rate.achieved_tflops) / goodput
+    overhead = parts.scope_factor / goodput  # device-hours per device-hour of pre-training while training
+    hours = device_hours(work.flops, rate.achieved_tflops) * overhead
     step = parts.step
     assumptions.append(f"throughput: {rate.achieved_tflops:.4g} TFLOP/s per device, {rate.source}")
     if step is None:
@@ -182,7 +185,19 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         assumptions.extend(step.assumptions)
     if goodput < 1:
         assumptions.append(f"goodput: {goodput:.0%} of wall-clock trains ({parts.goodput_source}); "
-                           "wall-clock and device-hours include the rest")
+                           "wall-clock and device-hours include the rest (--goodput to change)")
+    if parts.scope_factor != 1:
+        assumptions.append(f"scope: all of training, {parts.scope_factor:g} x the pre-training device-hours "
+                           f"({parts.scope_source})")
+    mfu_while_training = None
+    if rate.kind is ThroughputKind.IMPLIED and rate.mfu is not None:
+        from .utilisation import DEFAULT_GOODPUT
+
+        assumed = request.goodput or DEFAULT_GOODPUT
+        mfu_while_training = rate.mfu / assumed
+        assumptions.append(f"implied MFU: {rate.mfu:.1%} over all reported device-hours; {mfu_while_training:.1%} "
+                           f"while training at {assumed:.0%} goodput"
+                           + ("" if request.goodput else " (the published default; --goodput to change)"))
 
     usd_per_hour = price.usd_per_gpu_hour
     if usd_per_hour is None:
@@ -207,7 +222,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
 
     band = None
     if rate.band_tflops is not None:
-        slow_h, fast_h = (device_hours(work.flops, t) / goodput for t in rate.band_tflops)
+        slow_h, fast_h = (device_hours(work.flops, t) * overhead for t in rate.band_tflops)
         band = Range(
             tflops_low=rate.band_tflops[0], tflops_high=rate.band_tflops[1],
             mfu_low=rate.band_tflops[0] / rate.peak_tflops if rate.peak_tflops else None,
@@ -242,7 +257,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         system=step.system.id if step else None,
         layouts=tuple(LayoutSummary(c.layout.to_dict(), c.step_time_s, c.mfu, c.memory_gb)
                       for c in step.ranked) if step else (),
-        goodput=goodput,
+        goodput=goodput, mfu_while_training=mfu_while_training, scope=request.scope or "pretrain",
         assumptions=tuple(assumptions), warnings=tuple(warnings),
     )
 

@@ -14,17 +14,18 @@ et al. 2022 (arXiv 2205.05198). Units: FLOPs (floating-point operations, one mul
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .errors import InputError
+from .vocab import RECOMPUTE_MODES
 
 if TYPE_CHECKING:  # the 6ND rule is on the estimate hot path; the architecture code loads on demand
     from .arch import Architecture
 
-RECOMPUTE_MODES = ("none", "selective", "full")
 
 
 def train_flops_6nd(params: float, tokens: float) -> float:
@@ -108,7 +109,8 @@ def _layer_forward(arch: Architecture, seq_len: int, moe_layer: bool, causal: bo
     out["attention_scores"] = scores * (0.5 if causal and arch.causal else 1.0)
     # 3. FFN: gated (SwiGLU): gate, up, down = 3 matmuls of h x width; otherwise 2.
     #    MoE: only the top-k routed experts a token is sent to, plus the shared experts, plus the
-    #    router's h x num_experts logits. Capacity-factor padding and dropped tokens are not counted.
+    #    router's h x num_experts logits (and Qwen2-MoE's h x 1 shared-expert gate). Capacity-factor
+    #    padding and dropped tokens are not counted.
     matrices = 3 if arch.gated_ffn else 2
     if moe_layer:
         moe = arch.moe
@@ -116,7 +118,8 @@ def _layer_forward(arch: Architecture, seq_len: int, moe_layer: bool, causal: bo
         out["experts"] = 2 * matrices * h * moe.expert_ffn_size * moe.experts_per_token
         if moe.num_shared_experts:
             out["shared_experts"] = 2 * matrices * h * moe.shared_ffn_size
-        out["router"] = 2 * h * moe.num_experts
+        # Qwen2-MoE's shared-expert gate: one more h x 1 matmul per token.
+        out["router"] = 2 * h * moe.num_experts + (2 * h if moe.shared_expert_gate else 0)
     else:
         out["mlp"] = 2 * matrices * h * arch.ffn_size
     return out
@@ -161,6 +164,7 @@ def _mtp_forward(arch: Architecture, seq_len: int, causal: bool) -> float:
     return arch.num_mtp_layers * (2 * 2 * h * h + layer + 2 * h * arch.vocab_size)
 
 
+@functools.lru_cache(maxsize=256)
 def flops_per_token(arch: Architecture, seq_len: int, *, causal: bool = False,
                     recompute: str = "none") -> FlopsPerToken:
     """Model and hardware FLOPs per token of training ``arch`` on sequences of ``seq_len`` tokens.

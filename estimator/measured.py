@@ -15,12 +15,15 @@ at-scale runs on the same chips, but best-matmul throughput has: the at-scale fi
 ``AT_SCALE_FRACTION_OF_MATMUL`` x the file's best matmul for the precision, capped by the
 single-device training step, where
 
-    AT_SCALE_FRACTION_OF_MATMUL = median MFU of the published 16-bit runs (0.40, catalogs/runs.yaml,
-        `gpucost validate`) / median best-matmul fraction of the dense peak on the same chips
+    AT_SCALE_FRACTION_OF_MATMUL = the median default MFU while training of the dense 16-bit kinds of
+        run (0.346, 0.408, 0.453 for >100B, <20B, 20-100B: 0.408; estimator.utilisation, derived from
+        catalogs/runs.yaml) / median best-matmul fraction of the dense peak on the same chips
         (A100 BF16 271.2 / 312 = 0.869, H100 BF16 794.5 / 989 = 0.803: 0.836; stas00/ml-engineering,
-        "Maximum Achievable Matmul FLOPS") = 0.48,
+        "Maximum Achievable Matmul FLOPS") = 0.49,
 
-and the band is that figure x (MFU band / default MFU) of the published runs (0.25/0.40 .. 0.55/0.40).
+and the band is that figure x the published runs' spread around their kind's median
+(``estimator.utilisation.RATIO_BAND``, 0.685-1.489). When the architecture is known, the step-time
+model (estimator/step.py) times the run instead, with the file's measured links.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from typing import Any
 from .calibration import BENCHMARK_VERSION
 from .catalog import Accelerator, Catalog
 from .errors import InputError
-from .throughput import DEFAULT_MFU, MFU_BAND, Throughput, ThroughputKind
+from .throughput import Throughput, ThroughputKind
 
-AT_SCALE_FRACTION_OF_MATMUL = 0.48
+AT_SCALE_FRACTION_OF_MATMUL = 0.49
+MAMF_MEDIAN_FRACTION = 0.836  # median of A100 0.869 and H100 0.803 (stas00 MAMF table)
 STALE_AFTER_DAYS = 180
 
 
@@ -117,8 +121,9 @@ def calibrated_throughput(
         raise InputError(f"the calibration file has no {precision} measurement "
                          f"(it has: {', '.join(measured) or 'none'}); choose --precision or profile with --dtype {precision}")
 
-    fraction = DEFAULT_MFU["bf16"]
-    band_low, band_high = (b / fraction for b in MFU_BAND["bf16"])
+    from .utilisation import RATIO_BAND
+
+    band_low, band_high = RATIO_BAND
     if num_gpus == 1 and step is not None:
         achieved = step["median_tflops"]
         band = (min(_worst_tflops(step), achieved), max(step["best_tflops"], achieved))

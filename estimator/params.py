@@ -8,6 +8,7 @@ Pure Python; no torch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -44,8 +45,13 @@ class ParamCount:
         return self.active - self.embedding
 
 
-def _norm_params(arch: Architecture, width: int) -> int:
-    return width * (2 if arch.norm == "layernorm" else 1)
+def norm_params(arch: Architecture, width: int) -> int:
+    """Parameters of one norm of ``arch`` over ``width`` channels: RMSNorm a weight, LayerNorm a
+    weight and a bias, a non-parametric LayerNorm (OLMo 1) none."""
+    return width * {"layernorm": 2, "rmsnorm": 1}.get(arch.norm, 0)
+
+
+_norm_params = norm_params
 
 
 def _linear(n_in: int, n_out: int, bias: bool) -> int:
@@ -76,13 +82,19 @@ def _attention_params(arch: Architecture) -> int:
         return q + kv + out
     qkv = _linear(h, arch.q_dim, arch.qkv_bias) + 2 * _linear(h, arch.kv_dim, arch.qkv_bias)
     out = _linear(arch.q_dim, h, arch.attn_out_bias)
-    qk_norm = 2 * _norm_params(arch, arch.head_dim) if arch.qk_norm else 0
+    if not arch.qk_norm:
+        qk_norm = 0
+    elif arch.qk_norm_full_width:  # OLMo 2: q_norm over heads*head_dim, k_norm over kv_heads*head_dim
+        qk_norm = _norm_params(arch, arch.q_dim) + _norm_params(arch, arch.kv_dim)
+    else:  # Qwen3, Gemma 3: one head_dim norm each for q and k, shared by the heads
+        qk_norm = 2 * _norm_params(arch, arch.head_dim)
     return qkv + out + qk_norm
 
 
 def _layer_components(arch: Architecture, moe_layer: bool) -> tuple[dict[str, int], dict[str, int]]:
     """(total, active) parameters of one transformer layer by component."""
-    total = {"attention": _attention_params(arch), "norms": 2 * _norm_params(arch, arch.hidden_size)}
+    total = {"attention": _attention_params(arch),
+             "norms": arch.norms_per_layer * _norm_params(arch, arch.hidden_size)}
     active = dict(total)
     if not moe_layer:
         total["mlp"] = active["mlp"] = _ffn_params(arch, arch.ffn_size, arch.mlp_bias)
@@ -93,8 +105,10 @@ def _layer_components(arch: Architecture, moe_layer: bool) -> tuple[dict[str, in
     total["experts"] = moe.num_experts * per_expert
     active["experts"] = moe.experts_per_token * per_expert
     if moe.num_shared_experts:
-        total["shared_experts"] = active["shared_experts"] = _ffn_params(arch, moe.shared_ffn_size, False)
+        total["shared_experts"] = active["shared_experts"] = _ffn_params(arch, moe.shared_ffn_size, moe.shared_bias)
     router = arch.hidden_size * moe.num_experts + (moe.num_experts if moe.router_bias else 0)
+    if moe.shared_expert_gate:  # Qwen2-MoE: sigmoid(Linear(hidden, 1, bias=False)) on the shared expert
+        router += arch.hidden_size
     total["router"] = active["router"] = router
     return total, active
 
@@ -106,13 +120,15 @@ def _add(into: dict[str, int], more: Mapping[str, int], times: int = 1) -> None:
         into[key] = into.get(key, 0) + value * times
 
 
+@functools.lru_cache(maxsize=256)
 def count_params(arch: Architecture) -> ParamCount:
     """Count parameters exactly as the reference implementation builds the model.
 
     Components: ``embedding`` (token, learned position and token-type tables, BERT's embedding
     LayerNorm), ``attention`` (q/k/v/o projections and biases; MLA's down/up projections and latent
     norms; Qwen3's q/k norms), ``mlp`` (dense FFN layers), ``experts`` (routed), ``shared_experts``,
-    ``router``, ``norms`` (two per layer plus the final norm), ``output_head`` (an untied LM head;
+    ``router`` (with Qwen2-MoE's shared-expert gate), ``norms`` (``norms_per_layer`` per layer plus
+    the final norm; q/k norms are in ``attention``), ``output_head`` (an untied LM head;
     a tied head adds nothing), ``pooler`` (BERT), ``mlm_head`` (BERT masked-LM head, opt-in).
     Buffers (causal masks, rotary tables) are not parameters. Units: parameters (elements).
     """
@@ -147,6 +163,8 @@ def count_params(arch: Architecture) -> ParamCount:
         heads["pooler"] = _linear(h, h, True)
     if arch.mlm_head:  # transform.dense + transform.LayerNorm + decoder bias (decoder weight tied)
         heads["mlm_head"] = _linear(h, h, True) + _norm_params(arch, h) + arch.vocab_size
+        if arch.mlm_decoder_untied:  # transformers 5 unties both decoder.weight and decoder.bias
+            heads["mlm_head"] += arch.vocab_size * h + arch.vocab_size  # (from cls.predictions.bias)
     _add(total, heads)
     _add(active, heads)
 
@@ -171,4 +189,4 @@ def count_params(arch: Architecture) -> ParamCount:
     )
 
 
-__all__ = ["ParamCount", "count_params"]
+__all__ = ["ParamCount", "count_params", "norm_params"]

@@ -58,6 +58,8 @@ class Resolved:
     min_gpus_to_fit: int | None = None
     goodput: float = 1.0
     goodput_source: str = ""
+    scope_factor: float = 1.0  # device-hours of all of training / of pre-training (--scope all)
+    scope_source: str = ""
     band_source: str = ""
     assumptions_before: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
@@ -74,8 +76,9 @@ def _accelerator(request: EstimateRequest, catalog: Catalog, record: Any) -> Acc
 
 
 def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, record: Any, num_gpus: int,
-          warnings: list[str]) -> Throughput:
-    """The throughput of the flat model (or of planning) for ``request``."""
+          warnings: list[str], size: Any = None) -> Throughput:
+    """The throughput of the flat model (or of planning) for ``request``; ``size`` (a ModelSize, or the
+    workload) picks the kind of run for the default utilisation."""
     if record is not None:
         from .measured import calibrated_throughput
 
@@ -83,9 +86,12 @@ def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, rec
                                                        model=work.model if work else None)
         warnings.extend(file_warnings)
         return rate
+    size = size or work
+    params = getattr(size, "params", None)
+    active = getattr(size, "active_params", None)
     if request.tflops is not None:
-        return given_throughput(acc, request.precision, request.tflops)
-    return datasheet_throughput(acc, request.precision, mfu=request.mfu)
+        return given_throughput(acc, request.precision, request.tflops, params=params, active_params=active)
+    return datasheet_throughput(acc, request.precision, mfu=request.mfu, params=params, active_params=active)
 
 
 def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
@@ -113,7 +119,8 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     plan = None
     num_gpus = request.num_gpus or 1
     if request.budget_usd is not None:
-        rate = _rate(request, acc, None, record, num_gpus if request.deadline_s is None else 2, warnings)
+        size = None if request.chinchilla else model_size(request, catalog)
+        rate = _rate(request, acc, None, record, num_gpus if request.deadline_s is None else 2, warnings, size)
         if price.usd_per_gpu_hour is None:
             raise InputError(f"--budget needs a price for {acc.id}: give --price USD per device-hour or --provider")
         hours = request.budget_usd / price.usd_per_gpu_hour
@@ -123,7 +130,6 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
             work = Workload(flops=compute, tokens=d, params=n, active_params=n,
                             flops_method="6 x params x tokens, compute-optimal D = 20 N (Hoffmann et al. 2022)")
         else:
-            size = model_size(request, catalog)
             work = build_workload(request, catalog, tokens=compute / (6.0 * size.active_params))
         questions: dict[str, Any] = dict(budget_usd=request.budget_usd, budget_gpu_hours=hours, budget_flops=compute,
                                          params=work.params, tokens=work.tokens)
@@ -154,8 +160,13 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     if use_step and plan is not None:
         raise InputError("--deadline and --budget use the flat time model; drop --time-model step")
     band_source = ""
-    if request.gpu_hours is not None:
-        rate = implied_throughput(acc, request.precision, work.flops, request.gpu_hours)
+    scope_factor, scope_source = 1.0, ""
+    if request.scope == "all":
+        from .utilisation import SCOPE_OVERHEAD, SCOPE_OVERHEAD_SOURCE
+
+        scope_factor, scope_source = SCOPE_OVERHEAD, SCOPE_OVERHEAD_SOURCE
+    if request.gpu_hours is not None:  # hours that cover all of training hold the pre-training ones
+        rate = implied_throughput(acc, request.precision, work.flops, request.gpu_hours / scope_factor)
     elif use_step:
         from .step import step_estimate
 
@@ -177,11 +188,28 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
                             f"{acc.memory_gb:g} GB even with ZeRO-3, full recompute and flash attention "
                             f"(see `gpucost models show {work.model} --gpu {acc.id} --zero-stage 3 --recompute full "
                             f"--flash-attention --sequence-parallel`)")
-    goodput, goodput_source = (request.goodput, "given (--goodput)") if request.goodput is not None else (1.0, "")
+    goodput, goodput_source = goodput_for(request, rate)
     return Resolved(workload=work, accelerator=acc, throughput=rate, price=price, num_gpus=num_gpus,
                     num_gpus_given=request.num_gpus is not None or request.deadline_s is not None, plan=plan,
                     step=step, min_gpus_to_fit=min_fit, goodput=goodput, goodput_source=goodput_source,
-                    band_source=band_source, warnings=tuple(warnings))
+                    scope_factor=scope_factor, scope_source=scope_source, band_source=band_source,
+                    warnings=tuple(warnings))
+
+
+def goodput_for(request: EstimateRequest, rate: Throughput) -> tuple[float, str]:
+    """(share of wall-clock that trains, where it came from): ``--goodput``; else the published
+    default (:data:`estimator.utilisation.DEFAULT_GOODPUT`) for the default MFU and the step model,
+    whose rates are while training; a given ``--tflops``/``--mfu``, a calibration and reported
+    ``--gpu-hours`` are taken as they are (goodput 1 unless ``--goodput`` is given)."""
+    from .utilisation import DEFAULT_GOODPUT, GOODPUT_SOURCES
+
+    if rate.kind is ThroughputKind.IMPLIED:
+        return 1.0, ""  # reported hours already include the lost time
+    if request.goodput is not None:
+        return request.goodput, "given (--goodput)"
+    if rate.kind in (ThroughputKind.DATASHEET, ThroughputKind.STEP):
+        return DEFAULT_GOODPUT, f"published default: {GOODPUT_SOURCES[0][0]}"
+    return 1.0, ""
 
 
 def _min_devices_to_fit(work: Workload, acc: Accelerator, warnings: list[str]) -> int | None:

@@ -2,7 +2,8 @@
 
 Four sources (Epoch AI's device-time method, run in either direction):
 
-- ``datasheet``: the default MFU for the precision x the catalog's dense peak;
+- ``datasheet``: the default MFU for the kind of run (:mod:`estimator.utilisation`: dense or MoE,
+  16-bit or FP8, size class; derived from published runs) x the catalog's dense peak;
 - ``given``: ``--tflops`` (achieved TFLOP/s per device) or ``--mfu`` x the dense peak;
 - ``implied``: reported device-hours -> achieved = FLOPs / (device-hours x 3600) (the inverse,
   the DeepSeek-V3 question: 3.3e24 FLOPs in 2.664M H800-hours);
@@ -15,24 +16,11 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .catalog import Accelerator
 from .errors import InputError
 from .vocab import PRECISIONS
-
-# Default model-FLOPs utilisation (of the DENSE peak for the precision) and the band printed with
-# every estimate, derived from the published runs in catalogs/runs.yaml (`gpucost validate` prints
-# them; tests/test_validate.py fails if these constants drift from the data):
-#   16-bit runs (A100, H100, TPU v4; 16 runs) imply MFU 0.14-0.51, median 0.40; 15 of 16 lie in
-#   0.25-0.55. Below it: Llama 3.1 8B, whose model-card hours include more than pre-training.
-#   FP8: one run, DeepSeek-V3 on H800, implies 0.17 of the FP8 peak (0.35 of the BF16 peak).
-# TF32/FP32 have no published large runs; they take the 16-bit fraction of their own (lower) peak.
-DEFAULT_MFU: dict[str, float] = {"bf16": 0.40, "fp16": 0.40, "tf32": 0.40, "fp32": 0.40, "fp8": 0.20}
-MFU_BAND: dict[str, tuple[float, float]] = {
-    "bf16": (0.25, 0.55), "fp16": (0.25, 0.55), "tf32": (0.25, 0.55), "fp32": (0.25, 0.55),
-    "fp8": (0.12, 0.35),
-}
-
 
 class ThroughputKind(str, enum.Enum):
     DATASHEET = "datasheet"
@@ -81,34 +69,50 @@ def peak_for(acc: Accelerator, precision: str) -> float | None:
     return acc.peak_for(precision)
 
 
-def _band(peak: float | None, precision: str, achieved: float) -> tuple[float, float] | None:
+def _band(peak: float | None, achieved: float, low: float, high: float) -> tuple[float, float] | None:
     if peak is None:
         return None
-    low, high = MFU_BAND[precision]
     return (min(low * peak, achieved), max(high * peak, achieved))
 
 
-def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None = None) -> Throughput:
-    """``mfu`` (default ``DEFAULT_MFU`` for the precision) x the dense peak."""
+def default_utilisation_for(params: float | None, active_params: float | None, precision: str) -> Any:
+    """The per-kind default utilisation (:mod:`estimator.utilisation`) of a run; a bare ``--flops``
+    (no parameter count) takes the dense 20-100B kind, and says so."""
+    from .utilisation import Kind, default_utilisation, precision_class, utilisation_for
+
+    if params is None:
+        return default_utilisation(Kind("dense", precision_class(precision), "20-100B"))
+    return utilisation_for(params, active_params, precision)
+
+
+def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None = None,
+                         params: float | None = None, active_params: float | None = None) -> Throughput:
+    """``mfu`` (default: the per-kind default MFU while training, :mod:`estimator.utilisation`) x
+    the dense peak, with the kind's band (or, for a given ``mfu``, the band of its kind around it)."""
     peak = peak_for(acc, precision)
     if peak is None:
         have = ", ".join(p for p in PRECISIONS if acc.peak_for(p)) or "none"
         raise InputError(f"{acc.id} has no {precision} peak in the catalog (it has: {have}); "
                          f"choose another --precision or give --tflops")
+    u = default_utilisation_for(params, active_params, precision)
     if mfu is not None:
-        achieved, source, kind = mfu * peak, "given --mfu x dense peak", ThroughputKind.GIVEN
-    else:
-        achieved = DEFAULT_MFU[precision] * peak
-        source = f"default MFU {DEFAULT_MFU[precision]:.0%} for {precision} x dense peak (see `gpucost validate`)"
-        kind = ThroughputKind.DATASHEET
-    return Throughput(achieved, peak, source, kind, _band(peak, precision, achieved))
+        return Throughput(mfu * peak, peak, "given --mfu x dense peak", ThroughputKind.GIVEN,
+                          _band(peak, mfu * peak, u.band_low, u.band_high))
+    basis = u.basis + ("; no parameter count, so the dense 20-100B default" if params is None else "")
+    source = (f"default MFU {u.mfu:.1%} while training for {basis} ({u.num_runs} published runs"
+              + (f"; {u.fallback_note}" if u.fallback_note else "") + "; `gpucost validate`)")
+    return Throughput(u.mfu * peak, peak, source, ThroughputKind.DATASHEET, _band(peak, u.mfu * peak, u.band_low,
+                                                                                  u.band_high))
 
 
-def given_throughput(acc: Accelerator, precision: str, tflops: float) -> Throughput:
-    """``--tflops``: the achieved rate as given, with the utilisation band around it when the
-    accelerator has a peak for the precision."""
+def given_throughput(acc: Accelerator, precision: str, tflops: float, *, params: float | None = None,
+                     active_params: float | None = None) -> Throughput:
+    """``--tflops``: the achieved rate as given, with the band of published runs of its kind
+    (widened to hold the given rate) when the accelerator has a peak for the precision."""
     peak = peak_for(acc, precision)
-    return Throughput(tflops, peak, "given (--tflops)", ThroughputKind.GIVEN, _band(peak, precision, tflops))
+    u = default_utilisation_for(params, active_params, precision)
+    return Throughput(tflops, peak, "given (--tflops)", ThroughputKind.GIVEN,
+                      _band(peak, tflops, u.band_low, u.band_high))
 
 
 def implied_throughput(acc: Accelerator, precision: str, flops: float, hours: float) -> Throughput:
@@ -120,5 +124,5 @@ def implied_throughput(acc: Accelerator, precision: str, flops: float, hours: fl
                       ThroughputKind.IMPLIED)
 
 
-__all__ = ["DEFAULT_MFU", "MFU_BAND", "Throughput", "ThroughputKind", "achieved_tflops", "datasheet_throughput",
-           "device_hours", "given_throughput", "implied_throughput", "peak_for"]
+__all__ = ["Throughput", "ThroughputKind", "achieved_tflops", "datasheet_throughput",
+           "default_utilisation_for", "device_hours", "given_throughput", "implied_throughput", "peak_for"]

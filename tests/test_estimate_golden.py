@@ -51,11 +51,14 @@ def test_llama31_405b_flops_match_the_model_card():
     assert 160e6 <= est.cost_usd <= 200e6
 
 
-def test_default_mfu_estimate_uses_the_dense_peak_for_the_precision():
+def test_default_mfu_estimate_uses_the_dense_peak_for_the_precision_and_the_default_goodput():
     est = estimate(params="7B", tokens="1T", gpu="h100", num_gpus=8)
     assert est.achieved_tflops_per_gpu == pytest.approx(est.mfu * 989.4)
-    assert est.gpu_hours == pytest.approx(6 * 7e9 * 1e12 / (est.achieved_tflops_per_gpu * 1e12) / 3600)
+    assert est.goodput == 0.9  # Llama 3: "higher than 90% effective training time" (arXiv 2407.21783, 3.3.4)
+    assert est.gpu_hours == pytest.approx(6 * 7e9 * 1e12 / (est.achieved_tflops_per_gpu * 1e12) / 3600 / 0.9)
     assert est.wall_clock_days == pytest.approx(est.gpu_hours / 8 / 24)
+    given = estimate(params="7B", tokens="1T", gpu="h100", num_gpus=8, tflops=est.achieved_tflops_per_gpu)
+    assert given.goodput == 1.0 and given.gpu_hours == pytest.approx(est.gpu_hours * 0.9)
 
 
 def test_deadline_answers_the_smallest_device_count_that_finishes_in_time():

@@ -46,7 +46,9 @@ Zero = Annotated[Optional[int], typer.Option("--zero-stage", help="ZeRO stage 0-
 GlobalBatch = Annotated[Optional[str], typer.Option(help="Sequences per optimizer step. Default: the model's published batch, else about 4M tokens (printed).")]
 MicroBatch = Annotated[Optional[str], typer.Option(help="Sequences per micro-batch per pipeline. Default: searched.")]
 Recompute = Annotated[Optional[str], typer.Option(help=f"Activation recomputation: {', '.join(RECOMPUTE_MODES)}. Default: searched.")]
-Layouts = Annotated[int, typer.Option("--layouts", help="How many of the fastest layouts to show (the chosen one first).")]
+Layouts = Annotated[int, typer.Option("--layouts", help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
+Goodput = Annotated[Optional[float], typer.Option(help="Share of wall-clock that trains, in (0, 1] (failures, restarts, checkpoints, evaluation). Default: 0.9 (Llama 3) with the default MFU and the step model; 1 with --tflops/--mfu/--calibration.")]
+Scope = Annotated[Optional[str], typer.Option(help="What the hours cover: pretrain (the default) or all (pre- and post-training: x the published overhead; with --gpu-hours, the reported hours cover all).")]
 
 
 def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
@@ -59,6 +61,10 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
     if est.tokens is not None:
         work.append(f"{si(est.tokens)} tokens")
     mfu = f"MFU {est.mfu:.1%} of {est.peak_tflops:g} dense {est.precision}" if est.mfu is not None else "MFU unknown"
+    if est.mfu_while_training is not None:
+        mfu += f" ({est.mfu_while_training:.1%} while training at the assumed goodput)"
+    elif est.goodput < 1:
+        mfu += f" while training, {est.goodput:.0%} goodput"
     rows = []
     plan = est.plan
     if plan is not None and plan.num_gpus_needed is not None:
@@ -166,6 +172,8 @@ def estimate_cmd(
     micro_batch: MicroBatch = None,
     recompute: Recompute = None,
     layouts: Layouts = 2,
+    goodput: Goodput = None,
+    scope: Scope = None,
     pue: Pue = DEFAULT_PUE,
     electricity_price: Annotated[float, typer.Option(help="Electricity price, USD per kWh (default: US industrial average 2024, EIA).")] = DEFAULT_ELECTRICITY_USD_PER_KWH,
     life_years: Annotated[float, typer.Option(help="Amortisation life of an owned accelerator, years (for the cost of owning).")] = DEFAULT_LIFE_YEARS,
@@ -183,8 +191,8 @@ def estimate_cmd(
         deadline_s=deadline, budget_usd=budget, chinchilla=chinchilla, time_model=time_model, system=system,
         tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, context_parallel=context_parallel,
         expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
-        recompute=recompute, num_layouts=layouts, pue=pue, electricity_usd_per_kwh=electricity_price,
-        life_years=life_years)
+        recompute=recompute, num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
+        electricity_usd_per_kwh=electricity_price, life_years=life_years)
     _emit_estimate(estimate(request), format)
 
 
@@ -211,6 +219,8 @@ def compare_cmd(
     global_batch: GlobalBatch = None,
     micro_batch: MicroBatch = None,
     recompute: Recompute = None,
+    goodput: Goodput = None,
+    scope: Scope = None,
     all_offers: Annotated[bool, typer.Option("--all-offers", help="One row per price offer, not just each GPU's default.")] = False,
     format: Format = "table",
 ) -> None:
@@ -225,7 +235,7 @@ def compare_cmd(
         flops_method=flops_method, seq_len=seq_len, num_gpus=num_gpus, precision=precision, mfu=mfu,
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         context_parallel=context_parallel, expert_parallel=expert_parallel, zero_stage=zero_stage,
-        global_batch=global_batch, micro_batch=micro_batch, recompute=recompute)
+        global_batch=global_batch, micro_batch=micro_batch, recompute=recompute, goodput=goodput, scope=scope)
     from ..compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, catalog=load_catalog())

@@ -7,7 +7,6 @@ import typer
 from ..estimate import SCHEMA_VERSION
 from ..numbers import si
 from ..render import render
-from ..throughput import DEFAULT_MFU, MFU_BAND
 from ..validate import validate
 from ..validate_step import validate_step
 from .options import Format, check_format as _check_format
@@ -20,29 +19,33 @@ def validate_cmd(*, format: Format = "table") -> None:
     result = validate()
     step = validate_step()
     if format == "csv":  # one row per check; the summaries are derived from them
-        rows = [{"kind": "flat", **r} for r in result.to_dict()["runs"]]
-        rows += [{"kind": "step", **r} for r in step.to_dict()["rows"]]
+        rows = [{"check": "flat", **r} for r in result.to_dict()["runs"]]
+        rows += [{"check": "step", **r} for r in step.to_dict()["rows"]]
         typer.echo(render(rows, format))
         return
     if format not in ("table", "markdown"):
         typer.echo(render({"schema_version": SCHEMA_VERSION, **result.to_dict(), "step": step.to_dict()}, format))
         return
-    table = [(c.id, c.accelerator, c.precision, si(c.flops, "FLOP"),
+    table = [(c.id, c.accelerator, c.precision, c.scope, c.kind, si(c.flops, "FLOP"),
               f"{c.reported_gpu_hours:,.0f}" if c.reported_gpu_hours else "-", f"{c.estimated_gpu_hours:,.0f}",
               f"{c.gpu_hours_low:,.0f} - {c.gpu_hours_high:,.0f}",
               f"{c.error:+.0%}" if c.error is not None else "-",
               {True: "yes", False: "NO", None: "-"}[c.inside_range],
               f"{c.implied_mfu:.1%}" if c.implied_mfu is not None else "-") for c in result.runs]
     typer.echo(render({}, format, rows=table, headers=(
-        "run", "gpu", "precision", "FLOPs (6ND)", "reported device-h", "estimated device-h", "range device-h",
-        "error", "in range", "implied MFU")))
-    mfu = ", ".join(f"{p} {v:.1%}" for p, v in result.median_implied_mfu.items())
-    typer.echo(f"\n{result.num_with_hours} runs report device-hours: median absolute error "
-               f"{result.median_abs_error:.0%}, {result.num_inside_range} of {result.num_with_hours} inside the printed range."
-               f"\nMedian implied MFU by precision: {mfu}. Defaults: "
-               + ", ".join(f"{p} {DEFAULT_MFU[p]:.0%} ({MFU_BAND[p][0]:.0%}-{MFU_BAND[p][1]:.0%})" for p in ("bf16", "fp8")) + ".")
-
-
+        "run", "gpu", "precision", "scope", "kind", "FLOPs (6ND)", "reported device-h", "estimated device-h",
+        "range device-h", "error", "in range", "implied MFU")))
+    n = result.num_with_hours
+    low_q, high_q = (round(100 * q) for q in result.band_quantiles)
+    typer.echo(f"\n{n} runs report device-hours: median absolute error {result.median_abs_error:.0%}, "
+               f"{result.num_within_1_5x} of {n} ({result.num_within_1_5x / n:.0%}) within a factor of 1.5, "
+               f"{result.num_inside_range} of {n} ({result.num_inside_range / n:.0%}) inside the printed range "
+               f"(the {low_q}th-{high_q}th percentile band of the pre-training runs around their kind's median).")
+    rows = [(d.kind, f"{d.mfu:.1%}", f"{d.band_low:.1%} - {d.band_high:.1%}", str(d.num_runs), d.basis,
+             d.fallback_note or "") for d in result.defaults]
+    typer.echo(f"\nDefault MFU while training by kind of run (goodput {result.goodput:.0%} applied on top; "
+               "estimator/utilisation.py):\n" + render({}, format, rows=rows, headers=(
+                   "kind", "MFU", "band", "runs", "median over", "fallback")))
 
     table = [(r.id, r.accelerator, f"{r.num_devices:,}", r.layout.split(", micro-batch")[0],
               f"{r.implied_step_time_s:.3g}", f"{r.predicted_step_time_s:.3g}", f"{r.error:+.1%}") for r in step.rows]

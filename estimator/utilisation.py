@@ -1,0 +1,466 @@
+"""Default utilisation by kind of run, goodput, and what reported hours cover, derived from published runs.
+
+A default estimate from parameters and tokens alone needs three numbers that a single "default MFU"
+used to mix together:
+
+1. **MFU while training** (``Utilisation.mfu``): model FLOPs (6 x active params x tokens) per second
+   while the job is training, as a fraction of the accelerator's DENSE peak at the run's precision.
+2. **Goodput** (``DEFAULT_GOODPUT``): the share of wall-clock (and of device-hours) that trains at all;
+   the rest is lost to failures and restarts, checkpointing, evaluation and data stalls.
+3. **Scope** (``SCOPE_OVERHEAD``): reported hours cover pre-training only (``scope: pretrain``) or all
+   of training (``scope: all``: context extension, annealing, post-training, or a figure the source does
+   not restrict to pre-training).
+
+Kinds
+-----
+``run_kind(params, active_params, precision)`` classifies a run by architecture (``dense``, or ``moe``
+when fewer parameters are active per token than the model has), precision class (``16-bit``: bf16 and
+fp16, and tf32/fp32, which take the 16-bit fraction of their own lower peak as
+:mod:`estimator.throughput` does; ``fp8``) and size class of the ACTIVE parameters (``<20B``,
+``20-100B``, ``>100B``). That gives 2 x 2 x 3 = 12 kinds.
+
+The rule (``derive_defaults``; ``RULE``)
+----------------------------------------
+- A run counts when its scope is ``pretrain`` and it reports device-hours, or wall-clock days and a
+  device count (device-hours = days x 24 x devices). Runs that report only a throughput are left out:
+  their MFU is measured while training and does not include lost time.
+- Implied MFU on the 16-bit basis: ``m = 6 N D / (device-hours x 3600 x dense 16-bit peak)``. Pooling on
+  one basis lets FP8 and 16-bit runs be compared; for an FP8 kind the value is converted to the FP8
+  peak by ``FP8_PEAK_RATIO`` (16-bit peak / FP8 peak, 0.5 on every catalog accelerator that has both),
+  i.e. FP8 is credited with no speed-up over 16-bit unless FP8 runs show one. (DeepSeek-V3, the one
+  FP8 run, implies 0.35 of the BF16 peak: in line with the 16-bit runs.)
+- Per kind: the median of ``m`` over the kind's runs when there are at least ``MIN_RUNS`` (4) of them;
+  otherwise fall back to the first wider class that has ``MIN_RUNS``: (arch, precision) -> (arch, any
+  precision) -> (any arch, precision) -> all runs. The fallback and the count are stated in
+  ``Utilisation.fallback_note`` and ``num_runs``.
+- Goodput: reported device-hours include lost time, so the median implied MFU is an *effective* MFU.
+  ``Utilisation.mfu`` is the MFU while training, ``effective / DEFAULT_GOODPUT``; an estimate applies
+  goodput separately (device-hours = FLOPs / (mfu x goodput x peak x 3600)), so at the default goodput
+  the product reproduces the runs' hours, and a user's ``--goodput`` or ``--mfu`` changes one factor.
+- Band: the ratio ``m / (its kind's median)`` of every counted run is pooled (no kind has enough runs
+  to estimate its own tails); the band is the kind's MFU x the ``BAND_QUANTILES`` (5th and 95th
+  percentiles, linear interpolation between order statistics) of that ratio. It is a stated 90% band:
+  of the 25 counted runs, 21 (84%) lie inside their kind's band (with 25 values the 5th and 95th
+  percentiles leave about two at each end outside); ``band_coverage`` measures it. It describes the
+  spread of the catalog's runs, which come mostly from large, well-tuned teams; the hold-out
+  (benchmarks/holdout_runs.py) measures how often other runs fall inside. A run of lower MFU takes
+  longer: the printed device-hours range is FLOPs / (band_high ... band_low).
+- Rounding: MFU, band ends, ``FP8_PEAK_RATIO`` and ``SCOPE_OVERHEAD`` to 3 decimals. ``DEFAULTS``
+  holds the rounded results; tests/test_utilisation.py fails when ``derive_defaults(load_catalog())``
+  differs.
+
+Scope overhead
+--------------
+``SCOPE_OVERHEAD`` is the median of all/pretrain device-hours over the models that publish both (the
+catalog holds both records, same ``model``, scopes ``pretrain`` and ``all``): DeepSeek-V3, 2,788K total
+/ 2,664K pre-training H800 GPU-hours = 1.047 (arXiv 2412.19437 Table 1). One model only; as a cross-check
+(not used: the runs are different model versions) Meta's Llama 3.1 cards, whose hours are "the total GPU
+time required for training each model", give 1.46M / 7.0M H100-hours for 8B / 70B against the Llama 3
+cards' pre-training 1.3M / 6.4M (ratios 1.12 and 1.09).
+
+Goodput
+-------
+``DEFAULT_GOODPUT = 0.90``: Llama 3 (arXiv 2407.21783, Section 3.3.4): "we achieved higher than 90%
+effective training time ... The effective training time measures the time spent on useful training over
+the elapsed time", over a 54-day snapshot of pre-training with 466 job interruptions (47 planned, 419
+unexpected) on up to 16K H100s. Older or less automated runs did worse: PaLM's hours are "including some
+downtime and repeated steps" and imply 0.30 MFU against the 0.462 it reports while training (ratio
+0.66); BLOOM's 1,082,990 hours imply 0.32 against its best 156 TFLOP/s (0.50; ratio 0.64); OPT-175B's
+"~33 days of continuous training" on 992 A100s imply 67 TFLOP/s against the paper's "up to 147" (ratio
+0.45). These ratios also hold any gap between a best or "up to" throughput and the run's average, so
+they bound goodput from below only loosely. ``goodput_evidence`` computes them from the catalog.
+Google Cloud's "ML Productivity Goodput" (2024) splits the same loss into scheduling, runtime and program
+goodput. The default is the best-documented modern figure, applied to wall-clock and device-hours; the
+per-kind MFU absorbs whatever the catalog runs lost beyond it.
+
+Pure Python (no torch). :func:`default_utilisation` and the constants are what an estimate needs;
+:func:`derive_defaults`, :func:`derive_scope_overhead` and :func:`backtest` recompute them from a catalog.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ARCHS = ("dense", "moe")
+PRECISION_CLASSES = ("16-bit", "fp8")
+SIZE_CLASSES = ("<20B", "20-100B", ">100B")
+SIZE_EDGES = (20e9, 100e9)  # active parameters: < 20B, 20B to 100B, > 100B
+MIN_RUNS = 4  # fewer runs than this in a kind: fall back to the wider class
+BAND_QUANTILES = (0.05, 0.95)  # the printed band: 5th-95th percentile (a stated 90% band)
+BAND_COVERAGE = BAND_QUANTILES[1] - BAND_QUANTILES[0]
+DECIMALS = 3  # MFU, band ends, FP8_PEAK_RATIO and SCOPE_OVERHEAD are rounded to this many decimals
+
+_SIXTEEN_BIT = ("bf16", "fp16")
+_PRECISION_CLASS = {"bf16": "16-bit", "fp16": "16-bit", "tf32": "16-bit", "fp32": "16-bit", "fp8": "fp8"}
+
+# -- goodput and scope ---------------------------------------------------------------------------
+
+DEFAULT_GOODPUT = 0.90
+GOODPUT_SOURCES: tuple[tuple[str, str], ...] = (
+    ("Llama 3 Herd of Models, arXiv 2407.21783, Section 3.3.4",
+     "\"higher than 90% effective training time\" over a 54-day pre-training snapshot with 466 job "
+     "interruptions (47 planned, 419 unexpected) on up to 16K H100 GPUs"),
+    ("PaLM, arXiv 2204.02311, Appendix E and Section 4 (catalog run palm-540b)",
+     "hours \"including some downtime and repeated steps\": 0.30 MFU implied vs 0.462 reported (ratio 0.66)"),
+    ("BLOOM, arXiv 2211.05100, Section 3.5 (catalog run bloom-176b)",
+     "1,082,990 GPU-hours imply 0.32 MFU vs the best measured 156 TFLOP/s = 0.50 (ratio 0.64)"),
+    ("OPT model card and arXiv 2205.01068 Section 2.4 (catalog run opt-175b)",
+     "~33 days of continuous training on 992 A100s imply 0.21 MFU vs 'up to 147 TFLOP/s' = 0.47 (ratio 0.45)"),
+    ("Google Cloud blog, 'Introducing ML Productivity Goodput' (2024-04-10)",
+     "goodput = scheduling x runtime x program goodput: the share of time making preserved training progress"),
+)
+
+SCOPE_OVERHEAD = 1.047  # all / pretrain device-hours; see derive_scope_overhead and the module docstring
+SCOPE_OVERHEAD_SOURCE = ("DeepSeek-V3, arXiv 2412.19437 Table 1: 2,788K total / 2,664K pre-training H800 "
+                         "GPU-hours = 1.047 (catalog runs deepseek-v3 and deepseek-v3-all)")
+
+
+# -- kinds ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Kind:
+    """A kind of training run: architecture, precision class, size class of the ACTIVE parameters."""
+
+    arch: str  # "dense" | "moe"
+    precision: str  # "16-bit" | "fp8"
+    size: str  # "<20B" | "20-100B" | ">100B"
+
+    @property
+    def label(self) -> str:
+        return f"{self.arch} {self.precision} {self.size}"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+ALL_KINDS: tuple[Kind, ...] = tuple(Kind(a, p, s) for a in ARCHS for p in PRECISION_CLASSES for s in SIZE_CLASSES)
+
+
+def precision_class(precision: str) -> str:
+    """``16-bit`` for bf16/fp16 (and tf32/fp32, which use the 16-bit fraction of their own peak), ``fp8``."""
+    try:
+        return _PRECISION_CLASS[precision.strip().lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(_PRECISION_CLASS)}") from None
+
+
+def size_class(active_params: float) -> str:
+    """Size class of the active parameters: ``<20B``, ``20-100B`` or ``>100B``."""
+    if not active_params > 0 or not math.isfinite(active_params):
+        raise ValueError(f"active parameters must be a positive number, got {active_params!r}")
+    if active_params < SIZE_EDGES[0]:
+        return SIZE_CLASSES[0]
+    return SIZE_CLASSES[1] if active_params <= SIZE_EDGES[1] else SIZE_CLASSES[2]
+
+
+def run_kind(params: float, active_params: float | None = None, precision: str = "bf16") -> Kind:
+    """The kind of a run: ``params`` are ALL parameters, ``active_params`` those used per token (MoE;
+    default ``params``, i.e. dense). A model is ``moe`` when fewer parameters are active than it has."""
+    if not params > 0 or not math.isfinite(params):
+        raise ValueError(f"parameters must be a positive number, got {params!r}")
+    active = params if active_params is None else active_params
+    if active > params * (1 + 1e-9):
+        raise ValueError(f"active parameters ({active:g}) exceed the parameters ({params:g})")
+    arch = "moe" if active < params * (1 - 1e-9) else "dense"
+    return Kind(arch, precision_class(precision), size_class(active))
+
+
+# -- the per-kind defaults -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Utilisation:
+    """The default utilisation for one kind of run, and where it comes from.
+
+    ``mfu`` and the band are MFU *while training*, as a fraction of the dense peak at the kind's
+    precision; multiply by ``goodput`` (``effective_mfu``) for the share of the peak that reported
+    device-hours imply."""
+
+    kind: Kind
+    mfu: float
+    band_low: float
+    band_high: float
+    num_runs: int  # runs behind ``mfu`` (of the class it was taken from)
+    basis: str  # the class the median was taken over, e.g. "dense 16-bit <20B" or "moe, any precision"
+    rule_text: str
+    fallback_note: str | None  # why a wider class was used, or None
+    goodput: float = DEFAULT_GOODPUT
+    level: int = 0  # 0 the kind itself; 1 (arch, precision); 2 arch; 3 precision; 4 all runs
+    kind_runs: int = 0  # counted runs of the kind itself
+
+    @property
+    def effective_mfu(self) -> float:
+        """MFU over wall-clock (training plus lost time): what reproduces reported device-hours."""
+        return self.mfu * self.goodput
+
+    @property
+    def effective_band(self) -> tuple[float, float]:
+        return self.band_low * self.goodput, self.band_high * self.goodput
+
+
+def _basis_label(level: int, kind: Kind) -> str:
+    return (kind.label, f"{kind.arch} {kind.precision}", f"{kind.arch}, any precision",
+            f"any architecture, {kind.precision}", "all runs")[level]
+
+
+def _make(kind: Kind, mfu: float, band_low: float, band_high: float, num_runs: int, level: int,
+          level0_runs: int, pooled_runs: int, ratio_band: tuple[float, float], goodput: float) -> Utilisation:
+    basis = _basis_label(level, kind)
+    lo_q, hi_q = (round(q * 100) for q in BAND_QUANTILES)
+    fp8 = " converted to the FP8 peak (x 16-bit/FP8 peak ratio)" if kind.precision == "fp8" else ""
+    rule = (f"median implied MFU of {num_runs} scope:pretrain runs ({basis}; 6ND / (device-hours x 3600 x "
+            f"dense 16-bit peak)){fp8}, divided by goodput {goodput:.2f}: {mfu:.2f} while training; band = "
+            f"{lo_q}th-{hi_q}th percentile of the implied/kind-median ratio over all {pooled_runs} runs "
+            f"({ratio_band[0]:.2f}-{ratio_band[1]:.2f}): {band_low:.2f}-{band_high:.2f}")
+    note = None
+    if level:
+        note = (f"{level0_runs} run{'s' if level0_runs != 1 else ''} of kind {kind.label} (fewer than "
+                f"{MIN_RUNS}): fell back to {basis} ({num_runs} runs)")
+    return Utilisation(kind=kind, mfu=mfu, band_low=band_low, band_high=band_high, num_runs=num_runs,
+                       basis=basis, rule_text=rule, fallback_note=note, goodput=goodput, level=level,
+                       kind_runs=level0_runs)
+
+
+# Stored results of derive_defaults(load_catalog()) (see RULE): kind -> (mfu while training, band_low,
+# band_high, runs behind the value, fallback level, runs of the kind itself). 25 scope:pretrain runs
+# with hours are counted; their implied/kind-median ratio has 5th-95th percentiles 0.685-1.489.
+# Regenerate with `python -c "from estimator.utilisation import *; from estimator.catalog import
+# load_catalog as L; c = L(); print(stored_table(derive_defaults(c.runs, c.accelerators, c.models)))"`.
+_POOLED_RUNS = 25
+_RATIO_BAND = (0.685, 1.489)
+RATIO_BAND = _RATIO_BAND  # the band as a ratio to a kind's median MFU (5th-95th percentile)
+_STORED: dict[tuple[str, str, str], tuple[float, float, float, int, int, int]] = {
+    ("dense", "16-bit", "<20B"): (0.408, 0.28, 0.608, 10, 0, 10),
+    ("dense", "16-bit", "20-100B"): (0.453, 0.31, 0.675, 6, 0, 6),
+    ("dense", "16-bit", ">100B"): (0.346, 0.237, 0.515, 4, 0, 4),
+    ("dense", "fp8", "<20B"): (0.204, 0.14, 0.304, 20, 2, 0),
+    ("dense", "fp8", "20-100B"): (0.204, 0.14, 0.304, 20, 2, 0),
+    ("dense", "fp8", ">100B"): (0.204, 0.14, 0.304, 20, 2, 0),
+    ("moe", "16-bit", "<20B"): (0.241, 0.165, 0.359, 4, 1, 3),
+    ("moe", "16-bit", "20-100B"): (0.241, 0.165, 0.359, 4, 1, 1),
+    ("moe", "16-bit", ">100B"): (0.241, 0.165, 0.359, 4, 1, 0),
+    ("moe", "fp8", "<20B"): (0.127, 0.087, 0.189, 5, 2, 0),
+    ("moe", "fp8", "20-100B"): (0.127, 0.087, 0.189, 5, 2, 1),
+    ("moe", "fp8", ">100B"): (0.127, 0.087, 0.189, 5, 2, 0),
+}
+FP8_PEAK_RATIO = 0.5  # dense 16-bit peak / dense FP8 peak (median over catalog accelerators with both)
+
+
+def _build_stored() -> dict[Kind, Utilisation]:
+    return {Kind(*key): _make(Kind(*key), *vals[:4], level=vals[4], level0_runs=vals[5], pooled_runs=_POOLED_RUNS,
+                              ratio_band=_RATIO_BAND, goodput=DEFAULT_GOODPUT)
+            for key, vals in _STORED.items()}
+
+
+DEFAULTS: dict[Kind, Utilisation] = _build_stored()
+RULE = __doc__
+
+
+def default_utilisation(kind: Kind) -> Utilisation:
+    """The stored default utilisation for ``kind`` (see :data:`RULE`)."""
+    try:
+        return DEFAULTS[kind]
+    except KeyError:
+        raise ValueError(f"unknown kind {kind!r}; kinds are {', '.join(k.label for k in ALL_KINDS)}") from None
+
+
+def utilisation_for(params: float, active_params: float | None = None, precision: str = "bf16") -> Utilisation:
+    """``default_utilisation(run_kind(params, active_params, precision))``."""
+    return default_utilisation(run_kind(params, active_params, precision))
+
+
+# -- deriving them from a catalog ----------------------------------------------------------------
+
+
+def _index(items: Any) -> dict[str, Any]:
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        for key in (item.id, *getattr(item, "aliases", ())):
+            out.setdefault(key.lower(), item)
+    return out
+
+
+def peak_16bit(acc: Any) -> float | None:
+    """Dense 16-bit peak TFLOP/s of an accelerator (bf16, else fp16), or None."""
+    for dtype in _SIXTEEN_BIT:
+        peak = acc.peak_tflops.get(dtype)
+        if peak:
+            return peak
+    return None
+
+
+def fp8_peak_ratio(accelerators: Any) -> float:
+    """Median of dense 16-bit peak / dense FP8 peak over the accelerators that have both."""
+    ratios = [peak_16bit(a) / a.peak_tflops["fp8"] for a in _index(accelerators).values()
+              if peak_16bit(a) and a.peak_tflops.get("fp8")]
+    if not ratios:
+        raise ValueError("no accelerator has both a 16-bit and an FP8 peak")
+    return round(statistics.median(ratios), DECIMALS)
+
+
+def reported_device_hours(run: Any) -> float | None:
+    """Reported device-hours, else wall-clock days x 24 x devices, else None."""
+    if getattr(run, "device_hours", None) is not None:
+        return run.device_hours
+    if getattr(run, "wall_clock_days", None) is not None:
+        return run.wall_clock_days * 24.0 * run.num_devices
+    return None
+
+
+def total_params(run: Any, models: Any = None) -> float:
+    """All parameters of a run's model: the run's ``total_params``, else the models catalog entry of its
+    ``model`` when that is an MoE (active < params), else the run's ``params`` (dense)."""
+    if getattr(run, "total_params", None):
+        return run.total_params
+    model = _index(models).get(str(getattr(run, "model", "")).lower())
+    if model is not None and model.active_params is not None and model.active_params < model.params:
+        return model.params
+    return run.params
+
+
+def kind_of_run(run: Any, models: Any = None) -> Kind:
+    """The kind of a catalog run (``run.params`` is the ACTIVE count)."""
+    return run_kind(total_params(run, models), run.params, run.precision)
+
+
+def implied_mfu_16bit(run: Any, accelerators: Any) -> float | None:
+    """6ND / (reported device-hours x 3600 x dense 16-bit peak), or None without hours or a 16-bit peak."""
+    hours = reported_device_hours(run)
+    acc = _index(accelerators).get(run.accelerator.lower())
+    peak = peak_16bit(acc) if acc is not None else None
+    if hours is None or not peak:
+        return None
+    return 6.0 * run.params * run.tokens / (hours * 3600.0 * peak * 1e12)
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The ``q`` quantile (0-1) by linear interpolation between order statistics (numpy's 'linear')."""
+    data = sorted(values)
+    if not data:
+        raise ValueError("no values")
+    pos = q * (len(data) - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    id: str
+    kind: Kind
+    mfu16: float
+
+
+def counted_runs(runs: Iterable[Any], accelerators: Any, models: Any = None) -> list[_Counted]:
+    """The runs the defaults are derived from: scope pretrain, with device-hours (or days x devices)."""
+    out = []
+    for run in runs:
+        if getattr(run, "scope", None) != "pretrain":
+            continue
+        m = implied_mfu_16bit(run, accelerators)
+        if m is not None:
+            out.append(_Counted(run.id, kind_of_run(run, models), m))
+    return out
+
+
+def _levels(kind: Kind) -> tuple:
+    return (
+        lambda k: k == kind,
+        lambda k: (k.arch, k.precision) == (kind.arch, kind.precision),
+        lambda k: k.arch == kind.arch,
+        lambda k: k.precision == kind.precision,
+        lambda k: True,
+    )
+
+
+def _class_median(kind: Kind, counted: list[_Counted]) -> tuple[float, int, int, int]:
+    """(median 16-bit-basis MFU, runs behind it, level used, runs of the kind itself)."""
+    own = sum(c.kind == kind for c in counted)
+    for level, member in enumerate(_levels(kind)):
+        values = [c.mfu16 for c in counted if member(c.kind)]
+        if len(values) >= MIN_RUNS or level == 4:
+            if not values:
+                raise ValueError("no counted runs to derive defaults from")
+            return statistics.median(values), len(values), level, own
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def derive_defaults(runs: Iterable[Any], accelerators: Any, models: Any = None,
+                    goodput: float = DEFAULT_GOODPUT) -> dict[Kind, Utilisation]:
+    """Recompute the per-kind defaults from published runs (see :data:`RULE`), rounded as stored."""
+    counted = counted_runs(runs, accelerators, models)
+    ratio = fp8_peak_ratio(accelerators)
+    medians = {kind: _class_median(kind, counted) for kind in ALL_KINDS}
+    residuals = [c.mfu16 / medians[c.kind][0] for c in counted]
+    ratio_band = tuple(round(percentile(residuals, q), DECIMALS) for q in BAND_QUANTILES)
+    out = {}
+    for kind in ALL_KINDS:
+        med16, n, level, own = medians[kind]
+        effective = med16 * (ratio if kind.precision == "fp8" else 1.0)
+        mfu = round(effective / goodput, DECIMALS)
+        band = (round(mfu * percentile(residuals, BAND_QUANTILES[0]), DECIMALS),
+                round(mfu * percentile(residuals, BAND_QUANTILES[1]), DECIMALS))
+        out[kind] = _make(kind, mfu, *band, n, level=level, level0_runs=own, pooled_runs=len(counted),
+                          ratio_band=ratio_band, goodput=goodput)
+    return out
+
+
+def stored_table(defaults: Mapping[Kind, Utilisation]) -> dict[tuple[str, str, str], tuple]:
+    """The compact form of ``_STORED`` for a set of defaults (to regenerate the constants)."""
+    return {(k.arch, k.precision, k.size): (u.mfu, u.band_low, u.band_high, u.num_runs, u.level, u.kind_runs)
+            for k, u in sorted(defaults.items())}
+
+
+def derive_scope_overhead(runs: Iterable[Any]) -> tuple[float, list[tuple[str, float]]]:
+    """Median all/pretrain device-hours over models with both a ``pretrain`` and an ``all`` record (same
+    ``model`` and tokens), rounded; and the (model, ratio) pairs behind it."""
+    by_model: dict[tuple[str, float], dict[str, float]] = {}
+    for run in runs:
+        hours = reported_device_hours(run)
+        if hours is not None and getattr(run, "scope", None) in ("pretrain", "all"):
+            by_model.setdefault((str(run.model), run.tokens), {})[run.scope] = hours
+    pairs = [(model, scopes["all"] / scopes["pretrain"]) for (model, _), scopes in sorted(by_model.items())
+             if {"pretrain", "all"} <= scopes.keys()]
+    if not pairs:
+        raise ValueError("no model has both a pretrain and an all record")
+    return round(statistics.median(r for _, r in pairs), DECIMALS), pairs
+
+
+def goodput_evidence(runs: Iterable[Any], accelerators: Any) -> list[tuple[str, float, float, float, str]]:
+    """For runs that report both device-hours and a throughput measured while training: (id, implied MFU,
+    reported MFU, implied/reported, scope). The ratio is a lower bound on goodput (it also holds any gap
+    between an "up to" throughput and the run's average). A cross-check; the default is a published figure."""
+    accs = _index(accelerators)
+    out = []
+    for run in runs:
+        acc = accs.get(run.accelerator.lower())
+        hours = reported_device_hours(run)
+        peak = acc.peak_tflops.get(run.precision) if acc is not None else None
+        if hours is None or not peak:
+            continue
+        reported = run.reported_mfu
+        if reported is None and run.reported_tflops_per_device is not None:
+            reported = run.reported_tflops_per_device / peak
+        if reported is None:
+            continue
+        implied = 6.0 * run.params * run.tokens / (hours * 3600.0 * peak * 1e12)
+        out.append((run.id, implied, reported, implied / reported, run.scope or "?"))
+    return out
+
+
+__all__ = [
+    "ALL_KINDS", "BAND_COVERAGE", "BAND_QUANTILES", "DEFAULTS", "DEFAULT_GOODPUT", "FP8_PEAK_RATIO",
+    "GOODPUT_SOURCES", "RATIO_BAND", "Kind", "MIN_RUNS", "RULE", "SCOPE_OVERHEAD",
+    "SCOPE_OVERHEAD_SOURCE", "Utilisation", "counted_runs", "default_utilisation",
+    "derive_defaults", "derive_scope_overhead", "fp8_peak_ratio", "goodput_evidence",
+    "implied_mfu_16bit", "kind_of_run", "percentile", "precision_class", "reported_device_hours", "run_kind",
+    "size_class", "stored_table", "total_params", "utilisation_for",
+]
