@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from .arch import Architecture
-from .params import ParamCount, count_params
+from .params import ParamCount, count_params, norm_params
 from .errors import InputError
 from .vocab import RECOMPUTE_MODES, ZERO_STAGES
 
@@ -247,7 +247,7 @@ def _params_per_device(arch: Architecture, counts: ParamCount, parallel: Paralle
     experts = b.get("experts", 0)
     embedding = b.get("embedding", 0)
     head = b.get("output_head", 0) + b.get("pooler", 0) + b.get("mlm_head", 0)
-    final_norm = (arch.hidden_size * (2 if arch.norm == "layernorm" else 1)) if arch.final_norm else 0
+    final_norm = norm_params(arch, arch.hidden_size) if arch.final_norm else 0
     layers_other = counts.total - experts - embedding - head - final_norm
     p, t, e = parallel.pipeline, parallel.tensor, parallel.expert
     share = math.ceil(arch.num_layers / p) / arch.num_layers
