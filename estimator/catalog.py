@@ -108,12 +108,29 @@ class Model:
     training_tokens: float | None = None
     seq_len: int | None = None
     architecture: Mapping[str, Any] | None = None
+    forward_flops_per_sample: float | None = None  # models trained on samples (images): forward FLOPs each
+    input_size: str | None = None  # what one sample is, for forward_flops_per_sample
     notes: str | None = None
 
     @property
     def params_active(self) -> float:
         """Parameters used per token: ``active_params`` for MoE, else ``params``."""
         return self.active_params if self.active_params is not None else self.params
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """A training set: the samples one epoch trains on (and, for text, the tokens per sample)."""
+
+    id: str
+    name: str
+    samples: int
+    sample: str
+    source: str
+    retrieved: _dt.date
+    aliases: tuple[str, ...] = ()
+    seq_len: int | None = None
+    notes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +388,21 @@ class Catalog:
             if run.scope is not None and run.scope not in RUN_SCOPES:
                 raise CatalogError("runs.yaml", run.id, "scope", f"must be one of {', '.join(RUN_SCOPES)}, got {run.scope!r}")
         return runs
+
+    @functools.cached_property
+    def datasets(self) -> tuple[Dataset, ...]:
+        """Training sets (catalogs/datasets.yaml), loaded on first use."""
+        return _records(self.directory / "datasets.yaml", "datasets", Dataset)
+
+    def dataset(self, name: str) -> Dataset:
+        """The dataset with id or alias ``name``; UnknownNameError (with close matches) if none."""
+        if not isinstance(name, str) or not name.strip():
+            raise InputError("--dataset must not be empty")
+        index = {k.lower(): d for d in self.datasets for k in (d.id, *d.aliases)}
+        found = index.get(name.strip().lower())
+        if found is None:
+            raise UnknownNameError("dataset", name, index)
+        return found
 
     @functools.cached_property
     def systems(self) -> tuple:

@@ -98,6 +98,9 @@ class Estimate:
     params: float | None = None
     active_params: float | None = None
     tokens: float | None = None
+    samples: float | None = None  # workloads in samples: samples trained over all epochs
+    epochs: float | None = None
+    dataset: str | None = None
     plan: Plan | None = None
     num_gpus_given: bool = True
     seq_len: int | None = None
@@ -114,6 +117,7 @@ class Estimate:
     layouts: tuple[LayoutSummary, ...] = ()
     goodput: float = 1.0
     mfu_while_training: float | None = None  # the inverse question: implied MFU / assumed goodput
+    default_wall_clock_days: float | None = None  # a ported run: the estimate from FLOPs at the default MFU
     scope: str = "pretrain"
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -189,6 +193,15 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     if parts.scope_factor != 1:
         assumptions.append(f"scope: all of training, {parts.scope_factor:g} x the pre-training device-hours "
                            f"({parts.scope_source})")
+    default_days = None
+    if rate.kind is ThroughputKind.PORTED:  # beside the port, the estimate from FLOPs alone
+        from .throughput import datasheet_throughput
+        from .utilisation import DEFAULT_GOODPUT
+
+        default = datasheet_throughput(acc, request.precision, params=work.params, active_params=work.active_params)
+        default_days = device_hours(work.flops, default.achieved_tflops) / DEFAULT_GOODPUT / num_gpus / 24.0
+        assumptions.append(f"from FLOPs alone: {default_days * 24:.3g} hours on {num_gpus} x {acc.id} at "
+                           f"{default.source.replace('default MFU', 'the default MFU')}, {DEFAULT_GOODPUT:.0%} goodput")
     mfu_while_training = None
     if rate.kind is ThroughputKind.IMPLIED and rate.mfu is not None:
         from .utilisation import DEFAULT_GOODPUT
@@ -246,6 +259,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         energy_kwh=energy_kwh, pue=request.pue, electricity_usd_per_kwh=request.electricity_usd_per_kwh,
         energy_cost_usd=energy_cost, own_cost_usd=own_cost, range=band,
         model=work.model, params=work.params, active_params=work.active_params, tokens=work.tokens,
+        samples=work.samples, epochs=work.epochs, dataset=work.dataset,
         plan=parts.plan, num_gpus_given=parts.num_gpus_given, seq_len=work.seq_len, flops_6nd=work.flops_6nd,
         flops_detailed=work.flops_detailed, min_gpus_to_fit=parts.min_gpus_to_fit,
         time_model="step" if step is not None else "flat",
@@ -257,7 +271,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         system=step.system.id if step else None,
         layouts=tuple(LayoutSummary(c.layout.to_dict(), c.step_time_s, c.mfu, c.memory_gb)
                       for c in step.ranked) if step else (),
-        goodput=goodput, mfu_while_training=mfu_while_training, scope=request.scope or "pretrain",
+        goodput=goodput, mfu_while_training=mfu_while_training, default_wall_clock_days=default_days, scope=request.scope or "pretrain",
         assumptions=tuple(assumptions), warnings=tuple(warnings),
     )
 

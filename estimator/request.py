@@ -40,11 +40,14 @@ OPTION = {
     "context_parallel": "--context-parallel", "expert_parallel": "--expert-parallel", "zero_stage": "--zero-stage",
     "global_batch": "--global-batch", "micro_batch": "--micro-batch", "recompute": "--recompute",
     "time_model": "--time-model", "num_layouts": "--layouts", "goodput": "--goodput", "scope": "--scope",
+    "dataset": "--dataset", "samples": "--samples", "epochs": "--epochs", "flops_per_sample": "--flops-per-sample",
+    "measured_time_s": "--measured-time", "measured_gpu": "--measured-gpu", "measured_num_gpus": "--measured-num-gpus",
 }
-_QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hours", "price", "budget_usd")
+_QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hours", "price", "budget_usd", "samples",
+               "epochs", "flops_per_sample")
 _COUNTS = ("num_gpus", "seq_len", "tensor_parallel", "pipeline_parallel", "context_parallel", "expert_parallel",
-           "global_batch", "micro_batch", "num_layouts")
-_NAMES = ("model", "gpu", "system", "provider")
+           "global_batch", "micro_batch", "num_layouts", "measured_num_gpus")
+_NAMES = ("model", "gpu", "system", "provider", "dataset", "measured_gpu")
 _PATHS = ("hf_config", "calibration")
 LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "context_parallel", "expert_parallel", "zero_stage",
                  "global_batch", "micro_batch", "recompute")
@@ -99,6 +102,13 @@ class EstimateRequest:
     num_layouts: int = DEFAULT_NUM_LAYOUTS
     goodput: float | None = None
     scope: str | None = None
+    dataset: str | None = None
+    samples: float | None = None
+    epochs: float | None = None
+    flops_per_sample: float | None = None  # FORWARD FLOPs per sample; training = 3 x forward
+    measured_time_s: float | None = None  # a reported wall-clock time of this run, to move to other hardware
+    measured_gpu: str | None = None
+    measured_num_gpus: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -125,6 +135,11 @@ class EstimateRequest:
             if value is not None:
                 limit = {"num_gpus": MAX_DEVICES, "global_batch": 100 * MAX_DEVICES, "num_layouts": 50}.get(name, 10**7)
                 set_(self, name, parse_count(value, what=OPTION[name], maximum=limit))
+        if self.measured_time_s is not None:
+            value = self.measured_time_s
+            seconds = parse_duration_s(value, what="--measured-time") if isinstance(value, str) else \
+                parse_quantity(value, what="--measured-time")
+            set_(self, "measured_time_s", seconds)
         if self.deadline_s is not None:
             if isinstance(self.deadline_s, str):
                 set_(self, "deadline_s", parse_duration_s(self.deadline_s))
@@ -167,6 +182,22 @@ class EstimateRequest:
         self._check_combinations()
 
     def _check_combinations(self) -> None:
+        in_samples = self.dataset is not None or self.samples is not None
+        if self.epochs is not None and not in_samples:
+            raise InputError("--epochs counts passes over --dataset NAME or --samples N; give one of them")
+        if self.flops_per_sample is not None and not in_samples:
+            raise InputError("--flops-per-sample needs the samples trained: --dataset NAME or --samples N")
+        if in_samples and (self.tokens is not None or self.flops is not None):
+            raise InputError("--dataset/--samples say how much is trained; drop --tokens/--flops")
+        if in_samples and self.params is not None and self.flops_per_sample is None:
+            raise InputError("--params with --dataset/--samples needs --flops-per-sample (forward FLOPs of one sample)")
+        if in_samples and self.budget_usd is not None:
+            raise InputError("--budget answers the tokens of a token workload; drop --dataset/--samples")
+        measured = [OPTION[n] for n in ("measured_gpu", "measured_num_gpus") if getattr(self, n) is not None]
+        if measured and self.measured_time_s is None:
+            raise InputError(f"{' and '.join(measured)} describe a measured run; add --measured-time (e.g. 30min)")
+        if self.measured_time_s is not None and self.measured_gpu is None:
+            raise InputError("--measured-time needs --measured-gpu (the accelerator the time was measured on)")
         given = [OPTION[n] for n in ("model", "hf_config", "params", "flops") if getattr(self, n) is not None]
         planning_size = self.chinchilla
         if len(given) > 1:
@@ -179,15 +210,17 @@ class EstimateRequest:
             raise InputError(f"--active-params ({self.active_params:.4g}) exceeds the total parameters ({self.params:.4g})")
         if self.flops is not None and self.tokens is not None:
             raise InputError("--tokens has no effect with --flops; drop one of them")
-        if self.params is not None and self.tokens is None and self.budget_usd is None:
+        if self.params is not None and self.tokens is None and self.budget_usd is None and not in_samples:
             raise InputError("--params needs --tokens (the number of training tokens, e.g. 300B)")
         architecture_known = self.model is not None or self.hf_config is not None
         if self.seq_len is not None and not architecture_known:
             raise InputError("--seq-len applies to a model with an architecture (--model or --hf-config); "
                              "with --params or --flops the count is 6ND, which has no sequence length")
-        rates = [OPTION[n] for n in ("mfu", "tflops", "gpu_hours", "calibration") if getattr(self, n) is not None]
+        rates = [OPTION[n] for n in ("mfu", "tflops", "gpu_hours", "calibration", "measured_time_s")
+                 if getattr(self, n) is not None]
         if len(rates) > 1:
-            raise InputError(f"give only one of --mfu, --tflops, --gpu-hours or --calibration (got {' and '.join(rates)})")
+            raise InputError("give only one of --mfu, --tflops, --gpu-hours, --calibration or --measured-time "
+                             f"(got {' and '.join(rates)})")
         if self.price is not None and self.provider is not None:
             raise InputError("give --price or --provider, not both")
         if self.deadline_s is not None and self.num_gpus is not None:
@@ -212,12 +245,13 @@ class EstimateRequest:
             if not architecture_known:
                 raise InputError(f"{', '.join(layout)} need the step-time model, which needs an architecture: "
                                  "--model NAME (with an architecture) or --hf-config PATH")
-            if rates and rates[0] in ("--mfu", "--tflops", "--gpu-hours"):
+            if rates and rates[0] in ("--mfu", "--tflops", "--gpu-hours", "--measured-time"):
                 raise InputError(f"{rates[0]} sets the throughput directly (the flat model); drop it or "
                                  f"{', '.join(layout)}")
         if self.time_model is TimeModel.STEP and not architecture_known:
             raise InputError("--time-model step needs an architecture: --model NAME (with one) or --hf-config PATH")
-        if self.time_model is TimeModel.STEP and rates and rates[0] in ("--mfu", "--tflops", "--gpu-hours"):
+        if self.time_model is TimeModel.STEP and rates and rates[0] in ("--mfu", "--tflops", "--gpu-hours",
+                                                                        "--measured-time"):
             raise InputError(f"{rates[0]} sets the throughput directly; it cannot be combined with --time-model step")
 
     @property

@@ -20,7 +20,7 @@ from .errors import InputError
 from .pricing import PriceChoice, resolve_price
 from .request import DEFAULT_GPU, EstimateRequest
 from .throughput import (Throughput, ThroughputKind, datasheet_throughput, given_throughput, implied_throughput,
-                         peak_for)
+                         peak_for, ported_throughput)
 from .vocab import FlopsMethod, TimeModel
 from .workload import Workload, build_workload, model_size
 
@@ -89,6 +89,16 @@ def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, rec
     size = size or work
     params = getattr(size, "params", None)
     active = getattr(size, "active_params", None)
+    if request.measured_time_s is not None:
+        from .catalog import load_catalog
+
+        measured = load_catalog().accelerator(request.measured_gpu)
+        rate = ported_throughput(acc, request.precision, work.flops, measured=measured, seconds=request.measured_time_s,
+                                 devices=request.measured_num_gpus or 1, params=params, active_params=active)
+        if rate.mfu > 1:
+            warnings.append(f"the measured time implies MFU {rate.mfu:.0%} on {measured.id}, above its dense "
+                            f"{request.precision} peak: check the time, the epochs and the precision")
+        return rate
     if request.tflops is not None:
         return given_throughput(acc, request.precision, request.tflops, params=params, active_params=active)
     return datasheet_throughput(acc, request.precision, mfu=request.mfu, params=params, active_params=active)
@@ -153,7 +163,8 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     step = None
     use_step = (request.time_model is TimeModel.STEP or (
         request.time_model is None and work.architecture is not None and plan is None and record is None
-        and request.mfu is None and request.tflops is None and request.gpu_hours is None))
+        and request.mfu is None and request.tflops is None and request.gpu_hours is None
+        and request.measured_time_s is None))
     if use_step and work.architecture is None:
         raise InputError(f"the step-time model needs an architecture; {work.model!r} has none "
                          "(pass its config.json with --hf-config, or --time-model flat)")

@@ -8,6 +8,9 @@ Four sources (Epoch AI's device-time method, run in either direction):
 - ``implied``: reported device-hours -> achieved = FLOPs / (device-hours x 3600) (the inverse,
   the DeepSeek-V3 question: 3.3e24 FLOPs in 2.664M H800-hours);
 - ``calibrated``: measured by ``gpucost profile`` (:mod:`estimator.measured`);
+- ``ported``: a reported time of the same run on other hardware gives the MFU it reached there,
+  applied to this accelerator's peak (the slides' "30 minutes on a DGX, so 0.5 x 8 x 1.5 hours on
+  a 4090" made explicit);
 - ``step``: predicted by the step-time model for a parallel layout (:mod:`estimator.step`).
 """
 
@@ -27,6 +30,7 @@ class ThroughputKind(str, enum.Enum):
     GIVEN = "given"
     IMPLIED = "implied"
     CALIBRATED = "calibrated"
+    PORTED = "ported"
     STEP = "step"
 
 
@@ -124,5 +128,24 @@ def implied_throughput(acc: Accelerator, precision: str, flops: float, hours: fl
                       ThroughputKind.IMPLIED)
 
 
+def ported_throughput(acc: Accelerator, precision: str, flops: float, *, measured: Accelerator, seconds: float,
+                      devices: int, params: float | None = None, active_params: float | None = None) -> Throughput:
+    """The MFU that ``flops`` in ``seconds`` on ``devices`` x ``measured`` imply, applied to ``acc``'s
+    dense peak for ``precision``; the band is the published runs' spread around it."""
+    ref_peak = peak_for(measured, precision)
+    peak = peak_for(acc, precision)
+    if ref_peak is None or peak is None:
+        missing = measured.id if ref_peak is None else acc.id
+        raise InputError(f"{missing} has no {precision} peak in the catalog; choose another --precision")
+    achieved_ref = flops / (seconds * devices) / 1e12
+    mfu = achieved_ref / ref_peak
+    u = default_utilisation_for(params, active_params, precision)
+    ratio_low, ratio_high = u.band_low / u.mfu, u.band_high / u.mfu
+    source = (f"ported: {flops:.3g} FLOPs in {seconds / 3600:.3g} h on {devices} x {measured.id} = {achieved_ref:.4g} "
+              f"TFLOP/s per device, MFU {mfu:.1%} of its {ref_peak:g} dense {precision}, applied to {acc.id}")
+    return Throughput(mfu * peak, peak, source, ThroughputKind.PORTED,
+                      (mfu * peak * ratio_low, mfu * peak * ratio_high))
+
+
 __all__ = ["Throughput", "ThroughputKind", "achieved_tflops", "datasheet_throughput",
-           "default_utilisation_for", "device_hours", "given_throughput", "implied_throughput", "peak_for"]
+           "default_utilisation_for", "device_hours", "given_throughput", "ported_throughput", "implied_throughput", "peak_for"]

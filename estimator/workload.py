@@ -37,6 +37,9 @@ class Workload:
     flops_6nd: float | None = None
     flops_detailed: float | None = None  # architecture-aware count (estimator.flops), when known
     method: FlopsMethod = FlopsMethod.SIX_ND
+    samples: float | None = None  # samples trained, all epochs (workloads in samples)
+    epochs: float | None = None
+    dataset: str | None = None
     catalog_model: Model | None = field(default=None, repr=False, compare=False)
     architecture: Any = field(default=None, repr=False, compare=False)
 
@@ -88,11 +91,53 @@ def model_size(request: EstimateRequest, catalog: Catalog) -> ModelSize:
     return size
 
 
+def _samples_workload(request: EstimateRequest, catalog: Catalog, size: ModelSize | None) -> Workload | float:
+    """A workload in samples and epochs: 3 x forward FLOPs per sample x samples for a model that
+    gives its forward FLOPs per sample (or ``--flops-per-sample``); for a transformer with an
+    architecture the tokens (samples x tokens per sample), returned as a float for the token path."""
+    dataset = catalog.dataset(request.dataset) if request.dataset is not None else None
+    per_epoch = request.samples if request.samples is not None else dataset.samples
+    epochs = request.epochs if request.epochs is not None else 1.0
+    total = per_epoch * epochs
+    what = (f"{per_epoch:,.0f} {dataset.id} samples" if dataset and request.samples is None else f"{per_epoch:,.0f} samples")
+    forward = request.flops_per_sample
+    if forward is None and size is not None and size.record is not None:
+        forward = size.record.forward_flops_per_sample
+    if forward is not None:
+        where = "--flops-per-sample" if request.flops_per_sample is not None else (
+            f"{size.name}: {size.record.input_size or 'per sample'}")
+        return Workload(
+            flops=3.0 * forward * total, params=size.params if size else None,
+            active_params=size.active_params if size else None, model=size.name if size else None,
+            flops_method=(f"3 x forward FLOPs per sample ({forward:.3g}, {where}; backward = 2 x forward) x "
+                          f"{what} x {epochs:g} epoch{'s' if epochs != 1 else ''}"),
+            samples=total, epochs=epochs, dataset=dataset.id if dataset else None,
+            catalog_model=size.record if size else None)
+    if size is not None and size.architecture is not None:
+        seq_len = request.seq_len or (dataset.seq_len if dataset else None) or size.catalog_seq_len \
+            or size.architecture.default_seq_len
+        if seq_len is None:
+            raise InputError(f"{size.name} has no sequence length for its samples; give --seq-len")
+        return total * seq_len
+    raise InputError(f"{size.name if size else 'the model'!r} gives no FLOPs per sample: add --flops-per-sample F "
+                     "(forward FLOPs of one sample) or use a model with an architecture")
+
+
 def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float | None = None) -> Workload:
     """The Workload of ``request``; ``tokens`` overrides the request's (the budget question)."""
     if request.flops is not None:
         return Workload(flops=request.flops, flops_method="given (--flops)")
-    size = model_size(request, catalog)
+    in_samples = request.dataset is not None or request.samples is not None
+    size = model_size(request, catalog) if request.params is not None or request.architecture_known else None
+    if in_samples:
+        sampled = _samples_workload(request, catalog, size)
+        if isinstance(sampled, Workload):
+            return sampled
+        tokens = sampled
+        dataset = catalog.dataset(request.dataset) if request.dataset is not None else None
+        if request.seq_len is None and dataset is not None and dataset.seq_len is not None:
+            request = request.with_(seq_len=dataset.seq_len)
+    size = size or model_size(request, catalog)
     tok = tokens if tokens is not None else request.tokens
     if tok is None:
         if size.published_tokens is None:
@@ -118,10 +163,16 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
                              "(see `gpucost models show NAME`, or --hf-config)")
         chosen = detailed
         method_text = f"detailed count from the architecture at sequence length {seq_len} (PaLM appendix B convention)"
+    samples = epochs = dataset_id = None
+    if in_samples:
+        epochs = request.epochs if request.epochs is not None else 1.0
+        samples = tok / seq_len
+        dataset_id = request.dataset and catalog.dataset(request.dataset).id
+        method_text += f"; {samples:,.0f} sequences of {seq_len} tokens ({epochs:g} epoch{'s' if epochs != 1 else ''})"
     return Workload(flops=chosen, flops_method=method_text, tokens=tok, params=size.params,
                     active_params=size.active_params, model=size.name, seq_len=seq_len, seq_len_source=seq_source,
-                    flops_6nd=six_nd, flops_detailed=detailed, method=request.flops_method, catalog_model=size.record,
-                    architecture=arch)
+                    flops_6nd=six_nd, flops_detailed=detailed, method=request.flops_method, samples=samples,
+                    epochs=epochs, dataset=dataset_id, catalog_model=size.record, architecture=arch)
 
 
 

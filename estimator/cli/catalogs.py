@@ -84,3 +84,12 @@ def systems_cmd(*, gpu: Annotated[Optional[str], typer.Option(help="Only the sys
     if format in ("table", "markdown"):
         typer.echo("\nScale-up GB/s is per accelerator and direction; bus bandwidths (GB/s) are published nccl-tests "
                    "measurements (see --format json for sources).")
+
+
+def datasets_cmd(*, format: Format = "table") -> None:
+    """List the datasets for workloads in samples and epochs (`estimate --dataset NAME --epochs E`)."""
+    _check_format(format)
+    datasets = load_catalog().datasets
+    data = [{f: getattr(d, f) for f in d.__dataclass_fields__} for d in datasets]
+    table = [(d.id, d.name, f"{d.samples:,}", d.sample, str(d.seq_len or "-")) for d in datasets]
+    typer.echo(render(data, format, rows=table, headers=("id", "name", "samples per epoch", "sample", "tokens/sample")))

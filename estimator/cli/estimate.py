@@ -47,6 +47,10 @@ GlobalBatch = Annotated[Optional[str], typer.Option(help="Sequences per optimize
 MicroBatch = Annotated[Optional[str], typer.Option(help="Sequences per micro-batch per pipeline. Default: searched.")]
 Recompute = Annotated[Optional[str], typer.Option(help=f"Activation recomputation: {', '.join(RECOMPUTE_MODES)}. Default: searched.")]
 Layouts = Annotated[int, typer.Option("--layouts", help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
+Dataset = Annotated[Optional[str], typer.Option(help="Train on this dataset (see `gpucost datasets`): samples per epoch, e.g. imagenet, mnist, squad.")]
+Samples = Annotated[Optional[str], typer.Option(help="Samples per epoch (images, sequences), e.g. 1.28M; instead of --dataset.")]
+Epochs = Annotated[Optional[str], typer.Option(help="Passes over --dataset/--samples. Default: 1.")]
+FlopsPerSample = Annotated[Optional[str], typer.Option(help="FORWARD FLOPs of one sample (training = 3 x forward), for a model the catalog has no count for.")]
 Goodput = Annotated[Optional[float], typer.Option(help="Share of wall-clock that trains, in (0, 1] (failures, restarts, checkpoints, evaluation). Default: 0.9 (Llama 3) with the default MFU and the step model; 1 with --tflops/--mfu/--calibration.")]
 Scope = Annotated[Optional[str], typer.Option(help="What the hours cover: pretrain (the default) or all (pre- and post-training: x the published overhead; with --gpu-hours, the reported hours cover all).")]
 
@@ -58,7 +62,10 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
         work.append(f"{si(est.active_params)} active of {si(est.params)} params")
     elif est.params is not None:
         work.append(f"{si(est.params)} params")
-    if est.tokens is not None:
+    if est.samples is not None:
+        work.append(f"{si(est.samples)} samples" + (f" ({est.epochs:g} epochs of {est.dataset})" if est.dataset
+                                                     else f" ({est.epochs:g} epochs)" if est.epochs != 1 else ""))
+    elif est.tokens is not None:
         work.append(f"{si(est.tokens)} tokens")
     mfu = f"MFU {est.mfu:.1%} of {est.peak_tflops:g} dense {est.precision}" if est.mfu is not None else "MFU unknown"
     if est.mfu_while_training is not None:
@@ -102,6 +109,8 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
          + ("step-time model (see layout)" if est.time_model == "step" else est.throughput_source)),
         ("wall-clock", days(est.wall_clock_days), f"{est.num_gpus:,} x {est.gpu} ({est.gpu_name})"
          + ("" if est.num_gpus_given else "; set --num-gpus")),
+        *([("from FLOPs alone", days(est.default_wall_clock_days), "at the default MFU for the kind of run, beside "
+            "the ported measurement above")] if est.default_wall_clock_days is not None else []),
         ("device-hours", f"{count(est.gpu_hours)} {est.gpu}-hours", ""),
         ("cost", usd(est.cost_usd),
          f"${est.price_usd_per_gpu_hour:g}/device-hour, {est.price_source}" if est.price_usd_per_gpu_hour else "no price: give --price"),
@@ -147,6 +156,10 @@ def estimate_cmd(
     active_params: ActiveParams = None,
     flops: Flops = None,
     tokens: Tokens = None,
+    dataset: Dataset = None,
+    samples: Samples = None,
+    epochs: Epochs = None,
+    flops_per_sample: FlopsPerSample = None,
     flops_method: FlopsMethodOpt = "6nd",
     seq_len: SeqLen = None,
     gpu: Annotated[Optional[str], typer.Option(help=f"Accelerator id or alias (see `gpucost gpus`). Default: the calibration file's device, else {DEFAULT_GPU}.")] = None,
@@ -156,6 +169,9 @@ def estimate_cmd(
     tflops: Tflops = None,
     calibration: Calibration = None,
     gpu_hours: GpuHours = None,
+    measured_time: Annotated[Optional[str], typer.Option(help="A reported wall-clock time of this run (30min, 6h), with --measured-gpu: its MFU there, moved to --gpu.")] = None,
+    measured_gpu: Annotated[Optional[str], typer.Option(help="The accelerator --measured-time was measured on.")] = None,
+    measured_num_gpus: Annotated[Optional[str], typer.Option(help="How many of them. Default: 1.")] = None,
     price: Price = None,
     provider: Provider = None,
     deadline: Annotated[Optional[str], typer.Option(help=f"Finish within this wall-clock time, e.g. 30d or 12h (units: {DURATION_UNITS_TEXT}): answers the devices needed.")] = None,
@@ -186,8 +202,10 @@ def estimate_cmd(
     check_format(format)
     request = EstimateRequest(
         model=model, hf_config=hf_config, params=params, active_params=active_params, flops=flops, tokens=tokens,
+        dataset=dataset, samples=samples, epochs=epochs, flops_per_sample=flops_per_sample,
         flops_method=flops_method, seq_len=seq_len, gpu=gpu, num_gpus=num_gpus, precision=precision, mfu=mfu,
-        tflops=tflops, calibration=calibration, gpu_hours=gpu_hours, price=price, provider=provider,
+        tflops=tflops, calibration=calibration, gpu_hours=gpu_hours, measured_time_s=measured_time,
+        measured_gpu=measured_gpu, measured_num_gpus=measured_num_gpus, price=price, provider=provider,
         deadline_s=deadline, budget_usd=budget, chinchilla=chinchilla, time_model=time_model, system=system,
         tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, context_parallel=context_parallel,
         expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
@@ -204,6 +222,10 @@ def compare_cmd(
     active_params: ActiveParams = None,
     flops: Flops = None,
     tokens: Tokens = None,
+    dataset: Dataset = None,
+    samples: Samples = None,
+    epochs: Epochs = None,
+    flops_per_sample: FlopsPerSample = None,
     flops_method: FlopsMethodOpt = "6nd",
     seq_len: SeqLen = None,
     gpu: Annotated[Optional[list[str]], typer.Option(help="Accelerators to compare (repeat, or comma-separate). Default: every one with a peak for the precision.")] = None,
@@ -232,6 +254,7 @@ def compare_cmd(
     check_format(format)
     base = EstimateRequest(
         model=model, hf_config=hf_config, params=params, active_params=active_params, flops=flops, tokens=tokens,
+        dataset=dataset, samples=samples, epochs=epochs, flops_per_sample=flops_per_sample,
         flops_method=flops_method, seq_len=seq_len, num_gpus=num_gpus, precision=precision, mfu=mfu,
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         context_parallel=context_parallel, expert_parallel=expert_parallel, zero_stage=zero_stage,
