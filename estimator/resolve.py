@@ -161,8 +161,12 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
         plan = Plan(question=question, **plan)
 
     step = None
+    # a calibration file times the run with the step model when it measured the fabric (--comm) and
+    # the run spans devices; a single device takes the file's own training step (the flat model)
+    measured_fabric = record is not None and bool(record.get("collectives")) and num_gpus > 1
     use_step = (request.time_model is TimeModel.STEP or (
-        request.time_model is None and work.architecture is not None and plan is None and record is None
+        request.time_model is None and work.architecture is not None and plan is None
+        and (record is None or measured_fabric)
         and request.mfu is None and request.tflops is None and request.gpu_hours is None
         and request.measured_time_s is None))
     if use_step and work.architecture is None:

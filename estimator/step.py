@@ -150,13 +150,19 @@ def links_for(system: Any, calibration: Any = None) -> Links:
     return Links(system.scale_up_group, intra_ar, intra_a2a, nic, latency_intra, latency_inter, source)
 
 
-def matmul_fraction(acc: Accelerator, precision: str) -> tuple[float, bool]:
-    """(maximum achievable matmul fraction of the dense peak, whether the chip is in the table)."""
+def matmul_fraction(acc: Accelerator, precision: str, calibration: Any = None) -> tuple[float, str]:
+    """(maximum achievable matmul fraction of the dense peak, where it comes from): a calibration
+    file's best measured matmul on this accelerator, else the MAMF table, else its median."""
+    if calibration is not None and (calibration.get("device") or {}).get("catalog_id") == acc.id:
+        best = ((calibration.get("matmul") or {}).get(precision) or {}).get("best_tflops")
+        peak = acc.peak_for(precision)
+        if best and peak:
+            return min(1.0, best / peak), f"the calibration file's best {precision} matmul, {best:.4g} TFLOP/s"
     family = next((k for k in MAX_MATMUL_FRACTION if acc.id.startswith(k)), None)
     if family is None:
-        return DEFAULT_MAX_MATMUL_FRACTION, False
+        return DEFAULT_MAX_MATMUL_FRACTION, "no MAMF figure for this chip: the median of the table"
     table = MAX_MATMUL_FRACTION[family]
-    return table.get(precision, table["default"]), True
+    return table.get(precision, table["default"]), "stas00 MAMF table"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +258,7 @@ def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: 
 
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
-                constants: Constants = Constants()) -> StepTime:
+                constants: Constants = Constants(), e_max: float | None = None) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted)."""
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
@@ -261,7 +267,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     peak = acc.peak_for(precision)
     if peak is None:
         raise InputError(f"{acc.id} has no {precision} peak in the catalog")
-    e_max, _ = matmul_fraction(acc, precision)
+    if e_max is None:
+        e_max = matmul_fraction(acc, precision)[0]
     flop_rate = peak * 1e12 * e_max
     hbm = acc.memory_bandwidth_gbps * 1e9 * HBM_EFFICIENCY
     tokens = b * s / c  # tokens of one micro-batch on one device (CP splits the sequence)
@@ -437,6 +444,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     if num_gpus > per_node and not system.scale_out_nics_per_node:
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
+    e_max, e_source = matmul_fraction(acc, request.precision, calibration)
     usable_gb = acc.memory_gb - 2.0  # the memory model's reserve (CUDA context, NCCL buffers)
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
     # less, so ZeRO 0 never wins; ZeRO 3 only when nothing fits with ZeRO 1. Every candidate is timed
@@ -454,7 +462,8 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
             checked += 1
             if checked > MAX_CANDIDATES:
                 break
-            pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants))
+            pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
+                                       e_max=e_max))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         for candidate in pending:
             memory = layout_memory_gb(arch, candidate.layout, seq_len)
@@ -478,13 +487,12 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     timed.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
     best = timed[0]
     tokens_per_s = batch * seq_len / best.step_time_s
-    e_max, known = matmul_fraction(acc, request.precision)
     assumptions = [
         f"layout: {best.layout.describe()} (the fastest that fits memory, of {checked:,} layouts timed)",
         f"step: {best.step_time_s:.3g} s for {batch:,} sequences of {seq_len:,} tokens ({batch_source}); "
         f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%} of the detailed count, HFU {best.hfu:.1%}",
         "step breakdown: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g} s" for k, v in best.breakdown_s.items()),
-        f"matmuls at {e_max:.3f} x the dense peak at most ({'stas00 MAMF table' if known else 'no MAMF figure for this chip: the median'}), "
+        f"matmuls at {e_max:.3f} x the dense peak at most ({e_source}), "
         f"less for small ones (half at m*n*k = {constants.gemm_half_size:.2g}); elementwise work at "
         f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
         f"links: {links.source}; {constants.dp_overlap:.0%} of data-parallel traffic hidden behind backward; "
