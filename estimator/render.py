@@ -38,12 +38,33 @@ def _flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def fit_widths(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: int, *, gap: int = 2,
+               narrowest: int = 12) -> list[int] | None:
+    """Column widths that fit a table into ``width`` characters by narrowing its widest columns
+    (their cells then wrap), or None when it already fits. No column goes below ``narrowest``."""
+    columns = list(zip(*([list(headers)] + [list(map(str, r)) for r in rows]))) if rows else []
+    widths = [max(len(line) for cell in col for line in str(cell).splitlines() or [""]) for col in columns]
+    total = sum(widths) + gap * max(0, len(widths) - 1)
+    if total <= width:
+        return None
+    while total > width:
+        widest = max(range(len(widths)), key=widths.__getitem__)
+        cut = min(total - width, widths[widest] - narrowest)
+        if cut <= 0:
+            break
+        widths[widest] -= cut
+        total -= cut
+    return widths
+
+
 def render(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], fmt: str,
-           *, rows: Sequence[Sequence[Any]] | None = None, headers: Sequence[str] | None = None) -> str:
+           *, rows: Sequence[Sequence[Any]] | None = None, headers: Sequence[str] | None = None,
+           width: int | None = None) -> str:
     """Render ``data`` (a record or a list of records) in ``fmt``.
 
     json/yaml/csv print ``data`` itself (csv: one row per record, nested keys dotted). table and
-    markdown print ``rows`` under ``headers`` when given (a view for people), else ``data``.
+    markdown print ``rows`` under ``headers`` when given (a view for people), else ``data``. With
+    ``width`` (a terminal's), a table is fitted to it by wrapping its widest columns.
     """
     plain = _plain(data)
     if fmt == "json":
@@ -72,5 +93,7 @@ def render(data: Mapping[str, Any] | Sequence[Mapping[str, Any]], fmt: str,
                 flat = [_flatten(r) for r in plain]
                 headers = list(dict.fromkeys(k for r in flat for k in r))
                 rows = [[r.get(h, "") for h in headers] for r in flat]
-        return tabulate(rows, headers=list(headers or ()), tablefmt=style, disable_numparse=True)
+        widths = fit_widths(rows, list(headers or ()), width) if width and fmt == "table" else None
+        return tabulate(rows, headers=list(headers or ()), tablefmt=style, disable_numparse=True,
+                        **({"maxcolwidths": widths} if widths else {}))
     raise ValueError(f"unknown format {fmt!r}")

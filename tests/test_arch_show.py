@@ -137,3 +137,12 @@ def test_the_report_is_a_typed_record_whose_dict_round_trips():
         assert ModelReport.from_dict(data) == report
         assert ("params_mtp_total" in data) == (name == "deepseek-v3")
         assert data["fit"]["gpu"] == "h100-sxm" and report.fit.min_devices == data["fit"]["min_devices"]
+
+
+def test_the_cli_repeats_the_memory_defaults_exactly():
+    from estimator import memory
+    from estimator.cli import models
+
+    assert (models.DEFAULT_WEIGHT_BYTES, models.DEFAULT_GRAD_BYTES, models.DEFAULT_OPTIMIZER_BYTES,
+            models.DEFAULT_RESERVE_GB) == (memory.DEFAULT_WEIGHT_BYTES, memory.DEFAULT_GRAD_BYTES,
+                                           memory.DEFAULT_OPTIMIZER_BYTES, memory.DEFAULT_RESERVE_GB)

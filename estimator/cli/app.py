@@ -17,15 +17,20 @@ from .. import __version__
 from ..errors import GpucostError
 from . import catalogs, estimate, models, profile, validate
 
+# -h as well as --help everywhere; help laid out to 120 columns so option names are never cut
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
+
 app = typer.Typer(
     name="gpucost",
     help="What will training this model cost, and what does my GPU really deliver?",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings=CONTEXT,
+    rich_markup_mode=None,
 )
 models_app = typer.Typer(help="List the model catalog, or show one model's parameters, FLOPs and memory.",
-                         invoke_without_command=True)
+                         invoke_without_command=True, context_settings=CONTEXT, rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 
 

@@ -15,29 +15,34 @@ from ..layout import describe_layout
 from ..numbers import DURATION_UNITS_TEXT, count, days, si, usd
 from ..render import render
 from ..request import DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PUE, EstimateRequest
-from ..vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES
-from .options import Format, check_format
+from ..vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES, FlopsMethod, TimeModel
+
+FLOPS_METHODS = tuple(m.value for m in FlopsMethod)
+TIME_MODELS = tuple(m.value for m in TimeModel)
+from ..completion import (complete_dataset, complete_gpu, complete_model, complete_precision, complete_provider,
+                          complete_system)
+from .options import Format, check_format, choices_metavar, completer, terminal_width, wrap_list
 
 COUNT = "a whole number; 1K = 1,000"
-Model = Annotated[Optional[str], typer.Option(help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
+Model = Annotated[Optional[str], typer.Option(autocompletion=complete_model, help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
 HfConfig = Annotated[Optional[Path], typer.Option(help="A Hugging Face config.json instead of a catalog model (exact parameters, detailed FLOPs, memory check, step-time model).")]
 Params = Annotated[Optional[str], typer.Option(help="Total parameters, e.g. 175B or 1.75e11.")]
 ActiveParams = Annotated[Optional[str], typer.Option(help="Parameters active per token (MoE), e.g. 37B. Default: all.")]
 Flops = Annotated[Optional[str], typer.Option(help="Total training FLOPs instead of a model, e.g. 3.15e23.")]
 Tokens = Annotated[Optional[str], typer.Option(help="Training tokens, e.g. 300B. Default: the model's published count.")]
-FlopsMethodOpt = Annotated[str, typer.Option("--flops-method", help="FLOPs for the time: 6nd (Kaplan, the default; the MFU defaults are derived with it) or detailed (needs a model with an architecture).")]
+FlopsMethodOpt = Annotated[str, typer.Option("--flops-method", metavar=choices_metavar(FLOPS_METHODS), autocompletion=completer(FLOPS_METHODS), show_default=True, help="FLOPs for the time: 6nd (Kaplan; the MFU defaults are derived with it) or detailed (needs a model with an architecture).")]
 SeqLen = Annotated[Optional[str], typer.Option(help=f"Training sequence length ({COUNT}) for the detailed FLOPs, memory and the step model. Default: the model's.")]
-Precision = Annotated[str, typer.Option(help=f"Training precision: {', '.join(PRECISIONS)} (bfloat16, float16, float32 accepted). Picks the dense peak.")]
+Precision = Annotated[str, typer.Option(metavar=choices_metavar(PRECISIONS), autocompletion=complete_precision, show_default=True, help="Training precision (bfloat16, float16, float32, tf32 spellings accepted); picks the dense peak.")]
 NumGpus = Annotated[Optional[str], typer.Option(help=f"Number of devices ({COUNT}). Default: 1.")]
-Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation: fraction of the dense peak, in (0, 1] (the flat time model). Default: per precision, printed.")]
+Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation while training: fraction of the dense peak, in (0, 1] (the flat time model). Default: by kind of run (see `gpucost validate`), printed.")]
 Tflops = Annotated[Optional[str], typer.Option(help="Achieved TFLOP/s per device (the flat time model, instead of --mfu).")]
 GpuHours = Annotated[Optional[str], typer.Option(help="Reported device-hours: report the throughput and MFU they imply (the inverse question).")]
 Calibration = Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see README, Calibrated estimates).")]
 Price = Annotated[Optional[str], typer.Option(help="USD per device-hour. Default: the catalog's default offer for the GPU.")]
-Provider = Annotated[Optional[str], typer.Option(help="Take the price from this provider (or price id) in the catalog, e.g. aws, lambda.")]
-Pue = Annotated[float, typer.Option(help="Power usage effectiveness for energy (facility / IT power), 1-10.")]
-TimeModelOpt = Annotated[Optional[str], typer.Option("--time-model", help="step (parallel layout, communication, bubble; the default when the architecture is known) or flat (device-hours / devices at one MFU).")]
-System = Annotated[Optional[str], typer.Option(help="Node type (see `gpucost systems`), e.g. dgx-h100. Default: the accelerator's default system.")]
+Provider = Annotated[Optional[str], typer.Option(autocompletion=complete_provider, help="Take the price from this provider (or price id) in the catalog, e.g. aws, lambda.")]
+Pue = Annotated[float, typer.Option(show_default=True, help="Power usage effectiveness for energy (facility / IT power), 1-10.")]
+TimeModelOpt = Annotated[Optional[str], typer.Option("--time-model", metavar=choices_metavar(TIME_MODELS), autocompletion=completer(TIME_MODELS), help="step (parallel layout, communication, bubble; the default when the architecture is known) or flat (device-hours / devices at one MFU).")]
+System = Annotated[Optional[str], typer.Option(autocompletion=complete_system, help="Node type (see `gpucost systems`), e.g. dgx-h100. Default: the accelerator's default system.")]
 TP = Annotated[Optional[str], typer.Option("--tensor-parallel", help="Tensor-parallel size (within a node). Default: searched.")]
 PP = Annotated[Optional[str], typer.Option("--pipeline-parallel", help="Pipeline-parallel size (divides the layers). Default: searched.")]
 CP = Annotated[Optional[str], typer.Option("--context-parallel", help="Context-parallel size (splits the sequence). Default: searched for long sequences, else 1.")]
@@ -45,14 +50,14 @@ EP = Annotated[Optional[str], typer.Option("--expert-parallel", help="Expert-par
 Zero = Annotated[Optional[int], typer.Option("--zero-stage", help="ZeRO stage 0-3 over the data-parallel ranks (1: the distributed optimizer). Default: searched.")]
 GlobalBatch = Annotated[Optional[str], typer.Option(help="Sequences per optimizer step. Default: the model's published batch, else about 4M tokens (printed).")]
 MicroBatch = Annotated[Optional[str], typer.Option(help="Sequences per micro-batch per pipeline. Default: searched.")]
-Recompute = Annotated[Optional[str], typer.Option(help=f"Activation recomputation: {', '.join(RECOMPUTE_MODES)}. Default: searched.")]
-Layouts = Annotated[int, typer.Option("--layouts", help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
-Dataset = Annotated[Optional[str], typer.Option(help="Train on this dataset (see `gpucost datasets`): samples per epoch, e.g. imagenet, mnist, squad.")]
+Recompute = Annotated[Optional[str], typer.Option(metavar=choices_metavar(RECOMPUTE_MODES), autocompletion=completer(RECOMPUTE_MODES), help="Activation recomputation. Default: searched.")]
+Layouts = Annotated[int, typer.Option("--layouts", show_default=True, help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
+Dataset = Annotated[Optional[str], typer.Option(autocompletion=complete_dataset, help="Train on this dataset (see `gpucost datasets`): samples per epoch, e.g. imagenet, mnist, squad.")]
 Samples = Annotated[Optional[str], typer.Option(help="Samples per epoch (images, sequences), e.g. 1.28M; instead of --dataset.")]
 Epochs = Annotated[Optional[str], typer.Option(help="Passes over --dataset/--samples. Default: 1.")]
 FlopsPerSample = Annotated[Optional[str], typer.Option(help="FORWARD FLOPs of one sample (training = 3 x forward), for a model the catalog has no count for.")]
 Goodput = Annotated[Optional[float], typer.Option(help="Share of wall-clock that trains, in (0, 1] (failures, restarts, checkpoints, evaluation). Default: 0.9 (Llama 3) with the default MFU and the step model; 1 with --tflops/--mfu/--calibration.")]
-Scope = Annotated[Optional[str], typer.Option(help="What the hours cover: pretrain (the default) or all (pre- and post-training: x the published overhead; with --gpu-hours, the reported hours cover all).")]
+Scope = Annotated[Optional[str], typer.Option(metavar="[pretrain|all]", autocompletion=completer(("pretrain", "all")), help="What the hours cover: pretrain (the default) or all (pre- and post-training: x the published overhead; with --gpu-hours, the reported hours cover all).")]
 
 
 def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
@@ -131,11 +136,12 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
 
 def _emit_estimate(est: Estimate, fmt: str) -> None:
     if fmt in ("table", "markdown"):
-        typer.echo(render({}, fmt, rows=estimate_rows(est), headers=("quantity", "value", "basis")))
+        width = terminal_width() if fmt == "table" else None
+        typer.echo(render({}, fmt, rows=estimate_rows(est), headers=("quantity", "value", "basis"), width=width))
         if len(est.layouts) > 1:
-            typer.echo("\nlayouts (fastest first):\n" + render({}, fmt, rows=layout_rows(est),
+            typer.echo("\nlayouts (fastest first):\n" + render({}, fmt, rows=layout_rows(est), width=width,
                                                                  headers=("layout", "step time", "MFU (detailed count)", "memory/device")))
-        typer.echo("\nassumptions:\n" + "\n".join(f"  - {a}" for a in est.assumptions))
+        typer.echo("\nassumptions:\n" + wrap_list(list(est.assumptions), width))
     else:
         typer.echo(render(est.to_dict(), fmt))
     for warning in est.warnings:
@@ -162,7 +168,7 @@ def estimate_cmd(
     flops_per_sample: FlopsPerSample = None,
     flops_method: FlopsMethodOpt = "6nd",
     seq_len: SeqLen = None,
-    gpu: Annotated[Optional[str], typer.Option(help=f"Accelerator id or alias (see `gpucost gpus`). Default: the calibration file's device, else {DEFAULT_GPU}.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(autocompletion=complete_gpu, help=f"Accelerator id, alias or driver name (see `gpucost gpus`). Default: the calibration file's device, else {DEFAULT_GPU}.")] = None,
     num_gpus: NumGpus = None,
     precision: Precision = DEFAULT_PRECISION,
     mfu: Mfu = None,
@@ -170,7 +176,7 @@ def estimate_cmd(
     calibration: Calibration = None,
     gpu_hours: GpuHours = None,
     measured_time: Annotated[Optional[str], typer.Option(help="A reported wall-clock time of this run (30min, 6h), with --measured-gpu: its MFU there, moved to --gpu.")] = None,
-    measured_gpu: Annotated[Optional[str], typer.Option(help="The accelerator --measured-time was measured on.")] = None,
+    measured_gpu: Annotated[Optional[str], typer.Option(autocompletion=complete_gpu, help="The accelerator --measured-time was measured on.")] = None,
     measured_num_gpus: Annotated[Optional[str], typer.Option(help="How many of them. Default: 1.")] = None,
     price: Price = None,
     provider: Provider = None,
@@ -191,8 +197,8 @@ def estimate_cmd(
     goodput: Goodput = None,
     scope: Scope = None,
     pue: Pue = DEFAULT_PUE,
-    electricity_price: Annotated[float, typer.Option(help="Electricity price, USD per kWh (default: US industrial average 2024, EIA).")] = DEFAULT_ELECTRICITY_USD_PER_KWH,
-    life_years: Annotated[float, typer.Option(help="Amortisation life of an owned accelerator, years (for the cost of owning).")] = DEFAULT_LIFE_YEARS,
+    electricity_price: Annotated[float, typer.Option(show_default=True, help="Electricity price, USD per kWh (default: US industrial average 2024, EIA).")] = DEFAULT_ELECTRICITY_USD_PER_KWH,
+    life_years: Annotated[float, typer.Option(show_default=True, help="Amortisation life of an owned accelerator, years (for the cost of owning).")] = DEFAULT_LIFE_YEARS,
     format: Format = "table",
 ) -> None:
     """Training compute, wall-clock, device-hours, cost and energy of one run.
@@ -228,7 +234,7 @@ def compare_cmd(
     flops_per_sample: FlopsPerSample = None,
     flops_method: FlopsMethodOpt = "6nd",
     seq_len: SeqLen = None,
-    gpu: Annotated[Optional[list[str]], typer.Option(help="Accelerators to compare (repeat, or comma-separate). Default: every one with a peak for the precision.")] = None,
+    gpu: Annotated[Optional[list[str]], typer.Option(autocompletion=complete_gpu, help="Accelerators to compare (repeat, or comma-separate). Default: every one with a peak for the precision.")] = None,
     num_gpus: NumGpus = None,
     precision: Precision = DEFAULT_PRECISION,
     mfu: Mfu = None,
@@ -268,7 +274,7 @@ def compare_cmd(
               f"{r.price_usd_per_gpu_hour:g}" if r.price_usd_per_gpu_hour else "-",
               usd(r.cost_usd) if r.fits else "-", r.layout_text if r.fits else f"does not fit: {r.note}",
               r.price_source or "no price in catalog") for r in rows]
-    typer.echo(render(data, format, rows=table, headers=(
+    typer.echo(render(data, format, rows=table, width=terminal_width(), headers=(
         "gpu", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout", "price source")))
     if format in ("table", "markdown") and rows:
         first = rows[0]

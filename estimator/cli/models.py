@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from ..errors import InputError
-from ..flops import RECOMPUTE_MODES
-from ..memory import DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, Parallelism
-from ..model_report import ModelReport, model_report, resolve_architecture
+from ..vocab import RECOMPUTE_MODES
 from ..render import FORMATS as SHOW_FORMATS
+
+if TYPE_CHECKING:
+    from ..model_report import ModelReport
+
+# memory.py's defaults, repeated as literals so that importing the CLI does not load the memory model
+# (tests/test_arch_show.py checks they agree)
+DEFAULT_WEIGHT_BYTES, DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB = 2.0, 2.0, 12.0, 2.0
 
 
 def _n(value: float) -> str:
@@ -135,6 +140,9 @@ def show(
 ) -> None:
     """Show a model's exact parameter breakdown, FLOPs per token (forward/train, 6N vs detailed)
     and training memory per device, optionally with a fit check on a GPU."""
+    from ..memory import Parallelism
+    from ..model_report import model_report, resolve_architecture
+
     if format not in SHOW_FORMATS:
         raise InputError(f"unknown --format {format!r}; use one of {', '.join(SHOW_FORMATS)}")
     if recompute not in RECOMPUTE_MODES:

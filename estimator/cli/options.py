@@ -9,7 +9,21 @@ import typer
 from ..errors import InputError
 from ..render import FORMATS
 
-Format = Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(FORMATS)}.")]
+def choices_metavar(choices: tuple[str, ...]) -> str:
+    """``[table|json|yaml]``: how an option with fixed choices shows them in help."""
+    return "[" + "|".join(choices) + "]"
+
+
+def completer(choices: tuple[str, ...]):
+    """A shell-completion callback offering ``choices`` that start with what was typed."""
+    def complete(incomplete: str) -> list[str]:
+        return [c for c in choices if c.startswith(incomplete.lower())]
+
+    return complete
+
+
+Format = Annotated[str, typer.Option("--format", "-f", metavar=choices_metavar(FORMATS), show_default=True,
+                                     autocompletion=completer(FORMATS), help="Output format.")]
 
 
 def check_format(fmt: str) -> str:
@@ -17,3 +31,27 @@ def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
     return fmt
+
+
+def terminal_width() -> int | None:
+    """The terminal's width when stdout is one (tables are fitted to it), else None: piped output
+    keeps whole lines."""
+    import shutil
+    import sys
+
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    return max(40, shutil.get_terminal_size().columns)
+
+
+def wrap_list(items: list[str], width: int | None, indent: str = "  - ") -> str:
+    """``  - item`` lines, wrapped to ``width`` when given (continuation lines indented)."""
+    if not width:
+        return "\n".join(f"{indent}{item}" for item in items)
+    import textwrap
+
+    return "\n".join(textwrap.fill(item, width=width, initial_indent=indent, subsequent_indent=" " * len(indent),
+                                    break_long_words=True, break_on_hyphens=False) for item in items)

@@ -7,14 +7,15 @@ import typer
 from ..estimate import SCHEMA_VERSION
 from ..numbers import si
 from ..render import render
-from ..validate import validate
-from ..validate_step import validate_step
 from .options import Format, check_format as _check_format
 
 
 def validate_cmd(*, format: Format = "table") -> None:
     """Back-test gpucost against published runs: the default (flat) estimate against every run's
     reported device-hours, and the step-time model against every published layout's step time."""
+    from ..validate import validate
+    from ..validate_step import validate_step
+
     _check_format(format)
     result = validate()
     step = validate_step()
