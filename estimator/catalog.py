@@ -108,6 +108,7 @@ class Model:
     training_tokens: float | None = None
     seq_len: int | None = None
     architecture: Mapping[str, Any] | None = None
+    global_batch_tokens: float | None = None  # published tokens per optimizer step (the step model's default)
     forward_flops_per_sample: float | None = None  # models trained on samples (images): forward FLOPs each
     input_size: str | None = None  # what one sample is, for forward_flops_per_sample
     notes: str | None = None

@@ -57,19 +57,21 @@ def _row(est: Estimate) -> CompareRow:
 
 
 def compare(request: EstimateRequest, *, gpus: list[str] | None = None, all_offers: bool = False,
-            catalog: Catalog) -> list[CompareRow]:
+            device_counts: list[int] | None = None, catalog: Catalog) -> list[CompareRow]:
     """Answer ``request`` on each accelerator of ``gpus`` (default: every one with a dense peak for
-    the precision), at each one's default price (or every offer with ``all_offers``). Sorted by
-    cost (rows without a price, then rows that do not fit, last)."""
+    the precision), at each one's default price (or every offer with ``all_offers``), and for each
+    of ``device_counts`` (default: the request's). One device count: sorted by cost (rows without a
+    price, then rows that do not fit, last); several: a scaling table, by accelerator then devices."""
     if request.gpu is not None:
         raise InputError("compare takes --gpu as the list of accelerators to compare")
     accs = [catalog.accelerator(g) for g in gpus] if gpus else [
         a for a in catalog.accelerators if a.peak_for(request.precision)]
+    counts = device_counts or [request.num_gpus]
     rows: list[CompareRow] = []
     for acc in accs:
         offers = catalog.prices_for(acc.id) if all_offers else [catalog.price(acc.id)]
-        for offer in offers or [None]:
-            asked = request.with_(gpu=acc.id, provider=offer.id if offer else None)
+        for offer, count in ((o, n) for o in (offers or [None]) for n in counts):
+            asked = request.with_(gpu=acc.id, provider=offer.id if offer else None, num_gpus=count)
             try:
                 rows.append(_row(estimate(asked, catalog=catalog)))
             except UnknownNameError:
@@ -81,13 +83,14 @@ def compare(request: EstimateRequest, *, gpus: list[str] | None = None, all_offe
                     gpu=acc.id, fits=False, note=str(exc), price_usd_per_gpu_hour=offer.usd_per_gpu_hour if offer else None,
                     price_source=None, peak_tflops=acc.peak_for(request.precision), mfu=None,
                     achieved_tflops_per_gpu=None, wall_clock_days=None, gpu_hours=None, cost_usd=None,
-                    time_model="step", layout=None, system=None, num_gpus=request.num_gpus or 1, flops=0.0,
+                    time_model="step", layout=None, system=None, num_gpus=count or 1, flops=0.0,
                     flops_method="", throughput_source=None))
     fitting = [r for r in rows if r.fits]
     if fitting:
         rows = [r if r.fits else CompareRow(**{**asdict(r), "flops": fitting[0].flops,
                                                 "flops_method": fitting[0].flops_method}) for r in rows]
-    rows.sort(key=lambda r: (not r.fits, r.cost_usd is None, r.cost_usd or 0.0, r.wall_clock_days or 0.0))
+    if len(counts) == 1:
+        rows.sort(key=lambda r: (not r.fits, r.cost_usd is None, r.cost_usd or 0.0, r.wall_clock_days or 0.0))
     return rows
 
 

@@ -403,7 +403,15 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
     record = work.catalog_model
     published = getattr(record, "global_batch_tokens", None) if record is not None else None
     if published:
-        return max(1, round(published / work.seq_len)), f"the model's published batch ({published / 2**20:.3g}M tokens)"
+        sequences = max(1, round(published / work.seq_len))
+        # rounded to a multiple of the largest power of two that divides the devices and moves it by
+        # at most 10%, so that data-parallel sizes divide it (GPT-3's 3.2M tokens: 1,536 sequences)
+        step = 1 << ((num_gpus & -num_gpus).bit_length() - 1)
+        while step > 1 and abs(round(sequences / step) * step - sequences) > 0.10 * sequences:
+            step //= 2
+        batch = max(step, round(sequences / step) * step)
+        return batch, (f"the model's published batch, {published / 1e6:.3g}M tokens = {sequences:,} sequences"
+                       + (f", rounded to {batch:,} (a multiple of {step})" if batch != sequences else ""))
     rule = max(1, round(DEFAULT_BATCH_TOKENS / work.seq_len))
     batch = num_gpus * math.ceil(rule / num_gpus)  # a multiple of the devices, so any DP size divides it
     return batch, (f"default: about {DEFAULT_BATCH_TOKENS / 2**20:g}M tokens per step ({rule:,} sequences of "

@@ -66,7 +66,7 @@ def test_an_impossible_measured_time_is_flagged():
     ({"model": "resnet-50", "epochs": 3}, "--epochs counts passes over --dataset NAME or --samples N"),
     ({"model": "resnet-50", "dataset": "imagenet", "tokens": "1T"}, "--dataset/--samples say how much is trained"),
     ({"params": "7B", "samples": "1M"}, "--params with --dataset/--samples needs --flops-per-sample"),
-    ({"model": "gpt3-175b", "samples": "1M"}, "'gpt3-175b' gives no FLOPs per sample"),
+    ({"model": "bloom-176b", "samples": "1M"}, "'bloom-176b' gives no FLOPs per sample"),
     ({"model": "resnet-50", "dataset": "imagenet", "measured_gpu": "a100"}, "--measured-gpu describe a measured run"),
     ({"model": "resnet-50", "dataset": "imagenet", "measured_time_s": "30min"}, "--measured-time needs --measured-gpu"),
     ({"model": "resnet-50", "dataset": "imagenet", "measured_time_s": "30min", "measured_gpu": "a100", "tflops": 5},

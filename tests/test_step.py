@@ -131,3 +131,23 @@ def test_flat_and_step_agree_on_the_flops_and_the_step_keys_are_in_the_json():
     steps = step["tokens"] / (step["layout"]["global_batch"] * step["seq_len"])
     assert step["goodput"] == 0.9
     assert step["wall_clock_days"] == pytest.approx(steps * step["step_time_s"] / 0.9 / 86400, rel=1e-9)
+
+
+def test_a_published_batch_is_rounded_to_a_multiple_that_data_parallel_sizes_divide():
+    # GPT-3: "batch size 3.2M tokens" (Brown et al. 2020, Table 2.1) = 1,562.5 sequences of 2,048;
+    # Megatron trained it with 1,536 (Narayanan et al. 2021).
+    est = estimate(model="gpt3-175b", gpu="a100", num_gpus=1024)
+    assert est.layout["global_batch"] == 1536
+    assert any("the model's published batch, 3.2M tokens = 1,562 sequences, rounded to 1,536" in a
+               for a in est.assumptions)
+
+
+def test_compare_makes_a_scaling_table_over_device_counts():
+    from estimator import compare
+
+    rows = compare(EstimateRequest(model="llama-3.1-70b", global_batch=1024), gpus=["h100"],
+                   device_counts=[256, 1024, 4096], catalog=CATALOG)
+    assert [r.num_gpus for r in rows] == [256, 1024, 4096]
+    days = [r.wall_clock_days for r in rows]
+    assert days[0] > days[1] > days[2]
+    assert rows[2].mfu < rows[0].mfu  # a fixed batch spreads thinner: less compute per communication

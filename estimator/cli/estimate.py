@@ -34,6 +34,7 @@ FlopsMethodOpt = Annotated[str, typer.Option("--flops-method", metavar=choices_m
 SeqLen = Annotated[Optional[str], typer.Option(help=f"Training sequence length ({COUNT}) for the detailed FLOPs, memory and the step model. Default: the model's.")]
 Precision = Annotated[str, typer.Option(metavar=choices_metavar(PRECISIONS), autocompletion=complete_precision, show_default=True, help="Training precision (bfloat16, float16, float32, tf32 spellings accepted); picks the dense peak.")]
 NumGpus = Annotated[Optional[str], typer.Option(help=f"Number of devices ({COUNT}). Default: 1.")]
+NumGpusList = Annotated[Optional[list[str]], typer.Option("--num-gpus", help=f"Number of devices ({COUNT}); repeat it for a scaling table (--num-gpus 256 --num-gpus 1024). Default: 1.")]
 Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation while training: fraction of the dense peak, in (0, 1] (the flat time model). Default: by kind of run (see `gpucost validate`), printed.")]
 Tflops = Annotated[Optional[str], typer.Option(help="Achieved TFLOP/s per device (the flat time model, instead of --mfu).")]
 GpuHours = Annotated[Optional[str], typer.Option(help="Reported device-hours: report the throughput and MFU they imply (the inverse question).")]
@@ -235,7 +236,7 @@ def compare_cmd(
     flops_method: FlopsMethodOpt = "6nd",
     seq_len: SeqLen = None,
     gpu: Annotated[Optional[list[str]], typer.Option(autocompletion=complete_gpu, help="Accelerators to compare (repeat, or comma-separate). Default: every one with a peak for the precision.")] = None,
-    num_gpus: NumGpus = None,
+    num_gpus: NumGpusList = None,
     precision: Precision = DEFAULT_PRECISION,
     mfu: Mfu = None,
     time_model: TimeModelOpt = None,
@@ -258,39 +259,43 @@ def compare_cmd(
     known, the step-time model finds each one's fastest layout that fits.
     """
     check_format(format)
+    counts = [EstimateRequest(params=1, tokens=1, num_gpus=n).num_gpus for n in num_gpus] if num_gpus else None
     base = EstimateRequest(
         model=model, hf_config=hf_config, params=params, active_params=active_params, flops=flops, tokens=tokens,
         dataset=dataset, samples=samples, epochs=epochs, flops_per_sample=flops_per_sample,
-        flops_method=flops_method, seq_len=seq_len, num_gpus=num_gpus, precision=precision, mfu=mfu,
+        flops_method=flops_method, seq_len=seq_len, num_gpus=counts[0] if counts else None, precision=precision, mfu=mfu,
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         context_parallel=context_parallel, expert_parallel=expert_parallel, zero_stage=zero_stage,
         global_batch=global_batch, micro_batch=micro_batch, recompute=recompute, goodput=goodput, scope=scope)
     from ..compare import compare
 
-    rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, catalog=load_catalog())
+    rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,
+                   catalog=load_catalog())
     data = [r.to_dict() for r in rows]
-    table = [(r.gpu, f"{r.achieved_tflops_per_gpu:.4g}" if r.fits else "-", f"{r.mfu:.1%}" if r.mfu is not None and r.fits else "-",
+    table = [(r.gpu, f"{r.num_gpus:,}", f"{r.achieved_tflops_per_gpu:.4g}" if r.fits else "-", f"{r.mfu:.1%}" if r.mfu is not None and r.fits else "-",
               f"{r.wall_clock_days:,.1f}" if r.fits else "-", f"{r.gpu_hours:,.0f}" if r.fits else "-",
               f"{r.price_usd_per_gpu_hour:g}" if r.price_usd_per_gpu_hour else "-",
               usd(r.cost_usd) if r.fits else "-", r.layout_text if r.fits else f"does not fit: {r.note}",
               r.price_source or "no price in catalog") for r in rows]
     typer.echo(render(data, format, rows=table, width=terminal_width(), headers=(
-        "gpu", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout", "price source")))
+        "gpu", "devices", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout",
+        "price source")))
     if format in ("table", "markdown") and rows:
         first = rows[0]
-        typer.echo(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {first.num_gpus:,} device(s) each; "
+        each = f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed"
+        typer.echo(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {each}; "
                    f"{base.precision}; time model: {first.time_model}"
                    + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"))
 
 
-def _split_names(values: list[str] | None) -> list[str] | None:
-    """``["h100,a100", "h800"]`` -> ``["h100", "a100", "h800"]``; an empty name is an error."""
-    if not values:
+def _split_names(values: list[str] | str | None, option: str = "--gpu") -> list[str] | None:
+    """``["h100,a100", "h800"]`` -> ``["h100", "a100", "h800"]``; an empty item is an error."""
+    if values is None or values == []:
         return None
     names = []
-    for value in values:
+    for value in [values] if isinstance(values, str) else values:
         for name in value.split(","):
             if not name.strip():
-                raise InputError("--gpu must not be empty")
+                raise InputError(f"{option} must not be empty")
             names.append(name.strip())
     return names
