@@ -7,9 +7,10 @@ schedule; Narayanan et al. 2021, arXiv 2104.04473; Korthikanti et al. 2022, arXi
 1. **Compute, per micro-batch and pipeline stage.** Every matmul of the architecture's layers
    (:mod:`estimator.flops`: attention projections, attention scores, FFN or the routed and shared
    experts, the output head on the last stage), divided by TP (and CP for the tokens), each timed at
-   ``peak x e_max x g(size)``: ``e_max`` is the maximum achievable matmul fraction of the dense peak
-   measured on that chip (``MAX_MATMUL_FRACTION``, stas00/ml-engineering "MAMF"), and
-   ``g(size) = size / (size + GEMM_HALF_SIZE)`` lowers it for small matmuls (size = m*n*k).
+   on the roofline: the longer of its FLOPs at ``peak x e_max`` and its operands and result at the
+   HBM bandwidth, plus ``KERNEL_OVERHEAD_S`` per kernel. ``e_max`` is the maximum achievable matmul
+   fraction of the dense peak measured on that chip (``MAX_MATMUL_FRACTION``, stas00/ml-engineering
+   "MAMF"), or the calibration file's best measured matmul.
    Backward = 2 x forward matmul work. Recompute adds the forward of every layer (full) or of the
    attention scores (selective). Causal attention with a fused (flash) kernel does half the score
    matmuls; without one (the 2021-22 Megatron runs) the full ``s x s`` matrix is computed.
@@ -70,8 +71,8 @@ MAX_MATMUL_FRACTION = {
 DEFAULT_MAX_MATMUL_FRACTION = 0.80  # the median of the table, for chips it lacks (stated in the output)
 
 # -- fitted constants (benchmarks/fit_step_model.py on catalogs/layout_runs.yaml) ------------------
-GEMM_HALF_SIZE = 1.0e9  # m*n*k at which a matmul reaches half its maximum efficiency (fitted)
-ELEMENTWISE_BYTES_PER_HIDDEN = 96.0  # HBM bytes moved per token per hidden unit per layer, forward (fitted)
+KERNEL_OVERHEAD_S = 20e-6  # launch and tail of one matmul kernel, s (fitted)
+ELEMENTWISE_BYTES_PER_HIDDEN = 144.0  # HBM bytes moved per token per hidden unit per layer, forward (fitted)
 DP_OVERLAP = 0.0  # share of the data-parallel gradient traffic hidden behind the backward pass (fitted)
 
 # -- anchored constants --------------------------------------------------------------------------
@@ -91,7 +92,7 @@ MAX_CANDIDATES = 20000
 class Constants:
     """The step model's tunable constants (the module-level defaults; the fit varies them)."""
 
-    gemm_half_size: float = GEMM_HALF_SIZE
+    kernel_overhead_s: float = KERNEL_OVERHEAD_S
     elementwise_bytes_per_hidden: float = ELEMENTWISE_BYTES_PER_HIDDEN
     dp_overlap: float = DP_OVERLAP
 
@@ -274,27 +275,34 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     tokens = b * s / c  # tokens of one micro-batch on one device (CP splits the sequence)
     act_bytes = 2.0  # 16-bit activations on the wire
 
+    def matmul_time(flops: float, m: float, n: float, k: float, batch: float = 1.0) -> float:
+        """A matmul on the roofline: the longer of its FLOPs at the achievable rate and its 16-bit
+        operands and result at the HBM bandwidth, plus one kernel launch."""
+        moved = act_bytes * batch * (m * k + k * n + m * n)
+        return max(flops / flop_rate, moved / hbm) + constants.kernel_overhead_s
+
     def gemm_time(gemms: tuple[tuple[float, float, float, float], ...], split: int) -> float:
         total = 0.0
         for flops_per_token, m_factor, n, k in gemms:
             m = tokens * m_factor
-            size = m * (n / split) * k
-            eff = size / (size + constants.gemm_half_size)
-            total += flops_per_token * tokens / split / (flop_rate * eff)
+            experts = 1.0 / m_factor if m_factor < 1 else 1.0  # routed experts: one matmul per local expert
+            total += matmul_time(flops_per_token * tokens / split, m, n / split, k, batch=experts)
         return total
 
-    # attention scores: heads / t per device, each a (s/c) x s x d batched matmul
+    # attention scores: one batched matmul over micro-batch x local heads, each (s/c) x s x head width;
+    # a fused kernel (flash attention) keeps the scores on chip and skips the masked half when causal
     score_flops = shape.score_flops_per_token * tokens / t * (0.5 if (flash_attention and shape.causal) else 1.0)
-    score_size = (s / c) * s * (shape.kv_dim / max(arch.num_kv_heads, 1) if not arch.mla else 128)
-    score_eff = score_size / (score_size + constants.gemm_half_size)
-    score_time = score_flops / (flop_rate * score_eff)
+    head_width = arch.mla.qk_head_dim if arch.mla else arch.head_dim
+    heads_local = max(1.0, arch.num_heads / t)
+    score_time = (score_flops / flop_rate + constants.kernel_overhead_s if flash_attention else
+                  matmul_time(score_flops, s / c, s, head_width, batch=b * heads_local))
     # elementwise traffic follows the activations it reads and writes (Korthikanti et al. 2022 section
     # 4.1: of 34 bytes per token per hidden unit, 10 are replicated across TP ranks unless sequence
     # parallelism splits them too)
     split = 1.0 / t if layout.sequence_parallel or t == 1 else (10 + 24 / t) / 34
     elem = constants.elementwise_bytes_per_hidden * tokens * h * split / hbm
-    if not flash_attention:
-        elem += SOFTMAX_BYTES_PER_SCORE * arch.num_heads / t * tokens * s / hbm
+    softmax = 0.0 if flash_attention else SOFTMAX_BYTES_PER_SCORE * arch.num_heads / t * tokens * s / hbm
+    elem += softmax
 
     def layer_forward(moe: bool) -> float:
         gemms = shape.moe_gemms if moe else shape.layer_gemms
@@ -315,10 +323,11 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     layers_dense = shape.num_dense_layers / p
     layers_moe = shape.num_moe_layers / p
     fwd = layers_dense * layer_forward(False) + layers_moe * layer_forward(True)
-    recompute = fwd if full else ((shape.num_dense_layers + shape.num_moe_layers) / p * score_time if selective else 0.0)
+    # selective recompute reruns the attention core: the score matmuls and, unfused, their softmax
+    recompute = fwd if full else ((shape.num_dense_layers + shape.num_moe_layers) / p * (score_time + softmax)
+                                  if selective else 0.0)
     head = shape.head_flops_per_token * tokens / t
-    head_size = tokens * (arch.vocab_size / t) * h
-    head_time = head / (flop_rate * head_size / (head_size + constants.gemm_half_size)) if head else 0.0
+    head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
     num_layers_stage = (shape.num_dense_layers + shape.num_moe_layers) / p
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
@@ -501,7 +510,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%} of the detailed count, HFU {best.hfu:.1%}",
         "step breakdown: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g} s" for k, v in best.breakdown_s.items()),
         f"matmuls at {e_max:.3f} x the dense peak at most ({e_source}), "
-        f"less for small ones (half at m*n*k = {constants.gemm_half_size:.2g}); elementwise work at "
+        f"or their bytes at the HBM bandwidth if longer, + {constants.kernel_overhead_s * 1e6:.3g} us per kernel; elementwise work at "
         f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
         f"links: {links.source}; {constants.dp_overlap:.0%} of data-parallel traffic hidden behind backward; "
         "tensor, context and expert-parallel collectives not overlapped",
@@ -512,5 +521,5 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                         ranked=tuple(timed[:max(1, request.num_layouts)]), assumptions=tuple(assumptions))
 
 
-__all__ = ["Constants", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
+__all__ = ["Constants", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
            "matmul_fraction", "shape_of", "step_estimate", "time_layout"]

@@ -12,7 +12,7 @@ import pytest
 from estimator import EstimateRequest, estimate, load_catalog
 from estimator.errors import InputError
 from estimator.layout import Layout, group_span
-from estimator.step import (DP_OVERLAP, ELEMENTWISE_BYTES_PER_HIDDEN, GEMM_HALF_SIZE, Constants, links_for, shape_of,
+from estimator.step import (DP_OVERLAP, ELEMENTWISE_BYTES_PER_HIDDEN, KERNEL_OVERHEAD_S, Constants, links_for, shape_of,
                             time_layout)
 from estimator.validate_step import validate_step
 
@@ -40,7 +40,7 @@ def test_the_step_model_meets_its_targets_on_the_published_layouts():
 
 def test_the_fitted_constants_are_the_optimum_of_the_fit():
     fitted, errors = _fit_module().fit()
-    assert fitted == Constants(GEMM_HALF_SIZE, ELEMENTWISE_BYTES_PER_HIDDEN, DP_OVERLAP)
+    assert fitted == Constants(KERNEL_OVERHEAD_S, ELEMENTWISE_BYTES_PER_HIDDEN, DP_OVERLAP)
     assert statistics.fmean(abs(e) for e in errors) == pytest.approx(validate_step().mean_abs_error)
 
 
