@@ -63,6 +63,17 @@ Schema (``schema_version: 1``; throughput in TFLOP/s = 1e12 FLOP/s, bandwidth in
         bf16: {flops_per_token: ..., tokens_per_s: ..., best_tflops: ..., median_tflops: ...,
                worst_tflops: ..., stdev_pct: ..., iterations: 10}
       notes: ["..."]               # optional
+    torch_model:                    # optional (profiler/torch_model.py, gpucost profile --torch-model SPEC):
+      id: mnist-mlp                 # a training step of the user's own nn.Module; full schema in
+      spec: builtin:mnist-mlp       # estimator/torch_model_record.py
+      params: 648010
+      batch_size: 64
+      flops_per_sample: 3098000.0   # training (forward + backward) FLOPs per sample, FlopCounterMode
+      forward_flops_per_sample: 1294000.0
+      optimizer: "SGD(lr=0.01, momentum=0.9)"
+      results:
+        fp32: {samples_per_s: ..., mean_samples_per_s: ..., best_tflops: ..., median_tflops: ...,
+               worst_tflops: ..., stdev_pct: ..., iterations: 5000}
     bandwidth:                      # device-to-device copy, bytes read + bytes written
       buffer_bytes: 1073741824
       best_gbps: ...
@@ -104,9 +115,9 @@ DEFAULT_CALIBRATION_FILE = "gpucost-calibration.yaml"
 _STATS_KEYS = ("min", "median", "max")
 _TOP = {
     "schema_version", "benchmark_version", "created_utc", "command", "partial", "duration_s", "device",
-    "software", "telemetry", "matmul", "mlp", "bandwidth", "notes", "model", "collectives",
+    "software", "telemetry", "matmul", "mlp", "bandwidth", "notes", "model", "collectives", "torch_model",
 }
-_OPTIONAL_TOP = {"duration_s", "model", "collectives"}
+_OPTIONAL_TOP = {"duration_s", "model", "collectives", "torch_model"}
 _DEVICE_INT = ("index", "memory_bytes", "num_sms", "l2_cache_bytes", "num_cores", "num_logical_cpus", "num_threads",
                "llc_bytes")
 _DEVICE_NUM = ("max_sm_clock_mhz", "power_limit_w")
@@ -269,7 +280,7 @@ def validate_calibration(data: Any, file: str = "<calibration>") -> dict[str, An
     check = _Check(file)
     top = check.mapping(data, None, None)
     check.keys(top, None, _TOP, tuple(sorted(_TOP - _OPTIONAL_TOP)))
-    if top["schema_version"] != SCHEMA_VERSION:
+    if isinstance(top["schema_version"], bool) or top["schema_version"] != SCHEMA_VERSION:
         raise check.fail(None, "schema_version", f"expected {SCHEMA_VERSION}, got {top['schema_version']!r}")
     check.integer(top, None, "benchmark_version", minimum=1)
     check.string(top, None, "created_utc")
@@ -308,7 +319,7 @@ def validate_calibration(data: Any, file: str = "<calibration>") -> dict[str, An
     check.number(telemetry, "telemetry", "interval_s", optional=True)
     for name in ("clock_mhz", "power_w", "temperature_c"):
         check.stats(telemetry, "telemetry", name)
-    if telemetry["throttled"] not in (True, False, None):
+    if not (telemetry["throttled"] is None or isinstance(telemetry["throttled"], bool)):
         raise check.fail("telemetry", "throttled", f"must be true, false or null, got {telemetry['throttled']!r}")
     reasons = telemetry["reasons"]
     if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
@@ -327,6 +338,10 @@ def validate_calibration(data: Any, file: str = "<calibration>") -> dict[str, An
         from .collectives import validate_collectives
 
         validate_collectives(top["collectives"], file)
+    if top.get("torch_model") is not None:  # gpucost profile --torch-model (estimator/torch_model_record.py)
+        from .torch_model_record import validate_torch_model
+
+        validate_torch_model(top["torch_model"], file)
 
     bandwidth = check.mapping(top["bandwidth"], None, "bandwidth")
     check.keys(bandwidth, "bandwidth", {"buffer_bytes", "best_gbps", "median_gbps", "worst_gbps", "stdev_pct",

@@ -320,16 +320,18 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
 
     full = layout.recompute == "full"
     selective = layout.recompute == "selective"
-    layers_dense = shape.num_dense_layers / p
-    layers_moe = shape.num_moe_layers / p
+    # the slowest stage holds ceil(L / p) layers when p does not divide them (uneven stages)
+    layers_total = shape.num_dense_layers + shape.num_moe_layers
+    uneven = math.ceil(layers_total / p) * p / layers_total
+    layers_dense = shape.num_dense_layers / p * uneven
+    layers_moe = shape.num_moe_layers / p * uneven
     fwd = layers_dense * layer_forward(False) + layers_moe * layer_forward(True)
     # selective recompute reruns the attention core: the score matmuls and, unfused, their softmax
-    recompute = fwd if full else ((shape.num_dense_layers + shape.num_moe_layers) / p * (score_time + softmax)
-                                  if selective else 0.0)
+    recompute = fwd if full else (layers_total / p * uneven * (score_time + softmax) if selective else 0.0)
     head = shape.head_flops_per_token * tokens / t
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
-    num_layers_stage = (shape.num_dense_layers + shape.num_moe_layers) / p
+    num_layers_stage = layers_total / p * uneven
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
     ep_comm = layers_moe * ep_a2a * (6 + (2 if full else 0))
@@ -447,8 +449,8 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         if arch.num_heads % t or (arch.num_kv_heads % t and t % arch.num_kv_heads):
             raise InputError(f"--tensor-parallel {t} does not divide the {arch.num_heads} attention heads "
                              f"({arch.num_kv_heads} KV heads) of {work.model}")
-    if fixed["pipeline_parallel"] and arch.num_layers % fixed["pipeline_parallel"]:
-        raise InputError(f"--pipeline-parallel {fixed['pipeline_parallel']} does not divide the {arch.num_layers} "
+    if fixed["pipeline_parallel"] and fixed["pipeline_parallel"] > arch.num_layers:
+        raise InputError(f"--pipeline-parallel {fixed['pipeline_parallel']} exceeds the {arch.num_layers} "
                          f"layers of {work.model}")
     if fixed["expert_parallel"]:
         if arch.moe is None:

@@ -92,7 +92,7 @@ def test_compare_all_offers_lists_every_price_of_the_chosen_gpus(cli):
         (["estimate", "--model", "gpt3", "--precision", "int4"], 2, "Error: unknown --precision 'int4'"),
         (["estimate", "--model", "gpt3", "--gpu", "a100", "--precision", "fp8"], 2, "Error: a100-sxm-80gb has no fp8 peak"),
         (["estimate", "--model", "gpt3", "--format", "xml"], 2, "Error: unknown --format 'xml'"),
-        (["estimate", "--model", "gpt3", "--gpuu", "a100"], 2, "Error: No such option: --gpuu"),
+        (["estimate", "--model", "gpt3", "--gpuu", "a100"], 2, "Error: No such option"),
         (["estimate", "--model", "gpt3", "--provider", "nosuchcloud"], 2, "Error: unknown provider"),
         (["estimate", "--model", "gpt3", "--deadline", "soon"], 2, "Error: --deadline must be a duration such as 30d"),
         (["estimate", "--model", "gpt3", "--chinchilla"], 2, "Error: --chinchilla needs --budget"),

@@ -205,7 +205,7 @@ def test_profile_unknown_model_suggests_close_names(profile_cli):
 
 
 def test_profile_model_without_architecture_suggests_hf_config(profile_cli):
-    result = profile_cli("profile", "--device", "cpu", "--model", "gpt3-175b")
+    result = profile_cli("profile", "--device", "cpu", "--model", "bloom-176b")
     assert result.exit_code == 2
     assert "has no architecture" in result.stderr and "--hf-config" in result.stderr
 

@@ -92,7 +92,7 @@ def test_a_fixed_layout_is_kept_and_the_rest_is_searched():
 @pytest.mark.parametrize(("options", "message"), [
     ({"tensor_parallel": 3}, "--tensor-parallel 3 does not divide the 64 attention heads (8 KV heads) of llama-3.1-70b"),
     ({"tensor_parallel": 16}, "--tensor-parallel 16 exceeds the 8 accelerators of a dgx-h100 node"),
-    ({"pipeline_parallel": 7}, "--pipeline-parallel 7 does not divide the 80 layers of llama-3.1-70b"),
+    ({"pipeline_parallel": 81}, "--pipeline-parallel 81 exceeds the 80 layers of llama-3.1-70b"),
     ({"expert_parallel": 2}, "--expert-parallel needs a mixture-of-experts model; llama-3.1-70b is dense"),
     ({"tensor_parallel": 8, "pipeline_parallel": 1, "num_gpus": 8}, "no layout of 8 x h100-sxm (80 GB) holds llama-3.1-70b"),
 ])

@@ -15,7 +15,7 @@ import typer
 
 from .. import __version__
 from ..errors import GpucostError
-from . import catalogs, estimate, models, profile, validate
+from . import catalogs, estimate, models, plot, profile, validate
 
 # -h as well as --help everywhere; help laid out to 120 columns so option names are never cut
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}
@@ -58,6 +58,7 @@ models_app.callback()(catalogs.models_cmd)
 models_app.command("show")(models.show)
 app.command("validate")(validate.validate_cmd)
 app.command("profile")(profile.profile)
+app.command("plot")(plot.plot_cmd)
 
 
 # -- entry point ---------------------------------------------------------------------------------
