@@ -56,22 +56,26 @@ def test_estimate_renders_other_formats_with_the_same_numbers(cli, fmt):
 
 
 @pytest.mark.parametrize("command", [["gpus"], ["prices"], ["models"], ["prices", "--gpu", "h100"]])
-def test_list_commands_print_json_lists(cli, command):
+def test_list_commands_print_versioned_json_lists(cli, command):
     result = cli(*command, "--format", "json")
     assert result.exit_code == 0, result.stderr
-    rows = result.json()
+    data = result.json()
+    key = {"gpus": "accelerators", "prices": "prices", "models": "models"}[command[0]]
+    assert data["schema_version"] == 1 and set(data) == {"schema_version", key}
+    rows = data[key]
     assert isinstance(rows, list) and rows and all("source" in r for r in rows)
 
 
 def test_compare_sorts_rows_by_cost(cli):
-    data = cli("compare", "--params", "7B", "--tokens", "1T", "--format", "json").json()
+    data = cli("compare", "--params", "7B", "--tokens", "1T", "--format", "json").json()["rows"]
     costs = [r["cost_usd"] for r in data if r["cost_usd"] is not None]
     assert len(costs) >= 5 and costs == sorted(costs)
     assert len({r["gpu"] for r in data}) == len(data)  # one row per accelerator by default
 
 
 def test_compare_all_offers_lists_every_price_of_the_chosen_gpus(cli):
-    data = cli("compare", "--model", "gpt3-175b", "--gpu", "h100", "--gpu", "a100", "--all-offers", "--format", "json").json()
+    data = cli("compare", "--model", "gpt3-175b", "--gpu", "h100", "--gpu", "a100", "--num-gpus", "1024",
+               "--all-offers", "--format", "json").json()["rows"]
     assert {r["gpu"] for r in data} == {"h100-sxm", "a100-sxm-80gb"}
     assert len(data) > 2
 

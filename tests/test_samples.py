@@ -89,7 +89,7 @@ def test_the_datasets_catalog_has_sources_and_the_listing_command(cli):
         assert dataset.source and dataset.retrieved and dataset.samples > 0
     assert {d.id for d in CATALOG.datasets} >= {"imagenet-1k", "mnist", "squad-v1.1", "bert-corpus"}
     assert CATALOG.dataset("imagenet").samples == 1_281_167 and CATALOG.dataset("mnist").samples == 60_000
-    rows = cli("datasets", "--format", "json").json()
+    rows = cli("datasets", "--format", "json").json()["datasets"]
     assert {r["id"] for r in rows} == {d.id for d in CATALOG.datasets}
 
 

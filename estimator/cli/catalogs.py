@@ -9,7 +9,7 @@ import typer
 from ..catalog import load_catalog
 from ..numbers import si
 from ..render import render
-from .options import Format, check_format as _check_format
+from .options import Format, check_format as _check_format, records
 
 
 
@@ -24,7 +24,7 @@ def gpus_cmd(*, format: Format = "table") -> None:
     dtypes = ("fp32", "tf32", "bf16", "fp16", "fp8")
     table = [(a.id, ", ".join(a.aliases), *(f"{a.peak_tflops[d]:g}" if d in a.peak_tflops else "-" for d in dtypes),
               f"{a.memory_gb:g}", f"{a.memory_bandwidth_gbps:g}", f"{a.tdp_w:g}") for a in accs]
-    typer.echo(render(data, format, rows=table, headers=("id", "aliases", *(f"{d} TF" for d in dtypes), "mem GB", "BW GB/s", "TDP W")))
+    typer.echo(render(records("accelerators", data, format), format, rows=table, headers=("id", "aliases", *(f"{d} TF" for d in dtypes), "mem GB", "BW GB/s", "TDP W")))
     if format in ("table", "markdown"):
         typer.echo("\nPeaks are dense (no sparsity), TFLOP/s per device, from each vendor datasheet (see --format json for sources).")
 
@@ -44,7 +44,7 @@ def prices_cmd(
              "observed": p.observed, "source": p.source, "notes": p.notes} for p in rows]
     table = [(p.accelerator, p.id, p.provider, p.offer, p.instance or "-", f"{p.usd_per_gpu_hour:g}",
               "yes" if p.default else "", p.observed.isoformat()) for p in rows]
-    typer.echo(render(data, format, rows=table, headers=("gpu", "id", "provider", "offer", "instance", "$/device-h", "default", "observed")))
+    typer.echo(render(records("prices", data, format), format, rows=table, headers=("gpu", "id", "provider", "offer", "instance", "$/device-h", "default", "observed")))
 
 
 def models_cmd(ctx: typer.Context, *, format: Format = "table") -> None:
@@ -57,7 +57,7 @@ def models_cmd(ctx: typer.Context, *, format: Format = "table") -> None:
              "training_tokens": m.training_tokens, "seq_len": m.seq_len, "source": m.source} for m in models]
     table = [(m.id, m.name, si(m.params), si(m.params_active), si(m.training_tokens) if m.training_tokens else "-",
               m.seq_len or "-") for m in models]
-    typer.echo(render(data, format, rows=table, headers=("id", "name", "params", "active", "tokens", "seq len")))
+    typer.echo(render(records("models", data, format), format, rows=table, headers=("id", "name", "params", "active", "tokens", "seq len")))
 
 
 
@@ -79,7 +79,7 @@ def systems_cmd(*, gpu: Annotated[Optional[str], typer.Option(help="Only the sys
                if s.scale_out_nics_per_node else s.scale_out),
               f"{s.scale_out_allreduce_busbw_gbps:g}" if s.scale_out_allreduce_busbw_gbps else "-",
               ", ".join(s.default_for) or "-") for s in systems]
-    typer.echo(render(data, format, rows=table, headers=(
+    typer.echo(render(records("systems", data, format), format, rows=table, headers=(
         "id", "gpu", "per node", "scale-up GB/s", "all-reduce busbw", "scale-out", "busbw across nodes", "default for")))
     if format in ("table", "markdown"):
         typer.echo("\nScale-up GB/s is per accelerator and direction; bus bandwidths (GB/s) are published nccl-tests "
@@ -92,4 +92,4 @@ def datasets_cmd(*, format: Format = "table") -> None:
     datasets = load_catalog().datasets
     data = [{f: getattr(d, f) for f in d.__dataclass_fields__} for d in datasets]
     table = [(d.id, d.name, f"{d.samples:,}", d.sample, str(d.seq_len or "-")) for d in datasets]
-    typer.echo(render(data, format, rows=table, headers=("id", "name", "samples per epoch", "sample", "tokens/sample")))
+    typer.echo(render(records("datasets", data, format), format, rows=table, headers=("id", "name", "samples per epoch", "sample", "tokens/sample")))

@@ -21,7 +21,7 @@ FLOPS_METHODS = tuple(m.value for m in FlopsMethod)
 TIME_MODELS = tuple(m.value for m in TimeModel)
 from ..completion import (complete_dataset, complete_gpu, complete_model, complete_precision, complete_provider,
                           complete_system)
-from .options import Format, check_format, choices_metavar, completer, terminal_width, wrap_list
+from .options import Format, check_format, choices_metavar, completer, records, terminal_width, wrap_list
 
 COUNT = "a whole number; 1K = 1,000"
 Model = Annotated[Optional[str], typer.Option(autocompletion=complete_model, help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
@@ -277,7 +277,7 @@ def compare_cmd(
               f"{r.price_usd_per_gpu_hour:g}" if r.price_usd_per_gpu_hour else "-",
               usd(r.cost_usd) if r.fits else "-", r.layout_text if r.fits else f"does not fit: {r.note}",
               r.price_source or "no price in catalog") for r in rows]
-    typer.echo(render(data, format, rows=table, width=terminal_width(), headers=(
+    typer.echo(render(records("rows", data, format), format, rows=table, width=terminal_width(), headers=(
         "gpu", "devices", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout",
         "price source")))
     if format in ("table", "markdown") and rows:

@@ -36,7 +36,10 @@ def render_report(report: ModelReport, fmt: str) -> str:
     if fmt in ("json", "yaml", "csv"):
         from ..render import render
 
-        return render(report.to_dict(), fmt)
+        from ..estimate import SCHEMA_VERSION
+
+        data = report.to_dict()
+        return render({"schema_version": SCHEMA_VERSION, **data} if fmt != "csv" else data, fmt)
     from tabulate import tabulate
 
     style = "github" if fmt == "markdown" else "simple"

@@ -55,3 +55,11 @@ def wrap_list(items: list[str], width: int | None, indent: str = "  - ") -> str:
 
     return "\n".join(textwrap.fill(item, width=width, initial_indent=indent, subsequent_indent=" " * len(indent),
                                     break_long_words=True, break_on_hyphens=False) for item in items)
+
+
+def records(key: str, data: list, fmt: str) -> object:
+    """What a listing prints: json and yaml wrap the records as ``{"schema_version": 1, key: [...]}``
+    (docs/json.md); csv, table and markdown take the records themselves."""
+    from ..estimate import SCHEMA_VERSION
+
+    return {"schema_version": SCHEMA_VERSION, key: data} if fmt in ("json", "yaml") else data
