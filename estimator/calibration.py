@@ -417,6 +417,13 @@ def dump_calibration(record: Mapping[str, Any]) -> str:
     return yaml.safe_dump(_plain(record), sort_keys=False, allow_unicode=True, width=120)
 
 
+def _umask() -> int:
+    """The process umask (read by setting it, then restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_calibration(record: Mapping[str, Any], path: str | Path) -> Path:
     """Validate ``record`` and write it to ``path`` atomically; return the path written.
 
@@ -436,6 +443,7 @@ def write_calibration(record: Mapping[str, Any], path: str | Path) -> Path:
             handle.write(dump_calibration(record))
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o666 & ~_umask())  # a temporary file is private (0600); the result is not
         os.replace(handle.name, path)
     except BaseException:
         try:

@@ -227,3 +227,14 @@ def test_profile_csv_output_has_one_row_per_summary_row():
     assert len(rows) == len(summary_rows(sample_record()))
     bf16 = next(r for r in rows if r["benchmark"].startswith("matmul") and r["dtype"] == "bf16")
     assert float(bf16["best"]) == 794.5 and float(bf16["peak"]) == 989.4
+
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_a_written_calibration_file_honours_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = write_calibration(sample_record(), tmp_path / "cal.yaml")
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
