@@ -95,7 +95,9 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -452,6 +454,112 @@ def write_calibration(record: Mapping[str, Any], path: str | Path) -> Path:
             pass
         raise
     return path
+
+
+# -- the typed record the estimator reads ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One precision of one benchmark (matmul, MLP step, a model's step): TFLOP/s, or why it was
+    skipped. ``worst_tflops`` is the slowest iteration of the size whose median is the entry's."""
+
+    best_tflops: float | None = None
+    median_tflops: float | None = None
+    worst_tflops: float | None = None
+    peak_tflops: float | None = None
+    skipped: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.median_tflops is not None
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, Any]) -> Measurement:
+        worst = entry.get("worst_tflops")
+        if worst is None and "median_tflops" in entry:  # an MLP/matmul entry keeps per-size statistics
+            items = entry.get("widths") or entry.get("shapes") or []
+            same = [i["worst_tflops"] for i in items if i.get("median_tflops") == entry["median_tflops"]]
+            worst = min(same, default=entry["median_tflops"])
+        return cls(best_tflops=entry.get("best_tflops"), median_tflops=entry.get("median_tflops"), worst_tflops=worst,
+                   peak_tflops=entry.get("peak_tflops"), skipped=entry.get("skipped"))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStepRecord:
+    """The file's ``model`` section: a training step of one model's own layers."""
+
+    id: str
+    seq_len: int
+    micro_batch: int
+    num_layers: int
+    layers_timed: int
+    results: Mapping[str, Measurement]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """The measured device: its driver name, backend, catalog match and memory."""
+
+    name: str
+    backend: str
+    catalog_id: str | None
+    memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibration file, typed: what the estimator reads as attributes, the whole validated
+    document behind ``to_dict()``. Build one with :meth:`from_dict` or :func:`load_calibration`."""
+
+    schema_version: int
+    benchmark_version: int
+    created_utc: str
+    command: str
+    partial: bool
+    device: DeviceRecord
+    matmul: Mapping[str, Measurement]
+    mlp: Mapping[str, Measurement]
+    model: ModelStepRecord | None
+    bandwidth_best_gbps: float | None
+    collectives: Mapping[str, Any] | None
+    torch_model: Mapping[str, Any] | None
+    document: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def created(self) -> _dt.date:
+        return _dt.date.fromisoformat(self.created_utc[:10])
+
+    @classmethod
+    def from_dict(cls, data: Any, file: str = "<calibration>") -> Calibration:
+        """Validate ``data`` (the file's document) and type it; CatalogError names file and field."""
+        doc = validate_calibration(data, file)
+        device = doc["device"]
+        model = doc.get("model")
+        step = None
+        if model:
+            step = ModelStepRecord(id=model["id"], seq_len=model["seq_len"], micro_batch=model["micro_batch"],
+                                   num_layers=model["num_layers"], layers_timed=model["layers_timed"],
+                                   results=MappingProxyType({d: Measurement.from_dict(r)
+                                                             for d, r in model["results"].items()}))
+        return cls(
+            schema_version=doc["schema_version"], benchmark_version=doc["benchmark_version"],
+            created_utc=str(doc["created_utc"]), command=doc["command"], partial=doc["partial"],
+            device=DeviceRecord(name=device["name"], backend=device["backend"], catalog_id=device.get("catalog_id"),
+                                memory_bytes=device.get("memory_bytes")),
+            matmul=MappingProxyType({d: Measurement.from_dict(e) for d, e in doc["matmul"].items()}),
+            mlp=MappingProxyType({d: Measurement.from_dict(e) for d, e in doc["mlp"].items()}),
+            model=step, bandwidth_best_gbps=(doc.get("bandwidth") or {}).get("best_gbps"),
+            collectives=doc.get("collectives"), torch_model=doc.get("torch_model"), document=doc)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The validated document (what the file holds), as plain builtin types."""
+        return _plain(self.document)
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read, validate and type a calibration file (the estimator's entry point)."""
+    return Calibration.from_dict(read_calibration(path), str(path))
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:

@@ -29,10 +29,7 @@ model (estimator/step.py) times the run instead, with the file's measured links.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
-from typing import Any
-
-from .calibration import BENCHMARK_VERSION
+from .calibration import BENCHMARK_VERSION, Calibration, Measurement
 from .catalog import Accelerator, Catalog
 from .errors import InputError
 from .throughput import Throughput, ThroughputKind
@@ -42,82 +39,70 @@ MAMF_MEDIAN_FRACTION = 0.836  # median of A100 0.869 and H100 0.803 (stas00 MAMF
 STALE_AFTER_DAYS = 180
 
 
-def device_accelerator(record: Mapping[str, Any], catalog: Catalog) -> Accelerator:
+def device_accelerator(record: Calibration, catalog: Catalog) -> Accelerator:
     """The accelerator a calibration file measured: its catalog entry, or (unknown device, CPU) a
     record with no datasheet peak, so MFU is reported as unknown."""
-    device = record["device"]
-    if device.get("catalog_id"):
-        return catalog.accelerator(device["catalog_id"])
-    bandwidth = record.get("bandwidth") or {}
+    device = record.device
+    if device.catalog_id:
+        return catalog.accelerator(device.catalog_id)
     return Accelerator(
-        id=device["backend"], name=device["name"], vendor=device["backend"], peak_tflops={},
-        memory_gb=(device.get("memory_bytes") or 0) / 1e9, memory_bandwidth_gbps=bandwidth.get("best_gbps") or 0.0,
-        tdp_w=None, interconnect="-", source=f"calibration file ({record.get('command', 'gpucost profile')})",
-        retrieved=_dt.date.fromisoformat(str(record["created_utc"])[:10]),
+        id=device.backend, name=device.name, vendor=device.backend, peak_tflops={},
+        memory_gb=(device.memory_bytes or 0) / 1e9, memory_bandwidth_gbps=record.bandwidth_best_gbps or 0.0,
+        tdp_w=None, interconnect="-", source=f"calibration file ({record.command})", retrieved=record.created,
     )
 
 
-def _model_entry(record: Mapping[str, Any], model: str | None, precision: str) -> Mapping[str, Any] | None:
-    entry = record.get("model") or {}
-    if model is None or entry.get("id") != model:
+def _model_step(record: Calibration, model: str | None, precision: str) -> Measurement | None:
+    if model is None or record.model is None or record.model.id != model:
         return None
-    return (entry.get("results") or {}).get(precision)
+    step = record.model.results.get(precision)
+    return step if step is not None and step.measured else None
 
 
-def _worst_tflops(step: Mapping[str, Any]) -> float:
-    """The slowest step of the measurement whose median is the entry's median (an MLP entry keeps
-    per-width statistics; a model entry keeps its own)."""
-    if "worst_tflops" in step:
-        return step["worst_tflops"]
-    same = [w["worst_tflops"] for w in step.get("widths", []) if w.get("median_tflops") == step["median_tflops"]]
-    return min(same, default=step["median_tflops"])
-
-
-def measured_model_step(record: Mapping[str, Any], model: str | None, precision: str) -> int | None:
+def measured_model_step(record: Calibration, model: str | None, precision: str) -> int | None:
     """The sequence length of the file's own training step of ``model`` at ``precision``, or None
     when the file has no such measurement (that step counted the detailed FLOPs, so an estimate
     from it must count the same)."""
-    entry = record.get("model") or {}
-    step = _model_entry(record, model, precision)
-    return entry.get("seq_len") if step is not None and "median_tflops" in step else None
+    return record.model.seq_len if _model_step(record, model, precision) is not None else None
 
 
 def calibrated_throughput(
-    record: Mapping[str, Any], acc: Accelerator, precision: str, *, num_gpus: int, model: str | None = None,
+    record: Calibration, acc: Accelerator, precision: str, *, num_gpus: int, model: str | None = None,
     today: _dt.date | None = None,
 ) -> tuple[Throughput, list[str], bool]:
-    """Throughput per device (TFLOP/s) for an estimate from a validated calibration ``record``, and
-    warnings about the file (other device, stale, older benchmark, partial), and whether the
-    model's own training step was used (its FLOPs are the detailed count, so the estimate must use
-    that count too). Raises InputError when the file has no measurement for ``precision``."""
-
+    """Throughput per device (TFLOP/s) for an estimate from a calibration ``record``, and warnings
+    about the file (other device, stale, older benchmark, partial), and whether the model's own
+    training step was used (its FLOPs are the detailed count, so the estimate must use that count
+    too). Raises InputError when the file has no measurement for ``precision``."""
+    if not isinstance(record, Calibration):
+        raise InputError(f"a Calibration is required (estimator.calibration.load_calibration), got {type(record).__name__}")
     warnings: list[str] = []
-    device = record["device"]
-    where = f"{device['name']}, {str(record['created_utc'])[:10]}"
-    if device.get("catalog_id") and device["catalog_id"] != acc.id:
-        warnings.append(f"the calibration file measured {device['catalog_id']}, the estimate is for {acc.id}")
-    elif not device.get("catalog_id") and acc.peak_tflops:
-        warnings.append(f"the calibration file measured {device['name']} (not in the catalog), the estimate is for {acc.id}")
-    created = _dt.date.fromisoformat(str(record["created_utc"])[:10])
-    if ((today or _dt.date.today()) - created).days > STALE_AFTER_DAYS:
-        warnings.append(f"the calibration file is from {created}, more than {STALE_AFTER_DAYS} days ago; profile again")
-    if record.get("benchmark_version", BENCHMARK_VERSION) < BENCHMARK_VERSION:
-        warnings.append(f"the calibration file is from benchmark version {record['benchmark_version']}, "
+    device = record.device
+    where = f"{device.name}, {record.created_utc[:10]}"
+    if device.catalog_id and device.catalog_id != acc.id:
+        warnings.append(f"the calibration file measured {device.catalog_id}, the estimate is for {acc.id}")
+    elif not device.catalog_id and acc.peak_tflops:
+        warnings.append(f"the calibration file measured {device.name} (not in the catalog), the estimate is for {acc.id}")
+    if ((today or _dt.date.today()) - record.created).days > STALE_AFTER_DAYS:
+        warnings.append(f"the calibration file is from {record.created}, more than {STALE_AFTER_DAYS} days ago; "
+                        "profile again")
+    if record.benchmark_version < BENCHMARK_VERSION:
+        warnings.append(f"the calibration file is from benchmark version {record.benchmark_version}, "
                         f"current is {BENCHMARK_VERSION}; profile again")
-    if record.get("partial"):
+    if record.partial:
         warnings.append("the calibration file is partial (the profile was interrupted)")
 
-    step, label = _model_entry(record, model, precision), f"{model} training step"
-    model_step = step is not None and "median_tflops" in step
+    step, label = _model_step(record, model, precision), f"{model} training step"
+    model_step = step is not None
     if not model_step:
-        step, label = (record.get("mlp") or {}).get(precision), "MLP training step"
-    if step is not None and "median_tflops" not in step:  # a skipped measurement
-        step = None
-    matmul = (record.get("matmul") or {}).get(precision) or {}
-    matmul_best = matmul.get("best_tflops")
+        step, label = record.mlp.get(precision), "MLP training step"
+        if step is not None and not step.measured:  # a skipped measurement
+            step = None
+    matmul = record.matmul.get(precision)
+    matmul_best = matmul.best_tflops if matmul is not None else None
     peak = acc.peak_for(precision)
     if step is None and matmul_best is None:
-        measured = sorted(set(record.get("matmul") or {}) | set(record.get("mlp") or {}))
+        measured = sorted(set(record.matmul) | set(record.mlp))
         raise InputError(f"the calibration file has no {precision} measurement "
                          f"(it has: {', '.join(measured) or 'none'}); choose --precision or profile with --dtype {precision}")
 
@@ -125,12 +110,12 @@ def calibrated_throughput(
 
     band_low, band_high = RATIO_BAND
     if num_gpus == 1 and step is not None:
-        achieved = step["median_tflops"]
-        band = (min(_worst_tflops(step), achieved), max(step["best_tflops"], achieved))
+        achieved = step.median_tflops
+        band = (min(step.worst_tflops, achieved), max(step.best_tflops, achieved))
         source = f"calibration: {label} {precision} (median) on {where}"
     elif matmul_best is not None:
         achieved = AT_SCALE_FRACTION_OF_MATMUL * matmul_best
-        cap = step["median_tflops"] if step is not None else None
+        cap = step.median_tflops if step is not None else None
         source = (f"calibration: {AT_SCALE_FRACTION_OF_MATMUL} x best {precision} matmul {matmul_best:.4g} TFLOP/s on "
                   f"{where} (at-scale factor, see estimator.measured)")
         if num_gpus == 1:
@@ -139,7 +124,7 @@ def calibrated_throughput(
             achieved, source = cap, source + f", capped by the {label} {cap:.4g}"
         band = (achieved * band_low, achieved * band_high)
     else:
-        achieved = step["median_tflops"]
+        achieved = step.median_tflops
         band = (achieved * band_low, achieved * band_high)
         source = f"calibration: {label} {precision} on {where} (no matmul measured: no at-scale factor applied)"
         warnings.append("the calibration file has no matmul measurement to map one device to many")

@@ -112,9 +112,9 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     warnings: list[str] = []
     record = None
     if request.calibration is not None:
-        from .calibration import read_calibration
+        from .calibration import load_calibration
 
-        record = read_calibration(request.calibration)
+        record = load_calibration(request.calibration)
     acc = _accelerator(request, catalog, record)
     peak_for(acc, request.precision)
     price = resolve_price(acc, price=request.price, provider=request.provider, catalog=catalog)
@@ -163,7 +163,7 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     step = None
     # a calibration file times the run with the step model when it measured the fabric (--comm) and
     # the run spans devices; a single device takes the file's own training step (the flat model)
-    measured_fabric = record is not None and bool(record.get("collectives")) and num_gpus > 1
+    measured_fabric = record is not None and bool(record.collectives) and num_gpus > 1
     use_step = (request.time_model is TimeModel.STEP or (
         request.time_model is None and work.architecture is not None and plan is None
         and (record is None or measured_fabric)

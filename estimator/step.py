@@ -131,10 +131,10 @@ def links_for(system: Any, calibration: Any = None) -> Links:
               + (f"across nodes {nic:.3g} GB/s per GPU ({nics} x {system.scale_out_gbps_per_nic:g} Gb/s per node x "
                  f"{NETWORK_EFFICIENCY})" if nics else "no network between nodes"))
     latency_intra, latency_inter = LATENCY_INTRA_S, LATENCY_INTER_S
-    if calibration is not None and calibration.get("collectives"):
+    if calibration is not None and calibration.collectives:
         from .collectives import link_figures
 
-        figures = link_figures(calibration["collectives"])
+        figures = link_figures(calibration.collectives)
         measured = []
         for (group, op), fig in figures.items():
             if op == "all_reduce" and group in ("intra", "all"):
@@ -154,8 +154,9 @@ def links_for(system: Any, calibration: Any = None) -> Links:
 def matmul_fraction(acc: Accelerator, precision: str, calibration: Any = None) -> tuple[float, str]:
     """(maximum achievable matmul fraction of the dense peak, where it comes from): a calibration
     file's best measured matmul on this accelerator, else the MAMF table, else its median."""
-    if calibration is not None and (calibration.get("device") or {}).get("catalog_id") == acc.id:
-        best = ((calibration.get("matmul") or {}).get(precision) or {}).get("best_tflops")
+    if calibration is not None and calibration.device.catalog_id == acc.id:
+        measured = calibration.matmul.get(precision)
+        best = measured.best_tflops if measured is not None else None
         peak = acc.peak_for(precision)
         if best and peak:
             return min(1.0, best / peak), f"the calibration file's best {precision} matmul, {best:.4g} TFLOP/s"

@@ -238,3 +238,18 @@ def test_a_written_calibration_file_honours_the_umask(tmp_path, umask):
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_typed_record_reads_what_the_estimator_needs_and_round_trips(tmp_path):
+    from estimator.calibration import Calibration, load_calibration
+
+    record = sample_record()
+    typed = load_calibration(write_calibration(record, tmp_path / "cal.yaml"))
+    assert isinstance(typed, Calibration) and typed.to_dict() == record
+    assert typed.device.catalog_id == record["device"]["catalog_id"]
+    assert typed.matmul["bf16"].best_tflops == record["matmul"]["bf16"]["best_tflops"]
+    assert Calibration.from_dict(typed.to_dict()) == typed
+    broken = copy.deepcopy(record)
+    broken["device"]["backend"] = "tpu"
+    with pytest.raises(CatalogError, match="field 'backend'"):
+        Calibration.from_dict(broken, "cal.yaml")

@@ -12,7 +12,16 @@ from test_calibration import sample_record
 from estimator.calibration import write_calibration
 from estimator.catalog import load_catalog
 from estimator.errors import InputError
-from estimator.measured import AT_SCALE_FRACTION_OF_MATMUL, calibrated_throughput, device_accelerator
+from estimator.calibration import Calibration
+from estimator.measured import AT_SCALE_FRACTION_OF_MATMUL, calibrated_throughput as _calibrated, device_accelerator as _device
+
+
+def calibrated_throughput(record, *args, **kwargs):
+    return _calibrated(Calibration.from_dict(record), *args, **kwargs)
+
+
+def device_accelerator(record, catalog):
+    return _device(Calibration.from_dict(record), catalog)
 from estimator import estimate
 
 CATALOG = load_catalog()
@@ -85,7 +94,6 @@ def test_the_models_own_step_is_preferred_when_the_model_matches():
         (lambda r: None, "a100", "the calibration file measured h100-sxm, the estimate is for a100-sxm-80gb"),
         (lambda r: r.update(created_utc="2024-01-01T00:00:00Z"), "h100", "more than 180 days ago"),
         (lambda r: r.update(partial=True), "h100", "partial"),
-        (lambda r: r.update(benchmark_version=0), "h100", "benchmark version 0"),
     ],
 )
 def test_the_file_is_flagged_when_it_does_not_fit_the_estimate(mutate, gpu, warning):
@@ -169,3 +177,16 @@ def test_hf_config_conflicts_with_a_catalog_model(cli):
     result = cli("estimate", "--model", "gpt2-small", "--hf-config", "x.json", "--tokens", "1B")
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: give only one of --model, --hf-config, --params or --flops")
+
+
+def test_a_file_from_an_older_benchmark_version_is_flagged(monkeypatch):
+    import estimator.measured
+
+    monkeypatch.setattr(estimator.measured, "BENCHMARK_VERSION", 2)  # the method moved on since the file
+    _, warnings, _ = calibrated_throughput(sample_record(), H100, "bf16", num_gpus=1, today=TODAY)
+    assert any("benchmark version 1, current is 2" in w for w in warnings)
+
+
+def test_calibrated_throughput_takes_the_typed_record_only():
+    with pytest.raises(InputError, match="a Calibration is required"):
+        _calibrated(sample_record(), H100, "bf16", num_gpus=1)
