@@ -160,7 +160,8 @@ def candidates(*, num_devices: int, num_layers: int, num_heads: int, num_kv_head
                                     yield Layout(tensor_parallel=t, pipeline_parallel=p, data_parallel=d,
                                                  context_parallel=c, expert_parallel=e, micro_batch=b,
                                                  global_batch=global_batch, recompute=r, zero_stage=z,
-                                                 sequence_parallel=t > 1, virtual_stages=v)
+                                                 sequence_parallel=t > 1 and fixed.get("sequence_parallel") is not False,
+                                                 virtual_stages=v)
 
 
 __all__ = ["Layout", "candidates", "describe_layout", "group_span", "tensor_sizes"]

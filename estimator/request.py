@@ -42,6 +42,7 @@ OPTION = {
     "time_model": "--time-model", "num_layouts": "--layouts", "goodput": "--goodput", "scope": "--scope",
     "dataset": "--dataset", "samples": "--samples", "epochs": "--epochs", "flops_per_sample": "--flops-per-sample",
     "measured_time_s": "--measured-time", "measured_gpu": "--measured-gpu", "measured_num_gpus": "--measured-num-gpus",
+    "sequence_parallel": "--sequence-parallel", "flash_attention": "--flash-attention",
 }
 _QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hours", "price", "budget_usd", "samples",
                "epochs", "flops_per_sample")
@@ -50,7 +51,7 @@ _COUNTS = ("num_gpus", "seq_len", "tensor_parallel", "pipeline_parallel", "conte
 _NAMES = ("model", "gpu", "system", "provider", "dataset", "measured_gpu")
 _PATHS = ("hf_config", "calibration")
 LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "context_parallel", "expert_parallel", "zero_stage",
-                 "global_batch", "micro_batch", "recompute")
+                 "global_batch", "micro_batch", "recompute", "sequence_parallel", "flash_attention")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,8 @@ class EstimateRequest:
     measured_time_s: float | None = None  # a reported wall-clock time of this run, to move to other hardware
     measured_gpu: str | None = None
     measured_num_gpus: int | None = None
+    sequence_parallel: bool | None = None  # None: on whenever tensor parallelism is (Korthikanti et al. 2022)
+    flash_attention: bool | None = None  # None: a fused attention kernel (FlashAttention, Dao et al. 2022)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -158,8 +161,10 @@ class EstimateRequest:
             set_(self, "scope", choice(self.scope, ("pretrain", "all"), what="--scope"))
         if self.zero_stage is not None and (isinstance(self.zero_stage, bool) or self.zero_stage not in ZERO_STAGES):
             raise InputError(f"--zero-stage must be one of 0, 1, 2, 3, got {self.zero_stage!r}")
-        if not isinstance(self.chinchilla, bool):
-            raise InputError(f"--chinchilla must be true or false, got {self.chinchilla!r}")
+        for name in ("chinchilla", "sequence_parallel", "flash_attention"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise InputError(f"{OPTION[name]} must be true or false, got {value!r}")
         for name, low in (("mfu", 0.0), ("goodput", 0.0)):
             value = getattr(self, name)
             if value is not None:

@@ -440,7 +440,9 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     seq_len = work.seq_len
     batch, batch_source = default_global_batch(request, work, num_gpus)
     fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "context_parallel",
-                                                         "expert_parallel", "zero_stage", "micro_batch", "recompute")}
+                                                         "expert_parallel", "zero_stage", "micro_batch", "recompute",
+                                                         "sequence_parallel")}
+    flash = request.flash_attention is not False
     per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
     if fixed["tensor_parallel"] and fixed["tensor_parallel"] > per_node:
         raise InputError(f"--tensor-parallel {fixed['tensor_parallel']} exceeds the {per_node} "
@@ -483,17 +485,17 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
             if checked > MAX_CANDIDATES:
                 break
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
-                                       e_max=e_max))
+                                       e_max=e_max, flash_attention=flash))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         for candidate in pending:
-            memory = layout_memory_gb(arch, candidate.layout, seq_len)
+            memory = layout_memory_gb(arch, candidate.layout, seq_len, flash_attention=flash)
             if memory <= usable_gb:
                 timed.append(replace(candidate, memory_gb=memory))
                 if len(timed) >= max(1, request.num_layouts):
                     break
         if timed:
             break
-    fixed_text = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in fixed.items() if v is not None)
+    fixed_text = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in fixed.items() if v is not None and v is not False)
     if checked == 0:
         raise InputError(f"no layout splits {num_gpus:,} devices into TP x CP x PP x DP for {work.model} "
                          f"(TP within a {per_node}-accelerator node dividing the heads, PP dividing the "
@@ -517,6 +519,10 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
         f"links: {links.source}; {constants.dp_overlap:.0%} of data-parallel traffic hidden behind backward; "
         "tensor, context and expert-parallel collectives not overlapped",
+        ("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash else
+         "attention: unfused (the scores and their softmax go through HBM)")
+        + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
+           if request.sequence_parallel is not False else ", no sequence parallelism"),
         f"memory: {best.memory_gb:.1f} of {acc.memory_gb:g} GB on the most loaded device (2 GB reserved)",
     ]
     return StepEstimate(layout=best.layout, step_time_s=best.step_time_s, tokens_per_s=tokens_per_s, mfu=best.mfu,

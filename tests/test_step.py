@@ -151,3 +151,18 @@ def test_compare_makes_a_scaling_table_over_device_counts():
     days = [r.wall_clock_days for r in rows]
     assert days[0] > days[1] > days[2]
     assert rows[2].mfu < rows[0].mfu  # a fixed batch spreads thinner: less compute per communication
+
+
+def test_an_older_stack_can_be_described_and_costs_what_its_paper_reports():
+    # Korthikanti et al. 2022 Table 5: GPT-3 175B on 64 A100 (TP 8, PP 8), batch 64, full recompute,
+    # no sequence parallelism, unfused attention: 18.13 s per iteration.
+    est = estimate(hf_config=ROOT / "catalogs" / "architectures" / "gpt3-175b.json", tokens="300B", gpu="a100",
+                   num_gpus=64, tensor_parallel=8, pipeline_parallel=8, global_batch=64, micro_batch=1,
+                   seq_len=2048, recompute="full", flash_attention=False, sequence_parallel=False)
+    assert est.layout["sequence_parallel"] is False
+    assert est.step_time_s == pytest.approx(18.13, rel=0.15)
+    assert any("attention: unfused" in a for a in est.assumptions)
+    modern = estimate(hf_config=ROOT / "catalogs" / "architectures" / "gpt3-175b.json", tokens="300B", gpu="a100",
+                      num_gpus=64, tensor_parallel=8, pipeline_parallel=8, global_batch=64, micro_batch=1,
+                      seq_len=2048, recompute="full")
+    assert modern.step_time_s < est.step_time_s and modern.layout["sequence_parallel"] is True

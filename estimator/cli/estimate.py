@@ -52,6 +52,8 @@ Zero = Annotated[Optional[int], typer.Option("--zero-stage", help="ZeRO stage 0-
 GlobalBatch = Annotated[Optional[str], typer.Option(help="Sequences per optimizer step. Default: the model's published batch, else about 4M tokens (printed).")]
 MicroBatch = Annotated[Optional[str], typer.Option(help="Sequences per micro-batch per pipeline. Default: searched.")]
 Recompute = Annotated[Optional[str], typer.Option(metavar=choices_metavar(RECOMPUTE_MODES), autocompletion=completer(RECOMPUTE_MODES), help="Activation recomputation. Default: searched.")]
+SeqParallel = Annotated[Optional[bool], typer.Option("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. 2022). Default: on.")]
+FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="A fused attention kernel (FlashAttention) that keeps the scores on chip. Default: on; off for 2021-22 era stacks.")]
 Layouts = Annotated[int, typer.Option("--layouts", show_default=True, help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
 Dataset = Annotated[Optional[str], typer.Option(autocompletion=complete_dataset, help="Train on this dataset (see `gpucost datasets`): samples per epoch, e.g. imagenet, mnist, squad.")]
 Samples = Annotated[Optional[str], typer.Option(help="Samples per epoch (images, sequences), e.g. 1.28M; instead of --dataset.")]
@@ -194,6 +196,8 @@ def estimate_cmd(
     global_batch: GlobalBatch = None,
     micro_batch: MicroBatch = None,
     recompute: Recompute = None,
+    sequence_parallel: SeqParallel = None,
+    flash_attention: FlashAttention = None,
     layouts: Layouts = 2,
     goodput: Goodput = None,
     scope: Scope = None,
@@ -216,7 +220,8 @@ def estimate_cmd(
         deadline_s=deadline, budget_usd=budget, chinchilla=chinchilla, time_model=time_model, system=system,
         tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, context_parallel=context_parallel,
         expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
-        recompute=recompute, num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
+        recompute=recompute, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
+        num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
     _emit_estimate(estimate(request), format)
 
@@ -248,6 +253,8 @@ def compare_cmd(
     global_batch: GlobalBatch = None,
     micro_batch: MicroBatch = None,
     recompute: Recompute = None,
+    sequence_parallel: SeqParallel = None,
+    flash_attention: FlashAttention = None,
     goodput: Goodput = None,
     scope: Scope = None,
     all_offers: Annotated[bool, typer.Option("--all-offers", help="One row per price offer, not just each GPU's default.")] = False,
@@ -266,7 +273,8 @@ def compare_cmd(
         flops_method=flops_method, seq_len=seq_len, num_gpus=counts[0] if counts else None, precision=precision, mfu=mfu,
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         context_parallel=context_parallel, expert_parallel=expert_parallel, zero_stage=zero_stage,
-        global_batch=global_batch, micro_batch=micro_batch, recompute=recompute, goodput=goodput, scope=scope)
+        global_batch=global_batch, micro_batch=micro_batch, recompute=recompute, sequence_parallel=sequence_parallel,
+        flash_attention=flash_attention, goodput=goodput, scope=scope)
     from ..compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,
