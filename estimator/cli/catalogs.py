@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..catalog import load_catalog
+from ..completion import complete_gpu
 from ..numbers import si
 from ..render import render
 from .options import Format, check_format as _check_format, records
@@ -31,7 +32,7 @@ def gpus_cmd(*, format: Format = "table") -> None:
 
 def prices_cmd(
     *,
-    gpu: Annotated[Optional[str], typer.Option(help="Only this accelerator's prices.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(autocompletion=complete_gpu, help="Only this accelerator's prices.")] = None,
     format: Format = "table",
 ) -> None:
     """List the price catalog: USD per device-hour by provider and offer, with date and source."""
@@ -62,7 +63,8 @@ def models_cmd(ctx: typer.Context, *, format: Format = "table") -> None:
 
 
 
-def systems_cmd(*, gpu: Annotated[Optional[str], typer.Option(help="Only the systems of this accelerator.")] = None,
+def systems_cmd(*, gpu: Annotated[Optional[str], typer.Option(autocompletion=complete_gpu,
+                                                              help="Only the systems of this accelerator.")] = None,
                 format: Format = "table") -> None:
     """List the node types the step-time model runs on: accelerators per node, the scale-up link and
     the network between nodes, with the published measured bus bandwidths."""

@@ -11,7 +11,9 @@ import typer
 
 from ..errors import InputError
 from ..vocab import RECOMPUTE_MODES
+from ..completion import complete_gpu, complete_model
 from ..render import FORMATS as SHOW_FORMATS
+from .options import Format, choices_metavar, completer
 
 if TYPE_CHECKING:
     from ..model_report import ModelReport
@@ -119,7 +121,7 @@ def render_report(report: ModelReport, fmt: str) -> str:
 
 
 def show(
-    name: Annotated[Optional[str], typer.Argument(help="Catalog model id or alias, e.g. llama-3.1-70b.")] = None,
+    name: Annotated[Optional[str], typer.Argument(autocompletion=complete_model, help="Catalog model id or alias, e.g. llama-3.1-70b.")] = None,
     *,
     hf_config: Annotated[Optional[Path], typer.Option("--hf-config", help="A Hugging Face config.json to read instead of a catalog model (read from disk; no network).")] = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Sequence length in tokens. Default: the catalog's pre-training length, else the config's (original) max_position_embeddings.")] = None,
@@ -130,16 +132,16 @@ def show(
     expert_parallel: Annotated[Optional[int], typer.Option(help="Expert-parallel size (MoE; must divide --data-parallel). Default 1; searched for --gpu unless given.")] = None,
     sequence_parallel: Annotated[bool, typer.Option("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. 2022).")] = False,
     zero_stage: Annotated[int, typer.Option(help="ZeRO stage 0-3: 1 shards optimizer states, 2 also gradients, 3 also weights over data-parallel ranks.")] = 0,
-    recompute: Annotated[str, typer.Option(help=f"Activation recomputation: {', '.join(RECOMPUTE_MODES)} (selective = attention scores only).")] = "none",
+    recompute: Annotated[str, typer.Option(metavar=choices_metavar(RECOMPUTE_MODES), autocompletion=completer(RECOMPUTE_MODES), show_default=True, help="Activation recomputation (selective = attention scores only).")] = "none",
     flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention", help="A fused attention kernel that stores no s x s scores.")] = False,
     causal: Annotated[bool, typer.Option("--causal/--no-causal", help="Halve the attention-score FLOPs for causal masking. Default off: the full s x s matrix (PaLM appendix B).")] = False,
-    gpu: Annotated[Optional[str], typer.Option(help="Catalog GPU for a fit check and the minimum device count, e.g. h100-sxm.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(autocompletion=complete_gpu, help="Catalog GPU for a fit check and the minimum device count, e.g. h100-sxm.")] = None,
     reserve_gb: Annotated[float, typer.Option(help="GB per device kept back from the run (CUDA context, NCCL buffers) in the fit check.")] = DEFAULT_RESERVE_GB,
     weight_bytes: Annotated[float, typer.Option(help="Bytes per parameter for weights (bf16: 2).")] = DEFAULT_WEIGHT_BYTES,
     grad_bytes: Annotated[float, typer.Option(help="Bytes per parameter for gradients (bf16: 2).")] = DEFAULT_GRAD_BYTES,
     optimizer_bytes: Annotated[float, typer.Option(help="Bytes per parameter for optimizer states (AdamW mixed precision: 12).")] = DEFAULT_OPTIMIZER_BYTES,
     mlm_head: Annotated[bool, typer.Option("--mlm-head/--no-mlm-head", help="BERT: count the masked-LM head (BertForMaskedLM) too.")] = False,
-    format: Annotated[str, typer.Option("--format", "-f", help=f"Output format: {', '.join(SHOW_FORMATS)}.")] = "table",
+    format: Format = "table",
 ) -> None:
     """Show a model's exact parameter breakdown, FLOPs per token (forward/train, 6N vs detailed)
     and training memory per device, optionally with a fit check on a GPU."""
