@@ -136,16 +136,17 @@ def links_for(system: Any, calibration: Any = None) -> Links:
 
         figures = link_figures(calibration.collectives)
         measured = []
-        for (group, op), fig in figures.items():
-            if op == "all_reduce" and group in ("intra", "all"):
-                intra_ar, latency_intra = fig.busbw_gbps, fig.latency_s
-                measured.append(fig.describe())
-            elif op == "all_to_all" and group in ("intra", "all"):
-                intra_a2a = fig.busbw_gbps
-                measured.append(fig.describe())
-            elif op == "all_reduce" and group == "inter":
-                nic, latency_inter = fig.busbw_gbps, fig.latency_s
-                measured.append(fig.describe())
+        if ("intra", "all_reduce") in figures:
+            fig = figures[("intra", "all_reduce")]
+            intra_ar, latency_intra = fig.busbw_gbps, fig.latency_s
+            measured.append(fig.describe())
+        if ("intra", "all_to_all") in figures:
+            intra_a2a = figures[("intra", "all_to_all")].busbw_gbps
+            measured.append(figures[("intra", "all_to_all")].describe())
+        if ("inter", "all_reduce") in figures:  # one rank per node: what one GPU's share of the network moves
+            fig = figures[("inter", "all_reduce")]
+            nic, latency_inter = fig.busbw_gbps, fig.latency_s
+            measured.append(fig.describe())
         if measured:
             source = f"{system.id}, with the calibration file's " + "; ".join(measured)
     return Links(system.scale_up_group, intra_ar, intra_a2a, nic, latency_intra, latency_inter, source)
@@ -525,9 +526,17 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
            if request.sequence_parallel is not False else ", no sequence parallelism"),
         f"memory: {best.memory_gb:.1f} of {acc.memory_gb:g} GB on the most loaded device (2 GB reserved)",
     ]
+    warnings = []
+    if calibration is not None and calibration.collectives:
+        backend = calibration.collectives.get("backend")
+        if calibration.device.catalog_id != acc.id or backend == "gloo":
+            warnings.append(f"the calibration file's collectives were measured on {calibration.device.name} over "
+                            f"{backend}, the estimate is for {acc.id} on {system.id}: its link figures replace "
+                            "the system's as asked, but describe another fabric")
     return StepEstimate(layout=best.layout, step_time_s=best.step_time_s, tokens_per_s=tokens_per_s, mfu=best.mfu,
                         hfu=best.hfu, breakdown_s=best.breakdown_s, memory_gb=best.memory_gb, system=system,
-                        ranked=tuple(timed[:max(1, request.num_layouts)]), assumptions=tuple(assumptions))
+                        ranked=tuple(timed[:max(1, request.num_layouts)]), assumptions=tuple(assumptions),
+                        warnings=tuple(warnings))
 
 
 __all__ = ["Constants", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
