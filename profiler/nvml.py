@@ -100,6 +100,11 @@ class NvmlDevice:
             power_limit_w=power_limit_mw / 1000.0 if power_limit_mw is not None else None,
         )
 
+    def pci_bus_id(self) -> str | None:
+        """The PCI bus id NVML reports (``00000000:18:00.0``), or None."""
+        info = self._query("nvmlDeviceGetPciInfo")
+        return _text(getattr(info, "busId", None)) if info is not None else None
+
     def sample(self) -> TelemetrySample:
         """Current SM clock, power draw, temperature and clock-event reasons."""
         clock = self._query("nvmlDeviceGetClockInfo", _NVML_CLOCK_SM)

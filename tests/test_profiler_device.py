@@ -125,6 +125,7 @@ def test_nvml_queries_that_fail_read_as_none(monkeypatch):
     assert device.static() == NvmlStatic(None, None, None, None, None, None, None)
     sample = device.sample()
     assert (sample.clock_mhz, sample.power_w, sample.temperature_c, sample.reasons) == (None, None, None, None)
+    assert device.pci_bus_id() is None
     device.close()
     assert fake.shutdowns == 1
 
@@ -152,11 +153,13 @@ def test_nvml_values_are_converted_to_our_units(monkeypatch):
         nvmlDeviceGetPowerUsage=lambda h: 512_345,
         nvmlDeviceGetTemperature=lambda h, sensor: 67,
         nvmlDeviceGetCurrentClocksThrottleReasons=lambda h: 0x4 | 0x40,  # old driver: only the old name
+        nvmlDeviceGetPciInfo=lambda h: SimpleNamespace(busId=b"00000000:18:00.0"),
     )
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     device = open_device(0, uuid="1234")
     assert device.static() == NvmlStatic("NVIDIA H100 80GB HBM3", 85_045_460_992, "550.54.15", "12.4", "9.0",
                                          1980.0, 700.0)
+    assert device.pci_bus_id() == "00000000:18:00.0"
     sample = device.sample()
     assert (sample.clock_mhz, sample.power_w, sample.temperature_c) == (1755.0, 512.345, 67.0)
     assert sample.reasons == ("sw_power_cap", "hw_thermal_slowdown")
