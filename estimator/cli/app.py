@@ -83,12 +83,30 @@ def _error(message: str) -> None:
         pass
 
 
+_COMMANDS = {info.name: info for info in app.registered_commands}
+
+
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The app to build for ``argv``: only the invoked command when it is a plain one (typer
+    builds every command's options otherwise, a tenth of a start-up), else the whole app (help,
+    completion, the ``models`` group, anything unusual)."""
+    name = next((a for a in argv if not a.startswith("-")), None)
+    if name not in _COMMANDS or any(a in ("--install-completion", "--show-completion", "--version") for a in argv) \
+            or any(k.endswith("_COMPLETE") for k in os.environ):
+        return app
+    one = typer.Typer(name="gpucost", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      context_settings=CONTEXT, rich_markup_mode=None)
+    one.callback()(_root)
+    one.registered_commands.append(_COMMANDS[name])
+    return one
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every failure is one ``Error: ...`` line on stderr:
     domain errors with their own code, usage errors 2, Ctrl-C 130, a closed stdout (``| head``)
     ends quietly with the SIGPIPE status, and an unexpected error 70 (``GPUCOST_DEBUG=1`` shows
     its traceback)."""
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(_app_for(sys.argv[1:] if argv is None else argv))
     try:
         try:
             result = command.main(args=argv, prog_name="gpucost", standalone_mode=False)

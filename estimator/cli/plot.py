@@ -12,9 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..calibration import read_calibration
 from ..errors import GpucostError
-from ..plot import NO_MATPLOTLIB, check_output, nothing_to_plot, panels, text_plot, write_image
 
 
 def _matplotlib_installed() -> bool:
@@ -39,6 +37,9 @@ def plot_cmd(
 
     Example: gpucost plot gpucost-calibration.yaml --output sweep.png
     """
+    from ..calibration import read_calibration
+    from ..plot import NO_MATPLOTLIB, check_output, nothing_to_plot, panels, text_plot, write_image
+
     if output is not None:
         check_output(output)
     record = read_calibration(file)
