@@ -29,9 +29,12 @@ model (estimator/step.py) times the run instead, with the file's measured links.
 from __future__ import annotations
 
 import datetime as _dt
+from typing import Any
+
 from .calibration import BENCHMARK_VERSION, Calibration, Measurement
 from .catalog import Accelerator, Catalog
 from .errors import InputError
+from .numbers import count
 from .throughput import Throughput, ThroughputKind
 
 AT_SCALE_FRACTION_OF_MATMUL = 0.49
@@ -129,3 +132,31 @@ def calibrated_throughput(
         source = f"calibration: {label} {precision} on {where} (no matmul measured: no at-scale factor applied)"
         warnings.append("the calibration file has no matmul measurement to map one device to many")
     return Throughput(achieved, peak, source, ThroughputKind.CALIBRATED, band), warnings, model_step and num_gpus == 1
+
+
+def measured_sample_rate(record: Calibration, work: Any, acc: Accelerator, precision: str, *, num_gpus: int,
+                         warnings: list[str]) -> Throughput | None:
+    """The throughput of a workload in samples from the file's own training step of that model
+    (``gpucost profile --torch-model``): the measured samples per second, as TFLOP/s of the
+    workload's own FLOP count, so that the time is samples / measured rate. Used when the file's
+    ``torch_model`` is the workload's model (or the workload gives no model name, only sizes). On
+    several devices it assumes perfect scaling (a small model's step has little to communicate).
+    None when the file has no such measurement."""
+    section = record.torch_model
+    if not section or work.model not in (section.get("id"), None):
+        return None
+    from .torch_model_record import measured_samples_per_s
+
+    measured = measured_samples_per_s(record.to_dict(), section["id"], precision)
+    if measured is None:
+        return None
+    rate, info = measured
+    warnings.extend(info["warnings"])
+    if record.device.catalog_id and record.device.catalog_id != acc.id:
+        warnings.append(f"the calibration file measured {record.device.catalog_id}, the estimate is for {acc.id}")
+    flops_per_sample = work.flops / work.samples  # the workload's convention, so MFU compares with others
+    low, high = info["band_samples_per_s"]
+    scale = flops_per_sample / 1e12
+    source = info["source"] + f": {count(rate)} samples/s" + (", perfect scaling to the devices" if num_gpus > 1 else "")
+    return Throughput(rate * scale, acc.peak_for(precision), source, ThroughputKind.CALIBRATED,
+                      (min(low, rate) * scale, max(high, rate) * scale))

@@ -80,8 +80,12 @@ def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, rec
     """The throughput of the flat model (or of planning) for ``request``; ``size`` (a ModelSize, or the
     workload) picks the kind of run for the default utilisation."""
     if record is not None:
-        from .measured import calibrated_throughput
+        from .measured import calibrated_throughput, measured_sample_rate
 
+        if work is not None and work.samples is not None:  # the file timed this model's own training step
+            rate = measured_sample_rate(record, work, acc, request.precision, num_gpus=num_gpus, warnings=warnings)
+            if rate is not None:
+                return rate
         rate, file_warnings, _ = calibrated_throughput(record, acc, request.precision, num_gpus=num_gpus,
                                                        model=work.model if work else None)
         warnings.extend(file_warnings)

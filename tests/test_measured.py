@@ -190,3 +190,27 @@ def test_a_file_from_an_older_benchmark_version_is_flagged(monkeypatch):
 def test_calibrated_throughput_takes_the_typed_record_only():
     with pytest.raises(InputError, match="a Calibration is required"):
         _calibrated(sample_record(), H100, "bf16", num_gpus=1)
+
+
+def _with_torch_model(record: dict, model_id: str = "mnist-mlp", samples_per_s: float = 20_000.0) -> dict:
+    """A record with a `gpucost profile --torch-model` section (the shape profiler/torch_model.py writes)."""
+    flops = 3_098_000.0  # FlopCounterMode: the first layer's input needs no gradient
+    tflops = samples_per_s * flops / 1e12
+    record["torch_model"] = {
+        "id": model_id, "spec": f"builtin:{model_id}", "params": 648010, "batch_size": 64,
+        "flops_per_sample": flops, "forward_flops_per_sample": 1_294_000.0, "optimizer": "SGD(lr=0.01, momentum=0.9)",
+        "results": {"fp32": {"samples_per_s": samples_per_s, "best_tflops": tflops * 1.1, "median_tflops": tflops,
+                             "worst_tflops": tflops * 0.9, "stdev_pct": 3.0, "iterations": 100}},
+    }
+    return record
+
+
+def test_a_torch_model_profile_times_a_workload_in_samples_at_its_measured_rate(tmp_path):
+    # 10 epochs of MNIST's 60,000 images at a measured 20,000 samples/s: 30 s on that device
+    path = write_calibration(_with_torch_model(cpu_record()), tmp_path / "cal.yaml")
+    est = estimate(model="mnist-mlp", dataset="mnist", epochs=10, precision="fp32", calibration=path)
+    assert est.wall_clock_days * 86400 == pytest.approx(600_000 / 20_000)
+    assert "torch_model mnist-mlp fp32" in est.throughput_source and "20,000 samples/s" in est.throughput_source
+    # another model's workload does not take this measurement
+    other = estimate(model="resnet-50", samples="1000", precision="fp32", calibration=path)
+    assert "torch_model" not in other.throughput_source
