@@ -72,7 +72,7 @@ Schema (``schema_version: 1``; throughput in TFLOP/s = 1e12 FLOP/s, bandwidth in
       forward_flops_per_sample: 1294000.0
       optimizer: "SGD(lr=0.01, momentum=0.9)"
       results:
-        fp32: {samples_per_s: ..., mean_samples_per_s: ..., best_tflops: ..., median_tflops: ...,
+        fp32: {samples_per_s: ..., median_samples_per_s: ..., best_tflops: ..., median_tflops: ...,
                worst_tflops: ..., stdev_pct: ..., iterations: 5000}
     bandwidth:                      # device-to-device copy, bytes read + bytes written
       buffer_bytes: 1073741824
@@ -103,7 +103,7 @@ from typing import Any
 import yaml
 
 from .errors import CatalogError
-from .vocab import PROFILE_DTYPES
+from .vocab import DEFAULT_CALIBRATION_FILE, PROFILE_DTYPES  # noqa: F401  (re-exported)
 
 SCHEMA_VERSION = 1
 # The version of the measuring method (profiler/): bump it whenever what is measured or how changes,
@@ -112,7 +112,6 @@ BENCHMARK_VERSION = 1
 DTYPES = PROFILE_DTYPES
 BACKENDS = ("cpu", "cuda", "rocm")
 TELEMETRY_SOURCES = ("nvml", "procfs")
-DEFAULT_CALIBRATION_FILE = "gpucost-calibration.yaml"
 
 _STATS_KEYS = ("min", "median", "max")
 _TOP = {

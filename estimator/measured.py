@@ -107,7 +107,7 @@ def calibrated_throughput(
     if step is None and matmul_best is None:
         measured = sorted(set(record.matmul) | set(record.mlp))
         raise InputError(f"the calibration file has no {precision} measurement "
-                         f"(it has: {', '.join(measured) or 'none'}); choose --precision or profile with --dtype {precision}")
+                         f"(it has: {', '.join(measured) or 'none'}); choose --precision or profile with --precision {precision}")
 
     from .utilisation import RATIO_BAND
 

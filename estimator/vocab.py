@@ -24,6 +24,7 @@ PRECISION_ALIASES = {
 }
 
 FORMATS = ("table", "json", "yaml", "csv", "markdown")
+DEFAULT_CALIBRATION_FILE = "gpucost-calibration.yaml"  # what `gpucost profile` writes by default
 RECOMPUTE_MODES = ("none", "selective", "full")
 ZERO_STAGES = (0, 1, 2, 3)
 
@@ -78,7 +79,7 @@ def resolve_seq_len(given: int | None, catalog_seq_len: int | None, config_seq_l
 
 
 __all__ = [
-    "CATALOG_DTYPES", "DEFAULT_PRECISION", "DEFAULT_SEQ_LEN", "FORMATS", "FlopsMethod", "PRECISIONS",
+    "CATALOG_DTYPES", "DEFAULT_CALIBRATION_FILE", "DEFAULT_PRECISION", "DEFAULT_SEQ_LEN", "FORMATS", "FlopsMethod", "PRECISIONS",
     "PRECISION_ALIASES", "PROFILE_DTYPES", "RECOMPUTE_MODES", "TimeModel", "ZERO_STAGES", "choice",
     "normalize_precision", "resolve_seq_len",
 ]

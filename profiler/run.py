@@ -151,7 +151,7 @@ _BUDGETS = {  # (device kind, mode) -> section -> Budget (per pass)
 # matmul (the headline figure) is measured in passes spread over the run: start, middle, end.
 _CPU_FP32_PASSES = {"quick": 3, "full": 2}
 _MLP_FP8 = "not measured: an fp8 training step needs scaled-matmul recipes (Transformer Engine, torchao)"
-_CPU_FP16 = "CPU fp16 matmul is usually emulated and very slow; measured with --full or --dtype fp16"
+_CPU_FP16 = "CPU fp16 matmul is usually emulated and very slow; measured with --full or --precision fp16"
 
 
 def make_plan(info: DeviceInfo, dtypes: Sequence[str] | None = None, *, full: bool = False,

@@ -57,7 +57,7 @@ def test_cpu_quick_plan_measures_fp32_and_bf16_and_says_why_the_rest_is_skipped(
     assert measured == {("bandwidth", None), ("matmul", "fp32"), ("matmul", "bf16"), ("mlp", "fp32"), ("mlp", "bf16")}
     assert plan.skipped["matmul"]["tf32"].startswith("not applicable on CPU")
     assert plan.skipped["matmul"]["fp8"].startswith("not applicable on CPU")
-    assert "--full or --dtype fp16" in plan.skipped["matmul"]["fp16"]
+    assert "--full or --precision fp16" in plan.skipped["matmul"]["fp16"]
     assert (1024, 1024, 1024) in {i.size for i in plan.items if i.dtype == "fp32"}
 
 
@@ -284,9 +284,9 @@ def tiny_sweep(monkeypatch):
 
 
 def test_profile_rejects_unknown_dtype_listing_valid_values(profile_cli):
-    result = profile_cli("profile", "--dtype", "bf16,fp64")
+    result = profile_cli("profile", "--dtype", "bf16,fp64")  # --dtype: the old name of --precision
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: unknown --dtype 'fp64'; valid values: fp32, tf32, bf16, fp16, fp8"
+    assert result.stderr.strip() == "Error: unknown --precision 'fp64'; use one of fp32, tf32, bf16, fp16, fp8"
 
 
 def test_profile_without_torch_says_how_to_install_it(profile_cli, monkeypatch):

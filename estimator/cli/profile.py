@@ -16,33 +16,29 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..calibration import (DEFAULT_CALIBRATION_FILE, DTYPES, dump_calibration, output_for, summary_rows,
-                           write_calibration)
+from ..completion import complete_dtype
 from ..errors import CatalogError, GpucostError, InputError
-from ..vocab import FORMATS
+from ..vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
 
 DEVICES = ("auto", "cpu", "cuda")
 NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
 
 
 def parse_dtypes(values: list[str] | None) -> list[str] | None:
-    """``["bf16,fp8", "fp32"]`` -> ``["bf16", "fp8", "fp32"]`` (deduplicated, in order); None stays None.
-
-    Raises InputError naming the bad value and the valid ones.
-    """
+    """``["bf16,fp8", "float32"]`` -> ``["bf16", "fp8", "fp32"]`` (the spellings --precision takes
+    elsewhere; deduplicated, in order); None stays None. InputError names the bad value."""
     if not values:
         return None
     out: list[str] = []
     for value in values:
-        for name in (v.strip().lower() for v in value.split(",")):
+        for name in (v.strip() for v in value.split(",")):
             if not name:
                 continue
-            if name not in DTYPES:
-                raise InputError(f"unknown --dtype {name!r}; valid values: {', '.join(DTYPES)}")
-            if name not in out:
-                out.append(name)
+            key = normalize_precision(name, what="--precision", choices=DTYPES)
+            if key not in out:
+                out.append(key)
     if not out:
-        raise InputError(f"--dtype is empty; valid values: {', '.join(DTYPES)}")
+        raise InputError(f"--precision is empty; valid values: {', '.join(DTYPES)}")
     return out
 
 
@@ -74,7 +70,7 @@ def _command_line(device: str, dtypes: list[str] | None, full: bool, output: Pat
         elif value is not None and value is not False:
             parts += [f"--{option}", str(value)]
     if dtypes:
-        parts += ["--dtype", ",".join(dtypes)]
+        parts += ["--precision", ",".join(dtypes)]
     if full:
         parts.append("--full")
     parts += ["--output", str(output)]
@@ -113,17 +109,27 @@ def _import_torch() -> None:
         raise GpucostError(NO_TORCH) from exc
 
 
+def _summary_rows(record: dict[str, Any]) -> list:
+    from ..calibration import summary_rows
+
+    return summary_rows(record)
+
+
 def format_record(record: dict[str, Any], fmt: str) -> str:
     """The record for stdout: json/yaml as in the file, table/markdown/csv as the summary rows."""
     if fmt == "json":
         return json.dumps(record, indent=2)
     if fmt == "yaml":
+        from ..calibration import dump_calibration
+
         return dump_calibration(record).rstrip("\n")
     from ..render import render
 
     headers = ("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")
     if fmt == "csv":  # one row per measurement, as in the table
-        return render([dict(zip(headers, row)) for row in summary_rows(record)], "csv")
+        from ..profile_rows import shape_rows
+
+        return render(shape_rows(record), "csv")  # one row per shape, width, model step, copy and collective
 
     device = record["device"]
     telemetry = record["telemetry"]
@@ -145,7 +151,7 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
         + f"; {record['duration_s']:.0f} s" + ("; PARTIAL (interrupted)" if record["partial"] else "")
         + f"; {clock_text}; throttled: {throttled}",
         "",
-        render({}, "markdown" if fmt == "markdown" else "table", rows=summary_rows(record), headers=headers),
+        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=headers),
     ]
     model = record.get("model")
     if model:
@@ -165,7 +171,9 @@ def profile(
     device: Annotated[str, typer.Option(
         help="Device to measure: auto (a CUDA GPU if torch sees one, else the CPU), cpu, or cuda (cuda:N).")] = "auto",
     dtype: Annotated[Optional[list[str]], typer.Option(
-        help=f"Precision to measure; repeat or comma-separate ({', '.join(DTYPES)}). "
+        "--precision", "--dtype", metavar=f"[{'|'.join(DTYPES)}]", autocompletion=complete_dtype,
+        help="Precision to measure (bfloat16, float16, float32 spellings accepted; --dtype is the old name); "
+             f"repeat or comma-separate ({', '.join(DTYPES)}). "
              "Default: every one the device supports (CPU quick mode skips fp16, see docs).")] = None,
     full: Annotated[bool, typer.Option(
         "--full",
@@ -203,6 +211,11 @@ def profile(
     nproc: Annotated[Optional[int], typer.Option(
         help="With --comm and no launcher: start this many local worker processes "
              "(default: the visible GPUs, or 2 on a CPU).")] = None,
+    torch_model: Annotated[Optional[str], typer.Option(
+        "--torch-model", metavar="SPEC",
+        help="Time a training step (forward, backward, optimizer) of your own PyTorch model: module:callable, "
+             "path/to/file.py:callable (returning (model, batch) or a dict, see docs/profile.md), or "
+             "builtin:mnist-mlp / builtin:resnet-50; written to the file's torch_model section.")] = None,
 ) -> None:
     """Measure what this device delivers (matmul and MLP-training TFLOP/s per dtype, memory
     bandwidth, clocks and throttling) and write a calibration file for `gpucost estimate`.
@@ -214,6 +227,23 @@ def profile(
     if format not in FORMATS:
         raise InputError(f"unknown --format {format!r}; use one of {', '.join(FORMATS)}")
     device = _check_device(device)
+    if torch_model is not None:  # profiler/torch_model.py: the user's own nn.Module
+        for option, value in (("--model", model), ("--hf-config", hf_config), ("--comm", comm or None),
+                              ("--seq-len", seq_len), ("--max-layers", max_layers), ("--nproc", nproc)):
+            if value is not None:
+                raise InputError(f"{option} does not apply to --torch-model (it times the model the SPEC returns)")
+        if micro_batch is not None and micro_batch <= 0:
+            raise InputError(f"--micro-batch must be a positive integer, got {micro_batch}")
+        dtypes, output = parse_dtypes(dtype), Path(output)
+        _check_output(output)
+        _import_torch()
+        from profiler.torch_model import profile_cli
+
+        profile_cli(spec=torch_model, device=device, dtypes=dtypes, full=full, sweep=sweep, micro_batch=micro_batch,
+                    output=output, fmt=format, quiet=quiet,
+                    command=_command_line(device, dtypes, full, output, format, quiet,
+                                          {"torch-model": torch_model, "micro-batch": micro_batch, "sweep": sweep}))
+        return
     if comm:
         from .profile_comm import profile_comm
 
@@ -287,6 +317,8 @@ def profile(
     finally:
         bar.close()
     typer.echo(format_record(record, format))
+    from ..calibration import output_for, write_calibration
+
     target = output_for(record, output)
     write_calibration(record, target)
     if record["partial"]:

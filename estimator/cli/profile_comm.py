@@ -71,7 +71,7 @@ def _command(device: str, dtypes: list[str] | None, full: bool, output: Path, fm
     if nproc is not None:
         parts += ["--nproc", str(nproc)]
     if dtypes:
-        parts += ["--dtype", ",".join(dtypes)]
+        parts += ["--precision", ",".join(dtypes)]
     if full:
         parts.append("--full")
     parts += ["--output", str(output)]
