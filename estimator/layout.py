@@ -121,8 +121,8 @@ def candidates(*, num_devices: int, num_layers: int, num_heads: int, num_kv_head
     sequences of 16K tokens and more a power of two up to 32 dividing the sequence; EP: a power of
     two dividing the experts and the data-parallel size; micro-batch 1, 2, 4, 8 (dividing the
     sequences per data-parallel rank); recompute none/selective/full; ZeRO 1 (the distributed
-    optimizer), 0 and 3; with PP > 1, 1, 2 or 4 interleaved chunks per stage (dividing the
-    layers of a stage).
+    optimizer), 0 and 3; with PP > 1, 1, 2 or 4 interleaved chunks per stage (at least one layer
+    each).
     """
     tps = [fixed["tensor_parallel"]] if fixed.get("tensor_parallel") else tensor_sizes(num_heads, num_kv_heads, per_node)
     pps = [fixed["pipeline_parallel"]] if fixed.get("pipeline_parallel") else _divisors(num_layers, 128)
@@ -151,7 +151,8 @@ def candidates(*, num_devices: int, num_layers: int, num_heads: int, num_kv_head
                     eps = [e for e in (1, 2, 4, 8, 16, 32, 64, 128, 256) if num_experts % e == 0 and d % e == 0]
                 else:
                     eps = [1]
-                chunks = [1] + [v for v in (2, 4) if p > 1 and (num_layers // p) % v == 0]
+                # interleaved chunks need at least one layer each (uneven stages take ceil(L / p))
+                chunks = [1] + [v for v in (2, 4) if p > 1 and -(-num_layers // p) >= v]
                 for e in eps:
                     for b in micros:
                         for r in recomputes:
