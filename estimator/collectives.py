@@ -67,6 +67,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .calibration import _Check as _CalibrationCheck
 from .errors import CatalogError
 
 SCHEMA_VERSION = 1
@@ -313,19 +314,9 @@ _SUMMARY_KEYS = ("op", "group", "dtype", "num_ranks", "busbw_gbps", "large_size_
                  "small_size_bytes", "emulated")
 
 
-class _Check:
-    """Helpers raising CatalogError(file, entry, field, problem), in calibration.py's wording."""
-
-    def __init__(self, file: str):
-        self.file = file
-
-    def fail(self, entry: str | None, name: str | None, problem: str) -> CatalogError:
-        return CatalogError(self.file, entry, name, problem)
-
-    def mapping(self, value: Any, entry: str | None, name: str | None) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(entry, name, f"must be a mapping, got {type(value).__name__}")
-        return value
+class _Check(_CalibrationCheck):
+    """calibration.py's validation helpers (CatalogError(file, entry, field, problem)), with the
+    checks this section needs besides: sequences, booleans, string lists, rank lists."""
 
     def sequence(self, data: Mapping[str, Any], entry: str, name: str, *, optional: bool = False) -> list[Any]:
         value = data.get(name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,19 +66,9 @@ def _test_hooks() -> dict[str, Any]:
 
 def _command(device: str, dtypes: list[str] | None, full: bool, output: Path, fmt: str, quiet: bool,
              nproc: int | None, launcher: str, world_size: int) -> str:
-    parts = ["gpucost", "profile", "--comm", "--device", device]
-    if nproc is not None:
-        parts += ["--nproc", str(nproc)]
-    if dtypes:
-        parts += ["--precision", ",".join(dtypes)]
-    if full:
-        parts.append("--full")
-    parts += ["--output", str(output)]
-    if fmt != "table":
-        parts += ["--format", fmt]
-    if quiet:
-        parts.append("--quiet")
-    text = " ".join(shlex.quote(p) for p in parts)
+    from .profile import _command_line
+
+    text = _command_line(device, dtypes, full, output, fmt, quiet, {"comm": True, "nproc": nproc})
     return f"{text} (under torchrun, {world_size} ranks)" if launcher == "torchrun" else text
 
 
