@@ -3,8 +3,9 @@
     python benchmarks/cold_start.py [runs]
 
 Runs, interleaved so that a noisy host slows both alike, a fresh interpreter that only imports
-typer + PyYAML + tabulate, and a fresh `python -m estimator estimate --model llama-3.1-70b --gpu h100
---num-gpus 1024` (catalog load, layout search, rendering). Prints the best and median wall time of
+typer + PyYAML + tabulate, and a fresh `gpucost estimate --model llama-3.1-70b --gpu h100
+--num-gpus 1024` (the installed console script, else `python -m estimator`: catalog load, layout
+search, rendering). Prints the best and median wall time of
 each and their ratio; the step-time issue's target is a ratio of at most 2.
 """
 
@@ -18,8 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTS = [sys.executable, "-c", "import typer, yaml, tabulate"]
-ESTIMATE = [sys.executable, "-m", "estimator", "estimate", "--model", "llama-3.1-70b", "--gpu", "h100",
-            "--num-gpus", "1024"]
+_SCRIPT = Path(sys.executable).with_name("gpucost")  # the installed console script, as a user runs it
+ESTIMATE = ([str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "estimator"]) + [
+    "estimate", "--model", "llama-3.1-70b", "--gpu", "h100", "--num-gpus", "1024"]
 
 
 def wall(command: list[str]) -> float:

@@ -95,7 +95,8 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -523,7 +524,7 @@ class Calibration:
     bandwidth_best_gbps: float | None
     collectives: Mapping[str, Any] | None
     torch_model: Mapping[str, Any] | None
-    document: Mapping[str, Any] = field(repr=False, compare=False)
+    document: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)
 
     @property
     def created(self) -> _dt.date:

@@ -68,7 +68,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calibration import _Check as _CalibrationCheck
-from .errors import CatalogError
 
 SCHEMA_VERSION = 1
 # The version of the measuring method (profiler/comm.py): bump it when what or how it measures changes.

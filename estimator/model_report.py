@@ -13,7 +13,7 @@ from .arch import Architecture
 from .hf_config import architecture_for_model, load_hf_config
 from .params import count_params
 from .errors import InputError
-from .flops import RECOMPUTE_MODES, flops_per_token
+from .flops import flops_per_token
 from .memory import (DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, GB,
                       Parallelism, fit_check, min_devices, training_memory)
 

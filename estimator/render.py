@@ -9,8 +9,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .vocab import FORMATS
-
 
 
 def _plain(value: Any) -> Any:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ..errors import InputError
 from ..vocab import RECOMPUTE_MODES
 from ..completion import complete_gpu, complete_model
-from ..render import FORMATS as SHOW_FORMATS
+from ..vocab import FORMATS as SHOW_FORMATS
 from .options import Format, choices_metavar, completer
 
 if TYPE_CHECKING:

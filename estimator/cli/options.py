@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ..errors import InputError
-from ..render import FORMATS
+from ..vocab import FORMATS
 
 def choices_metavar(choices: tuple[str, ...]) -> str:
     """``[table|json|yaml]``: how an option with fixed choices shows them in help."""

@@ -237,7 +237,7 @@ def profile(
         dtypes, output = parse_dtypes(dtype), Path(output)
         _check_output(output)
         _import_torch()
-        from profiler.torch_model import profile_cli
+        from .profile_torch import profile_cli
 
         profile_cli(spec=torch_model, device=device, dtypes=dtypes, full=full, sweep=sweep, micro_batch=micro_batch,
                     output=output, fmt=format, quiet=quiet,
