@@ -115,6 +115,19 @@ def _summary_rows(record: dict[str, Any]) -> list:
     return summary_rows(record)
 
 
+def catalog_or_note(notes: list[str], say: Any) -> Any:
+    """The catalog, or None with a note (and a warning through ``say``) when it cannot be loaded:
+    a profile still runs, and reports the device as unknown."""
+    from ..catalog import load_catalog
+
+    try:
+        return load_catalog()
+    except CatalogError as exc:
+        notes.append(f"the accelerator catalog could not be loaded ({exc}); the device is reported as unknown")
+        say(f"Warning: {notes[-1]}")
+        return None
+
+
 def format_record(record: dict[str, Any], fmt: str) -> str:
     """The record for stdout: json/yaml as in the file, table/markdown/csv as the summary rows."""
     if fmt == "json":
@@ -279,19 +292,12 @@ def profile(
     from profiler.api import profile as run
     from profiler.progress import ProgressBar
 
-    from ..catalog import load_catalog
-
     def say(message: str) -> None:
         if not quiet:
             typer.echo(message, err=True)
 
-    notes = []
-    try:
-        catalog = load_catalog()
-    except CatalogError as exc:
-        catalog = None
-        notes.append(f"the accelerator catalog could not be loaded ({exc}); the device is reported as unknown")
-        say(f"Warning: {notes[-1]}")
+    notes: list[str] = []
+    catalog = catalog_or_note(notes, say)
 
     def announce(info: Any, plan: Any, model_dtypes: Any) -> None:
         why = " (--device auto: torch sees no CUDA GPU)" if device == "auto" and info.backend == "cpu" else ""

@@ -64,7 +64,7 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
     from profiler.torch_model import profile_torch_model, resolve_spec
 
     from ..calibration import output_for, read_calibration, write_calibration
-    from ..catalog import load_catalog
+    from .profile import catalog_or_note
     from ..torch_model_record import merge_torch_model
 
     def say(message: str) -> None:
@@ -82,13 +82,8 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
 
     existing_file()  # fail before measuring, not after, when the file there is not a calibration file
     resolved = resolve_spec(spec)
-    notes = []
-    try:
-        catalog = load_catalog()
-    except CatalogError as exc:
-        catalog = None
-        notes.append(f"the accelerator catalog could not be loaded ({exc}); the device is reported as unknown")
-        say(f"Warning: {notes[-1]}")
+    notes: list[str] = []
+    catalog = catalog_or_note(notes, say)
 
     def announce(info: Any, plan: Any, measured: Sequence[str]) -> None:
         why = " (--device auto: torch sees no CUDA GPU)" if device == "auto" and info.backend == "cpu" else ""
