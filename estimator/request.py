@@ -11,7 +11,7 @@ architecture) is checked by :func:`estimator.resolve.resolve`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,16 +267,6 @@ class EstimateRequest:
     def with_(self, **changes: Any) -> EstimateRequest:
         """A copy with ``changes`` applied (validated again)."""
         return replace(self, **changes)
-
-    def options(self) -> dict[str, Any]:
-        """The fields that differ from their defaults, keyed by field name."""
-        defaults = EstimateRequest.__dataclass_fields__
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value != defaults[f.name].default:
-                out[f.name] = value
-        return out
 
 
 def _enum(kind: type, value: Any, name: str) -> Any:

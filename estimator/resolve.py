@@ -61,7 +61,6 @@ class Resolved:
     scope_factor: float = 1.0  # device-hours of all of training / of pre-training (--scope all)
     scope_source: str = ""
     band_source: str = ""
-    assumptions_before: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 

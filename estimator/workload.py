@@ -10,16 +10,13 @@ default stays 6ND because the default MFU band was derived with 6ND counts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .catalog import Catalog, Model
 from .errors import InputError
 from .flops import train_flops_6nd
 from .request import EstimateRequest
 from .vocab import FlopsMethod, resolve_seq_len
-
-if TYPE_CHECKING:
-    from .arch import Architecture
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +39,6 @@ class Workload:
     dataset: str | None = None
     catalog_model: Model | None = field(default=None, repr=False, compare=False)
     architecture: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def arch(self) -> Architecture | None:
-        return self.architecture
 
 
 @dataclass(frozen=True, slots=True)
