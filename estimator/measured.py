@@ -105,7 +105,10 @@ def calibrated_throughput(
     matmul_best = matmul.best_tflops if matmul is not None else None
     peak = acc.peak_for(precision)
     if step is None and matmul_best is None:
-        measured = sorted(set(record.matmul) | set(record.mlp))
+        torch_model = record.torch_model or {}
+        measured = sorted({d for d, e in record.matmul.items() if e.measured}
+                          | {d for d, e in record.mlp.items() if e.measured}
+                          | {d for d, r in torch_model.get("results", {}).items() if "skipped" not in r})
         raise InputError(f"the calibration file has no {precision} measurement "
                          f"(it has: {', '.join(measured) or 'none'}); choose --precision or profile with --precision {precision}")
 

@@ -201,6 +201,24 @@ def calibration_schema() -> dict[str, Any]:
         "results": {"type": "object", "propertyNames": enum(calibration.DTYPES),
                     "additionalProperties": {"$ref": "#/$defs/model_result"}},
     })
+    # estimator/torch_model_record.py: the `torch_model` section (gpucost profile --torch-model)
+    torch_model_stats = {"samples_per_s": pos, "median_samples_per_s": pos, **run_stats}
+    torch_model_result = {
+        "type": "object",
+        "if": {"required": ["skipped"]},
+        "then": _obj(["skipped"], {"skipped": text}),
+        "else": _obj(list(torch_model_stats), {
+            **torch_model_stats, "slow_steps": count0,
+            "segment_samples_per_s": {"type": "array", "items": pos, "minItems": 1, "maxItems": 5}}),
+    }
+    torch_model = _obj(["id", "spec", "params", "batch_size", "flops_per_sample", "forward_flops_per_sample",
+                        "optimizer", "results"], {
+        "id": text, "spec": text, "created_utc": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}"},
+        "command": text, "partial": {"type": "boolean"}, "duration_s": num, "params": count0, "batch_size": count1,
+        "flops_per_sample": num, "forward_flops_per_sample": num, "optimizer": text, "loss": text, "notes": strings,
+        "results": {"type": "object", "propertyNames": enum(calibration.DTYPES), "minProperties": 1,
+                    "additionalProperties": {"$ref": "#/$defs/torch_model_result"}},
+    })
     bandwidth_stats = {"buffer_bytes": count1, "best_gbps": num, "median_gbps": num, "worst_gbps": num,
                        "stdev_pct": num, "iterations": count1}
     bandwidth = {
@@ -293,6 +311,7 @@ def calibration_schema() -> dict[str, Any]:
             "matmul": {**precisions, "additionalProperties": {"$ref": "#/$defs/matmul_entry"}},
             "mlp": {**precisions, "additionalProperties": {"$ref": "#/$defs/mlp_entry"}},
             "model": opt(model),
+            "torch_model": opt(torch_model),
             "collectives": opt({"$ref": "#/$defs/collectives"}),
             "bandwidth": bandwidth,
             "notes": strings,
@@ -300,7 +319,8 @@ def calibration_schema() -> dict[str, Any]:
         "$defs": {
             "matmul_entry": precision_entry("matmul"), "shape": item(("m", "n", "k")),
             "mlp_entry": precision_entry("mlp"), "width": item(("width", "tokens", "params")),
-            "model_result": model_result, "collectives": collectives_section, "collective_row": collective_row,
+            "model_result": model_result, "torch_model_result": torch_model_result,
+            "collectives": collectives_section, "collective_row": collective_row,
         },
     }
 

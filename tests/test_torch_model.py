@@ -151,6 +151,10 @@ def test_profile_builtin_mnist_mlp_on_the_cpu_writes_a_valid_torch_model_section
                                      "SGD(lr=0.01, momentum=0.9); ")
     assert measured_samples_per_s(record, "mnist-mlp", "bf16") is None  # skipped
     assert measured_samples_per_s(record, "resnet-50", "fp32") is None  # another model
+    # the default precision (bf16) was not measured: the error names the dtype that was
+    refused = in_tmp("estimate", "--calibration", "cal.yaml", "--model", "mnist-mlp", "--samples", "60000")
+    assert refused.exit_code != 0
+    assert "has no bf16 measurement (it has: fp32); choose --precision" in refused.stderr
 
 
 def test_profile_table_output_and_progress(in_tmp):

@@ -34,7 +34,7 @@ def partial_path(output: Path) -> Path:
     return output.with_name(f"{output.name}.partial.yaml")
 
 
-def _existing(output: Path) -> dict[str, Any] | None:
+def existing_calibration(output: Path) -> dict[str, Any] | None:
     """The valid calibration file already at ``output`` (its other sections are kept), None if absent."""
     if not output.exists():
         return None
@@ -179,7 +179,7 @@ def profile_comm(*, device: str, dtypes: list[str] | None, full: bool, output: P
     launch = launch_from_env()
     if launch is None or launch.rank == 0:  # only rank 0 writes (its folder may exist on its node only)
         _check_output(output)
-        _existing(output)  # fail before measuring, not after, when the file there is not a calibration file
+        existing_calibration(output)  # fail before measuring, not after, when the file there is not a calibration file
     if launch is not None:  # torchrun: this process is one rank
         if nproc is not None:
             raise InputError("--nproc starts local workers; under torchrun (RANK and WORLD_SIZE are set) leave it "
@@ -216,7 +216,7 @@ def profile_comm(*, device: str, dtypes: list[str] | None, full: bool, output: P
     if section is None or (section["partial"] and not section["rows"]):
         say("Interrupted before anything was measured: nothing written.")
         raise typer.Exit(130)
-    existing = _existing(output)  # as it is now, not as it was when the run started
+    existing = existing_calibration(output)  # as it is now, not as it was when the run started
     record = build_record(result, existing)
     target = output
     if record["collectives"]["partial"] and existing is not None and not existing["partial"]:

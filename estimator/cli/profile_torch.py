@@ -11,7 +11,6 @@ from typing import Any
 
 import typer
 
-from ..errors import CatalogError, InputError
 
 
 def format_torch_model(record: Mapping[str, Any], fmt: str) -> str:
@@ -63,7 +62,8 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
     from profiler.progress import ProgressBar
     from profiler.torch_model import profile_torch_model, resolve_spec
 
-    from ..calibration import output_for, read_calibration, write_calibration
+    from ..calibration import output_for, write_calibration
+    from .profile_comm import existing_calibration
     from .profile import catalog_or_note
     from ..torch_model_record import merge_torch_model
 
@@ -71,16 +71,7 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
         if not quiet:
             typer.echo(message, err=True)
 
-    def existing_file() -> dict[str, Any] | None:
-        if not output.exists():
-            return None
-        try:
-            return read_calibration(output)
-        except CatalogError as exc:
-            raise InputError(f"--output {output} exists and is not a valid calibration file ({exc}); "
-                             "remove it or choose another file") from None
-
-    existing_file()  # fail before measuring, not after, when the file there is not a calibration file
+    existing_calibration(output)  # fail before measuring, not after, when the file there is not a calibration file
     resolved = resolve_spec(spec)
     notes: list[str] = []
     catalog = catalog_or_note(notes, say)
@@ -101,7 +92,7 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
     if "torch_model" not in record and not (record.get("matmul") or record.get("mlp")):
         say("Interrupted before anything was measured: nothing written.")
         raise typer.Exit(130)
-    existing = existing_file()  # as it is now, not as it was when the run started
+    existing = existing_calibration(output)  # as it is now, not as it was when the run started
     merged, how = merge_torch_model(record, existing)
     typer.echo(format_torch_model(merged if fmt in ("json", "yaml") else record, fmt))
     target = output_for(merged, output)
