@@ -94,7 +94,7 @@ import datetime as _dt
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +142,9 @@ class _Check:
             raise self.fail(entry, field, f"must be a mapping, got {type(value).__name__}")
         return value
 
-    def keys(self, data: Mapping[str, Any], entry: str | None, allowed: set[str] | tuple[str, ...],
-             required: tuple[str, ...] = ()) -> None:
+    def keys(self, data: Mapping[str, Any], entry: str | None, allowed: Iterable[str],
+             required: Iterable[str] = ()) -> None:
+        allowed = set(allowed)
         for name in required:
             if name not in data:
                 raise self.fail(entry, name, "is required")
@@ -152,15 +153,16 @@ class _Check:
                 raise self.fail(entry, str(name), "is not a known field")
 
     def number(self, data: Mapping[str, Any], entry: str | None, field: str, *, optional: bool = False,
-               minimum: float = 0.0) -> None:
+               minimum: float = 0.0, positive: bool = False) -> None:
         value = data.get(field)
         if value is None:
             if optional:
                 return
             raise self.fail(entry, field, "is required" if field not in data else "must be a number, got null")
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric or not math.isfinite(value) or value < minimum:
-            raise self.fail(entry, field, f"must be a finite number >= {minimum:g}, got {value!r}")
+        if not numeric or not math.isfinite(value) or value < minimum or (positive and value <= 0):
+            bound = f"> {minimum:g}" if positive else f">= {minimum:g}"
+            raise self.fail(entry, field, f"must be a finite number {bound}, got {value!r}")
 
     def integer(self, data: Mapping[str, Any], entry: str | None, field: str, *, optional: bool = False,
                 minimum: int = 0) -> None:
@@ -173,7 +175,7 @@ class _Check:
             raise self.fail(entry, field, f"must be an integer >= {minimum}, got {value!r}")
 
     def string(self, data: Mapping[str, Any], entry: str | None, field: str, *, optional: bool = False,
-               choices: tuple[str, ...] | None = None) -> None:
+               choices: Sequence[str] | None = None) -> None:
         value = data.get(field)
         if value is None:
             if optional:

@@ -63,7 +63,7 @@ Schema (``schema_version: 1``; bytes, seconds, GB/s = 1e9 B/s, TFLOP/s)::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,49 +324,6 @@ class _Check(_CalibrationCheck):
         if not isinstance(value, list):
             raise self.fail(entry, name, f"must be a list, got {type(value).__name__}")
         return value
-
-    def keys(self, data: Mapping[str, Any], entry: str, allowed: Iterable[str], required: Iterable[str]) -> None:
-        allowed = set(allowed)
-        for name in required:
-            if name not in data:
-                raise self.fail(entry, name, "is required")
-        for name in data:
-            if name not in allowed:
-                raise self.fail(entry, str(name), "is not a known field")
-
-    def number(self, data: Mapping[str, Any], entry: str, name: str, *, optional: bool = False,
-               minimum: float = 0.0, positive: bool = False) -> None:
-        value = data.get(name)
-        if value is None:
-            if optional:
-                return
-            raise self.fail(entry, name, "is required" if name not in data else "must be a number, got null")
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric or not math.isfinite(value) or value < minimum or (positive and value <= 0):
-            bound = f"> {minimum:g}" if positive else f">= {minimum:g}"
-            raise self.fail(entry, name, f"must be a finite number {bound}, got {value!r}")
-
-    def integer(self, data: Mapping[str, Any], entry: str, name: str, *, optional: bool = False,
-                minimum: int = 0) -> None:
-        value = data.get(name)
-        if value is None:
-            if optional:
-                return
-            raise self.fail(entry, name, "is required")
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(entry, name, f"must be an integer >= {minimum}, got {value!r}")
-
-    def string(self, data: Mapping[str, Any], entry: str, name: str, *, optional: bool = False,
-               choices: Sequence[str] | None = None) -> None:
-        value = data.get(name)
-        if value is None:
-            if optional:
-                return
-            raise self.fail(entry, name, "is required")
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(entry, name, f"must be a non-empty string, got {value!r}")
-        if choices is not None and value not in choices:
-            raise self.fail(entry, name, f"must be one of {', '.join(choices)}, got {value!r}")
 
     def boolean(self, data: Mapping[str, Any], entry: str, name: str, *, nullable: bool = False) -> None:
         value = data.get(name)
