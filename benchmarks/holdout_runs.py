@@ -36,7 +36,8 @@ from estimator.catalog import load_catalog, load_yaml_file  # noqa: E402
 from estimator.errors import GpucostError  # noqa: E402
 from estimator.numbers import parse_quantity  # noqa: E402
 from estimator.estimate import estimate  # noqa: E402
-from estimator.utilisation import DEFAULT_GOODPUT, SCOPE_OVERHEAD, reported_device_hours, run_kind  # noqa: E402
+from estimator.utilisation import (DEFAULT_GOODPUT, SCOPE_OVERHEAD, accelerator_peak, reported_device_hours,  # noqa: E402
+                                   run_kind)
 
 HOLDOUT_FILE = ROOT / "benchmarks" / "holdout_runs.yaml"
 TARGET_WITHIN_1_5X = 0.70
@@ -106,7 +107,8 @@ def check(runs: list[HoldoutRun], catalog: Any = None) -> dict:
         reported = reported_device_hours(run)
         ratio = reported / est.gpu_hours
         rows.append({
-            "id": run.id, "kind": run_kind(total, run.params, run.precision).label, "accelerator": est.gpu,
+            "id": run.id, "kind": run_kind(total, run.params, run.precision,
+                                               peak_tflops=accelerator_peak(catalog.accelerator(run.accelerator))).label, "accelerator": est.gpu,
             "precision": run.precision, "scope": run.scope, "reported_device_hours": reported,
             "estimated_device_hours": est.gpu_hours,
             "band_device_hours": [est.range.gpu_hours_low, est.range.gpu_hours_high],
@@ -134,11 +136,11 @@ def _fmt_hours(h: float) -> str:
 
 
 def render(result: dict) -> str:
-    lines = [f"{'run':20s} {'kind':22s} {'reported':>9s} {'estimated':>9s} {'rep/est':>7s} "
+    lines = [f"{'run':20s} {'kind':38s} {'reported':>9s} {'estimated':>9s} {'rep/est':>7s} "
              f"{'band':>15s} {'in band':>7s} {'<=1.5x':>6s}"]
     for r in result["runs"]:
         lo, hi = r["band_device_hours"]
-        lines.append(f"{r['id']:20s} {r['kind']:22s} {_fmt_hours(r['reported_device_hours']):>9s} "
+        lines.append(f"{r['id']:20s} {r['kind']:38s} {_fmt_hours(r['reported_device_hours']):>9s} "
                      f"{_fmt_hours(r['estimated_device_hours']):>9s} {r['reported_over_estimated']:7.2f} "
                      f"{_fmt_hours(lo) + '-' + _fmt_hours(hi):>15s} {'yes' if r['inside_band'] else 'no':>7s} "
                      f"{'yes' if r['within_1_5x'] else 'no':>6s}")

@@ -12,17 +12,17 @@ The median of the chosen measurement is the central figure and its worst..best t
 **At scale** (more than one device) an estimate also pays for communication, pipeline bubbles and
 stragglers that one device never sees. No single-device training step has been published next to
 at-scale runs on the same chips, but best-matmul throughput has: the at-scale figure is
-``AT_SCALE_FRACTION_OF_MATMUL`` x the file's best matmul for the precision, capped by the
-single-device training step, where
+``AT_SCALE_FRACTION_OF_MATMUL[peak class]`` x the file's best matmul for the precision, capped by the
+single-device training step, where for each peak class of :mod:`estimator.utilisation`
 
-    AT_SCALE_FRACTION_OF_MATMUL = the median default MFU while training of the dense 16-bit kinds of
-        run (0.346, 0.408, 0.453 for >100B, <20B, 20-100B: 0.408; estimator.utilisation, derived from
-        catalogs/runs.yaml) / median best-matmul fraction of the dense peak on the same chips
-        (A100 BF16 271.2 / 312 = 0.869, H100 BF16 794.5 / 989 = 0.803: 0.836; stas00/ml-engineering,
-        "Maximum Achievable Matmul FLOPS") = 0.49,
+    AT_SCALE_FRACTION_OF_MATMUL = the median default MFU while training of the class's dense 16-bit
+        kinds (estimator.utilisation, derived from catalogs/runs.yaml: <500 TFLOP/s 0.476, 0.434,
+        0.346 -> 0.434; >=500 TFLOP/s 0.31, 0.215, 0.267 -> 0.267) / the best-matmul fraction of the
+        dense peak of the class's chip with runs (A100 BF16 271.2 / 312 = 0.869, H100 BF16 794.5 / 989
+        = 0.803; stas00/ml-engineering, "Maximum Achievable Matmul FLOPS") = 0.50 and 0.33,
 
-and the band is that figure x the published runs' spread around their kind's median
-(``estimator.utilisation.RATIO_BAND``, 0.685-1.489). When the architecture is known, the step-time
+and the band is that figure x the published runs' leave-one-out spread around their kind's median
+(``estimator.utilisation.RATIO_BAND``, 0.526-1.543). When the architecture is known, the step-time
 model (estimator/step.py) times the run instead, with the file's measured links.
 """
 
@@ -37,8 +37,8 @@ from .errors import InputError
 from .numbers import count
 from .throughput import Throughput, ThroughputKind
 
-AT_SCALE_FRACTION_OF_MATMUL = 0.49
-MAMF_MEDIAN_FRACTION = 0.836  # median of A100 0.869 and H100 0.803 (stas00 MAMF table)
+AT_SCALE_FRACTION_OF_MATMUL = {"<500": 0.50, ">=500": 0.33}  # by peak class; see the module docstring
+MAMF_FRACTION = {"<500": 271.2 / 312, ">=500": 794.5 / 989}  # A100, H100 bf16 (stas00 MAMF table)
 STALE_AFTER_DAYS = 180
 
 
@@ -120,9 +120,12 @@ def calibrated_throughput(
         band = (min(step.worst_tflops, achieved), max(step.best_tflops, achieved))
         source = f"calibration: {label} {precision} (median) on {where}"
     elif matmul_best is not None:
-        achieved = AT_SCALE_FRACTION_OF_MATMUL * matmul_best
+        from .utilisation import accelerator_peak, peak_class
+
+        fraction = AT_SCALE_FRACTION_OF_MATMUL[peak_class(accelerator_peak(acc))]
+        achieved = fraction * matmul_best
         cap = step.median_tflops if step is not None else None
-        source = (f"calibration: {AT_SCALE_FRACTION_OF_MATMUL} x best {precision} matmul {matmul_best:.4g} TFLOP/s on "
+        source = (f"calibration: {fraction} x best {precision} matmul {matmul_best:.4g} TFLOP/s on "
                   f"{where} (at-scale factor, see estimator.measured)")
         if num_gpus == 1:
             source += "; no training step measured"

@@ -79,14 +79,16 @@ def _band(peak: float | None, achieved: float, low: float, high: float) -> tuple
     return (min(low * peak, achieved), max(high * peak, achieved))
 
 
-def default_utilisation_for(params: float | None, active_params: float | None, precision: str) -> Any:
-    """The per-kind default utilisation (:mod:`estimator.utilisation`) of a run; a bare ``--flops``
-    (no parameter count) takes the dense 20-100B kind, and says so."""
-    from .utilisation import Kind, default_utilisation, precision_class, utilisation_for
+def default_utilisation_for(acc: Accelerator, params: float | None, active_params: float | None,
+                            precision: str) -> Any:
+    """The per-kind default utilisation (:mod:`estimator.utilisation`) of a run on ``acc``; a bare
+    ``--flops`` (no parameter count) takes the dense 20-100B kind, and says so."""
+    from .utilisation import Kind, accelerator_peak, default_utilisation, peak_class, precision_class, utilisation_for
 
+    peak = accelerator_peak(acc)
     if params is None:
-        return default_utilisation(Kind("dense", precision_class(precision), "20-100B"))
-    return utilisation_for(params, active_params, precision)
+        return default_utilisation(Kind("dense", precision_class(precision), "20-100B", peak_class(peak)))
+    return utilisation_for(params, active_params, precision, peak_tflops=peak)
 
 
 def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None = None,
@@ -98,13 +100,14 @@ def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None 
         have = ", ".join(p for p in PRECISIONS if acc.peak_for(p)) or "none"
         raise InputError(f"{acc.id} has no {precision} peak in the catalog (it has: {have}); "
                          f"choose another --precision or give --tflops")
-    u = default_utilisation_for(params, active_params, precision)
+    u = default_utilisation_for(acc, params, active_params, precision)
     if mfu is not None:
         return Throughput(mfu * peak, peak, "given --mfu x dense peak", ThroughputKind.GIVEN,
                           _band(peak, mfu * peak, u.band_low, u.band_high))
-    basis = u.basis + ("; no parameter count, so the dense 20-100B default" if params is None else "")
-    source = (f"default MFU {u.mfu:.1%} while training for {basis} ({u.num_runs} published runs"
-              + (f"; {u.fallback_note}" if u.fallback_note else "") + "; `gpucost validate`)")
+    runs = (f"median of {u.num_runs} published runs of {u.basis}, only {u.kind_runs} of its own kind"
+            if u.fallback_note else f"{u.num_runs} published runs")
+    missing = "; no parameter count, so the dense 20-100B kind" if params is None else ""
+    source = f"default MFU {u.mfu:.1%} while training for {u.kind.label} ({runs}{missing}; `gpucost validate`)"
     return Throughput(u.mfu * peak, peak, source, ThroughputKind.DATASHEET, _band(peak, u.mfu * peak, u.band_low,
                                                                                   u.band_high))
 
@@ -114,7 +117,7 @@ def given_throughput(acc: Accelerator, precision: str, tflops: float, *, params:
     """``--tflops``: the achieved rate as given, with the band of published runs of its kind
     (widened to hold the given rate) when the accelerator has a peak for the precision."""
     peak = peak_for(acc, precision)
-    u = default_utilisation_for(params, active_params, precision)
+    u = default_utilisation_for(acc, params, active_params, precision)
     return Throughput(tflops, peak, "given (--tflops)", ThroughputKind.GIVEN,
                       _band(peak, tflops, u.band_low, u.band_high))
 
@@ -139,7 +142,7 @@ def ported_throughput(acc: Accelerator, precision: str, flops: float, *, measure
         raise InputError(f"{missing} has no {precision} peak in the catalog; choose another --precision")
     achieved_ref = flops / (seconds * devices) / 1e12
     mfu = achieved_ref / ref_peak
-    u = default_utilisation_for(params, active_params, precision)
+    u = default_utilisation_for(acc, params, active_params, precision)
     ratio_low, ratio_high = u.band_low / u.mfu, u.band_high / u.mfu
     source = (f"ported: {flops:.3g} FLOPs in {seconds / 3600:.3g} h on {devices} x {measured.id} = {achieved_ref:.4g} "
               f"TFLOP/s per device, MFU {mfu:.1%} of its {ref_peak:g} dense {precision}, applied to {acc.id}")

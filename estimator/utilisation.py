@@ -13,50 +13,65 @@ used to mix together:
 
 Kinds
 -----
-``run_kind(params, active_params, precision)`` classifies a run by architecture (``dense``, or ``moe``
-when fewer parameters are active per token than the model has), precision class (``16-bit``: bf16 and
-fp16, and tf32/fp32, which take the 16-bit fraction of their own lower peak as
-:mod:`estimator.throughput` does; ``fp8``) and size class of the ACTIVE parameters (``<20B``,
-``20-100B``, ``>100B``). That gives 2 x 2 x 3 = 12 kinds.
+``run_kind(params, active_params, precision, peak_tflops=...)`` classifies a run by architecture
+(``dense``, or ``moe`` when fewer parameters are active per token than the model has), precision class
+(``16-bit``: bf16 and fp16, and tf32/fp32, which take the 16-bit fraction of their own lower peak as
+:mod:`estimator.throughput` does; ``fp8``), size class of the ACTIVE parameters (``<20B``, ``20-100B``,
+``>100B``) and the accelerator's peak class: dense 16-bit peak ``<500`` or ``>=500`` TFLOP/s
+(``PEAK_EDGE_TFLOPS``). That gives 2 x 2 x 3 x 2 = 24 kinds.
+
+Why a peak class: the catalog's runs on A100 (312 TFLOP/s) and TPU v4 (275) imply a median MFU about
+1.7 times that of the runs on H100 and H800 (989). The newer chips tripled the matmul peak while HBM
+bandwidth grew 1.7x and NVLink 1.5x, so the memory-bound and communication share of a step grows, and
+the largest achievable matmul is a smaller share of the peak (shared/REFERENCE.md section 3, "MAMF":
+0.87 of the bf16 peak on A100 SXM, 0.80 on H100 SXM). Any edge between 312 and 989 splits the runs the
+same way; 500 is a round number between them. Chips above it without runs of their own (H200, B200,
+MI300X) take the H100-class figures because no published run says otherwise; for the MI300X, whose
+largest achievable matmul is 0.51 of its peak, that is likely optimistic.
 
 The rule (``derive_defaults``; ``RULE``)
 ----------------------------------------
-- A run counts when its scope is ``pretrain`` and it reports device-hours, or wall-clock days and a
-  device count (device-hours = days x 24 x devices). Runs that report only a throughput are left out:
-  their MFU is measured while training and does not include lost time.
-- Implied MFU on the 16-bit basis: ``m = 6 N D / (device-hours x 3600 x dense 16-bit peak)``. Pooling on
-  one basis lets FP8 and 16-bit runs be compared; for an FP8 kind the value is converted to the FP8
-  peak by ``FP8_PEAK_RATIO`` (16-bit peak / FP8 peak, 0.5 on every catalog accelerator that has both),
-  i.e. FP8 is credited with no speed-up over 16-bit unless FP8 runs show one. (DeepSeek-V3, the one
-  FP8 run, implies 0.35 of the BF16 peak: in line with the 16-bit runs.)
+- A run counts when it reports device-hours, or wall-clock days and a device count (device-hours =
+  days x 24 x devices), and its scope. A ``scope: all`` run's hours are first divided by
+  ``SCOPE_OVERHEAD`` (below) to pre-training hours, so both scopes describe the same quantity. Runs that
+  report only a throughput are left out: their MFU is measured while training and omits lost time.
+- Implied MFU on the 16-bit basis: ``m = 6 N D / (pre-training device-hours x 3600 x dense 16-bit
+  peak)``. Pooling on one basis lets FP8 and 16-bit runs be compared; for an FP8 kind the value is
+  converted to the FP8 peak by ``FP8_PEAK_RATIO`` (16-bit peak / FP8 peak, 0.5 on every catalog
+  accelerator that has both), i.e. FP8 is credited with no speed-up over 16-bit unless FP8 runs show
+  one. (DeepSeek-V3, the one FP8 pre-training, implies 0.35 of the BF16 peak, above its class.)
 - Per kind: the median of ``m`` over the kind's runs when there are at least ``MIN_RUNS`` (4) of them;
-  otherwise fall back to the first wider class that has ``MIN_RUNS``: (arch, precision) -> (arch, any
-  precision) -> (any arch, precision) -> all runs. The fallback and the count are stated in
-  ``Utilisation.fallback_note`` and ``num_runs``.
+  otherwise fall back to the first wider class that has ``MIN_RUNS``, keeping the peak class longest
+  because it moves MFU most: (peak, arch, size, any precision) -> (peak, size, any architecture) ->
+  (peak) -> all runs. The fallback and the count are stated in ``Utilisation.fallback_note`` and
+  ``num_runs``.
 - Goodput: reported device-hours include lost time, so the median implied MFU is an *effective* MFU.
   ``Utilisation.mfu`` is the MFU while training, ``effective / DEFAULT_GOODPUT``; an estimate applies
   goodput separately (device-hours = FLOPs / (mfu x goodput x peak x 3600)), so at the default goodput
   the product reproduces the runs' hours, and a user's ``--goodput`` or ``--mfu`` changes one factor.
-- Band: the ratio ``m / (its kind's median)`` of every counted run is pooled (no kind has enough runs
-  to estimate its own tails); the band is the kind's MFU x the ``BAND_QUANTILES`` (5th and 95th
-  percentiles, linear interpolation between order statistics) of that ratio. It is a stated 90% band:
-  of the 25 counted runs, 21 (84%) lie inside their kind's band (with 25 values the 5th and 95th
-  percentiles leave about two at each end outside); ``band_coverage`` measures it. It describes the
-  spread of the catalog's runs, which come mostly from large, well-tuned teams; the hold-out
-  (benchmarks/holdout_runs.py) measures how often other runs fall inside. A run of lower MFU takes
-  longer: the printed device-hours range is FLOPs / (band_high ... band_low).
+- Band: for every counted run, the ratio of its ``m`` to the median its kind gets WITHOUT it (the same
+  rule on the other runs: ``leave_one_out_ratios``). That is the error of a default on a run it was not
+  derived from, which is the error a user's run meets; the in-sample ratio to a median that includes
+  the run is narrower than the error on new runs. The ratios are pooled (no kind has enough runs to
+  estimate its own tails) and the band is the kind's MFU x their ``BAND_QUANTILES`` (5th and 95th
+  percentiles, linear interpolation between order statistics): a stated 90% band. A run of lower MFU
+  takes longer: the printed device-hours range is FLOPs / (band_high ... band_low). ``gpucost
+  validate`` prints the share of the catalog's runs inside their band; the hold-out
+  (benchmarks/holdout_runs.py) measures it on runs the defaults never saw.
 - Rounding: MFU, band ends, ``FP8_PEAK_RATIO`` and ``SCOPE_OVERHEAD`` to 3 decimals. ``DEFAULTS``
   holds the rounded results; tests/test_utilisation.py fails when ``derive_defaults(load_catalog())``
   differs.
 
 Scope overhead
 --------------
-``SCOPE_OVERHEAD`` is the median of all/pretrain device-hours over the models that publish both (the
-catalog holds both records, same ``model``, scopes ``pretrain`` and ``all``): DeepSeek-V3, 2,788K total
-/ 2,664K pre-training H800 GPU-hours = 1.047 (arXiv 2412.19437 Table 1). One model only; as a cross-check
-(not used: the runs are different model versions) Meta's Llama 3.1 cards, whose hours are "the total GPU
-time required for training each model", give 1.46M / 7.0M H100-hours for 8B / 70B against the Llama 3
-cards' pre-training 1.3M / 6.4M (ratios 1.12 and 1.09).
+``SCOPE_OVERHEAD`` is the median of all/pretrain device-hours over the pre-trainings that are published
+both ways (``derive_scope_overhead``: a ``pretrain`` and an ``all`` record with the same active
+parameters, tokens and accelerator). DeepSeek-V3 publishes both in one table: 2,788K total / 2,664K
+pre-training H800 GPU-hours = 1.047 (arXiv 2412.19437 Table 1). Meta's Llama 3 model cards give the
+pre-training hours of the 8B and 70B (1.3M and 6.4M H100-hours, 15T tokens) and the Llama 3.1 cards,
+for the same sizes, tokens and cluster, "the total GPU time required for training each model" (1.46M
+and 7.0M): 1.123 and 1.094. (The 3.1 models are a later release, so the pairing assumes they repeat
+the same pre-training; the cards give no other split.) Median of the three: 1.094.
 
 Goodput
 -------
@@ -89,6 +104,8 @@ ARCHS = ("dense", "moe")
 PRECISION_CLASSES = ("16-bit", "fp8")
 SIZE_CLASSES = ("<20B", "20-100B", ">100B")
 SIZE_EDGES = (20e9, 100e9)  # active parameters: < 20B, 20B to 100B, > 100B
+PEAK_CLASSES = ("<500", ">=500")
+PEAK_EDGE_TFLOPS = 500.0  # dense 16-bit peak: A100 312, TPU v4 275 below; H100/H800/H200 989, B200, MI300X above
 MIN_RUNS = 4  # fewer runs than this in a kind: fall back to the wider class
 BAND_QUANTILES = (0.05, 0.95)  # the printed band: 5th-95th percentile (a stated 90% band)
 BAND_COVERAGE = BAND_QUANTILES[1] - BAND_QUANTILES[0]
@@ -114,9 +131,10 @@ GOODPUT_SOURCES: tuple[tuple[str, str], ...] = (
      "goodput = scheduling x runtime x program goodput: the share of time making preserved training progress"),
 )
 
-SCOPE_OVERHEAD = 1.047  # all / pretrain device-hours; see derive_scope_overhead and the module docstring
-SCOPE_OVERHEAD_SOURCE = ("DeepSeek-V3, arXiv 2412.19437 Table 1: 2,788K total / 2,664K pre-training H800 "
-                         "GPU-hours = 1.047 (catalog runs deepseek-v3 and deepseek-v3-all)")
+SCOPE_OVERHEAD = 1.094  # all / pretrain device-hours; see derive_scope_overhead and the module docstring
+SCOPE_OVERHEAD_SOURCE = ("median all / pre-training device-hours of 3 pre-trainings published both ways: "
+                         "Llama 3.1 / Llama 3 model cards, 8B 1.46M / 1.3M = 1.123 and 70B 7.0M / 6.4M = 1.094 "
+                         "H100-hours; DeepSeek-V3, arXiv 2412.19437 Table 1, 2,788K / 2,664K H800-hours = 1.047")
 
 
 # -- kinds ---------------------------------------------------------------------------------------
@@ -124,21 +142,24 @@ SCOPE_OVERHEAD_SOURCE = ("DeepSeek-V3, arXiv 2412.19437 Table 1: 2,788K total / 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Kind:
-    """A kind of training run: architecture, precision class, size class of the ACTIVE parameters."""
+    """A kind of training run: architecture, precision class, size class of the ACTIVE parameters, and
+    the peak class of the accelerator (its dense 16-bit peak below or at least ``PEAK_EDGE_TFLOPS``)."""
 
     arch: str  # "dense" | "moe"
     precision: str  # "16-bit" | "fp8"
     size: str  # "<20B" | "20-100B" | ">100B"
+    peak: str  # "<500" | ">=500" (TFLOP/s, dense 16-bit)
 
     @property
     def label(self) -> str:
-        return f"{self.arch} {self.precision} {self.size}"
+        return f"{self.arch} {self.precision} {self.size} on {self.peak} TFLOP/s"
 
     def __str__(self) -> str:
         return self.label
 
 
-ALL_KINDS: tuple[Kind, ...] = tuple(Kind(a, p, s) for a in ARCHS for p in PRECISION_CLASSES for s in SIZE_CLASSES)
+ALL_KINDS: tuple[Kind, ...] = tuple(Kind(a, p, s, k) for k in PEAK_CLASSES for a in ARCHS
+                                    for p in PRECISION_CLASSES for s in SIZE_CLASSES)
 
 
 def precision_class(precision: str) -> str:
@@ -158,16 +179,24 @@ def size_class(active_params: float) -> str:
     return SIZE_CLASSES[1] if active_params <= SIZE_EDGES[1] else SIZE_CLASSES[2]
 
 
-def run_kind(params: float, active_params: float | None = None, precision: str = "bf16") -> Kind:
+def peak_class(peak_16bit_tflops: float | None) -> str:
+    """``>=500`` for an accelerator whose dense 16-bit peak is at least ``PEAK_EDGE_TFLOPS``, else ``<500``
+    (also when the peak is unknown)."""
+    return PEAK_CLASSES[1] if peak_16bit_tflops and peak_16bit_tflops >= PEAK_EDGE_TFLOPS else PEAK_CLASSES[0]
+
+
+def run_kind(params: float, active_params: float | None = None, precision: str = "bf16", *,
+             peak_tflops: float | None) -> Kind:
     """The kind of a run: ``params`` are ALL parameters, ``active_params`` those used per token (MoE;
-    default ``params``, i.e. dense). A model is ``moe`` when fewer parameters are active than it has."""
+    default ``params``, i.e. dense), ``peak_tflops`` the accelerator's dense 16-bit peak (see
+    :func:`accelerator_peak`). A model is ``moe`` when fewer parameters are active than it has."""
     if not params > 0 or not math.isfinite(params):
         raise ValueError(f"parameters must be a positive number, got {params!r}")
     active = params if active_params is None else active_params
     if active > params * (1 + 1e-9):
         raise ValueError(f"active parameters ({active:g}) exceed the parameters ({params:g})")
     arch = "moe" if active < params * (1 - 1e-9) else "dense"
-    return Kind(arch, precision_class(precision), size_class(active))
+    return Kind(arch, precision_class(precision), size_class(active), peak_class(peak_tflops))
 
 
 # -- the per-kind defaults -----------------------------------------------------------------------
@@ -186,11 +215,11 @@ class Utilisation:
     band_low: float
     band_high: float
     num_runs: int  # runs behind ``mfu`` (of the class it was taken from)
-    basis: str  # the class the median was taken over, e.g. "dense 16-bit <20B" or "moe, any precision"
+    basis: str  # the class the median was taken over, e.g. the kind's label or "all runs on >=500 TFLOP/s"
     rule_text: str
     fallback_note: str | None  # why a wider class was used, or None
     goodput: float = DEFAULT_GOODPUT
-    level: int = 0  # 0 the kind itself; 1 (arch, precision); 2 arch; 3 precision; 4 all runs
+    level: int = 0  # 0 the kind itself; 1 (peak, arch, size); 2 (peak, size); 3 peak; 4 all runs
     kind_runs: int = 0  # counted runs of the kind itself
 
     @property
@@ -204,8 +233,9 @@ class Utilisation:
 
 
 def _basis_label(level: int, kind: Kind) -> str:
-    return (kind.label, f"{kind.arch} {kind.precision}", f"{kind.arch}, any precision",
-            f"any architecture, {kind.precision}", "all runs")[level]
+    on = f"on {kind.peak} TFLOP/s"
+    return (kind.label, f"{kind.arch} {kind.size} {on}, any precision", f"{kind.size} {on}, any architecture",
+            f"all runs {on}", "all runs")[level]
 
 
 def _make(kind: Kind, mfu: float, band_low: float, band_high: float, num_runs: int, level: int,
@@ -213,10 +243,10 @@ def _make(kind: Kind, mfu: float, band_low: float, band_high: float, num_runs: i
     basis = _basis_label(level, kind)
     lo_q, hi_q = (round(q * 100) for q in BAND_QUANTILES)
     fp8 = " converted to the FP8 peak (x 16-bit/FP8 peak ratio)" if kind.precision == "fp8" else ""
-    rule = (f"median implied MFU of {num_runs} scope:pretrain runs ({basis}; 6ND / (device-hours x 3600 x "
-            f"dense 16-bit peak)){fp8}, divided by goodput {goodput:.2f}: {mfu:.2f} while training; band = "
-            f"{lo_q}th-{hi_q}th percentile of the implied/kind-median ratio over all {pooled_runs} runs "
-            f"({ratio_band[0]:.2f}-{ratio_band[1]:.2f}): {band_low:.2f}-{band_high:.2f}")
+    rule = (f"median implied MFU of {num_runs} published runs ({basis}; 6ND / (pre-training device-hours x "
+            f"3600 x dense 16-bit peak)){fp8}, divided by goodput {goodput:.2f}: {mfu:.2f} while training; "
+            f"band = {lo_q}th-{hi_q}th percentile of the leave-one-out implied/predicted ratio over all "
+            f"{pooled_runs} runs ({ratio_band[0]:.2f}-{ratio_band[1]:.2f}): {band_low:.2f}-{band_high:.2f}")
     note = None
     if level:
         note = (f"{level0_runs} run{'s' if level0_runs != 1 else ''} of kind {kind.label} (fewer than "
@@ -227,26 +257,38 @@ def _make(kind: Kind, mfu: float, band_low: float, band_high: float, num_runs: i
 
 
 # Stored results of derive_defaults(load_catalog()) (see RULE): kind -> (mfu while training, band_low,
-# band_high, runs behind the value, fallback level, runs of the kind itself). 25 scope:pretrain runs
-# with hours are counted; their implied/kind-median ratio has 5th-95th percentiles 0.685-1.489.
+# band_high, runs behind the value, fallback level, runs of the kind itself). 39 runs with hours are
+# counted; their leave-one-out implied/predicted ratio has 5th-95th percentiles 0.526-1.543.
 # Regenerate with `python -c "from estimator.utilisation import *; from estimator.catalog import
 # load_catalog as L; c = L(); print(stored_table(derive_defaults(c.runs, c.accelerators, c.models)))"`.
-_POOLED_RUNS = 25
-_RATIO_BAND = (0.685, 1.489)
+_POOLED_RUNS = 39
+_RATIO_BAND = (0.526, 1.543)
 RATIO_BAND = _RATIO_BAND  # the band as a ratio to a kind's median MFU (5th-95th percentile)
-_STORED: dict[tuple[str, str, str], tuple[float, float, float, int, int, int]] = {
-    ("dense", "16-bit", "<20B"): (0.408, 0.28, 0.608, 10, 0, 10),
-    ("dense", "16-bit", "20-100B"): (0.453, 0.31, 0.675, 6, 0, 6),
-    ("dense", "16-bit", ">100B"): (0.346, 0.237, 0.515, 4, 0, 4),
-    ("dense", "fp8", "<20B"): (0.204, 0.14, 0.304, 20, 2, 0),
-    ("dense", "fp8", "20-100B"): (0.204, 0.14, 0.304, 20, 2, 0),
-    ("dense", "fp8", ">100B"): (0.204, 0.14, 0.304, 20, 2, 0),
-    ("moe", "16-bit", "<20B"): (0.241, 0.165, 0.359, 4, 1, 3),
-    ("moe", "16-bit", "20-100B"): (0.241, 0.165, 0.359, 4, 1, 1),
-    ("moe", "16-bit", ">100B"): (0.241, 0.165, 0.359, 4, 1, 0),
-    ("moe", "fp8", "<20B"): (0.127, 0.087, 0.189, 5, 2, 0),
-    ("moe", "fp8", "20-100B"): (0.127, 0.087, 0.189, 5, 2, 1),
-    ("moe", "fp8", ">100B"): (0.127, 0.087, 0.189, 5, 2, 0),
+_STORED: dict[tuple[str, str, str, str], tuple[float, float, float, int, int, int]] = {
+    ("dense", "16-bit", "20-100B", "<500"): (0.476, 0.25, 0.735, 5, 0, 5),
+    ("dense", "16-bit", "20-100B", ">=500"): (0.31, 0.163, 0.478, 5, 2, 2),
+    ("dense", "16-bit", "<20B", "<500"): (0.434, 0.228, 0.67, 11, 0, 11),
+    ("dense", "16-bit", "<20B", ">=500"): (0.215, 0.113, 0.332, 9, 0, 9),
+    ("dense", "16-bit", ">100B", "<500"): (0.346, 0.182, 0.534, 4, 0, 4),
+    ("dense", "16-bit", ">100B", ">=500"): (0.267, 0.14, 0.412, 19, 3, 1),
+    ("dense", "fp8", "20-100B", "<500"): (0.238, 0.125, 0.367, 5, 1, 0),
+    ("dense", "fp8", "20-100B", ">=500"): (0.155, 0.081, 0.239, 5, 2, 0),
+    ("dense", "fp8", "<20B", "<500"): (0.217, 0.114, 0.335, 11, 1, 0),
+    ("dense", "fp8", "<20B", ">=500"): (0.108, 0.057, 0.167, 9, 1, 0),
+    ("dense", "fp8", ">100B", "<500"): (0.173, 0.091, 0.267, 4, 1, 0),
+    ("dense", "fp8", ">100B", ">=500"): (0.133, 0.07, 0.205, 19, 3, 0),
+    ("moe", "16-bit", "20-100B", "<500"): (0.476, 0.25, 0.735, 5, 2, 0),
+    ("moe", "16-bit", "20-100B", ">=500"): (0.31, 0.163, 0.478, 5, 2, 1),
+    ("moe", "16-bit", "<20B", "<500"): (0.434, 0.228, 0.67, 11, 2, 0),
+    ("moe", "16-bit", "<20B", ">=500"): (0.244, 0.128, 0.377, 4, 0, 4),
+    ("moe", "16-bit", ">100B", "<500"): (0.346, 0.182, 0.534, 4, 2, 0),
+    ("moe", "16-bit", ">100B", ">=500"): (0.267, 0.14, 0.412, 19, 3, 0),
+    ("moe", "fp8", "20-100B", "<500"): (0.238, 0.125, 0.367, 5, 2, 0),
+    ("moe", "fp8", "20-100B", ">=500"): (0.155, 0.081, 0.239, 5, 2, 2),
+    ("moe", "fp8", "<20B", "<500"): (0.217, 0.114, 0.335, 11, 2, 0),
+    ("moe", "fp8", "<20B", ">=500"): (0.122, 0.064, 0.188, 4, 1, 0),
+    ("moe", "fp8", ">100B", "<500"): (0.173, 0.091, 0.267, 4, 2, 0),
+    ("moe", "fp8", ">100B", ">=500"): (0.133, 0.07, 0.205, 19, 3, 0),
 }
 FP8_PEAK_RATIO = 0.5  # dense 16-bit peak / dense FP8 peak (median over catalog accelerators with both)
 
@@ -269,9 +311,10 @@ def default_utilisation(kind: Kind) -> Utilisation:
         raise ValueError(f"unknown kind {kind!r}; kinds are {', '.join(k.label for k in ALL_KINDS)}") from None
 
 
-def utilisation_for(params: float, active_params: float | None = None, precision: str = "bf16") -> Utilisation:
-    """``default_utilisation(run_kind(params, active_params, precision))``."""
-    return default_utilisation(run_kind(params, active_params, precision))
+def utilisation_for(params: float, active_params: float | None = None, precision: str = "bf16", *,
+                    peak_tflops: float | None) -> Utilisation:
+    """``default_utilisation(run_kind(params, active_params, precision, peak_tflops=peak_tflops))``."""
+    return default_utilisation(run_kind(params, active_params, precision, peak_tflops=peak_tflops))
 
 
 # -- deriving them from a catalog ----------------------------------------------------------------
@@ -327,9 +370,16 @@ def total_params(run: Any, models: Any = None) -> float:
     return run.params
 
 
-def kind_of_run(run: Any, models: Any = None) -> Kind:
-    """The kind of a catalog run (``run.params`` is the ACTIVE count)."""
-    return run_kind(total_params(run, models), run.params, run.precision)
+def accelerator_peak(acc: Any) -> float | None:
+    """The peak that sets an accelerator's peak class: dense 16-bit, else its largest dense peak."""
+    return peak_16bit(acc) or max(acc.peak_tflops.values(), default=None)
+
+
+def kind_of_run(run: Any, accelerators: Any, models: Any = None) -> Kind:
+    """The kind of a catalog run (``run.params`` is the ACTIVE count) on its accelerator."""
+    acc = _index(accelerators).get(run.accelerator.lower())
+    return run_kind(total_params(run, models), run.params, run.precision,
+                    peak_tflops=accelerator_peak(acc) if acc is not None else None)
 
 
 def implied_mfu_16bit(run: Any, accelerators: Any) -> float | None:
@@ -356,27 +406,30 @@ def percentile(values: Iterable[float], q: float) -> float:
 class _Counted:
     id: str
     kind: Kind
-    mfu16: float
+    mfu16: float  # implied MFU on the 16-bit basis, over PRE-TRAINING hours (scope:all hours / overhead)
+    scope: str
 
 
-def counted_runs(runs: Iterable[Any], accelerators: Any, models: Any = None) -> list[_Counted]:
-    """The runs the defaults are derived from: scope pretrain, with device-hours (or days x devices)."""
+def counted_runs(runs: Iterable[Any], accelerators: Any, models: Any = None,
+                 scope_overhead: float = SCOPE_OVERHEAD) -> list[_Counted]:
+    """The runs the defaults are derived from: every run with device-hours (or days x devices) and a
+    scope; a ``scope: all`` run's hours are divided by ``scope_overhead`` to pre-training hours."""
     out = []
     for run in runs:
-        if getattr(run, "scope", None) != "pretrain":
-            continue
+        scope = getattr(run, "scope", None)
         m = implied_mfu_16bit(run, accelerators)
-        if m is not None:
-            out.append(_Counted(run.id, kind_of_run(run, models), m))
+        if m is not None and scope in ("pretrain", "all"):
+            out.append(_Counted(run.id, kind_of_run(run, accelerators, models),
+                                m * (scope_overhead if scope == "all" else 1.0), scope))
     return out
 
 
 def _levels(kind: Kind) -> tuple:
     return (
         lambda k: k == kind,
-        lambda k: (k.arch, k.precision) == (kind.arch, kind.precision),
-        lambda k: k.arch == kind.arch,
-        lambda k: k.precision == kind.precision,
+        lambda k: (k.peak, k.arch, k.size) == (kind.peak, kind.arch, kind.size),
+        lambda k: (k.peak, k.size) == (kind.peak, kind.size),
+        lambda k: k.peak == kind.peak,
         lambda k: True,
     )
 
@@ -393,13 +446,20 @@ def _class_median(kind: Kind, counted: list[_Counted]) -> tuple[float, int, int,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def leave_one_out_ratios(counted: list[_Counted]) -> list[float]:
+    """Each run's implied MFU over its kind's median with that run left out (the same fallback rule on
+    the other runs): how far a run the defaults were not derived from lands from its default."""
+    return [c.mfu16 / _class_median(c.kind, [d for d in counted if d is not c])[0] for c in counted]
+
+
 def derive_defaults(runs: Iterable[Any], accelerators: Any, models: Any = None,
                     goodput: float = DEFAULT_GOODPUT) -> dict[Kind, Utilisation]:
     """Recompute the per-kind defaults from published runs (see :data:`RULE`), rounded as stored."""
-    counted = counted_runs(runs, accelerators, models)
+    runs = list(runs)
+    counted = counted_runs(runs, accelerators, models, derive_scope_overhead(runs)[0])
     ratio = fp8_peak_ratio(accelerators)
     medians = {kind: _class_median(kind, counted) for kind in ALL_KINDS}
-    residuals = [c.mfu16 / medians[c.kind][0] for c in counted]
+    residuals = leave_one_out_ratios(counted)
     ratio_band = tuple(round(percentile(residuals, q), DECIMALS) for q in BAND_QUANTILES)
     out = {}
     for kind in ALL_KINDS:
@@ -413,25 +473,28 @@ def derive_defaults(runs: Iterable[Any], accelerators: Any, models: Any = None,
     return out
 
 
-def stored_table(defaults: Mapping[Kind, Utilisation]) -> dict[tuple[str, str, str], tuple]:
+def stored_table(defaults: Mapping[Kind, Utilisation]) -> dict[tuple[str, str, str, str], tuple]:
     """The compact form of ``_STORED`` for a set of defaults (to regenerate the constants)."""
-    return {(k.arch, k.precision, k.size): (u.mfu, u.band_low, u.band_high, u.num_runs, u.level, u.kind_runs)
+    return {(k.arch, k.precision, k.size, k.peak): (u.mfu, u.band_low, u.band_high, u.num_runs, u.level, u.kind_runs)
             for k, u in sorted(defaults.items())}
 
 
 def derive_scope_overhead(runs: Iterable[Any]) -> tuple[float, list[tuple[str, float]]]:
-    """Median all/pretrain device-hours over models with both a ``pretrain`` and an ``all`` record (same
-    ``model`` and tokens), rounded; and the (model, ratio) pairs behind it."""
-    by_model: dict[tuple[str, float], dict[str, float]] = {}
+    """Median all/pretrain device-hours over the pre-trainings published both ways: a ``pretrain`` and an
+    ``all`` record with the same active parameters, tokens and accelerator (one model, or a later release
+    of the same pre-training whose card counts all of training), rounded; and the ("pretrain-id /
+    all-id", ratio) pairs behind it."""
+    by_training: dict[tuple[float, float, str], dict[str, tuple[float, str]]] = {}
     for run in runs:
         hours = reported_device_hours(run)
         if hours is not None and getattr(run, "scope", None) in ("pretrain", "all"):
-            by_model.setdefault((str(run.model), run.tokens), {})[run.scope] = hours
-    pairs = [(model, scopes["all"] / scopes["pretrain"]) for (model, _), scopes in sorted(by_model.items())
-             if {"pretrain", "all"} <= scopes.keys()]
+            key = (run.params, run.tokens, run.accelerator.lower())
+            by_training.setdefault(key, {})[run.scope] = (hours, run.id)
+    pairs = [(f"{s['pretrain'][1]} / {s['all'][1]}", s["all"][0] / s["pretrain"][0])
+             for _, s in sorted(by_training.items()) if {"pretrain", "all"} <= s.keys()]
     if not pairs:
-        raise ValueError("no model has both a pretrain and an all record")
-    return round(statistics.median(r for _, r in pairs), DECIMALS), pairs
+        raise ValueError("no pre-training has both a pretrain and an all record")
+    return round(statistics.median(r for _, r in pairs), DECIMALS), sorted(pairs)
 
 
 def goodput_evidence(runs: Iterable[Any], accelerators: Any) -> list[tuple[str, float, float, float, str]]:

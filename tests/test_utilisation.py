@@ -34,29 +34,43 @@ def test_stored_defaults_equal_what_the_catalog_gives():
         "estimator/utilisation.py _STORED drifted from catalogs/runs.yaml; "
         "regenerate it with stored_table(derive_defaults(...))")
     assert derived == U.DEFAULTS  # texts too
-    assert set(derived) == set(U.ALL_KINDS) and len(U.ALL_KINDS) == 12
+    assert set(derived) == set(U.ALL_KINDS) and len(U.ALL_KINDS) == 24
 
 
 def test_stored_pooled_band_and_fp8_ratio_equal_the_data():
     counted = U.counted_runs(CATALOG.runs, ACCS, MODELS)
     assert len(counted) == U._POOLED_RUNS
-    medians = {k: U._class_median(k, counted)[0] for k in U.ALL_KINDS}
-    ratios = [c.mfu16 / medians[c.kind] for c in counted]
+    ratios = U.leave_one_out_ratios(counted)
     assert tuple(round(U.percentile(ratios, q), U.DECIMALS) for q in U.BAND_QUANTILES) == U._RATIO_BAND
     assert U.fp8_peak_ratio(ACCS) == U.FP8_PEAK_RATIO == 0.5
 
 
-def test_scope_overhead_is_derived_from_the_runs_that_publish_both():
+def test_leave_one_out_ratios_use_the_median_without_the_run():
+    counted = [U._Counted(f"r{i}", U.Kind("dense", "16-bit", "<20B", "<500"), m, "pretrain")
+               for i, m in enumerate((0.2, 0.3, 0.4, 0.5, 0.6))]
+    # r0 is left out: median of 0.3..0.6 is 0.45; r4: median of 0.2..0.5 is 0.35
+    ratios = U.leave_one_out_ratios(counted)
+    assert ratios[0] == pytest.approx(0.2 / 0.45) and ratios[4] == pytest.approx(0.6 / 0.35)
+    # with the run in, the ratios would be narrower: the leave-one-out band is the honest (wider) one
+    assert min(ratios) < 0.2 / 0.4 and max(ratios) > 0.6 / 0.4
+
+
+def test_scope_overhead_is_derived_from_the_pretrainings_published_both_ways():
     value, pairs = U.derive_scope_overhead(CATALOG.runs)
-    assert value == U.SCOPE_OVERHEAD
+    assert value == U.SCOPE_OVERHEAD == 1.094
+    pairs = dict(pairs)
     # DeepSeek-V3 Table 1 (arXiv 2412.19437): 2,788K total / 2,664K pre-training H800 GPU-hours.
-    assert dict(pairs)["deepseek-v3"] == pytest.approx(2788 / 2664)
+    assert pairs["deepseek-v3 / deepseek-v3-all"] == pytest.approx(2788 / 2664)
+    # Llama 3 model cards (pre-training 1.3M / 6.4M H100-hours) vs Llama 3.1 cards (total 1.46M / 7.0M).
+    assert pairs["llama-3-8b / llama-3.1-8b"] == pytest.approx(1.46 / 1.3)
+    assert pairs["llama-3-70b / llama-3.1-70b"] == pytest.approx(7.0 / 6.4)
+    assert len(pairs) == 3
 
 
 def test_every_default_states_its_rule_count_and_any_fallback():
     for kind, u in U.DEFAULTS.items():
         assert u.num_runs >= U.MIN_RUNS, kind
-        assert f"{u.num_runs} scope:pretrain runs" in u.rule_text
+        assert f"{u.num_runs} published runs" in u.rule_text and "leave-one-out" in u.rule_text
         assert 0 < u.band_low < u.mfu < u.band_high < 1
         assert (u.fallback_note is None) == (u.level == 0)
         if u.fallback_note:
@@ -64,39 +78,40 @@ def test_every_default_states_its_rule_count_and_any_fallback():
         assert u.effective_mfu == pytest.approx(u.mfu * U.DEFAULT_GOODPUT)
     # the kinds with enough runs of their own
     own = {k.label for k, u in U.DEFAULTS.items() if u.level == 0}
-    assert own == {"dense 16-bit <20B", "dense 16-bit 20-100B", "dense 16-bit >100B"}
+    assert own == {"dense 16-bit <20B on <500 TFLOP/s", "dense 16-bit 20-100B on <500 TFLOP/s",
+                   "dense 16-bit >100B on <500 TFLOP/s", "dense 16-bit <20B on >=500 TFLOP/s",
+                   "moe 16-bit <20B on >=500 TFLOP/s"}
+
+
+def test_the_newer_chips_class_has_the_lower_mfu_as_its_runs_show():
+    # The runs on H100/H800 imply a lower MFU than those on A100/TPU v4, kind for kind.
+    for arch, size in (("dense", "<20B"), ("dense", "20-100B"), ("dense", ">100B")):
+        low, high = (U.DEFAULTS[U.Kind(arch, "16-bit", size, p)].mfu for p in U.PEAK_CLASSES)
+        assert high < low, size
+    assert U.peak_class(312) == "<500" and U.peak_class(989.4) == ">=500" and U.peak_class(None) == "<500"
 
 
 def test_fp8_is_credited_no_speedup_over_16_bit():
-    dense16 = U.DEFAULTS[U.Kind("dense", "16-bit", "<20B")]
-    dense8 = U.DEFAULTS[U.Kind("dense", "fp8", "<20B")]
-    # fp8 falls back to all dense runs on the 16-bit basis, expressed against the (2x) FP8 peak
-    assert dense8.basis == "dense, any precision"
-    assert dense8.mfu < dense16.mfu
+    dense16 = U.DEFAULTS[U.Kind("dense", "16-bit", "<20B", ">=500")]
+    dense8 = U.DEFAULTS[U.Kind("dense", "fp8", "<20B", ">=500")]
+    # fp8 falls back to the same runs on the 16-bit basis, expressed against the (2x) FP8 peak
+    assert dense8.basis == "dense <20B on >=500 TFLOP/s, any precision"
+    assert dense8.mfu == pytest.approx(dense16.mfu * U.FP8_PEAK_RATIO, abs=0.001)
 
 
 # -- the band means what it says -----------------------------------------------------------------
 
 
-def test_share_of_catalog_pretraining_runs_inside_their_band_matches_the_stated_coverage():
+def test_share_of_catalog_runs_inside_their_band_is_at_least_the_stated_coverage():
     from estimator.validate import validate
 
-    pretrain = [c for c in validate(CATALOG).runs if c.scope == "pretrain" and c.reported_gpu_hours]
-    inside, n = sum(bool(c.inside_range) for c in pretrain), len(pretrain)
-    share = inside / n
-    print(f"catalog scope:pretrain runs inside the printed band: {inside} of {n} = {share:.0%} "
-          f"(stated {U.BAND_COVERAGE:.0%})")
+    timed = [c for c in validate(CATALOG).runs if c.reported_gpu_hours]
+    inside, n = sum(bool(c.inside_range) for c in timed), len(timed)
+    print(f"catalog runs inside the printed band: {inside} of {n} = {inside / n:.0%} "
+          f"(stated {U.BAND_COVERAGE:.0%}, from leave-one-out errors)")
     assert n == U._POOLED_RUNS
-    assert share == pytest.approx(U.BAND_COVERAGE, abs=0.10)  # 21 of 25 = 84% (discreteness of 25 runs)
-
-
-def test_all_runs_with_hours_report_a_share_inside_the_band():
-    from estimator.validate import validate
-
-    result = validate(CATALOG)
-    inside, n = result.num_inside_range, result.num_with_hours
-    print(f"all catalog runs with hours inside the printed band: {inside} of {n} = {inside / n:.0%}")
-    assert n >= 35 and inside / n >= 0.5
+    # in-sample runs sit closer to their kind's median than left-out ones, so at least the stated share
+    assert inside / n >= U.BAND_COVERAGE - 0.05
 
 
 def test_estimate_reproduces_the_kind_median_at_the_default_goodput():
@@ -104,7 +119,7 @@ def test_estimate_reproduces_the_kind_median_at_the_default_goodput():
     # is the median implied MFU (to the rounding of 3 decimals).
     from estimator import estimate
 
-    u = U.DEFAULTS[U.Kind("dense", "16-bit", "<20B")]
+    u = U.DEFAULTS[U.Kind("dense", "16-bit", "<20B", "<500")]
     est = estimate(params=7e9, tokens=1e12, gpu="a100", catalog=CATALOG)
     assert est.gpu_hours == pytest.approx(6 * 7e9 * 1e12 / (u.mfu * 0.9 * 312e12 * 3600))
     assert est.range.gpu_hours_low < est.gpu_hours < est.range.gpu_hours_high
@@ -112,30 +127,37 @@ def test_estimate_reproduces_the_kind_median_at_the_default_goodput():
         est.gpu_hours * U.SCOPE_OVERHEAD)
     assert estimate(params=7e9, tokens=1e12, gpu="a100", goodput=1.0, catalog=CATALOG).gpu_hours == pytest.approx(
         est.gpu_hours * 0.9)
+    h100 = U.DEFAULTS[U.Kind("dense", "16-bit", "<20B", ">=500")]
+    assert estimate(params=7e9, tokens=1e12, gpu="h100", catalog=CATALOG).gpu_hours == pytest.approx(
+        6 * 7e9 * 1e12 / (h100.mfu * 0.9 * 989.4e12 * 3600))
 
 
 # -- kinds ---------------------------------------------------------------------------------------
 
 
-def test_run_kind_classifies_architecture_precision_and_active_size():
-    assert U.run_kind(7e9) == U.Kind("dense", "16-bit", "<20B")
-    assert U.run_kind(70e9, precision="fp16") == U.Kind("dense", "16-bit", "20-100B")
-    assert U.run_kind(405e9) == U.Kind("dense", "16-bit", ">100B")
-    assert U.run_kind(671e9, 37e9, "fp8") == U.Kind("moe", "fp8", "20-100B")
-    assert U.run_kind(400e9, 17e9) == U.Kind("moe", "16-bit", "<20B")
-    assert U.run_kind(7e9, 7e9, "tf32").precision == "16-bit"
+def test_run_kind_classifies_architecture_precision_active_size_and_peak():
+    a100, h100 = 312.0, 989.4
+    assert U.run_kind(7e9, peak_tflops=a100) == U.Kind("dense", "16-bit", "<20B", "<500")
+    assert U.run_kind(70e9, precision="fp16", peak_tflops=a100) == U.Kind("dense", "16-bit", "20-100B", "<500")
+    assert U.run_kind(405e9, peak_tflops=h100) == U.Kind("dense", "16-bit", ">100B", ">=500")
+    assert U.run_kind(671e9, 37e9, "fp8", peak_tflops=h100) == U.Kind("moe", "fp8", "20-100B", ">=500")
+    assert U.run_kind(400e9, 17e9, peak_tflops=h100) == U.Kind("moe", "16-bit", "<20B", ">=500")
+    assert U.run_kind(7e9, 7e9, "tf32", peak_tflops=a100).precision == "16-bit"
     with pytest.raises(ValueError):
-        U.run_kind(7e9, 8e9)
+        U.run_kind(7e9, 8e9, peak_tflops=a100)
     with pytest.raises(ValueError):
-        U.run_kind(7e9, precision="int4")
-    assert U.utilisation_for(671e9, 37e9, "fp8") is U.DEFAULTS[U.Kind("moe", "fp8", "20-100B")]
+        U.run_kind(7e9, precision="int4", peak_tflops=a100)
+    assert U.utilisation_for(671e9, 37e9, "fp8", peak_tflops=h100) is U.DEFAULTS[U.Kind("moe", "fp8", "20-100B", ">=500")]
+    # the peak class comes from the accelerator's dense 16-bit peak
+    assert U.accelerator_peak(CATALOG.accelerator("h800")) == 989.4
+    assert U.peak_class(U.accelerator_peak(CATALOG.accelerator("tpu-v4"))) == "<500"
 
 
 def test_catalog_moe_runs_are_classified_moe():
-    kinds = {r.id: U.kind_of_run(r, MODELS) for r in CATALOG.runs}
+    kinds = {r.id: U.kind_of_run(r, ACCS, MODELS) for r in CATALOG.runs}
     for rid in ("deepseek-v3", "deepseek-v2", "llama-4-maverick", "llama-4-scout", "phi-3.5-moe", "jetmoe-8b"):
         assert kinds[rid].arch == "moe", rid
-    assert kinds["llama-3.1-405b"] == U.Kind("dense", "16-bit", ">100B")
+    assert kinds["llama-3.1-405b"] == U.Kind("dense", "16-bit", ">100B", ">=500")
 
 
 # -- the catalog the defaults come from ----------------------------------------------------------
@@ -154,12 +176,12 @@ def test_catalog_spans_sizes_kinds_precisions_and_accelerators():
     runs = CATALOG.runs
     totals = [U.total_params(r, MODELS) for r in runs]
     assert min(r.params for r in runs) <= 1.5e9 and max(totals) >= 4.0e11
-    assert {U.kind_of_run(r, MODELS).arch for r in runs} == {"dense", "moe"}
+    assert {U.kind_of_run(r, ACCS, MODELS).arch for r in runs} == {"dense", "moe"}
     assert {"bf16", "fp8"} <= {r.precision for r in runs}
     accs = {r.accelerator for r in runs}
     assert {"a100-sxm-80gb", "a100-sxm-40gb", "h100-sxm", "h800-sxm"} <= accs and any(a.startswith("tpu") for a in accs)
     assert {r.scope for r in runs} == {"pretrain", "all"}
-    sizes = {U.kind_of_run(r, MODELS).size for r in runs}
+    sizes = {U.kind_of_run(r, ACCS, MODELS).size for r in runs}
     assert sizes == set(U.SIZE_CLASSES)
 
 

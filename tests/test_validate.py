@@ -5,7 +5,7 @@ import statistics
 import pytest
 
 from estimator.catalog import load_catalog
-from estimator.utilisation import BAND_COVERAGE, DEFAULT_GOODPUT, DEFAULTS, Kind
+from estimator.utilisation import BAND_COVERAGE, DEFAULT_GOODPUT, DEFAULTS, SCOPE_OVERHEAD, Kind
 from estimator.validate import reported_gpu_hours, validate
 
 RESULT = validate()
@@ -20,27 +20,30 @@ def test_catalog_has_at_least_ten_runs_across_a100_h100_h800_and_tpu():
     assert any(a.startswith("tpu") for a in accelerators)
 
 
-def test_each_kinds_default_is_the_median_its_pretraining_runs_imply_at_the_default_goodput():
-    # The stored MFU while training x goodput is the median implied MFU of the kind's scope:pretrain
-    # runs (estimator/utilisation.py; tests/test_utilisation.py recomputes the whole table).
-    for kind in (Kind("dense", "16-bit", "<20B"), Kind("dense", "16-bit", "20-100B")):
-        implied = [c.implied_mfu for c in RESULT.runs if c.kind == kind.label and c.scope == "pretrain"
-                   and c.reported_gpu_hours and c.precision in ("bf16", "fp16")]
-        assert len(implied) >= 4
+def test_each_kinds_default_is_the_median_its_runs_imply_at_the_default_goodput():
+    # The stored MFU while training x goodput is the median implied MFU of the kind's runs, on
+    # pre-training hours (a scope:all run's hours / the scope overhead; estimator/utilisation.py;
+    # tests/test_utilisation.py recomputes the whole table).
+    for kind in (Kind("dense", "16-bit", "<20B", "<500"), Kind("dense", "16-bit", "<20B", ">=500")):
+        implied = [c.implied_mfu * (SCOPE_OVERHEAD if c.scope == "all" else 1) for c in RESULT.runs
+                   if c.kind == kind.label and c.reported_gpu_hours and c.precision in ("bf16", "fp16")]
+        assert len(implied) >= 4 and DEFAULTS[kind].level == 0
         assert DEFAULTS[kind].mfu * DEFAULT_GOODPUT == pytest.approx(statistics.median(implied), abs=0.01)
 
 
-def test_the_printed_band_holds_its_stated_share_of_the_pretraining_runs():
-    pretrain = [c for c in RESULT.runs if c.scope == "pretrain" and c.reported_gpu_hours]
-    inside = sum(bool(c.inside_range) for c in pretrain)
-    assert len(pretrain) >= 25
-    assert inside / len(pretrain) == pytest.approx(BAND_COVERAGE, abs=0.10)  # a 90% band: 21 of 25 here
+def test_the_printed_band_holds_at_least_its_stated_share_of_the_runs():
+    # The band comes from leave-one-out errors, wider than the in-sample ones, so the catalog's own runs
+    # fall inside it at least as often as stated (34 of 39 here).
+    timed = [c for c in RESULT.runs if c.reported_gpu_hours]
+    inside = sum(bool(c.inside_range) for c in timed)
+    assert len(timed) >= 39
+    assert inside / len(timed) >= BAND_COVERAGE - 0.05
 
 
 def test_deepseek_v3_implies_its_known_throughput():
     deepseek = next(c for c in RESULT.runs if c.id == "deepseek-v3")
     assert deepseek.implied_mfu == pytest.approx(3.2856e24 / (2.664e6 * 3600) / 1978.9e12, rel=1e-6)
-    assert deepseek.kind == "moe fp8 20-100B"
+    assert deepseek.kind == "moe fp8 20-100B on >=500 TFLOP/s"
 
 
 def test_each_check_compares_estimated_and_reported_hours():

@@ -41,7 +41,7 @@ def validate_cmd(*, format: Format = "table") -> None:
     typer.echo(f"\n{n} runs report device-hours: median absolute error {result.median_abs_error:.0%}, "
                f"{result.num_within_1_5x} of {n} ({result.num_within_1_5x / n:.0%}) within a factor of 1.5, "
                f"{result.num_inside_range} of {n} ({result.num_inside_range / n:.0%}) inside the printed range "
-               f"(the {low_q}th-{high_q}th percentile band of the pre-training runs around their kind's median).")
+               f"(the {low_q}th-{high_q}th percentile of the runs' leave-one-out error around their kind's median).")
     rows = [(d.kind, f"{d.mfu:.1%}", f"{d.band_low:.1%} - {d.band_high:.1%}", str(d.num_runs), d.basis,
              d.fallback_note or "") for d in result.defaults]
     typer.echo(f"\nDefault MFU while training by kind of run (goodput {result.goodput:.0%} applied on top; "
