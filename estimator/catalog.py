@@ -247,12 +247,14 @@ def _unique_mapping(loader: Any, node: Any, deep: bool = False) -> dict:
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
-def load_yaml_file(file: Path, *, label: str | None = None) -> Any:
+def load_yaml_file(file: Path, *, label: str | None = None, cache: bool = False) -> Any:
     """Parse a YAML file strictly (duplicate keys refused); any OS, decode or YAML error becomes a
-    CatalogError naming the file (``label``, default the path)."""
+    CatalogError naming the file (``label``, default the path). ``cache``: reuse the parse of the same
+    bytes from an earlier run (:mod:`estimator.yaml_cache`)."""
     name = label or str(file)
     try:
-        text = file.read_bytes().decode("utf-8")
+        raw = file.read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise CatalogError(name, None, None, "file not found") from None
     except IsADirectoryError:
@@ -264,6 +266,10 @@ def load_yaml_file(file: Path, *, label: str | None = None) -> Any:
             raise CatalogError(name[:80] + "...", None, None, "the file name is too long") from None
         raise CatalogError(name, None, None, f"cannot be read: {exc.strerror or exc}") from None
     try:
+        if cache:
+            from .yaml_cache import cached_parse
+
+            return cached_parse(file, raw, lambda: yaml.load(text, Loader=_UniqueKeyLoader))  # noqa: S506
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -276,7 +282,7 @@ def load_yaml_file(file: Path, *, label: str | None = None) -> Any:
 def _records(file: Path, key: str, cls: type) -> tuple:
     """Load ``file``'s ``key`` list into ``cls`` records (fields converted by their annotations)."""
     name = file.name
-    data = load_yaml_file(file, label=name)
+    data = load_yaml_file(file, label=name, cache=True)
     if not isinstance(data, dict):
         raise CatalogError(name, None, None, "must be a mapping with schema_version and " + key)
     if data.get("schema_version") != SCHEMA_VERSION:

@@ -95,7 +95,6 @@ Pure Python (no torch). :func:`default_utilisation` and the constants are what a
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -347,7 +346,7 @@ def fp8_peak_ratio(accelerators: Any) -> float:
               if peak_16bit(a) and a.peak_tflops.get("fp8")]
     if not ratios:
         raise ValueError("no accelerator has both a 16-bit and an FP8 peak")
-    return round(statistics.median(ratios), DECIMALS)
+    return round(median(ratios), DECIMALS)
 
 
 def reported_device_hours(run: Any) -> float | None:
@@ -390,6 +389,11 @@ def implied_mfu_16bit(run: Any, accelerators: Any) -> float | None:
     if hours is None or not peak:
         return None
     return 6.0 * run.params * run.tokens / (hours * 3600.0 * peak * 1e12)
+
+
+def median(values: Iterable[float]) -> float:
+    """The median (``percentile(values, 0.5)``, which equals ``statistics.median``)."""
+    return percentile(values, 0.5)
 
 
 def percentile(values: Iterable[float], q: float) -> float:
@@ -442,7 +446,7 @@ def _class_median(kind: Kind, counted: list[_Counted]) -> tuple[float, int, int,
         if len(values) >= MIN_RUNS or level == 4:
             if not values:
                 raise ValueError("no counted runs to derive defaults from")
-            return statistics.median(values), len(values), level, own
+            return median(values), len(values), level, own
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -494,7 +498,7 @@ def derive_scope_overhead(runs: Iterable[Any]) -> tuple[float, list[tuple[str, f
              for _, s in sorted(by_training.items()) if {"pretrain", "all"} <= s.keys()]
     if not pairs:
         raise ValueError("no pre-training has both a pretrain and an all record")
-    return round(statistics.median(r for _, r in pairs), DECIMALS), sorted(pairs)
+    return round(median(r for _, r in pairs), DECIMALS), sorted(pairs)
 
 
 def goodput_evidence(runs: Iterable[Any], accelerators: Any) -> list[tuple[str, float, float, float, str]]:

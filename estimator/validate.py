@@ -11,7 +11,6 @@ throughput contribute their implied MFU to the statistics.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import asdict, dataclass
 
 from .catalog import Catalog, Run, load_catalog
@@ -110,6 +109,7 @@ def check_run(run: Run, catalog: Catalog) -> RunCheck:
 
 def validate(catalog: Catalog | None = None) -> Validation:
     """Back-test every published run in the catalog (``gpucost validate``)."""
+    import statistics  # here, not at the top: `gpucost estimate` imports this module and never needs it
     from .utilisation import BAND_QUANTILES, DEFAULT_GOODPUT, DEFAULTS
 
     catalog = catalog or load_catalog()

@@ -1,8 +1,12 @@
-"""Shared fixtures: run the CLI in-process, and skip `gpu`-marked tests where CUDA is absent."""
+"""Shared fixtures: run the CLI in-process, and skip `gpu`-marked tests where CUDA is absent. The
+parsed-catalog cache (estimator/yaml_cache.py) lives in a temporary directory for the whole session,
+never in the user's ~/.cache."""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 
 import pytest
@@ -31,6 +35,18 @@ def cli(capsys):
         return Result(code, out, err)
 
     return run
+
+
+def pytest_configure(config):
+    config._gpucost_cache = tempfile.TemporaryDirectory(prefix="gpucost-test-cache-")
+    os.environ["GPUCOST_CACHE_DIR"] = config._gpucost_cache.name  # subprocesses inherit it too
+    os.environ.pop("GPUCOST_NO_CACHE", None)
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, "_gpucost_cache", None)
+    if cache is not None:
+        cache.cleanup()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -475,7 +475,7 @@ def test_catalog_schemas_follow_the_loader_on_mutated_entries(tmp_path, monkeypa
     from estimator import catalog
 
     documents: dict[str, Any] = {}  # the loader reads these instead of parsing a file each time
-    monkeypatch.setattr(catalog, "load_yaml_file", lambda file, label=None: copy.deepcopy(documents[Path(file).name]))
+    monkeypatch.setattr(catalog, "load_yaml_file", lambda file, label=None, cache=False: copy.deepcopy(documents[Path(file).name]))
     disagreements, checked = [], 0
     for name, file, key, cls, enums in _catalog_specs():
         path = CATALOGS / file
