@@ -25,16 +25,14 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: import estimator from it
 
-from estimator.catalog import load_catalog, load_yaml_file  # noqa: E402
-from estimator.errors import GpucostError  # noqa: E402
-from estimator.numbers import parse_quantity  # noqa: E402
+from estimator.catalog import RUN_SCOPES, Run, _records, load_catalog  # noqa: E402
+from estimator.errors import CatalogError, GpucostError  # noqa: E402
 from estimator.estimate import estimate  # noqa: E402
 from estimator.utilisation import (DEFAULT_GOODPUT, SCOPE_OVERHEAD, accelerator_peak, reported_device_hours,  # noqa: E402
                                    run_kind)
@@ -42,60 +40,21 @@ from estimator.utilisation import (DEFAULT_GOODPUT, SCOPE_OVERHEAD, accelerator_
 HOLDOUT_FILE = ROOT / "benchmarks" / "holdout_runs.yaml"
 TARGET_WITHIN_1_5X = 0.70
 TARGET_INSIDE_BAND = 0.80
-_REQUIRED = ("id", "model", "params", "tokens", "accelerator", "num_devices", "precision", "scope", "source",
-             "retrieved")
-_NUMBERS = ("params", "total_params", "tokens", "device_hours", "wall_clock_days")
 
 
-@dataclass(frozen=True)
-class HoldoutRun:
-    """One hold-out run, in catalogs/runs.yaml's convention: ``params`` ACTIVE, ``total_params`` for MoE."""
-
-    id: str
-    model: str
-    params: float
-    tokens: float
-    accelerator: str
-    num_devices: int
-    precision: str
-    scope: str
-    source: str
-    retrieved: Any
-    total_params: float | None = None
-    device_hours: float | None = None
-    wall_clock_days: float | None = None
-    notes: str | None = None
-
-
-def load_holdout(path: Path = HOLDOUT_FILE) -> list[HoldoutRun]:
-    """The hold-out runs; a missing field or a bad number is an error naming the run and field."""
-    data = load_yaml_file(path, label=path.name)
-    if not isinstance(data, dict) or data.get("schema_version") != 1 or not isinstance(data.get("runs"), list):
-        raise ValueError(f"{path.name}: expected schema_version 1 and a runs list")
-    runs, seen = [], set()
-    for raw in data["runs"]:
-        label = raw.get("id", "?") if isinstance(raw, dict) else "?"
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path.name}: entry {label} must be a mapping")
-        for field in _REQUIRED:
-            if raw.get(field) in (None, ""):
-                raise ValueError(f"{path.name}: run {label}: {field} is required")
-        values = dict(raw)
-        for field in _NUMBERS:
-            if values.get(field) is not None:
-                values[field] = parse_quantity(values[field], what=f"{label}.{field}")
-        if values["scope"] not in ("pretrain", "all"):
-            raise ValueError(f"{path.name}: run {label}: scope must be pretrain or all")
-        if values.get("device_hours") is None and values.get("wall_clock_days") is None:
-            raise ValueError(f"{path.name}: run {label}: needs device_hours or wall_clock_days")
-        if label in seen:
-            raise ValueError(f"{path.name}: run {label} is duplicated")
-        seen.add(label)
-        runs.append(HoldoutRun(**values))
+def load_holdout(path: Path = HOLDOUT_FILE) -> tuple[Run, ...]:
+    """The hold-out runs, read and validated exactly as catalogs/runs.yaml is (same record, same
+    errors naming the file, entry and field); each must also say what its hours cover and have them."""
+    runs = _records(path, "runs", Run)
+    for run in runs:
+        if run.scope not in RUN_SCOPES:
+            raise CatalogError(path.name, run.id, "scope", f"must be one of {', '.join(RUN_SCOPES)}")
+        if reported_device_hours(run) is None:
+            raise CatalogError(path.name, run.id, "device_hours", "needs device_hours or wall_clock_days")
     return runs
 
 
-def check(runs: list[HoldoutRun], catalog: Any = None) -> dict:
+def check(runs: tuple[Run, ...], catalog: Any = None) -> dict:
     """Estimate every run from params / active params / tokens / accelerator / precision / scope alone,
     through the same :func:`estimator.estimate` as ``gpucost estimate``."""
     catalog = catalog or load_catalog()
@@ -167,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = check(load_holdout(args.file))
-    except (GpucostError, ValueError) as exc:
+    except GpucostError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str) if args.format == "json" else render(result))

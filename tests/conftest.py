@@ -37,6 +37,26 @@ def cli(capsys):
     return run
 
 
+@pytest.fixture
+def broken_catalog(tmp_path):
+    """``broken_catalog(file, old, new)``: a copy of the shipped catalogs with the first ``old`` in
+    ``file`` replaced by ``new``; returns the copy's directory."""
+    import shutil
+
+    from estimator.catalog import catalog_dir
+
+    def make(file: str, old: str, new: str):
+        target = tmp_path / "catalogs"
+        shutil.copytree(catalog_dir(), target)
+        path = target / file
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new, 1))
+        return target
+
+    return make
+
+
 def pytest_configure(config):
     config._gpucost_cache = tempfile.TemporaryDirectory(prefix="gpucost-test-cache-")
     os.environ["GPUCOST_CACHE_DIR"] = config._gpucost_cache.name  # subprocesses inherit it too

@@ -1,11 +1,8 @@
 """Catalog integrity (after dstackai/gpuhunt's integrity tests) and broken-catalog errors."""
 
-import shutil
-from pathlib import Path
-
 import pytest
 
-from estimator.catalog import DTYPES, OFFERS, catalog_dir, load_catalog
+from estimator.catalog import DTYPES, OFFERS, load_catalog
 from estimator.errors import CatalogError, UnknownNameError
 
 CATALOG = load_catalog()
@@ -95,16 +92,6 @@ def test_unknown_names_list_close_matches():
         CATALOG.accelerator("h10")
 
 
-def _broken_copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
-    target = tmp_path / "catalogs"
-    shutil.copytree(catalog_dir(), target)
-    path = target / file
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
-    return target
-
-
 @pytest.mark.parametrize(
     ("file", "old", "new", "message"),
     [
@@ -115,15 +102,15 @@ def _broken_copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
         ("gpus.yaml", "accelerators:", "accelerators: [", "gpus.yaml: invalid YAML"),
     ],
 )
-def test_a_broken_catalog_names_the_file_entry_and_field(tmp_path, file, old, new, message):
-    directory = _broken_copy(tmp_path, file, old, new)
+def test_a_broken_catalog_names_the_file_entry_and_field(broken_catalog, file, old, new, message):
+    directory = broken_catalog(file, old, new)
     with pytest.raises(CatalogError) as info:
         load_catalog(directory)
     assert message in str(info.value)
 
 
-def test_a_broken_catalog_is_one_error_line_from_the_cli(tmp_path, monkeypatch, cli):
-    monkeypatch.setenv("GPUCOST_CATALOG_DIR", str(_broken_copy(tmp_path, "gpus.yaml", "tdp_w: 700", "tdp_w: -1")))
+def test_a_broken_catalog_is_one_error_line_from_the_cli(broken_catalog, monkeypatch, cli):
+    monkeypatch.setenv("GPUCOST_CATALOG_DIR", str(broken_catalog("gpus.yaml", "tdp_w: 700", "tdp_w: -1")))
     result = cli("gpus")
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: gpus.yaml: entry 'h100-sxm', field 'tdp_w': tdp_w must be positive")

@@ -4,8 +4,6 @@ errors a broken file gives."""
 
 import datetime as dt
 import math
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -210,16 +208,6 @@ def test_deepseek_v3_row_matches_the_reported_gpu_hours():
 # -- broken files --------------------------------------------------------------------------------
 
 
-def _broken_copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
-    target = tmp_path / "catalogs"
-    shutil.copytree(catalog_dir(), target)
-    path = target / file
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
-    return target
-
-
 @pytest.mark.parametrize(
     ("file", "old", "new", "message"),
     [
@@ -234,8 +222,8 @@ def _broken_copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
         ("layout_runs.yaml", "micro_batch: 16", "micro_batch: 15", "field 'global_batch'"),
     ],
 )
-def test_a_broken_file_names_the_file_entry_and_field(tmp_path, file, old, new, message):
-    directory = _broken_copy(tmp_path, file, old, new)
+def test_a_broken_file_names_the_file_entry_and_field(broken_catalog, file, old, new, message):
+    directory = broken_catalog(file, old, new)
     with pytest.raises(CatalogError) as info:
         load_layout_runs(directory)
     assert file in str(info.value) and message in str(info.value)
