@@ -28,6 +28,11 @@ if TYPE_CHECKING:  # the 6ND rule is on the estimate hot path; the architecture 
 
 
 
+#: Compute-optimal training tokens per parameter, D ~ 20 N (Hoffmann et al. 2022, "Training
+#: Compute-Optimal Large Language Models", arXiv 2203.15556, Table 3).
+CHINCHILLA_TOKENS_PER_PARAM = 20.0
+
+
 def train_flops_6nd(params: float, tokens: float) -> float:
     """Training FLOPs by 6 * params * tokens (Kaplan et al. 2020). ``params``: active parameters."""
     return 6.0 * params * tokens
@@ -237,6 +242,6 @@ def train_flops(arch: Architecture, tokens: float, seq_len: int, *, causal: bool
 
 
 __all__ = [
-    "RECOMPUTE_MODES", "FlopsPerToken", "train_flops_6nd", "flops_per_token", "forward_flops_breakdown",
+    "CHINCHILLA_TOKENS_PER_PARAM", "RECOMPUTE_MODES", "FlopsPerToken", "train_flops_6nd", "flops_per_token", "forward_flops_breakdown",
     "train_flops_per_token_palm", "train_flops",
 ]

@@ -2,7 +2,7 @@
 
 :func:`from_hf_config` reads the ``config.json`` of the families in :data:`SUPPORTED_MODEL_TYPES`
 (Llama, Mistral, Mixtral, Qwen2/Qwen3, Qwen2-MoE/Qwen3-MoE, DeepSeek-V2/V3, Gemma/Gemma 2/Gemma 3
-text, Phi-3, OLMo/OLMo 2, GPT-NeoX, Falcon, StarCoder2, Granite, GPT-2, BERT); :func:`load_hf_config`
+text, Phi-3, OLMo/OLMo 2, Nemotron, GPT-NeoX, Falcon, StarCoder2, Granite, GPT-2, BERT); :func:`load_hf_config`
 reads one from disk, a snapshot directory or the local Hugging Face cache (never the network, see
 :func:`resolve_config_path`); :func:`architecture_for_model` finds a catalog model's architecture.
 Errors name the file and the field, in one line. Pure Python; no torch.
@@ -92,6 +92,8 @@ TRANSFORMERS_DEFAULTS: dict[str, dict[str, Any]] = {
                 "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
     "starcoder2": {"num_key_value_heads": 2, "head_dim": None, "max_position_embeddings": 4096,
                    "tie_word_embeddings": True, "use_bias": True},
+    "nemotron": {"head_dim": None, "max_position_embeddings": 4096,
+                 "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
     "gpt_neox": {"max_position_embeddings": 2048, "tie_word_embeddings": False, "attention_bias": True},
     "falcon": {"num_kv_heads": None, "ffn_hidden_size": None, "max_position_embeddings": 2048,
                "tie_word_embeddings": True, "new_decoder_architecture": False, "multi_query": True,
@@ -106,6 +108,9 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     **{model_type: _HEADLINE for model_type in TRANSFORMERS_DEFAULTS},
     "falcon": ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"),
     "gpt2": ("vocab_size", "n_embd", "n_layer", "n_head"),
+    # NemotronConfig's num_key_value_heads defaults to None and its model cannot be built without it
+    # (transformers 5.24.0 divides by it); every published Nemotron config.json sets it.
+    "nemotron": (*_HEADLINE, "num_key_value_heads"),
 }
 
 #: How a ``None`` default (or an explicit null) is read, as the transformers classes do.
@@ -400,6 +405,15 @@ def _parse_starcoder2(r: _Reader) -> dict:
     return _decoder_common(r, qkv_bias=bias, out_bias=bias, mlp_bias=bias, gated=False, norm="layernorm")
 
 
+def _parse_nemotron(r: _Reader) -> dict:
+    # Nemotron(-4): squared-ReLU MLP up_proj / down_proj (not gated), LayerNorm1P (weight and bias),
+    # untied output layer; GQA and head_dim as Llama reads them.
+    bias = r.bool("attention_bias")
+    return {**_decoder_common(r, qkv_bias=bias, out_bias=bias, mlp_bias=r.bool("mlp_bias"), gated=False,
+                              norm="layernorm"),
+            "num_kv_heads": r.int("num_key_value_heads")}  # no default: see REQUIRED_KEYS
+
+
 def _parse_gpt_neox(r: _Reader) -> dict:
     # GPT-NeoX / Pythia: fused query_key_value and dense carry attention_bias; the MLP always has
     # biases; LayerNorms; parallel residual and partial rotary change no shape.
@@ -489,7 +503,7 @@ _PARSERS = {
     "qwen3": _parse_qwen3, "qwen2_moe": _parse_qwen2_moe, "qwen3_moe": _parse_qwen3_moe,
     "deepseek_v2": _parse_deepseek, "deepseek_v3": _parse_deepseek, "gemma": _parse_gemma,
     "gemma2": _parse_gemma2, "gemma3_text": _parse_gemma3_text, "phi3": _parse_phi3, "olmo": _parse_olmo,
-    "olmo2": _parse_olmo2, "granite": _parse_llama, "starcoder2": _parse_starcoder2,
+    "olmo2": _parse_olmo2, "granite": _parse_llama, "starcoder2": _parse_starcoder2, "nemotron": _parse_nemotron,
     "gpt_neox": _parse_gpt_neox, "falcon": _parse_falcon, "gpt2": _parse_gpt2, "bert": _parse_bert,
 }
 assert set(_PARSERS) == set(SUPPORTED_MODEL_TYPES)

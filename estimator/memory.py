@@ -10,8 +10,12 @@ Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation i
 Models" (arXiv 2205.05198), section 4 and Table 2: per transformer layer, with 16-bit activations,
 ``s*b*h*(34 + 5*a*s/h)`` bytes without parallelism, divided as the table shows under tensor (t) and
 sequence parallelism, ``34*s*b*h/t`` with selective recomputation (and sequence parallelism), and
-``2*s*b*h`` with full recomputation. Units: bytes; ``_gb`` is decimal (1e9 bytes), as GPU
-datasheets print memory.
+``2*s*b*h`` with full recomputation. Units: bytes; ``_gb`` is decimal (1e9 bytes).
+
+Capacity: a datasheet's "80GB" of HBM or GDDR is 80 GiB. ``nvidia-smi`` reports 81,920 MiB
+(85.9e9 bytes) on an A100 80GB, 81,559 MiB (85.5e9) on an H100 80GB, 40,960 MiB on an A100 40GB
+(modal-labs/modal-client PR 2797; NVIDIA/nccl issue 1264), so a device of the catalog's ``memory_gb``
+holds ``memory_gb x 2**30`` bytes (``capacity_bytes``), less the reserve.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ DEFAULT_GRAD_BYTES = 2.0        # bf16/fp16 gradients
 DEFAULT_OPTIMIZER_BYTES = 12.0  # AdamW mixed precision: fp32 master weights + m + v (ZeRO's K = 12)
 DEFAULT_RESERVE_GB = 2.0        # per device, not available to the run: CUDA context, NCCL buffers, allocator slack
 GB = 1e9
+GIB = 2**30  # the unit of a datasheet's memory size (see the module docstring)
+
+
+def capacity_bytes(memory_gb: float) -> float:
+    """Bytes on a device whose datasheet (the catalog's ``memory_gb``) says ``memory_gb`` GB."""
+    return memory_gb * GIB
 
 
 def _positive_int(name: str, value: int) -> None:
@@ -132,10 +142,13 @@ def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch:
     Here the t-split part is derived from the architecture, so it reproduces 24 for the paper's GPT
     and generalises: Q is ``2*q_dim``, K and V ``2*kv_dim`` each (GQA shrinks them; MLA uses its
     decompressed per-head K and V), the output-projection input ``2*heads*v_dim``; the FFN stores
-    ``4*f`` (GELU input, second-linear input) or ``8*f`` when gated (gate and up outputs, activation
-    output, product), with f = top-k * expert width + shared width for MoE layers. The score term
-    ``5*a*s^2*b`` (softmax output 2, dropout mask 1, dropout output 2) disappears with selective
+    ``4*f`` (GELU input, second-linear input) or, when gated, ``8*f`` unfused (gate and up outputs,
+    activation output, product) and ``6*f`` fused (Megatron-core's SwiGLU saves only its input, the
+    gate and up outputs, for backward: megatron/core/fusions/fused_bias_swiglu.py; plus the product
+    the second linear keeps), with f = top-k * expert width + shared width for MoE layers. The score
+    term ``5*a*s^2*b`` (softmax output 2, dropout mask 1, dropout output 2) disappears with selective
     recomputation or a flash-attention kernel (which keeps only O and the row log-sum-exp).
+    ``flash_attention`` stands for the fused-kernel stack: both the attention kernel and the fused SwiGLU.
     """
     if recompute not in RECOMPUTE_MODES:
         raise InputError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)}, got {recompute!r}")
@@ -161,7 +174,8 @@ def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch:
             ffn = moe.experts_per_token * moe.expert_ffn_size + moe.shared_ffn_size
         else:
             ffn = arch.ffn_size
-        split = 2 * q_dim + 2 * k_dim + 2 * v_dim + 2 * out_in + (8 if arch.gated_ffn else 4) * ffn  # x s*b
+        ffn_bytes = (6 if flash_attention else 8) if arch.gated_ffn else 4
+        split = 2 * q_dim + 2 * k_dim + 2 * v_dim + 2 * out_in + ffn_bytes * ffn  # x s*b
         replicated = 10 * sbh
         score = 5.0 * arch.num_heads * s * s * b
         if recompute == "selective" or flash_attention:
@@ -323,13 +337,15 @@ class FitCheck:
 
 
 def fit_check(memory: MemoryBreakdown, memory_gb: float, *, reserve_gb: float = DEFAULT_RESERVE_GB) -> FitCheck:
-    """Does ``memory`` fit a device with ``memory_gb`` decimal GB (the catalog's ``memory_gb``),
-    keeping ``reserve_gb`` for the CUDA context, communication buffers and allocator slack?"""
+    """Does ``memory`` fit a device of ``memory_gb`` as its datasheet counts (the catalog's
+    ``memory_gb``: :func:`capacity_bytes`), keeping ``reserve_gb`` (decimal) for the CUDA context,
+    communication buffers and allocator slack?"""
     if memory_gb <= 0:
         raise InputError(f"memory_gb must be positive, got {memory_gb!r}")
     if reserve_gb < 0 or reserve_gb >= memory_gb:
         raise InputError(f"reserve_gb must be in [0, memory_gb), got {reserve_gb!r}")
-    return FitCheck(capacity_bytes=memory_gb * GB, reserve_bytes=reserve_gb * GB, required_bytes=memory.total_bytes)
+    return FitCheck(capacity_bytes=capacity_bytes(memory_gb), reserve_bytes=reserve_gb * GB,
+                    required_bytes=memory.total_bytes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,8 @@ from .request import DEFAULT_GPU, EstimateRequest
 from .throughput import (Throughput, ThroughputKind, datasheet_throughput, given_throughput, implied_throughput,
                          peak_for, ported_throughput)
 from .vocab import FlopsMethod, TimeModel
+from .flops import CHINCHILLA_TOKENS_PER_PARAM
 from .workload import Workload, build_workload, model_size
-
-CHINCHILLA_TOKENS_PER_PARAM = 20.0
 
 
 def devices_for_deadline(flops: float, achieved_tflops: float, deadline_s: float) -> int:
@@ -154,6 +153,8 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     else:
         work = build_workload(request, catalog)
         rate = None
+    if work.tokens_assumed:
+        warnings.append(work.tokens_assumed)
     if request.deadline_s is not None:
         rate = rate or _rate(request, acc, work, record, 2, warnings)
         num_gpus = devices_for_deadline(work.flops, rate.achieved_tflops, request.deadline_s)

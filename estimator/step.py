@@ -468,13 +468,16 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
-    usable_gb = acc.memory_gb - 2.0  # the memory model's reserve (CUDA context, NCCL buffers)
+    from .memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
+
+    usable_gb = capacity_bytes(acc.memory_gb) / GB - DEFAULT_RESERVE_GB  # CUDA context, NCCL buffers
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
     # less, so ZeRO 0 never wins; ZeRO 3 only when nothing fits with ZeRO 1. Every candidate is timed
     # (cheap), then memory is checked fastest first until enough layouts fit.
     stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1, 3]
     timed: list[StepTime] = []
     checked = 0
+    closest: dict[int, float] = {}  # ZeRO stage -> the least memory any of its layouts needs (GB)
     for zero in stages:
         pending = []
         for layout in candidates(num_devices=num_gpus, num_layers=arch.num_layers, num_heads=arch.num_heads,
@@ -490,6 +493,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         for candidate in pending:
             memory = layout_memory_gb(arch, candidate.layout, seq_len, flash_attention=flash)
+            closest[zero] = min(memory, closest.get(zero, math.inf))
             if memory <= usable_gb:
                 timed.append(replace(candidate, memory_gb=memory))
                 if len(timed) >= max(1, request.num_layouts):
@@ -524,9 +528,15 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
          "attention: unfused (the scores and their softmax go through HBM)")
         + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
            if request.sequence_parallel is not False else ", no sequence parallelism"),
-        f"memory: {best.memory_gb:.1f} of {acc.memory_gb:g} GB on the most loaded device (2 GB reserved)",
+        f"memory: {best.memory_gb:.1f} GB on the most loaded device, of {usable_gb:.1f} GB usable (the datasheet's "
+        f"{acc.memory_gb:g} GB are GiB, {usable_gb + DEFAULT_RESERVE_GB:.1f}e9 bytes, less {DEFAULT_RESERVE_GB:g} GB reserved)",
     ]
     warnings = []
+    if best.layout.zero_stage == 3 and 1 in closest:
+        warnings.append(f"no layout fits with ZeRO 1 (the closest needs {closest[1]:.1f} GB of {usable_gb:.1f} GB "
+                        f"usable), so this one shards the weights too (ZeRO 3) and all-gathers them every "
+                        f"micro-batch: {best.breakdown_s.get('data_parallel', 0.0):.3g} s of data-parallel traffic "
+                        "per step; more devices, --recompute or a smaller --micro-batch keep ZeRO 1")
     if calibration is not None and calibration.collectives:
         backend = calibration.collectives.get("backend")
         if calibration.device.catalog_id != acc.id or backend == "gloo":

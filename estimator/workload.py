@@ -14,7 +14,7 @@ from typing import Any
 
 from .catalog import Catalog, Model
 from .errors import InputError
-from .flops import train_flops_6nd
+from .flops import CHINCHILLA_TOKENS_PER_PARAM, train_flops_6nd
 from .request import EstimateRequest
 from .vocab import FlopsMethod, resolve_seq_len
 
@@ -39,6 +39,7 @@ class Workload:
     dataset: str | None = None
     catalog_model: Model | None = field(default=None, repr=False, compare=False)
     architecture: Any = field(default=None, repr=False, compare=False)
+    tokens_assumed: str | None = None  # why the tokens are a default, when no count was given or published
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +133,18 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
             request = request.with_(seq_len=dataset.seq_len)
     size = size or model_size(request, catalog)
     tok = tokens if tokens is not None else request.tokens
-    if tok is None:
-        if size.published_tokens is None:
-            raise InputError(f"model {size.name!r} has no published training tokens; give --tokens" if size.name
-                             else "--params needs --tokens (the number of training tokens, e.g. 300B)")
+    assumed = None
+    if tok is None and size.published_tokens is not None:
         tok = size.published_tokens
+    elif tok is None and size.architecture is not None:
+        # A step (layout, step time, MFU) needs no token count; the totals take the compute-optimal one.
+        tok = CHINCHILLA_TOKENS_PER_PARAM * size.active_params
+        assumed = (f"no --tokens and none published for {size.name}: {tok:.3g} tokens, the compute-optimal "
+                   f"{CHINCHILLA_TOKENS_PER_PARAM:g} per {'active ' if size.active_params != size.params else ''}"
+                   "parameter (Hoffmann et al. 2022); the step time does not depend on it, the totals do")
+    elif tok is None:
+        raise InputError(f"model {size.name!r} has no published training tokens; give --tokens" if size.name
+                         else "--params needs --tokens (the number of training tokens, e.g. 300B)")
     six_nd = train_flops_6nd(size.active_params, tok)
     method_text = ("6 x active params x tokens (Kaplan et al. 2020)" if size.active_params != size.params
                    else "6 x params x tokens (Kaplan et al. 2020)")
@@ -165,7 +173,8 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
     return Workload(flops=chosen, flops_method=method_text, tokens=tok, params=size.params,
                     active_params=size.active_params, model=size.name, seq_len=seq_len, seq_len_source=seq_source,
                     flops_6nd=six_nd, flops_detailed=detailed, method=request.flops_method, samples=samples,
-                    epochs=epochs, dataset=dataset_id, catalog_model=size.record, architecture=arch)
+                    epochs=epochs, dataset=dataset_id, catalog_model=size.record, architecture=arch,
+                    tokens_assumed=assumed)
 
 
 

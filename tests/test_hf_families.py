@@ -103,9 +103,18 @@ def quiet_transformers():
 # -- parameters: default configs, published sizes, missing keys --------------------------------
 
 
-@pytest.mark.parametrize("model_type", [m for m in SUPPORTED_MODEL_TYPES if m != "deepseek_v2"])
+@pytest.mark.parametrize("model_type", [m for m in SUPPORTED_MODEL_TYPES if m not in ("deepseek_v2", "nemotron")])
 def test_default_config_of_each_transformers_class_counts_exactly(model_type):
     config = transformers.AutoConfig.for_model(model_type).to_dict()
+    assert count_params(from_hf_config(config)).total == transformers_total(hf_model(config))
+
+
+def test_nemotron_default_config_is_refused_for_its_null_kv_heads():
+    # NemotronConfig() leaves num_key_value_heads None, and NemotronAttention divides by it.
+    config = transformers.AutoConfig.for_model("nemotron").to_dict()
+    with pytest.raises(CatalogError, match="num_key_value_heads"):
+        from_hf_config(config)
+    config["num_key_value_heads"] = 8  # Nemotron-4 15B's
     assert count_params(from_hf_config(config)).total == transformers_total(hf_model(config))
 
 
@@ -148,7 +157,7 @@ def test_moe_published_configs_count_their_active_parameters():
 
 
 TINY = {"vocab_size": 32100, "hidden_size": 128, "intermediate_size": 80, "num_hidden_layers": 3,
-        "num_attention_heads": 32, "n_embd": 128, "n_layer": 3, "n_head": 32}
+        "num_attention_heads": 32, "n_embd": 128, "n_layer": 3, "n_head": 32, "num_key_value_heads": 8}
 
 
 @pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)

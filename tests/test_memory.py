@@ -101,11 +101,13 @@ def test_flash_attention_drops_the_score_term_like_selective_recompute():
 
 
 def test_gqa_and_gated_ffn_change_the_stored_tensors():
-    # Llama 3.1 8B: q 2h, k and v 2*(h/4) each (8 of 32 KV heads), output-projection input 2h,
-    # SwiGLU 8*f/h: 10 + 2 + 0.5 + 0.5 + 2 + 8*14336/4096 = 43 (s*b*h units) plus scores.
+    # Llama 3.1 8B: q 2h, k and v 2*(h/4) each (8 of 32 KV heads), output-projection input 2h; a fused
+    # SwiGLU keeps its input (gate and up, 4f) and the product (2f): 10 + 2 + 0.5 + 0.5 + 2 + 6*14336/4096
+    # = 36 (s*b*h units). Unfused it also keeps the activation output: 8f, 43, plus the s x s scores.
     a = arch("llama-3.1-8b")
-    per_layer = activation_bytes_per_layer(a, seq_len=4096, flash_attention=True)
-    assert per_layer == pytest.approx(4096 * 4096 * 43)
+    assert activation_bytes_per_layer(a, seq_len=4096, flash_attention=True) == pytest.approx(4096 * 4096 * 36)
+    unfused = activation_bytes_per_layer(a, seq_len=4096, recompute="selective")  # selective drops the scores
+    assert unfused == pytest.approx(4096 * 4096 * 43)
 
 
 def test_pipeline_first_stage_holds_all_layers_worth_of_activations():
@@ -119,8 +121,8 @@ def test_pipeline_first_stage_holds_all_layers_worth_of_activations():
 
 def test_moe_layers_store_activations_for_active_experts():
     a = arch("mixtral-8x7b")
-    # top-2 of 8 experts of 14336 with SwiGLU: 8 * 2 * 14336 / 4096 = 56, plus 10 + 2 + 0.5 + 0.5 + 2.
-    assert activation_bytes_per_layer(a, seq_len=1024, flash_attention=True) == pytest.approx(1024 * 4096 * 71)
+    # top-2 of 8 experts of 14336 with a fused SwiGLU: 6 * 2 * 14336 / 4096 = 42, plus 10 + 2 + 0.5 + 0.5 + 2.
+    assert activation_bytes_per_layer(a, seq_len=1024, flash_attention=True) == pytest.approx(1024 * 4096 * 57)
 
 
 # -- parallel layouts ----------------------------------------------------------------------------
@@ -172,10 +174,13 @@ def test_training_memory_rejects_bad_inputs(kwargs, message):
 
 # -- fit check and minimum devices ---------------------------------------------------------------
 
-def test_fit_check_subtracts_the_reserve_from_decimal_gigabytes():
+def test_fit_check_reads_the_datasheet_size_as_gib_and_subtracts_the_reserve():
+    # An "80GB" card holds 80 GiB: nvidia-smi reports 81,920 MiB on an A100 80GB (and 81,559 MiB, the
+    # same within the reserve, on an H100 80GB).
     memory = training_memory(arch("gpt2-small"), seq_len=1024)
     fit = fit_check(memory, 80, reserve_gb=2)
-    assert fit.usable_bytes == 78e9 and fit.fits and fit.headroom_bytes == 78e9 - memory.total_bytes
+    usable = 81920 * 2**20 - 2e9
+    assert fit.usable_bytes == usable and fit.fits and fit.headroom_bytes == usable - memory.total_bytes
     with pytest.raises(InputError, match="reserve_gb"):
         fit_check(memory, 80, reserve_gb=80)
 
@@ -189,7 +194,7 @@ def test_min_devices_with_zero_3_data_parallel_only_is_the_smallest_sharding_tha
     a = arch("llama-3.1-8b")
     plan = min_devices(a, 80, seq_len=8192, zero_stage=3, recompute="full", tensor=1, pipeline=1)
     act = training_memory(a, seq_len=8192, recompute="full").activations_bytes
-    expected = math.ceil(16 * count_params(a).total / (78e9 - act))
+    expected = math.ceil(16 * count_params(a).total / (80 * 2**30 - 2e9 - act))
     assert plan.num_devices == expected == 2
     assert plan.parallel == Parallelism(data=2, zero_stage=3)
 

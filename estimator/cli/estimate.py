@@ -53,7 +53,7 @@ GlobalBatch = Annotated[Optional[str], typer.Option(help="Sequences per optimize
 MicroBatch = Annotated[Optional[str], typer.Option(help="Sequences per micro-batch per pipeline. Default: searched.")]
 Recompute = Annotated[Optional[str], typer.Option(metavar=choices_metavar(RECOMPUTE_MODES), autocompletion=completer(RECOMPUTE_MODES), help="Activation recomputation. Default: searched.")]
 SeqParallel = Annotated[Optional[bool], typer.Option("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. 2022). Default: on.")]
-FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="A fused attention kernel (FlashAttention) that keeps the scores on chip. Default: on; off for 2021-22 era stacks.")]
+FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="Fused kernels: an attention kernel (FlashAttention) that keeps the scores on chip, and a SwiGLU that saves only its input. Default: on; off for 2021-22 era stacks.")]
 Layouts = Annotated[int, typer.Option("--layouts", show_default=True, help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
 Dataset = Annotated[Optional[str], typer.Option(autocompletion=complete_dataset, help="Train on this dataset (see `gpucost datasets`): samples per epoch, e.g. imagenet, mnist, squad.")]
 Samples = Annotated[Optional[str], typer.Option(help="Samples per epoch (images, sequences), e.g. 1.28M; instead of --dataset.")]

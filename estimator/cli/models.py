@@ -106,7 +106,8 @@ def render_report(report: ModelReport, fmt: str) -> str:
         fit = report.fit
         rows = [
             ("device", fit.gpu),
-            ("capacity", f"{fit.memory_gb:g} GB, {fit.reserve_gb:g} GB reserved -> {fit.usable_gb:.2f} GB usable"),
+            ("capacity", f"{fit.memory_gb:g} GB as the datasheet counts (GiB) = {fit.usable_gb + fit.reserve_gb:.2f} GB, "
+                         f"{fit.reserve_gb:g} GB reserved -> {fit.usable_gb:.2f} GB usable"),
             ("this layout", f"{fit.required_gb:.2f} GB: {'fits' if fit.fits else 'does NOT fit'}"),
         ]
         if fit.min_devices is None:
@@ -133,7 +134,7 @@ def show(
     sequence_parallel: Annotated[bool, typer.Option("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. 2022).")] = False,
     zero_stage: Annotated[int, typer.Option(help="ZeRO stage 0-3: 1 shards optimizer states, 2 also gradients, 3 also weights over data-parallel ranks.")] = 0,
     recompute: Annotated[str, typer.Option(metavar=choices_metavar(RECOMPUTE_MODES), autocompletion=completer(RECOMPUTE_MODES), show_default=True, help="Activation recomputation (selective = attention scores only).")] = "none",
-    flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention", help="A fused attention kernel that stores no s x s scores.")] = False,
+    flash_attention: Annotated[bool, typer.Option("--flash-attention/--no-flash-attention", help="Fused kernels: an attention kernel that stores no s x s scores, and a SwiGLU that saves only its input.")] = False,
     causal: Annotated[bool, typer.Option("--causal/--no-causal", help="Halve the attention-score FLOPs for causal masking. Default off: the full s x s matrix (PaLM appendix B).")] = False,
     gpu: Annotated[Optional[str], typer.Option(autocompletion=complete_gpu, help="Catalog GPU for a fit check and the minimum device count, e.g. h100-sxm.")] = None,
     reserve_gb: Annotated[float, typer.Option(help="GB per device kept back from the run (CUDA context, NCCL buffers) in the fit check.")] = DEFAULT_RESERVE_GB,
