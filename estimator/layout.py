@@ -122,7 +122,7 @@ def candidates(*, num_devices: int, num_layers: int, num_heads: int, num_kv_head
     two dividing the experts and the data-parallel size; micro-batch 1, 2, 4, 8 (dividing the
     sequences per data-parallel rank); recompute none/selective/full; ZeRO 1 (the distributed
     optimizer), 0 and 3; with PP > 1, 1, 2 or 4 interleaved chunks per stage (at least one layer
-    each).
+    each), or the ``virtual_stages`` given.
     """
     tps = [fixed["tensor_parallel"]] if fixed.get("tensor_parallel") else tensor_sizes(num_heads, num_kv_heads, per_node)
     pps = [fixed["pipeline_parallel"]] if fixed.get("pipeline_parallel") else _divisors(num_layers, 128)
@@ -152,7 +152,10 @@ def candidates(*, num_devices: int, num_layers: int, num_heads: int, num_kv_head
                 else:
                     eps = [1]
                 # interleaved chunks need at least one layer each (uneven stages take ceil(L / p))
-                chunks = [1] + [v for v in (2, 4) if p > 1 and -(-num_layers // p) >= v]
+                if fixed.get("virtual_stages"):
+                    chunks = [fixed["virtual_stages"]] if -(-num_layers // p) >= fixed["virtual_stages"] else []
+                else:
+                    chunks = [1] + [v for v in (2, 4) if p > 1 and -(-num_layers // p) >= v]
                 for e in eps:
                     for b in micros:
                         for r in recomputes:

@@ -37,6 +37,7 @@ OPTION = {
     "price": "--price", "provider": "--provider", "deadline_s": "--deadline", "budget_usd": "--budget",
     "chinchilla": "--chinchilla", "pue": "--pue", "electricity_usd_per_kwh": "--electricity-price",
     "life_years": "--life-years", "tensor_parallel": "--tensor-parallel", "pipeline_parallel": "--pipeline-parallel",
+    "virtual_stages": "--virtual-stages",
     "context_parallel": "--context-parallel", "expert_parallel": "--expert-parallel", "zero_stage": "--zero-stage",
     "global_batch": "--global-batch", "micro_batch": "--micro-batch", "recompute": "--recompute",
     "time_model": "--time-model", "num_layouts": "--layouts", "goodput": "--goodput", "scope": "--scope",
@@ -46,12 +47,12 @@ OPTION = {
 }
 _QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hours", "price", "budget_usd", "samples",
                "epochs", "flops_per_sample")
-_COUNTS = ("num_gpus", "seq_len", "tensor_parallel", "pipeline_parallel", "context_parallel", "expert_parallel",
-           "global_batch", "micro_batch", "num_layouts", "measured_num_gpus")
+_COUNTS = ("num_gpus", "seq_len", "tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel",
+           "expert_parallel", "global_batch", "micro_batch", "num_layouts", "measured_num_gpus")
 _NAMES = ("model", "gpu", "system", "provider", "dataset", "measured_gpu")
 _PATHS = ("hf_config", "calibration")
-LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "context_parallel", "expert_parallel", "zero_stage",
-                 "global_batch", "micro_batch", "recompute", "sequence_parallel", "flash_attention")
+LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
+                 "zero_stage", "global_batch", "micro_batch", "recompute", "sequence_parallel", "flash_attention")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class EstimateRequest:
     time_model: TimeModel | None = None  # None: step when the architecture is known, else flat
     tensor_parallel: int | None = None
     pipeline_parallel: int | None = None
+    virtual_stages: int | None = None  # interleaved chunks per pipeline stage (Megatron's virtual pipeline size)
     context_parallel: int | None = None
     expert_parallel: int | None = None
     zero_stage: int | None = None

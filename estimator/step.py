@@ -440,9 +440,9 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     links = links_for(system, calibration)
     seq_len = work.seq_len
     batch, batch_source = default_global_batch(request, work, num_gpus)
-    fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "context_parallel",
-                                                         "expert_parallel", "zero_stage", "micro_batch", "recompute",
-                                                         "sequence_parallel")}
+    fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "virtual_stages",
+                                                         "context_parallel", "expert_parallel", "zero_stage",
+                                                         "micro_batch", "recompute", "sequence_parallel")}
     flash = request.flash_attention is not False
     per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
     if fixed["tensor_parallel"] and fixed["tensor_parallel"] > per_node:
@@ -453,6 +453,12 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         if arch.num_heads % t or (arch.num_kv_heads % t and t % arch.num_kv_heads):
             raise InputError(f"--tensor-parallel {t} does not divide the {arch.num_heads} attention heads "
                              f"({arch.num_kv_heads} KV heads) of {work.model}")
+    if fixed["virtual_stages"] and fixed["virtual_stages"] > 1:
+        if fixed["pipeline_parallel"] == 1:
+            raise InputError("--virtual-stages interleaves pipeline stages; it needs --pipeline-parallel above 1")
+        if fixed["pipeline_parallel"] and -(-arch.num_layers // fixed["pipeline_parallel"]) < fixed["virtual_stages"]:
+            raise InputError(f"--virtual-stages {fixed['virtual_stages']} needs a layer per chunk: a stage of "
+                             f"{work.model} holds {-(-arch.num_layers // fixed['pipeline_parallel'])} layers")
     if fixed["pipeline_parallel"] and fixed["pipeline_parallel"] > arch.num_layers:
         raise InputError(f"--pipeline-parallel {fixed['pipeline_parallel']} exceeds the {arch.num_layers} "
                          f"layers of {work.model}")

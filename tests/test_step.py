@@ -166,3 +166,18 @@ def test_an_older_stack_can_be_described_and_costs_what_its_paper_reports():
                       num_gpus=64, tensor_parallel=8, pipeline_parallel=8, global_batch=64, micro_batch=1,
                       seq_len=2048, recompute="full")
     assert modern.step_time_s < est.step_time_s and modern.layout["sequence_parallel"] is True
+
+
+def test_virtual_stages_fix_the_interleaving_and_are_checked():
+    base = dict(model="llama-3.1-70b", gpu="h100", num_gpus=64, tensor_parallel=4, pipeline_parallel=4,
+                global_batch=128, micro_batch=1, seq_len=8192)
+    plain = estimate(EstimateRequest(**base, virtual_stages=1))
+    interleaved = estimate(EstimateRequest(**base, virtual_stages=4))
+    assert plain.layout["virtual_stages"] == 1 and interleaved.layout["virtual_stages"] == 4
+    # Narayanan et al. 2021 section 2.2.2: v chunks per stage cut the bubble by v
+    assert interleaved.time_breakdown_s["pipeline_bubble"] == pytest.approx(plain.time_breakdown_s["pipeline_bubble"] / 4,
+                                                                            rel=0.05)
+    with pytest.raises(InputError, match="needs --pipeline-parallel above 1"):
+        estimate(EstimateRequest(**{**base, "pipeline_parallel": 1}, virtual_stages=2))
+    with pytest.raises(InputError, match="a layer per chunk"):
+        estimate(EstimateRequest(**{**base, "pipeline_parallel": 80, "num_gpus": 320}, virtual_stages=2))

@@ -46,6 +46,7 @@ TimeModelOpt = Annotated[Optional[str], typer.Option("--time-model", metavar=cho
 System = Annotated[Optional[str], typer.Option(autocompletion=complete_system, help="Node type (see `gpucost systems`), e.g. dgx-h100. Default: the accelerator's default system.")]
 TP = Annotated[Optional[str], typer.Option("--tensor-parallel", help="Tensor-parallel size (within a node). Default: searched.")]
 PP = Annotated[Optional[str], typer.Option("--pipeline-parallel", help="Pipeline-parallel size (divides the layers). Default: searched.")]
+VP = Annotated[Optional[str], typer.Option("--virtual-stages", help="Interleaved chunks per pipeline stage (Megatron's virtual pipeline size; 1: no interleaving, as in DeepSpeed's and GPipe's schedules). Default: searched (1, 2 or 4).")]
 CP = Annotated[Optional[str], typer.Option("--context-parallel", help="Context-parallel size (splits the sequence). Default: searched for long sequences, else 1.")]
 EP = Annotated[Optional[str], typer.Option("--expert-parallel", help="Expert-parallel size (MoE; divides the experts and the data-parallel size). Default: searched.")]
 Zero = Annotated[Optional[int], typer.Option("--zero-stage", help="ZeRO stage 0-3 over the data-parallel ranks (1: the distributed optimizer). Default: searched.")]
@@ -190,6 +191,7 @@ def estimate_cmd(
     system: System = None,
     tensor_parallel: TP = None,
     pipeline_parallel: PP = None,
+    virtual_stages: VP = None,
     context_parallel: CP = None,
     expert_parallel: EP = None,
     zero_stage: Zero = None,
@@ -218,7 +220,8 @@ def estimate_cmd(
         tflops=tflops, calibration=calibration, gpu_hours=gpu_hours, measured_time_s=measured_time,
         measured_gpu=measured_gpu, measured_num_gpus=measured_num_gpus, price=price, provider=provider,
         deadline_s=deadline, budget_usd=budget, chinchilla=chinchilla, time_model=time_model, system=system,
-        tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, context_parallel=context_parallel,
+        tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, virtual_stages=virtual_stages,
+        context_parallel=context_parallel,
         expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
         recompute=recompute, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
         num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
@@ -247,6 +250,7 @@ def compare_cmd(
     time_model: TimeModelOpt = None,
     tensor_parallel: TP = None,
     pipeline_parallel: PP = None,
+    virtual_stages: VP = None,
     context_parallel: CP = None,
     expert_parallel: EP = None,
     zero_stage: Zero = None,
@@ -272,9 +276,9 @@ def compare_cmd(
         dataset=dataset, samples=samples, epochs=epochs, flops_per_sample=flops_per_sample,
         flops_method=flops_method, seq_len=seq_len, num_gpus=counts[0] if counts else None, precision=precision, mfu=mfu,
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
-        context_parallel=context_parallel, expert_parallel=expert_parallel, zero_stage=zero_stage,
-        global_batch=global_batch, micro_batch=micro_batch, recompute=recompute, sequence_parallel=sequence_parallel,
-        flash_attention=flash_attention, goodput=goodput, scope=scope)
+        virtual_stages=virtual_stages, context_parallel=context_parallel, expert_parallel=expert_parallel,
+        zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch, recompute=recompute,
+        sequence_parallel=sequence_parallel, flash_attention=flash_attention, goodput=goodput, scope=scope)
     from ..compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,
