@@ -77,6 +77,8 @@ def cached_parse(file: Path, raw: bytes, parse: Callable[[], Any]) -> Any:
         temporary.write_bytes(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(temporary, entry)
     except (OSError, pickle.PicklingError):  # read-only or full: the next run parses again
+        pass
+    finally:  # after a failure or Ctrl-C, no temporary file stays behind (after the rename there is none)
         try:
             temporary.unlink(missing_ok=True)
         except OSError:

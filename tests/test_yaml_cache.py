@@ -119,3 +119,16 @@ def test_two_directories_with_the_same_file_names_keep_their_own_entries(cache, 
     load_catalog(CATALOGS)
     load_catalog(other)
     assert len([p for p in cache.iterdir() if p.name.startswith("gpus.yaml-")]) == 2
+
+
+def test_ctrl_c_while_writing_leaves_no_temporary_file(cache, tmp_path, monkeypatch):
+    file = tmp_path / "a.yaml"
+    file.write_text("x: 1\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(yaml_cache.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_yaml_file(file, cache=True)
+    assert list(cache.iterdir()) == []
