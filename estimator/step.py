@@ -26,7 +26,9 @@ schedule; Narayanan et al. 2021, arXiv 2104.04473; Korthikanti et al. 2022, arXi
    step = (m + (PP - 1) / v) x stage time for m micro-batches and v interleaved chunks (Narayanan
    et al. 2021, section 2.2). **Data parallel:** the gradient all-reduce (ZeRO 0) or reduce-scatter
    plus parameter all-gather (ZeRO 1-2; ZeRO 3 also gathers the weights for every micro-batch's
-   forward and backward), ``DP_OVERLAP`` of it hidden behind the backward pass.
+   forward and backward), ``DP_OVERLAP`` of it hidden behind the backward pass. ZeRO 2 and 3 hold
+   only a shard of the gradients, so they also reduce-scatter them after each earlier micro-batch,
+   beside the next one's backward: only what is longer than that backward shows.
 3. **A collective** takes ``latency + bytes x factor / bus bandwidth`` with the nccl-tests factor
    (all-reduce 2(n-1)/n; all-gather, reduce-scatter, all-to-all (n-1)/n; point-to-point 1) and the
    bus bandwidth of the link the group spans: inside a node, the system's published measured
@@ -357,7 +359,17 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     zero3 = 0.0
     if layout.zero_stage == 3:  # weights gathered for every micro-batch's forward and backward
         zero3 = 2 * m * _collective("all_gather", (dense_params + expert_params) * 2.0, d, inside_dp, dp_node, links)
-    dp_exposed = dp_time * (1 - constants.dp_overlap) + zero3 * (1 - constants.dp_overlap)
+    sharded_grads = 0.0
+    if layout.zero_stage >= 2 and m > 1:
+        # ZeRO 2 and 3 keep only their shard of the gradients, so every micro-batch's are reduce-scattered
+        # (ZeRO 1 accumulates the full gradients and reduces once per step). Each of the first m - 1 runs
+        # on its own stream beside the next micro-batch's backward and shows only where it is longer;
+        # the last is the step's own reduction, already in dp_time.
+        scatter = _collective("reduce_scatter", (dense_params + expert_params) * grad_bytes, d, inside_dp, dp_node,
+                              links)
+        backward = compute - fwd - head_time
+        sharded_grads = (m - 1) * max(0.0, scatter - backward)
+    dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
     shard = d if layout.zero_stage >= 1 else 1
     optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
 
@@ -478,8 +490,12 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
 
     usable_gb = capacity_bytes(acc.memory_gb) / GB - DEFAULT_RESERVE_GB  # CUDA context, NCCL buffers
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
-    # less, so ZeRO 0 never wins; ZeRO 3 only when nothing fits with ZeRO 1. Every candidate is timed
-    # (cheap), then memory is checked fastest first until enough layouts fit.
+    # less, so ZeRO 0 never wins. ZeRO 2 (gradients sharded too: DeepSpeed's stage 2, Llama 3's FSDP
+    # that keeps the weights gathered after forward) moves the same bytes again, so it takes the same
+    # time and holds less: a layout that does not fit with ZeRO 1, the usual Megatron stack, is tried
+    # with ZeRO 2 before a slower one is. ZeRO 3 gathers the weights for every micro-batch: only when
+    # nothing fits with ZeRO 2. Every candidate is timed (cheap), then memory is checked fastest first
+    # until enough layouts fit.
     stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1, 3]
     timed: list[StepTime] = []
     checked = 0
@@ -498,12 +514,15 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                                        e_max=e_max, flash_attention=flash))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         for candidate in pending:
-            memory = layout_memory_gb(arch, candidate.layout, seq_len, flash_attention=flash)
-            closest[zero] = min(memory, closest.get(zero, math.inf))
-            if memory <= usable_gb:
-                timed.append(replace(candidate, memory_gb=memory))
-                if len(timed) >= max(1, request.num_layouts):
+            for layout in (candidate.layout, *((replace(candidate.layout, zero_stage=2),)
+                                               if zero == 1 and fixed["zero_stage"] is None else ())):
+                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash)
+                closest[layout.zero_stage] = min(memory, closest.get(layout.zero_stage, math.inf))
+                if memory <= usable_gb:
+                    timed.append(replace(candidate, layout=layout, memory_gb=memory))
                     break
+            if len(timed) >= max(1, request.num_layouts):
+                break
         if timed:
             break
     fixed_text = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in fixed.items() if v is not None and v is not False)
@@ -538,11 +557,11 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"{acc.memory_gb:g} GB are GiB, {usable_gb + DEFAULT_RESERVE_GB:.1f}e9 bytes, less {DEFAULT_RESERVE_GB:g} GB reserved)",
     ]
     warnings = []
-    if best.layout.zero_stage == 3 and 1 in closest:
-        warnings.append(f"no layout fits with ZeRO 1 (the closest needs {closest[1]:.1f} GB of {usable_gb:.1f} GB "
-                        f"usable), so this one shards the weights too (ZeRO 3) and all-gathers them every "
+    if best.layout.zero_stage == 3 and 2 in closest:
+        warnings.append(f"no layout fits with ZeRO 1 or 2 (the closest needs {closest[2]:.1f} GB of {usable_gb:.1f} "
+                        f"GB usable), so this one shards the weights too (ZeRO 3) and all-gathers them every "
                         f"micro-batch: {best.breakdown_s.get('data_parallel', 0.0):.3g} s of data-parallel traffic "
-                        "per step; more devices, --recompute or a smaller --micro-batch keep ZeRO 1")
+                        "per step; more devices, --recompute or a smaller --micro-batch avoid it")
     if calibration is not None and calibration.collectives:
         backend = calibration.collectives.get("backend")
         if calibration.device.catalog_id != acc.id or backend == "gloo":

@@ -11,6 +11,7 @@ import pytest
 
 from estimator import EstimateRequest, estimate, load_catalog
 from estimator.errors import InputError
+from estimator.hf_config import architecture_for_model
 from estimator.layout import Layout, group_span
 from estimator.step import (DP_OVERLAP, ELEMENTWISE_BYTES_PER_HIDDEN, KERNEL_OVERHEAD_S, Constants, links_for, shape_of,
                             time_layout)
@@ -181,3 +182,31 @@ def test_virtual_stages_fix_the_interleaving_and_are_checked():
         estimate(EstimateRequest(**{**base, "pipeline_parallel": 1}, virtual_stages=2))
     with pytest.raises(InputError, match="a layer per chunk"):
         estimate(EstimateRequest(**{**base, "pipeline_parallel": 80, "num_gpus": 320}, virtual_stages=2))
+
+
+def test_zero_2_keeps_the_fastest_layout_when_zero_1_does_not_fit():
+    # Llama 3 405B on 16,384 H100 with Meta's TP 8 x PP 16 (Llama 3 Table 4): with ZeRO 1 the first stage
+    # cannot hold the activations of all 126 layers without recomputation; ZeRO 2 (the same traffic;
+    # Meta's FSDP shards the gradients too) can, so the search keeps Meta's recompute-free layout.
+    est = estimate(model="llama-3.1-405b", gpu="h100", num_gpus=16384, tensor_parallel=8, pipeline_parallel=16,
+                   global_batch=2048, num_layouts=1)
+    assert est.layout["zero_stage"] == 2 and est.layout["recompute"] == "none"
+    assert not any("ZeRO 3" in w for w in est.warnings)
+
+
+def test_sharded_gradients_are_reduced_every_micro_batch_but_show_only_beyond_the_backward():
+    acc = CATALOG.accelerator("h100")
+    links = links_for(CATALOG.system_for(acc.id))
+    arch = architecture_for_model(CATALOG.model("llama-3.1-8b"))
+
+    def dp_time(seq_len: int, zero: int) -> float:
+        shape = shape_of(arch, seq_len)
+        layout = Layout(tensor_parallel=1, pipeline_parallel=1, data_parallel=64, context_parallel=1,
+                        expert_parallel=1, micro_batch=1, global_batch=64 * 8, recompute="none", zero_stage=zero,
+                        sequence_parallel=False, virtual_stages=1)
+        return time_layout(shape, layout, acc, "bf16", links).breakdown_s["data_parallel"]
+
+    # short sequences: each micro-batch's backward is shorter than reducing 16 GB of gradients over
+    # 8 nodes, so 7 of the 8 reduce-scatters show; long ones hide them behind the next backward
+    assert dp_time(128, 2) > 3 * dp_time(128, 1)
+    assert dp_time(8192, 2) == pytest.approx(dp_time(8192, 1))
