@@ -513,9 +513,10 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
                                        e_max=e_max, flash_attention=flash))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
+        also_zero2 = zero == 1 and fixed["zero_stage"] is None  # ZeRO 2: the same time, less memory
         for candidate in pending:
-            for layout in (candidate.layout, *((replace(candidate.layout, zero_stage=2),)
-                                               if zero == 1 and fixed["zero_stage"] is None else ())):
+            options = [candidate.layout] + ([replace(candidate.layout, zero_stage=2)] if also_zero2 else [])
+            for layout in options:
                 memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash)
                 closest[layout.zero_stage] = min(memory, closest.get(layout.zero_stage, math.inf))
                 if memory <= usable_gb:
