@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout: import estimator from it
 
 from estimator.catalog import load_yaml_file  # noqa: E402
 from estimator.cli import main as gpucost  # noqa: E402
+from estimator.errors import GpucostError  # noqa: E402
 
 HOLDOUT_FILE = ROOT / "benchmarks" / "holdout_layouts.yaml"
 TARGET_WITHIN = 0.15
@@ -108,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
     args = parser.parse_args(argv)
-    data = load_yaml_file(args.file, label=args.file.name)
+    try:
+        data = load_yaml_file(args.file, label=args.file.name)
+    except GpucostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         print(f"error: {args.file.name}: expected a rows list", file=sys.stderr)
         return 2
