@@ -81,12 +81,12 @@ def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, rec
     if record is not None:
         from estimator.timing.measured import calibrated_throughput, measured_sample_rate
 
-        if work is not None and work.samples is not None:  # the file timed this model's own training step
+        if work is not None:  # the file timed this model's own training step (torch_model)
             rate = measured_sample_rate(record, work, acc, request.precision, num_gpus=num_gpus, warnings=warnings)
             if rate is not None:
                 return rate
         rate, file_warnings, _ = calibrated_throughput(record, acc, request.precision, num_gpus=num_gpus,
-                                                       model=work.model if work else None)
+                                                       model=work.model if work else None, work=work)
         warnings.extend(file_warnings)
         return rate
     size = size or work
@@ -121,6 +121,12 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     peak_for(acc, request.precision)
     price = resolve_price(acc, price=request.price, provider=request.provider, catalog=catalog)
 
+    if record is not None and request.architecture_known and request.seq_len is None:
+        from estimator.timing.measured import profiled_seq_len  # the user's own model, timed at its length
+
+        torch_seq = profiled_seq_len(record, model_size(request, catalog), request.precision)
+        if torch_seq is not None:
+            request = request.with_(seq_len=torch_seq)
     if record is not None and request.architecture_known:  # the model's own measured step counts detailed FLOPs
         from estimator.timing.measured import measured_model_step
 
@@ -165,12 +171,12 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
         plan = Plan(question=question, **plan)
 
     step = None
-    # a calibration file times the run with the step model when it measured the fabric (--comm) and
-    # the run spans devices; a single device takes the file's own training step (the flat model)
-    measured_fabric = record is not None and bool(record.collectives) and num_gpus > 1
+    # a calibration file times a run that spans devices with the step model (its measured compute per
+    # device, the fabric it measured with --comm or the system's); a single device takes the file's
+    # own training step (the flat model)
     use_step = (request.time_model is TimeModel.STEP or (
         request.time_model is None and work.architecture is not None and plan is None
-        and (record is None or measured_fabric)
+        and (record is None or num_gpus > 1)
         and request.mfu is None and request.tflops is None and request.gpu_hours is None
         and request.measured_time_s is None))
     if use_step and work.architecture is None:

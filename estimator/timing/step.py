@@ -264,8 +264,11 @@ def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: 
 
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
-                constants: Constants = Constants(), e_max: float | None = None) -> StepTime:
-    """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted)."""
+                constants: Constants = Constants(), e_max: float | None = None,
+                compute_scale: float = 1.0) -> StepTime:
+    """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
+    ``compute_scale`` multiplies the device's own work (matmuls, elementwise, the optimizer): a
+    calibration's measured step / the modelled one (estimator.timing.measured.measured_compute_scale)."""
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -335,6 +338,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     recompute = fwd if full else (layers_total / p * uneven * (score_time + softmax) if selective else 0.0)
     head = shape.head_flops_per_token * tokens / t
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
+    fwd, recompute, head_time = fwd * compute_scale, recompute * compute_scale, head_time * compute_scale
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
     num_layers_stage = layers_total / p * uneven
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
@@ -372,7 +376,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
         sharded_grads = (m - 1) * max(0.0, scatter - backward)
     dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
     shard = d if layout.zero_stage >= 1 else 1
-    optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
+    optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm * compute_scale
 
     step_time = pipeline_time + dp_exposed + optimizer
     tokens_step = layout.global_batch * s
@@ -487,6 +491,12 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
+    compute_scale, scale_note, scale_warnings = 1.0, "", []
+    if calibration is not None:  # the device's own measured step sets the compute (the links stay)
+        from estimator.timing.measured import measured_compute_scale
+
+        compute_scale, scale_note, scale_warnings = measured_compute_scale(
+            calibration, work, acc, request.precision, links, e_max=e_max, flash_attention=flash, constants=constants)
     from estimator.model.memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
 
     usable_gb = capacity_bytes(acc.memory_gb) / GB - DEFAULT_RESERVE_GB  # CUDA context, NCCL buffers
@@ -512,7 +522,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
             if checked > MAX_CANDIDATES:
                 break
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
-                                       e_max=e_max, flash_attention=flash))
+                                       e_max=e_max, flash_attention=flash, compute_scale=compute_scale))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         also_zero2 = zero == 1 and fixed["zero_stage"] is None  # ZeRO 2: the same time, less memory
         for candidate in pending:
@@ -549,6 +559,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"matmuls at {e_max:.3f} x the dense peak at most ({e_source}), "
         f"or their bytes at the HBM bandwidth if longer, + {constants.kernel_overhead_s * 1e6:.3g} us per kernel; elementwise work at "
         f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
+        *([scale_note] if scale_note else []),
         f"links: {links.source}; {constants.dp_overlap:.0%} of data-parallel traffic hidden behind backward; "
         "tensor, context and expert-parallel collectives not overlapped",
         ("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash else
@@ -558,7 +569,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"memory: {best.memory_gb:.1f} GB on the most loaded device, of {usable_gb:.1f} GB usable (the datasheet's "
         f"{acc.memory_gb:g} GB are GiB, {usable_gb + DEFAULT_RESERVE_GB:.1f}e9 bytes, less {DEFAULT_RESERVE_GB:g} GB reserved)",
     ]
-    warnings = []
+    warnings = list(scale_warnings)
     if best.layout.zero_stage == 3 and 2 in closest:
         warnings.append(f"no layout fits with ZeRO 1 or 2 (the closest needs {closest[2]:.1f} GB of {usable_gb:.1f} "
                         f"GB usable), so this one shards the weights too (ZeRO 3) and all-gathers them every "
