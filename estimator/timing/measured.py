@@ -139,7 +139,8 @@ def calibrated_throughput(
     return Throughput(achieved, peak, source, ThroughputKind.CALIBRATED, band), warnings, model_step and num_gpus == 1
 
 
-MATCH_REL_TOL = 2e-3  # the file keeps 6 significant digits; parameters and FLOPs must agree within this
+MATCH_REL_TOL = 2e-3  # trainable parameters: the architecture's count and the file's agree within this
+FLOPS_REL_TOL = 1e-5  # the file keeps 6 significant digits (5e-6): FLOPs per sample agree within this
 PARAMS_ONLY_REL_TOL = 0.01  # --params gives a rounded size ("1.24B"): the file's count within 1%
 
 
@@ -159,27 +160,37 @@ class TorchModelMatch:
     how: str
 
 
-def _forward_flops_per_sample(arch: Any, seq_len: int) -> float:
+def _forward_flops_per_sample(arch: Any, seq_len: int, *, scores: bool = True) -> float:
     from estimator.model.flops import flops_per_token
 
-    return flops_per_token(arch, seq_len).forward * seq_len
+    forward = flops_per_token(arch, seq_len)
+    return (forward.forward - (0.0 if scores else forward.breakdown.get("attention_scores", 0.0))) * seq_len
 
 
-def sequence_length_of(arch: Any, forward_flops_per_sample: float) -> int | None:
-    """The sequence length ``S`` whose forward FLOPs of ``arch`` (full attention matrix) are the
-    file's ``forward_flops_per_sample``, or None when no whole ``S`` gives them within
-    ``MATCH_REL_TOL``: ``a S + b S^2 = F`` with ``a + b = forward(1)``, ``2a + 4b = forward(2)``."""
+def sequence_length_of(arch: Any, forward_flops_per_sample: float) -> tuple[int, bool] | None:
+    """(the sequence length ``S``, whether the attention scores were counted) whose forward FLOPs
+    of ``arch`` are the file's ``forward_flops_per_sample`` within ``FLOPS_REL_TOL``, or None.
+
+    PyTorch's FlopCounterMode (torch/utils/flop_counter.py) counts the attention scores over the
+    full ``S x S`` matrix where it has a formula for the kernel (the CUDA flash, memory-efficient
+    and cuDNN ``scaled_dot_product_attention`` kernels, or plain matmuls): ``F = a S + b S^2`` with
+    ``a + b = forward(1)`` and ``2a + 4b = forward(2)``. It has none for the CPU's fused kernel
+    (``_scaled_dot_product_flash_attention_for_cpu``), which then counts nothing: ``F = a S``."""
     if forward_flops_per_sample <= 0:
         return None
     f1, f2 = _forward_flops_per_sample(arch, 1), _forward_flops_per_sample(arch, 2)
     b = (f2 - 2 * f1) / 2
     a = f1 - b
-    root = forward_flops_per_sample / a if b <= 0 else (-a + math.sqrt(a * a + 4 * b * forward_flops_per_sample)) / (2 * b)
-    seq_len = round(root)
-    if seq_len < 1:
-        return None
-    modelled = _forward_flops_per_sample(arch, seq_len)
-    return seq_len if abs(modelled - forward_flops_per_sample) <= MATCH_REL_TOL * forward_flops_per_sample else None
+    full = forward_flops_per_sample / a if b <= 0 else (-a + math.sqrt(a * a + 4 * b * forward_flops_per_sample)) / (2 * b)
+    linear = forward_flops_per_sample / _forward_flops_per_sample(arch, 1, scores=False)
+    for root, scores in ((full, True), (linear, False)):
+        seq_len = round(root)
+        if seq_len < 1:
+            continue
+        modelled = _forward_flops_per_sample(arch, seq_len, scores=scores)
+        if abs(modelled - forward_flops_per_sample) <= FLOPS_REL_TOL * forward_flops_per_sample:
+            return seq_len, scores
+    return None
 
 
 def _file_model(section: TorchModelRecord) -> str:
@@ -208,13 +219,16 @@ def match_torch_model(record: Calibration, work: Any) -> tuple[TorchModelMatch |
         asked = f"{name or 'the model'} ({count(counted)} parameters)"
         if abs(counted - section.params) > MATCH_REL_TOL * max(counted, section.params):
             return None, f"the calibration file holds {holds}, the estimate is for {asked}"
-        seq_len = sequence_length_of(arch, section.forward_flops_per_sample)
-        if seq_len is None:
+        solved = sequence_length_of(arch, section.forward_flops_per_sample)
+        if solved is None:
             return None, (f"the calibration file holds {holds}, the estimate is for {asked}: the parameters agree, "
                           f"but no sequence length of {name or 'its'} layers gives those FLOPs (another shape)")
+        seq_len, scores = solved
         return TorchModelMatch(section, seq_len, (
             f"matched to {name or 'the model'}'s architecture: the same {count(section.params)} parameters, and "
-            f"{section.forward_flops_per_sample:.4g} forward FLOPs per sample = {count(seq_len)} tokens of its layers")), ""
+            f"{section.forward_flops_per_sample:.4g} forward FLOPs per sample = {count(seq_len)} tokens of its layers"
+            + ("" if scores else " (attention scores not counted: PyTorch's FLOP counter has no formula for the CPU "
+                                 "attention kernel)"))), ""
     if name is not None:
         if name == section.id:
             return TorchModelMatch(section, None, f"{section.id} by name"), ""
