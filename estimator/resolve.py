@@ -173,10 +173,10 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     step = None
     # a calibration file times a run that spans devices with the step model (its measured compute per
     # device, the fabric it measured with --comm or the system's); a single device takes the file's
-    # own training step (the flat model)
+    # own training step (the flat model), and so does a device with no datasheet peak or system (a CPU)
     use_step = (request.time_model is TimeModel.STEP or (
         request.time_model is None and work.architecture is not None and plan is None
-        and (record is None or num_gpus > 1)
+        and (record is None or (num_gpus > 1 and acc.peak_for(request.precision) is not None))
         and request.mfu is None and request.tflops is None and request.gpu_hours is None
         and request.measured_time_s is None))
     if use_step and work.architecture is None:
