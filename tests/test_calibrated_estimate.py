@@ -1,6 +1,6 @@
 """A calibration file answers the estimate of the model it measured, and keeps the physics of scale.
 
-Fixtures: real files from one H200 (tests/calibrations/h200-2026-12/README.md says what each is).
+Fixtures: real files from one H200 (tests/data/h200-2026-12/configs/README.md says what each is).
 The Hugging Face Llama 1B of configs/llama-1b.json was profiled with ``--torch-model`` at batch 4
 of 2,048 tokens: 22.0221 samples/s (bf16), i.e. 45,101 tokens/s.
 """
@@ -15,7 +15,7 @@ from estimator.model.hf_config import load_hf_config
 from estimator.records.calibration import load_calibration
 from estimator.timing.measured import match_torch_model, sequence_length_of
 
-HERE = Path(__file__).resolve().parent / "calibrations" / "h200-2026-12"
+HERE = Path(__file__).resolve().parent / "data" / "h200-2026-12"
 TORCH_LLAMA = str(HERE / "gpucost-torch-model-llama1b-mb4-h200.yaml")
 TORCH_RESNET = str(HERE / "gpucost-torch-model-resnet50-h200.yaml")
 MODEL_STEP = str(HERE / "gpucost-profile-llama1b-h200.yaml")
