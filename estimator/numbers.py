@@ -75,6 +75,25 @@ def parse_count(text: str | int, *, what: str = "value", maximum: int = 10**9) -
     return int(value)
 
 
+SEQ_LEN_GRAMMAR = "a whole number of tokens such as 8192, 8,192 or 8K (K = 1,024 and M = 1,048,576 here)"
+
+
+def parse_seq_len(text: str | int, *, what: str = "--seq-len", maximum: int = 10**7) -> int:
+    """A sequence length in tokens: ``8192``, ``8,192``, or with a binary suffix as model cards write
+    them, ``8K`` = 8,192 and ``128K`` = 131,072, ``1M`` = 1,048,576 (context lengths are powers of
+    two; ``parse_count``'s K is 1,000). Raises InputError naming ``what``."""
+    if isinstance(text, str):
+        match = re.match(r"^\s*((?:\d+)(?:\.\d+)?)\s*([km])\s*$", text, re.I)
+        if match:
+            value = float(match.group(1)) * {"k": 2**10, "m": 2**20}[match.group(2).lower()]
+            if value != int(value) or value < 1:
+                raise InputError(f"{what} must be {SEQ_LEN_GRAMMAR}, got {text!r}")
+            if value > maximum:
+                raise InputError(f"{what} must be at most {maximum:,}, got {text!r}")
+            return int(value)
+    return parse_count(text, what=what, maximum=maximum)
+
+
 def parse_duration_s(text: str, *, what: str = "--deadline") -> float:
     """Return a duration in seconds: ``"30d"`` -> 2592000, ``"12h"``, ``"2w"``, ``"90min"``,
     ``"90"`` (days). Units: s, min, h, d, w, y. At least one second, at most 1000 years."""

@@ -30,7 +30,7 @@ ActiveParams = Annotated[Optional[str], typer.Option(help="Parameters active per
 Flops = Annotated[Optional[str], typer.Option(help="Total training FLOPs instead of a model, e.g. 3.15e23.")]
 Tokens = Annotated[Optional[str], typer.Option(help="Training tokens, e.g. 300B. Default: the model's published count.")]
 FlopsMethodOpt = Annotated[str, typer.Option("--flops-method", metavar=choices_metavar(FLOPS_METHODS), autocompletion=completer(FLOPS_METHODS), show_default=True, help="FLOPs for the time: 6nd (Kaplan; the MFU defaults are derived with it) or detailed (needs a model with an architecture).")]
-SeqLen = Annotated[Optional[str], typer.Option(help=f"Training sequence length ({COUNT}) for the detailed FLOPs, memory and the step model. Default: the model's.")]
+SeqLen = Annotated[Optional[str], typer.Option(help="Training sequence length in tokens (8192, or 8K: K = 1,024 and M = 1,048,576 for lengths, as model cards write them; 128K = 131,072) for the detailed FLOPs, memory and the step model. Default: the catalog's published pre-training length, else the config's original_max_position_embeddings, else 4,096 (or the context window if shorter), as the assumptions say.")]
 Precision = Annotated[str, typer.Option(metavar=choices_metavar(PRECISIONS), autocompletion=complete_precision, show_default=True, help="Training precision (bfloat16, float16, float32, tf32 spellings accepted); picks the dense peak.")]
 NumGpus = Annotated[Optional[str], typer.Option(help=f"Number of devices ({COUNT}). Default: 1.")]
 NumGpusList = Annotated[Optional[list[str]], typer.Option("--num-gpus", help=f"Number of devices ({COUNT}); repeat it for a scaling table (--num-gpus 256 --num-gpus 1024). Default: 1.")]

@@ -283,9 +283,11 @@ def profile(
     arch = None
     if profiling_model:
         arch, catalog_seq_len, model_id, source = _resolve_model(model, hf_config)
-        seq_len = seq_len or catalog_seq_len or arch.default_seq_len
-        if seq_len is None:
+        if seq_len is None and catalog_seq_len is None and arch.default_seq_len is None:
             raise InputError(f"{model_id} gives no sequence length; pass --seq-len")
+        from estimator.vocab import resolve_seq_len
+
+        seq_len = resolve_seq_len(seq_len, catalog_seq_len, arch.default_seq_len, arch.max_position_embeddings)[0]
         arch.check_seq_len(seq_len)
     _check_output(output)
     _import_torch()
