@@ -184,24 +184,26 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
         if request.budget_usd is not None:
             if price.usd_per_gpu_hour is None:
                 raise InputError(f"--budget needs a price for {acc.id}: give --price USD per device-hour or --provider")
-            step = timed(num_gpus, work)
             hours = request.budget_usd / price.usd_per_gpu_hour
+            if request.deadline_s is not None:
+                # spending the budget takes its device-hours whatever the rate: wall-clock = hours / devices,
+                # so the deadline needs hours / deadline devices (and at least those that hold the run)
+                num_gpus, step = _devices_for_budget_and_deadline(request, work, acc, catalog, hours, timed, warnings)
+                devices_source = "the fewest that spend the budget within the deadline (whole nodes above one node)"
+            else:
+                step = timed(num_gpus, work)
             # cost = tokens / tokens_per_s x overhead x devices x price: the tokens that spend the budget
             tokens = hours * 3600.0 * step.tokens_per_s / (num_gpus * overhead)
             work = build_workload(request, catalog, tokens=tokens)
             plan = dict(budget_usd=request.budget_usd, budget_gpu_hours=hours, budget_flops=work.flops,
                         params=work.params, tokens=work.tokens, tokens_low=tokens / (1 + step.error_band),
                         tokens_high=tokens / (1 - step.error_band))
-        if request.deadline_s is not None:
+            if request.deadline_s is not None:
+                plan.update(deadline_days=request.deadline_s / 86400.0, num_gpus_needed=num_gpus)
+        elif request.deadline_s is not None:
             num_gpus, step = _devices_for_deadline_step(request, work, acc, catalog, overhead, timed, warnings)
-            plan = {**(plan or {}), "deadline_days": request.deadline_s / 86400.0, "num_gpus_needed": num_gpus}
+            plan = {"deadline_days": request.deadline_s / 86400.0, "num_gpus_needed": num_gpus}
             devices_source = "the fewest that finish within the deadline (whole nodes above one node)"
-            if request.budget_usd is not None:  # the budget buys the tokens at this device count's rate
-                hours = request.budget_usd / price.usd_per_gpu_hour
-                tokens = hours * 3600.0 * step.tokens_per_s / (num_gpus * overhead)
-                work = build_workload(request, catalog, tokens=tokens)
-                plan.update(budget_flops=work.flops, tokens=work.tokens, tokens_low=tokens / (1 + step.error_band),
-                            tokens_high=tokens / (1 - step.error_band))
         if step is None:
             step = timed(num_gpus, work)
     else:
@@ -234,6 +236,7 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
                                             request.deadline_s)
             if work.architecture is not None:  # at least the devices that hold it
                 num_gpus = max(num_gpus, _fewest(request, work, acc, catalog, warnings))
+            num_gpus = _whole_nodes(request, acc, catalog, num_gpus)
             plan = {**(plan or {}), "deadline_days": request.deadline_s / 86400.0, "num_gpus_needed": num_gpus}
     if work.tokens_assumed:
         warnings.append(work.tokens_assumed)
@@ -333,9 +336,42 @@ def _devices_for_deadline_step(request: EstimateRequest, work: Workload, acc: Ac
 
     found = search_devices(per_node, meets, first)
     if found is None:
+        timed_ok = {n: wall_s(n) for n, step in results.items() if step is not None}
+        best = min(timed_ok, key=timed_ok.get) if timed_ok else None
+        fastest = (f"; the fastest found is {timed_ok[best] / 86400:,.3g} days on {best:,} devices (a global batch "
+                   f"of {results[best].layout.global_batch:,} sequences bounds the data parallelism: --global-batch)"
+                   if best is not None else "")
         raise InputError(f"the deadline of {request.deadline_s / 86400:.3g} days cannot be met with up to "
-                         f"{MAX_PLANNED_DEVICES:,} x {acc.id}: allow more time or train less")
+                         f"{MAX_PLANNED_DEVICES:,} x {acc.id}{fastest}; allow more time or train less")
     return found, results[found]
+
+
+def _devices_for_budget_and_deadline(request: EstimateRequest, work: Workload, acc: Accelerator, catalog: Catalog,
+                                     hours: float, timed: Any, warnings: list[str]) -> tuple[int, Any]:
+    """(devices, their step estimate) for a budget of ``hours`` device-hours spent within the deadline:
+    the fewest planned devices, at least those that hold the run, with hours / devices <= deadline."""
+    from estimator.timing.step import MAX_PLANNED_DEVICES, device_counts, fewest_devices
+
+    per_node = catalog.system_for(acc.id, request.system).scale_up_group
+    needed = max(fewest_devices(request, work, acc, catalog), math.ceil(hours * 3600.0 / request.deadline_s - 1e-9))
+    for n in device_counts(per_node, needed):
+        try:
+            return n, timed(n, work)
+        except InputError:
+            continue  # no layout splits this count: the next one
+    raise InputError(f"the budget cannot be spent within the deadline on up to {MAX_PLANNED_DEVICES:,} x {acc.id}")
+
+
+def _whole_nodes(request: EstimateRequest, acc: Accelerator, catalog: Catalog, num_gpus: int) -> int:
+    """``num_gpus`` rounded up to a planned count (a power of two within a node, whole nodes above
+    one) on the accelerator's system; as it is when the catalog has no system for it."""
+    from estimator.timing.step import device_counts
+
+    try:
+        per_node = catalog.system_for(acc.id, request.system).scale_up_group
+    except InputError:
+        return num_gpus
+    return next(device_counts(per_node, num_gpus), num_gpus)
 
 
 def _min_devices_to_fit(work: Workload, acc: Accelerator, warnings: list[str]) -> int | None:

@@ -83,7 +83,7 @@ def resolve_seq_len(given: int | None, catalog_seq_len: int | None, config_seq_l
     if given is not None:
         return given, "--seq-len"
     if catalog_seq_len is not None:
-        return catalog_seq_len, "the catalog's published pre-training length"
+        return catalog_seq_len, "catalog pre-training length"
     if config_seq_len is not None:
         if max_position_embeddings is not None and config_seq_len < max_position_embeddings:
             return config_seq_len, ("config.json's original_max_position_embeddings (the pre-training length "

@@ -534,6 +534,7 @@ def fewest_devices(request: EstimateRequest, work: Any, acc: Accelerator, catalo
     of ``work`` fits memory (:func:`leanest_layout`), searched by doubling and bisection on the
     memory check alone. Raises InputError when none up to ``MAX_PLANNED_DEVICES`` does."""
     system = catalog.system_for(acc.id, request.system)
+    check_fixed_layout(request, work, system)
     per_node = system.scale_up_group
     usable = usable_memory_gb(acc)
 
@@ -545,8 +546,12 @@ def fewest_devices(request: EstimateRequest, work: Any, acc: Accelerator, catalo
 
     found = search_devices(per_node, fits, start)
     if found is None:
+        fixed = ", ".join(f"{k.replace('_', '-')} {v}" for k in _LAYOUT_FIELDS
+                          if (v := getattr(request, k)) is not None and v is not False)
         raise InputError(f"no layout of up to {MAX_PLANNED_DEVICES:,} x {acc.id} ({acc.memory_gb:g} GB) holds "
-                         f"{work.model} at sequence length {work.seq_len:,}: lower --seq-len or --micro-batch")
+                         f"{work.model} at sequence length {work.seq_len:,}" + (f" with {fixed}" if fixed else "")
+                         + ": lower --seq-len" + (" or change the layout options" if fixed else "")
+                         + ", or use larger devices")
     return found
 
 
@@ -599,20 +604,13 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
                    f"{work.seq_len:,}) rounded up to a multiple of the {num_gpus:,} devices; set --global-batch")
 
 
-def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
-                  calibration: Any = None, constants: Constants = Constants()) -> StepEstimate:
-    """Time ``work`` on ``num_gpus`` x ``acc`` with the step model: the fastest layout that fits
-    memory among the candidates the request leaves open (or the layout it fixes)."""
+def check_fixed_layout(request: EstimateRequest, work: Any, system: Any) -> None:
+    """InputError when a layout size the request fixes cannot apply to ``work`` on ``system``
+    (whatever the device count)."""
     arch = work.architecture
-    system = catalog.system_for(acc.id, request.system)
-    links = links_for(system, calibration)
     seq_len = work.seq_len
-    batch, batch_source = default_global_batch(request, work, num_gpus)
-    fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "virtual_stages",
-                                                         "context_parallel", "expert_parallel", "zero_stage",
-                                                         "micro_batch", "recompute", "sequence_parallel")}
-    flash = request.flash_attention is not False
-    per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
+    per_node = system.scale_up_group
+    fixed = {name: getattr(request, name) for name in _LAYOUT_FIELDS}
     if fixed["tensor_parallel"] and fixed["tensor_parallel"] > per_node:
         raise InputError(f"--tensor-parallel {fixed['tensor_parallel']} exceeds the {per_node} "
                          f"accelerators of a {system.id} node (tensor parallelism stays within a node)")
@@ -638,6 +636,23 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                              f"{arch.moe.num_experts} experts of {work.model}")
     if fixed["context_parallel"] and seq_len % fixed["context_parallel"]:
         raise InputError(f"--context-parallel {fixed['context_parallel']} does not divide the sequence length {seq_len}")
+
+
+def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
+                  calibration: Any = None, constants: Constants = Constants()) -> StepEstimate:
+    """Time ``work`` on ``num_gpus`` x ``acc`` with the step model: the fastest layout that fits
+    memory among the candidates the request leaves open (or the layout it fixes)."""
+    arch = work.architecture
+    system = catalog.system_for(acc.id, request.system)
+    links = links_for(system, calibration)
+    seq_len = work.seq_len
+    batch, batch_source = default_global_batch(request, work, num_gpus)
+    fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "virtual_stages",
+                                                         "context_parallel", "expert_parallel", "zero_stage",
+                                                         "micro_batch", "recompute", "sequence_parallel")}
+    flash = request.flash_attention is not False
+    per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
+    check_fixed_layout(request, work, system)
     if num_gpus > per_node and not system.scale_out_nics_per_node:
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
@@ -738,7 +753,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                         warnings=tuple(warnings))
 
 
-__all__ = ["Constants", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "device_counts",
+__all__ = ["Constants", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "check_fixed_layout", "default_global_batch", "device_counts",
            "fewest_devices", "layout_memory", "layout_memory_gb", "leanest_layout", "links_for", "memory_text",
            "search_devices", "usable_memory_gb",
            "matmul_fraction", "shape_of", "step_estimate", "time_layout"]
