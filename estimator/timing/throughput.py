@@ -81,14 +81,14 @@ def _band(peak: float | None, achieved: float, low: float, high: float) -> tuple
 
 def default_utilisation_for(acc: Accelerator, params: float | None, active_params: float | None,
                             precision: str) -> Any:
-    """The per-kind default utilisation (:mod:`estimator.timing.utilisation`) of a run on ``acc``; a bare
-    ``--flops`` (no parameter count) takes the dense 20-100B kind, and says so."""
-    from estimator.timing.utilisation import Kind, accelerator_peak, default_utilisation, peak_class, precision_class, utilisation_for
+    """The per-kind default utilisation (:mod:`estimator.timing.utilisation`) of a run on ``acc``, at its
+    machine balance; a bare ``--flops`` (no parameter count) takes the dense 20-100B kind, and says so."""
+    from estimator.timing.utilisation import Kind, default_utilisation, machine_balance, precision_class, utilisation_for
 
-    peak = accelerator_peak(acc)
+    balance = machine_balance(acc)
     if params is None:
-        return default_utilisation(Kind("dense", precision_class(precision), "20-100B", peak_class(peak)))
-    return utilisation_for(params, active_params, precision, peak_tflops=peak)
+        return default_utilisation(Kind("dense", precision_class(precision), "20-100B")).at(balance)
+    return utilisation_for(params, active_params, precision, balance=balance)
 
 
 def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None = None,
@@ -100,6 +100,8 @@ def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None 
         have = ", ".join(p for p in PRECISIONS if acc.peak_for(p)) or "none"
         raise InputError(f"{acc.id} has no {precision} peak in the catalog (it has: {have}); "
                          f"choose another --precision or give --tflops")
+    from estimator.timing.utilisation import BALANCE_EXPONENT, BALANCE_REF
+
     u = default_utilisation_for(acc, params, active_params, precision)
     if mfu is not None:
         return Throughput(mfu * peak, peak, "given --mfu x dense peak", ThroughputKind.GIVEN,
@@ -107,7 +109,9 @@ def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None 
     runs = (f"median of {u.num_runs} published runs of {u.basis}, only {u.kind_runs} of its own kind"
             if u.fallback_note else f"{u.num_runs} published runs")
     missing = "; no parameter count, so the dense 20-100B kind" if params is None else ""
-    source = f"default MFU {u.mfu:.1%} while training for {u.kind.label} ({runs}{missing}; `gpucost validate`)"
+    where = (f" at {u.balance:.0f} FLOP/byte (peak / HBM bandwidth; runs moved by x balance^-{BALANCE_EXPONENT:g})"
+             if u.balance != BALANCE_REF else "")
+    source = f"default MFU {u.mfu:.1%} while training for {u.kind.label}{where} ({runs}{missing}; `gpucost validate`)"
     return Throughput(u.mfu * peak, peak, source, ThroughputKind.DATASHEET, _band(peak, u.mfu * peak, u.band_low,
                                                                                   u.band_high))
 
