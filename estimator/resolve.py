@@ -110,7 +110,9 @@ def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, rec
         return rate
     if request.tflops is not None:
         return given_throughput(acc, request.precision, request.tflops, params=params, active_params=active)
-    return datasheet_throughput(acc, request.precision, mfu=request.mfu, params=params, active_params=active)
+    in_samples = work is not None and work.samples is not None and work.architecture is None
+    return datasheet_throughput(acc, request.precision, mfu=request.mfu, params=params, active_params=active,
+                                in_samples=in_samples)
 
 
 def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
@@ -258,6 +260,11 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     elif rate is None:
         rate = _rate(request, acc, work, record, num_gpus, warnings)
 
+    if (rate.kind is ThroughputKind.DATASHEET and work.samples is not None and work.architecture is None
+            and work.model not in {r.model for r in catalog.sample_runs}):
+        warnings.append(f"no published runs of {work.model or 'this model'}'s kind: the default is the convnet one "
+                        "(ResNet-50 runs, catalogs/sample_runs.yaml); a small network is often bound by kernel launches "
+                        "and slower. Time it on your device with `gpucost profile --torch-model ...` and --calibration")
     min_fit = None
     if work.architecture is not None and step is None:
         min_fit = _min_devices_to_fit(work, acc, warnings)

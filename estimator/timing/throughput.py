@@ -92,9 +92,12 @@ def default_utilisation_for(acc: Accelerator, params: float | None, active_param
 
 
 def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None = None,
-                         params: float | None = None, active_params: float | None = None) -> Throughput:
+                         params: float | None = None, active_params: float | None = None,
+                         in_samples: bool = False) -> Throughput:
     """``mfu`` (default: the per-kind default MFU while training, :mod:`estimator.timing.utilisation`) x
-    the dense peak, with the kind's band (or, for a given ``mfu``, the band of its kind around it)."""
+    the dense peak, with the kind's band (or, for a given ``mfu``, the band of its kind around it).
+    ``in_samples``: a workload counted in samples with forward FLOPs per sample (a convnet), which
+    takes the default of the published sample-counted runs instead of the token runs'."""
     peak = peak_for(acc, precision)
     if peak is None:
         have = ", ".join(p for p in PRECISIONS if acc.peak_for(p)) or "none"
@@ -102,12 +105,17 @@ def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None 
                          f"choose another --precision or give --tflops")
     from estimator.timing.utilisation import BALANCE_EXPONENT, BALANCE_REF
 
-    u = default_utilisation_for(acc, params, active_params, precision)
+    if in_samples:
+        from estimator.timing.utilisation import machine_balance, sample_utilisation
+
+        u = sample_utilisation(precision, balance=machine_balance(acc))
+    else:
+        u = default_utilisation_for(acc, params, active_params, precision)
     if mfu is not None:
         return Throughput(mfu * peak, peak, "given --mfu x dense peak", ThroughputKind.GIVEN,
                           _band(peak, mfu * peak, u.band_low, u.band_high))
     runs = (f"median of {u.num_runs} published runs of {u.basis}, only {u.kind_runs} of its own kind"
-            if u.fallback_note else f"{u.num_runs} published runs")
+            if u.fallback_note else f"{u.num_runs} {u.basis}" if in_samples else f"{u.num_runs} published runs")
     missing = "; no parameter count, so the dense 20-100B kind" if params is None else ""
     where = (f" at {u.balance:.0f} FLOP/byte (peak / HBM bandwidth; runs moved by x balance^-{BALANCE_EXPONENT:g})"
              if u.balance != BALANCE_REF else "")

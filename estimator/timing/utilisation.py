@@ -531,6 +531,65 @@ def stored_table(defaults: Mapping[Kind, Utilisation]) -> dict[tuple[str, str, s
             for k, u in sorted(defaults.items())}
 
 
+# -- workloads counted in samples (convnets) ------------------------------------------------------
+
+SAMPLE_KIND = Kind("convnet", "16-bit", "all sizes")
+
+
+def sample_run_mfu(run: Any, accelerators: Any, models: Any) -> tuple[float, float] | None:
+    """(MFU on the dense 16-bit peak, machine balance) of a catalogs/sample_runs.yaml row: 3 x the
+    model's forward FLOPs per sample x samples per second per device / the peak; None without one."""
+    acc = _index(accelerators).get(run.accelerator.lower())
+    model = _index(models).get(run.model.lower())
+    peak = peak_16bit(acc) if acc is not None else None
+    balance = machine_balance(acc) if acc is not None else None
+    if not peak or not balance or model is None or not model.forward_flops_per_sample:
+        return None
+    return 3.0 * model.forward_flops_per_sample * run.samples_per_s / run.num_devices / (peak * 1e12), balance
+
+
+def derive_sample_default(sample_runs: Iterable[Any], accelerators: Any, models: Any,
+                          exponent: float = BALANCE_EXPONENT) -> Utilisation:
+    """The default utilisation of a workload counted in samples: the median over the published
+    sample runs of their MFU moved to ``BALANCE_REF`` (x (balance / BALANCE_REF) ** exponent, the
+    exponent fitted on the token runs), band from their own leave-one-out ratios (5th-95th
+    percentiles). Their rates are measured while training, so no goodput is divided out."""
+    points = [p for p in (sample_run_mfu(r, accelerators, models) for r in sample_runs) if p is not None]
+    if len(points) < 2:
+        raise ValueError("fewer than 2 sample runs to derive the convnet default from")
+    moved = [m * (b / BALANCE_REF) ** exponent for m, b in points]
+    mfu = round(median(moved), DECIMALS)
+    ratios = [x / median(moved[:i] + moved[i + 1:]) for i, x in enumerate(moved)]
+    band = tuple(round(percentile(ratios, q), DECIMALS) for q in BAND_QUANTILES)
+    rule = (f"median MFU of {len(points)} published sample-counted runs (catalogs/sample_runs.yaml: 3 x forward "
+            f"FLOPs per sample x samples/s per device / dense 16-bit peak, each moved to machine balance "
+            f"{BALANCE_REF:g} FLOP/byte by x (its balance / {BALANCE_REF:g})^{exponent:g}, the exponent of the token "
+            f"runs): {mfu:.3f} while training; band = {round(BAND_QUANTILES[0] * 100)}th-"
+            f"{round(BAND_QUANTILES[1] * 100)}th percentile of their leave-one-out ratios ({band[0]:.2f}-{band[1]:.2f})")
+    return Utilisation(kind=SAMPLE_KIND, mfu=mfu, band_low=round(mfu * band[0], DECIMALS),
+                       band_high=round(mfu * band[1], DECIMALS), num_runs=len(points),
+                       basis="published sample-counted runs (ResNet-50)", rule_text=rule, fallback_note=None,
+                       level=0, kind_runs=len(points))
+
+
+# derive_sample_default(catalog.sample_runs, ...) as stored: (mfu at BALANCE_REF, band_low, band_high, runs)
+_SAMPLE_STORED = (0.087, 0.048, 0.102, 6)
+
+
+def sample_utilisation(precision: str = "bf16", *, balance: float | None) -> Utilisation:
+    """The stored default of a workload counted in samples (see :func:`derive_sample_default`) at
+    ``balance``; for FP8, converted to the FP8 peak as the token kinds are (no speed-up credited)."""
+    mfu, low, high, n = _SAMPLE_STORED
+    if precision_class(precision) == "fp8":
+        mfu, low, high = (round(v * FP8_PEAK_RATIO, DECIMALS) for v in (mfu, low, high))
+    kind = Kind(SAMPLE_KIND.arch, precision_class(precision), SAMPLE_KIND.size)
+    rule = (f"median MFU of {n} published sample-counted runs (catalogs/sample_runs.yaml), moved to machine balance "
+            f"{BALANCE_REF:g} FLOP/byte: {mfu:.3f} while training")
+    return Utilisation(kind=kind, mfu=mfu, band_low=low, band_high=high, num_runs=n,
+                       basis="published sample-counted runs (ResNet-50)", rule_text=rule, fallback_note=None,
+                       level=0, kind_runs=n).at(balance)
+
+
 def derive_scope_overhead(runs: Iterable[Any]) -> tuple[float, list[tuple[str, float]]]:
     """Median all/pretrain device-hours over the pre-trainings published both ways: a ``pretrain`` and an
     ``all`` record with the same active parameters, tokens and accelerator (one model, or a later release
@@ -574,7 +633,8 @@ def goodput_evidence(runs: Iterable[Any], accelerators: Any) -> list[tuple[str, 
 __all__ = [
     "ALL_KINDS", "BALANCE_EXPONENT", "BALANCE_REF", "BAND_COVERAGE", "BAND_QUANTILES", "DEFAULTS",
     "DEFAULT_GOODPUT", "FP8_PEAK_RATIO", "GOODPUT_SOURCES", "MFU_CAP", "RATIO_BAND", "Kind", "MIN_RUNS", "RULE",
-    "SCOPE_OVERHEAD", "balance_exponent", "derive_balance_exponent", "machine_balance",
+    "SAMPLE_KIND", "SCOPE_OVERHEAD", "balance_exponent", "derive_balance_exponent", "derive_sample_default",
+    "machine_balance", "sample_run_mfu", "sample_utilisation",
     "SCOPE_OVERHEAD_SOURCE", "Utilisation", "counted_runs", "default_utilisation",
     "derive_defaults", "derive_scope_overhead", "fp8_peak_ratio", "goodput_evidence",
     "implied_mfu_16bit", "kind_of_run", "percentile", "precision_class", "reported_device_hours", "run_kind",
