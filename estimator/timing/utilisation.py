@@ -1,4 +1,4 @@
-"""Default utilisation by kind of run, goodput, and what reported hours cover, derived from published runs.
+"""Default utilisation by kind of run and machine balance, goodput, and what reported hours cover, derived from published runs.
 
 A default estimate from parameters and tokens alone needs three numbers that a single "default MFU"
 used to mix together:
@@ -13,21 +13,29 @@ used to mix together:
 
 Kinds
 -----
-``run_kind(params, active_params, precision, peak_tflops=...)`` classifies a run by architecture
-(``dense``, or ``moe`` when fewer parameters are active per token than the model has), precision class
-(``16-bit``: bf16 and fp16, and tf32/fp32, which take the 16-bit fraction of their own lower peak as
-:mod:`estimator.timing.throughput` does; ``fp8``), size class of the ACTIVE parameters (``<20B``, ``20-100B``,
-``>100B``) and the accelerator's peak class: dense 16-bit peak ``<500`` or ``>=500`` TFLOP/s
-(``PEAK_EDGE_TFLOPS``). That gives 2 x 2 x 3 x 2 = 24 kinds.
+``run_kind(params, active_params, precision)`` classifies a run by architecture (``dense``, or ``moe``
+when fewer parameters are active per token than the model has), precision class (``16-bit``: bf16 and
+fp16, and tf32/fp32, which take the 16-bit fraction of their own lower peak as
+:mod:`estimator.timing.throughput` does; ``fp8``) and size class of the ACTIVE parameters (``<20B``,
+``20-100B``, ``>100B``): 2 x 2 x 3 = 12 kinds.
 
-Why a peak class: the catalog's runs on A100 (312 TFLOP/s) and TPU v4 (275) imply a median MFU about
-1.7 times that of the runs on H100 and H800 (989). The newer chips tripled the matmul peak while HBM
-bandwidth grew 1.7x and NVLink 1.5x, so the memory-bound and communication share of a step grows, and
-the largest achievable matmul is a smaller share of the peak (shared/REFERENCE.md section 3, "MAMF":
-0.87 of the bf16 peak on A100 SXM, 0.80 on H100 SXM). Any edge between 312 and 989 splits the runs the
-same way; 500 is a round number between them. Chips above it without runs of their own (H200, B200,
-MI300X) take the H100-class figures because no published run says otherwise; for the MI300X, whose
-largest achievable matmul is 0.51 of its peak, that is likely optimistic.
+The accelerator: machine balance, not a peak class
+--------------------------------------------------
+The catalog's runs on A100 and TPU v4 imply about twice the MFU of the runs on H100 and H800: the newer
+chips tripled the matmul peak while HBM bandwidth grew 1.6x, so the memory-bound share of a step
+(norms, activations, optimizer, attention softmax, small matmuls) grows. The default therefore moves
+with the accelerator's machine balance ``balance = dense 16-bit peak / HBM bandwidth`` (FLOP per byte;
+:func:`machine_balance`: A100 SXM 80GB 153, A100 40GB 201, TPU v4 229, H100/H800 295, H200 206, L40S
+419, RTX 4090 164), as a roofline argument gives it: ``MFU(balance) = MFU_ref x (BALANCE_REF /
+balance) ** BALANCE_EXPONENT``, at most ``MFU_CAP``. ``BALANCE_EXPONENT`` is fitted on the runs
+(:func:`balance_exponent`: the least-squares slope of ln MFU on ln balance within groups of one
+architecture and size, so the mix of model sizes on each chip does not pass for a hardware effect);
+it comes out 1.0, i.e. the runs' achieved FLOP/s tracked HBM bandwidth more than peak. A smooth
+function has no edge to fall off: an L40S (362 TFLOP/s, 0.86 TB/s) gets about a quarter of an H100's
+rate, not three quarters. What it does not hold: the node's links (the runs were all on NVLink/ICI
+and InfiniBand-class networks, so their effect cannot be separated; over PCIe, data-parallel traffic
+adds a few percent at a 4M-token batch, which the step model counts when the architecture is known)
+and anything that separates two chips of equal balance.
 
 The rule (``derive_defaults``; ``RULE``)
 ----------------------------------------
@@ -36,31 +44,37 @@ The rule (``derive_defaults``; ``RULE``)
   ``SCOPE_OVERHEAD`` (below) to pre-training hours, so both scopes describe the same quantity. Runs that
   report only a throughput are left out: their MFU is measured while training and omits lost time.
 - Implied MFU on the 16-bit basis: ``m = 6 N D / (pre-training device-hours x 3600 x dense 16-bit
-  peak)``. Pooling on one basis lets FP8 and 16-bit runs be compared; for an FP8 kind the value is
-  converted to the FP8 peak by ``FP8_PEAK_RATIO`` (16-bit peak / FP8 peak, 0.5 on every catalog
-  accelerator that has both), i.e. FP8 is credited with no speed-up over 16-bit unless FP8 runs show
-  one. (DeepSeek-V3, the one FP8 pre-training, implies 0.35 of the BF16 peak, above its class.)
-- Per kind: the median of ``m`` over the kind's runs when there are at least ``MIN_RUNS`` (4) of them;
-  otherwise fall back to the first wider class that has ``MIN_RUNS``, keeping the peak class longest
-  because it moves MFU most: (peak, arch, size, any precision) -> (peak, size, any architecture) ->
-  (peak) -> all runs. The fallback and the count are stated in ``Utilisation.fallback_note`` and
-  ``num_runs``.
+  peak)``, moved to ``BALANCE_REF`` by ``x (balance / BALANCE_REF) ** BALANCE_EXPONENT``. Pooling on
+  one basis lets FP8 and 16-bit runs be compared; for an FP8 kind the value is converted to the FP8
+  peak by ``FP8_PEAK_RATIO`` (16-bit peak / FP8 peak, 0.5 on every catalog accelerator that has both),
+  i.e. FP8 is credited with no speed-up over 16-bit unless FP8 runs show one.
+- Per kind: the median of the moved ``m`` over the kind's runs when there are at least ``MIN_RUNS``
+  (4) of them; otherwise fall back to the first wider class that has ``MIN_RUNS``: (arch, size, any
+  precision) -> (size, any architecture) -> all runs. The fallback and the count are stated in
+  ``Utilisation.fallback_note`` and ``num_runs``.
 - Goodput: reported device-hours include lost time, so the median implied MFU is an *effective* MFU.
   ``Utilisation.mfu`` is the MFU while training, ``effective / DEFAULT_GOODPUT``; an estimate applies
   goodput separately (device-hours = FLOPs / (mfu x goodput x peak x 3600)), so at the default goodput
   the product reproduces the runs' hours, and a user's ``--goodput`` or ``--mfu`` changes one factor.
-- Band: for every counted run, the ratio of its ``m`` to the median its kind gets WITHOUT it (the same
-  rule on the other runs: ``leave_one_out_ratios``). That is the error of a default on a run it was not
-  derived from, which is the error a user's run meets; the in-sample ratio to a median that includes
-  the run is narrower than the error on new runs. The ratios are pooled (no kind has enough runs to
-  estimate its own tails) and the band is the kind's MFU x their ``BAND_QUANTILES`` (5th and 95th
-  percentiles, linear interpolation between order statistics): a stated 90% band. A run of lower MFU
-  takes longer: the printed device-hours range is FLOPs / (band_high ... band_low). ``gpucost
-  validate`` prints the share of the catalog's runs inside their band; the hold-out
-  (benchmarks/holdout_runs.py) measures it on runs the defaults never saw.
-- Rounding: MFU, band ends, ``FP8_PEAK_RATIO`` and ``SCOPE_OVERHEAD`` to 3 decimals. ``DEFAULTS``
-  holds the rounded results; tests/test_utilisation.py fails when ``derive_defaults(load_catalog())``
-  differs.
+- Band: for every counted run, the ratio of its ``m`` to what its default would be WITHOUT it (the
+  exponent refitted and the kind's median taken on the other runs, at the run's own balance:
+  ``leave_one_out_ratios``). That is the error of a default on a run it was not derived from, which
+  is the error a user's run meets. The ratios are pooled and the band is the kind's MFU x their
+  ``BAND_QUANTILES`` (5th and 95th percentiles, linear interpolation between order statistics): a
+  stated 90% band. ``gpucost validate`` prints the share of the catalog's runs inside their band; the
+  hold-out (benchmarks/holdout_runs.py) measures it on runs the defaults never saw.
+- Rounding: MFU, band ends, ``FP8_PEAK_RATIO`` and ``SCOPE_OVERHEAD`` to 3 decimals, the exponent to
+  2. ``DEFAULTS`` holds the rounded results at ``BALANCE_REF``; tests/test_utilisation.py fails when
+  ``derive_defaults(load_catalog())`` or ``derive_balance_exponent`` differ.
+
+Workloads counted in samples
+----------------------------
+A model trained on samples with forward FLOPs per sample (ResNet-50 on ImageNet) is not a transformer
+and its runs are not token runs: :func:`derive_sample_default` takes the median MFU of the published
+sample-counted runs in ``catalogs/sample_runs.yaml`` (NVIDIA DeepLearningExamples' ResNet-50 on DGX
+A100 and DGX-1 V100; torchvision's on an H200, channels_last and NCHW), moved to ``BALANCE_REF`` with
+the same exponent (they agree after the move: 0.08-0.10 at 300 FLOP/byte, the NCHW row 0.04). Their
+throughput is measured while training, so no goodput is divided out.
 
 Scope overhead
 --------------
@@ -379,7 +393,7 @@ def total_params(run: Any, models: Any = None) -> float:
 
 
 def accelerator_peak(acc: Any) -> float | None:
-    """The peak that sets an accelerator's peak class: dense 16-bit, else its largest dense peak."""
+    """The peak in an accelerator's machine balance: dense 16-bit, else its largest dense peak."""
     return peak_16bit(acc) or max(acc.peak_tflops.values(), default=None)
 
 
