@@ -293,10 +293,17 @@ def compare_cmd(
         "price source")))
     if format in ("table", "markdown") and rows:
         first = rows[0]
-        each = f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed"
+        same = len({r.num_gpus for r in rows}) == 1
+        each = (f"{first.num_gpus:,} device(s) each" if same and (counts or first.num_gpus == 1) else
+                "devices as listed" if counts else "the fewest devices that hold it on each, as listed")
         typer.echo(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {each}; "
                    f"{base.precision}; time model: {first.time_model}"
-                   + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"))
+                   + ("" if first.time_model == "step" else
+                      f"; throughput = {first.throughput_source}" if len({r.throughput_source for r in rows}) == 1 else
+                      "; throughput = each accelerator's default MFU for the kind of run at its machine balance "
+                      "(peak / HBM bandwidth; docs/defaults.md)" if all(
+                          (r.throughput_source or "default MFU").startswith("default MFU") for r in rows) else
+                      "; throughput per accelerator (see --format json)"))
 
 
 def _split_names(values: list[str] | str | None, option: str = "--gpu") -> list[str] | None:
