@@ -85,6 +85,22 @@ LINK_EFFICIENCY = 0.77  # nccl-tests all-reduce busbw / NVLink per-direction ban
 NETWORK_EFFICIENCY = 0.96  # nccl-tests across nodes / NIC line rate (400 Gb/s NIC: 48 of 50 GB/s)
 LATENCY_INTRA_S = 20e-6  # one small collective inside a node (nccl-tests small-message time, NVLink)
 LATENCY_INTER_S = 40e-6  # one small collective step across nodes (InfiniBand/RoCE)
+# NCCL's own cost model of a collective (NVIDIA/nccl src/graph/tuning.cc, ncclTunerConstantsDefaults
+# and ncclTopoTuneModel, commit 5067397c26, 2026-06): a ring of n ranks on k nodes takes
+# baseLatency + (steps - inter_steps) x intra hop + inter_steps x network hop, with steps = n - 1 for
+# all-gather and reduce-scatter (2(n - 1) for all-reduce) and inter_steps = k - 1 (2(k - 1)); NCCL has
+# no tree for all-gather or reduce-scatter, so their latency grows with the ranks, not log2 of them.
+NCCL_BASE_LATENCY_S = 8.4e-6  # baseLatencies, Ring, Simple protocol (the large-message protocol)
+NCCL_NVLINK_HOP_S = 3.4e-6  # hwLatencies NVLINK, Ring, Simple
+NCCL_NET_HOP_S = 14.0e-6  # hwLatencies NET, Ring, Simple
+# Stragglers (Jiang et al. 2024, MegaScale, arXiv 2402.15627): "a minor fraction of machines
+# (approximately 0.5%) exhibit substantially slower performance ... The training efficiency is
+# predominantly determined by the slowest machine's performance" (section 5.1); "specific hosts took
+# approximately 10% more time to execute the same forward computations compared to other ranks"
+# (section 6.3). A synchronous step waits for its slowest host: with k hosts the chance that at least
+# one is slow is 1 - (1 - share)^k, and the compute of the step stretches by the slow host's excess.
+SLOW_HOST_SHARE = 0.005
+SLOW_HOST_EXCESS = 0.10
 ERROR_BAND = 0.15  # the printed band around a step-model estimate (see `gpucost validate`)
 DEFAULT_BATCH_TOKENS = 4 * 2**20  # global batch when neither the user nor the catalog gives one
 MAX_CANDIDATES = 20000
@@ -251,20 +267,63 @@ def shape_of(arch: Architecture, seq_len: int) -> Shape:
                  expert_params=expert_params, top_k=top_k, num_experts=num_experts)
 
 
-def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: int, links: Links) -> float:
-    """Seconds of one collective of ``size_bytes`` (the nccl-tests S) over ``group`` ranks."""
+def ring_latency_s(op: str, group: int, members_per_node: int) -> float:
+    """NCCL's latency of one ring collective (Simple protocol) over ``group`` ranks placed
+    ``members_per_node`` to a node: its base latency, an NVLink hop per step inside a node and a
+    network hop per step between nodes (NVIDIA/nccl src/graph/tuning.cc; see ``NCCL_NET_HOP_S``)."""
+    if group <= 1:
+        return 0.0
+    nodes = max(1, math.ceil(group / max(1, members_per_node)))
+    twice = 2 if op == "all_reduce" else 1
+    steps, inter_steps = twice * (group - 1), twice * (nodes - 1)
+    return NCCL_BASE_LATENCY_S + (steps - inter_steps) * NCCL_NVLINK_HOP_S + inter_steps * NCCL_NET_HOP_S
+
+
+def straggler_factor(num_nodes: int, slow_host_share: float = SLOW_HOST_SHARE,
+                     slow_host_excess: float = SLOW_HOST_EXCESS) -> float:
+    """The expected stretch of a synchronous step's compute by its slowest host: each of ``num_nodes``
+    hosts is slow (``slow_host_excess`` more time) with probability ``slow_host_share``, and the step
+    waits for the slowest, so 1 + excess x P(at least one slow host) (MegaScale, sections 5.1 and 6.3)."""
+    if num_nodes <= 1:
+        return 1.0 + slow_host_excess * slow_host_share * max(0, num_nodes)
+    return 1.0 + slow_host_excess * (1.0 - (1.0 - slow_host_share) ** num_nodes)
+
+
+def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: int, links: Links,
+                chunks: int = 1) -> float:
+    """Seconds of one collective of ``size_bytes`` (the nccl-tests S) over ``group`` ranks, issued as
+    ``chunks`` equal collectives (a per-layer ZeRO-3 gather, a gradient bucket): each pays the latency.
+
+    Inside a node: the small-collective latency. Across nodes: an all-reduce takes the lower of a tree
+    (``latency_inter_s`` x log2 of the ranks) and NCCL's ring latency; all-gather and reduce-scatter
+    have only rings in NCCL, whose latency grows with every rank and node (:func:`ring_latency_s`)."""
     if group <= 1 or size_bytes <= 0:
         return 0.0
     factor = {"all_reduce": 2 * (group - 1) / group, "p2p": 1.0}.get(op, (group - 1) / group)
     bw = links.bandwidth(op, inside, per_node) * 1e9
-    latency = links.latency_intra_s if inside else links.latency_inter_s * max(1.0, math.log2(group))
-    return latency + size_bytes * factor / bw
+    if inside:
+        latency = links.latency_intra_s
+    else:
+        tree = links.latency_inter_s * max(1.0, math.log2(group))
+        ring = ring_latency_s(op, group, per_node)
+        latency = min(tree, ring) if op in ("all_reduce", "p2p") else ring
+    return max(1, chunks) * latency + size_bytes * factor / bw
 
 
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
-                constants: Constants = Constants(), e_max: float | None = None) -> StepTime:
-    """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted)."""
+                constants: Constants = Constants(), e_max: float | None = None,
+                grad_reduce_bytes: float = 2.0, zero3_gathers_per_layer: bool = True,
+                zero3_prefetch_overlap: float = 0.0, stragglers: bool = False) -> StepTime:
+    """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
+
+    The at-scale terms take the training stack's choices as arguments (defaults: today's stack):
+    ``grad_reduce_bytes`` bytes per gradient element on the data-parallel wire (2: bf16; 4: Megatron-LM's
+    fp32 gradient reduction with bf16, ``accumulate_allreduce_grads_in_fp32``); ``zero3_gathers_per_layer``
+    ZeRO-3/FSDP gathers and scatters one layer at a time (FSDP wraps each block, DeepSpeed fetches each
+    module), each collective paying its latency, rather than the whole model in one; ``zero3_prefetch_overlap``
+    the share of those gathers hidden behind the previous layer's compute (FSDP's forward/backward
+    prefetch); ``stragglers`` stretches the compute by the expected slowest host (:func:`straggler_factor`)."""
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -344,12 +403,14 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     stage = compute + tp_comm + cp_comm + ep_comm + pp_comm * layout.virtual_stages
     m = layout.num_micro_batches
     bubble_factor = (p - 1) / layout.virtual_stages
-    pipeline_time = (m + bubble_factor) * stage
+    hosts = math.ceil(layout.num_devices / max(1, links.per_node))
+    slowest = straggler_factor(hosts) if stragglers else 1.0
+    pipeline_time = (m + bubble_factor) * stage * slowest
 
     # data parallel: gradients of this device's parameters (bf16), expert parameters over d / e ranks
     dense_params = (shape.total_params - shape.expert_params) / (t * p)
     expert_params = shape.expert_params / (t * p * e)
-    grad_bytes = 2.0
+    grad_bytes = grad_reduce_bytes
     dp_time = _collective("all_reduce", dense_params * grad_bytes, d, inside_dp, dp_node, links)
     if e > 1:
         exp_inside, exp_node = group_span(t * c * p * e, d // e, links.per_node)
@@ -358,7 +419,13 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
         dp_time += _collective("all_reduce", expert_params * grad_bytes, d, inside_dp, dp_node, links)
     zero3 = 0.0
     if layout.zero_stage == 3:  # weights gathered for every micro-batch's forward and backward
-        zero3 = 2 * m * _collective("all_gather", (dense_params + expert_params) * 2.0, d, inside_dp, dp_node, links)
+        chunks = max(1, math.ceil(num_layers_stage)) if zero3_gathers_per_layer else 1
+        gather = _collective("all_gather", (dense_params + expert_params) * 2.0, d, inside_dp, dp_node, links,
+                             chunks=chunks)
+        # prefetch hides a share of each layer's gather behind the previous layer's compute, never more
+        # than that compute (forward and backward of the stage per micro-batch)
+        hidden = min(zero3_prefetch_overlap * gather, compute - head_time)
+        zero3 = 2 * m * max(0.0, gather - max(0.0, hidden))
     sharded_grads = 0.0
     if layout.zero_stage >= 2 and m > 1:
         # ZeRO 2 and 3 keep only their shard of the gradients, so every micro-batch's are reduce-scattered
@@ -366,7 +433,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
         # on its own stream beside the next micro-batch's backward and shows only where it is longer;
         # the last is the step's own reduction, already in dp_time.
         scatter = _collective("reduce_scatter", (dense_params + expert_params) * grad_bytes, d, inside_dp, dp_node,
-                              links)
+                              links, chunks=max(1, math.ceil(num_layers_stage)) if zero3_gathers_per_layer and layout.zero_stage == 3 else 1)
         backward = compute - fwd - head_time
         sharded_grads = (m - 1) * max(0.0, scatter - backward)
     dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
@@ -381,7 +448,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     breakdown = {
         "compute": m * compute, "tensor_parallel": m * tp_comm, "context_parallel": m * cp_comm,
         "expert_parallel": m * ep_comm, "pipeline_p2p": m * pp_comm * layout.virtual_stages,
-        "pipeline_bubble": bubble_factor * stage, "data_parallel": dp_exposed, "optimizer": optimizer,
+        "pipeline_bubble": bubble_factor * stage, "stragglers": (m + bubble_factor) * stage * (slowest - 1.0),
+        "data_parallel": dp_exposed, "optimizer": optimizer,
     }
     return StepTime(layout=layout, step_time_s=step_time, breakdown_s={k: v for k, v in breakdown.items() if v > 0},
                     model_flops=model_flops, hardware_flops=model_flops + hw_extra,
