@@ -289,41 +289,63 @@ def straggler_factor(num_nodes: int, slow_host_share: float = SLOW_HOST_SHARE,
     return 1.0 + slow_host_excess * (1.0 - (1.0 - slow_host_share) ** num_nodes)
 
 
+def sharded_exposed_s(gather_s: float, scatter_s: float, layers: int, forward_s: float, backward_s: float,
+                      micro_batches: int, zero_stage: int) -> float:
+    """Seconds of sharded data-parallel traffic that show when each layer's collectives run beside the
+    neighbouring layer's compute (FSDP's forward and backward prefetch; Zhao et al. 2023, arXiv 2304.11277,
+    section 3.3): per pass over the layers, the first layer's collectives cannot hide and every other
+    layer's show only where they are longer than a layer's compute.
+
+    ``gather_s`` and ``scatter_s`` are one layer's all-gather (16-bit weights) and reduce-scatter
+    (gradients); ``forward_s`` and ``backward_s`` one layer's compute per micro-batch. ZeRO-3 gathers
+    every layer for every micro-batch's forward and again for its backward; ZeRO-2 gathers once per
+    step (the updated weights); both reduce-scatter every layer's gradients every micro-batch."""
+    def one_pass(comm: float, work: float) -> float:
+        return comm + (layers - 1) * max(0.0, comm - work) if layers > 0 else 0.0
+
+    forward_passes = micro_batches if zero_stage == 3 else 1
+    backward_comm = scatter_s + (gather_s if zero_stage == 3 else 0.0)
+    return forward_passes * one_pass(gather_s, forward_s) + micro_batches * one_pass(backward_comm, backward_s)
+
+
 def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: int, links: Links,
                 chunks: int = 1) -> float:
     """Seconds of one collective of ``size_bytes`` (the nccl-tests S) over ``group`` ranks, issued as
     ``chunks`` equal collectives (a per-layer ZeRO-3 gather, a gradient bucket): each pays the latency.
 
-    Inside a node: the small-collective latency. Across nodes: an all-reduce takes the lower of a tree
-    (``latency_inter_s`` x log2 of the ranks) and NCCL's ring latency; all-gather and reduce-scatter
-    have only rings in NCCL, whose latency grows with every rank and node (:func:`ring_latency_s`)."""
+    Inside a node: the small-collective latency. Across nodes: all-gather and reduce-scatter have only
+    rings in NCCL, whose latency grows with every rank and node (:func:`ring_latency_s`); an all-reduce
+    has NCCL's tree and keeps ``latency_inter_s`` x log2 of the ranks (what the step model's constants
+    were fitted with)."""
     if group <= 1 or size_bytes <= 0:
         return 0.0
     factor = {"all_reduce": 2 * (group - 1) / group, "p2p": 1.0}.get(op, (group - 1) / group)
     bw = links.bandwidth(op, inside, per_node) * 1e9
     if inside:
         latency = links.latency_intra_s
-    else:
-        tree = links.latency_inter_s * max(1.0, math.log2(group))
-        ring = ring_latency_s(op, group, per_node)
-        latency = min(tree, ring) if op in ("all_reduce", "p2p") else ring
+    elif op in ("all_gather", "reduce_scatter"):
+        latency = ring_latency_s(op, group, per_node)
+    else:  # all-reduce (NCCL's tree across nodes), all-to-all, point-to-point
+        latency = links.latency_inter_s * max(1.0, math.log2(group))
     return max(1, chunks) * latency + size_bytes * factor / bw
 
 
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
                 constants: Constants = Constants(), e_max: float | None = None,
-                grad_reduce_bytes: float = 2.0, zero3_gathers_per_layer: bool = True,
-                zero3_prefetch_overlap: float = 0.0, stragglers: bool = False) -> StepTime:
+                grad_reduce_bytes: float = 2.0, sharded_per_layer: bool = True, zero2_per_layer: bool = False,
+                prefetch: bool = False, stragglers: bool = False) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
     The at-scale terms take the training stack's choices as arguments (defaults: today's stack):
     ``grad_reduce_bytes`` bytes per gradient element on the data-parallel wire (2: bf16; 4: Megatron-LM's
-    fp32 gradient reduction with bf16, ``accumulate_allreduce_grads_in_fp32``); ``zero3_gathers_per_layer``
-    ZeRO-3/FSDP gathers and scatters one layer at a time (FSDP wraps each block, DeepSpeed fetches each
-    module), each collective paying its latency, rather than the whole model in one; ``zero3_prefetch_overlap``
-    the share of those gathers hidden behind the previous layer's compute (FSDP's forward/backward
-    prefetch); ``stragglers`` stretches the compute by the expected slowest host (:func:`straggler_factor`)."""
+    fp32 gradient reduction with bf16, ``accumulate_allreduce_grads_in_fp32``; FSDP's ``reduce_dtype``);
+    ``sharded_per_layer``: ZeRO-3 gathers and scatters one layer at a time (FSDP wraps each block, DeepSpeed
+    fetches each module), each collective paying its latency, rather than the whole model in one;
+    ``zero2_per_layer``: ZeRO-2 does so too (FSDP's SHARD_GRAD_OP) instead of one bucketed reduction;
+    ``prefetch``: each layer's collectives run beside the neighbouring layer's compute and only what is
+    longer shows (:func:`sharded_exposed_s`; FSDP's forward and backward prefetch); ``stragglers``
+    stretches the compute by the expected slowest host (:func:`straggler_factor`)."""
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -417,26 +439,30 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
         dp_time += _collective("all_reduce", expert_params * grad_bytes, d // e, exp_inside, exp_node, links)
     else:
         dp_time += _collective("all_reduce", expert_params * grad_bytes, d, inside_dp, dp_node, links)
-    zero3 = 0.0
-    if layout.zero_stage == 3:  # weights gathered for every micro-batch's forward and backward
-        chunks = max(1, math.ceil(num_layers_stage)) if zero3_gathers_per_layer else 1
-        gather = _collective("all_gather", (dense_params + expert_params) * 2.0, d, inside_dp, dp_node, links,
-                             chunks=chunks)
-        # prefetch hides a share of each layer's gather behind the previous layer's compute, never more
-        # than that compute (forward and backward of the stage per micro-batch)
-        hidden = min(zero3_prefetch_overlap * gather, compute - head_time)
-        zero3 = 2 * m * max(0.0, gather - max(0.0, hidden))
-    sharded_grads = 0.0
-    if layout.zero_stage >= 2 and m > 1:
-        # ZeRO 2 and 3 keep only their shard of the gradients, so every micro-batch's are reduce-scattered
-        # (ZeRO 1 accumulates the full gradients and reduces once per step). Each of the first m - 1 runs
-        # on its own stream beside the next micro-batch's backward and shows only where it is longer;
-        # the last is the step's own reduction, already in dp_time.
-        scatter = _collective("reduce_scatter", (dense_params + expert_params) * grad_bytes, d, inside_dp, dp_node,
-                              links, chunks=max(1, math.ceil(num_layers_stage)) if zero3_gathers_per_layer and layout.zero_stage == 3 else 1)
-        backward = compute - fwd - head_time
-        sharded_grads = (m - 1) * max(0.0, scatter - backward)
-    dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
+    layered = (layout.zero_stage == 3 and sharded_per_layer) or (layout.zero_stage == 2 and zero2_per_layer)
+    layers_here = max(1, math.ceil(num_layers_stage))
+    chunks = layers_here if layered else 1
+    sharded_bytes = dense_params + expert_params
+    gather = _collective("all_gather", sharded_bytes * 2.0, d, inside_dp, dp_node, links, chunks=chunks)
+    scatter = _collective("reduce_scatter", sharded_bytes * grad_bytes, d, inside_dp, dp_node, links, chunks=chunks)
+    if layered and prefetch:
+        # every collective one layer at a time, beside the neighbouring layer's compute
+        backward_layers = compute - fwd - 3 * head_time  # backward (2 x forward) and any recompute
+        dp_exposed = sharded_exposed_s(gather / layers_here, scatter / layers_here, layers_here, fwd / layers_here,
+                                       backward_layers / layers_here, m, layout.zero_stage)
+    else:
+        zero3 = 2 * m * gather if layout.zero_stage == 3 else 0.0  # weights gathered for every forward and backward
+        sharded_grads = 0.0
+        if layout.zero_stage >= 2 and m > 1:
+            # ZeRO 2 and 3 keep only their shard of the gradients, so every micro-batch's are reduce-scattered
+            # (ZeRO 1 accumulates the full gradients and reduces once per step). Each of the first m - 1 runs
+            # on its own stream beside the next micro-batch's backward and shows only where it is longer;
+            # the last is the step's own reduction, already in dp_time.
+            backward = compute - fwd - head_time
+            sharded_grads = (m - 1) * max(0.0, scatter - backward)
+        if layered:  # the step's own reduction is per layer too: a reduce-scatter and an all-gather each
+            dp_time = scatter + gather
+        dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
     shard = d if layout.zero_stage >= 1 else 1
     optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
 
@@ -643,5 +669,5 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                         warnings=tuple(warnings))
 
 
-__all__ = ["Constants", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
+__all__ = ["Constants", "ring_latency_s", "sharded_exposed_s", "straggler_factor", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
            "matmul_fraction", "shape_of", "step_estimate", "time_layout"]

@@ -11,8 +11,8 @@ from estimator.catalog import load_catalog
 from estimator.hf_config import load_architecture
 from estimator.layout import Layout
 from estimator.step import (NCCL_BASE_LATENCY_S, NCCL_NET_HOP_S, NCCL_NVLINK_HOP_S, SLOW_HOST_EXCESS,
-                            SLOW_HOST_SHARE, _collective, links_for, ring_latency_s, shape_of, straggler_factor,
-                            time_layout)
+                            SLOW_HOST_SHARE, _collective, links_for, ring_latency_s, shape_of, sharded_exposed_s,
+                            straggler_factor, time_layout)
 
 
 @pytest.fixture(scope="module")
@@ -73,26 +73,53 @@ def _zero3(num_devices: int, tp: int = 8) -> Layout:
                   global_batch=num_devices // tp * 4, recompute="full", zero_stage=3)
 
 
-def test_zero3_per_layer_gathers_cost_more_than_one_whole_model_gather(dgx_a100, llama70_shape):
+def test_zero3_per_layer_collectives_pay_one_latency_per_layer(dgx_a100, llama70_shape):
     catalog, acc, links = dgx_a100
-    layout = _zero3(512)
+    layout = _zero3(512)  # DP 64, one member per node (TP 8 fills it), 80 layers, 4 micro-batches
     per_layer = time_layout(llama70_shape, layout, acc, "bf16", links)
-    whole = time_layout(llama70_shape, layout, acc, "bf16", links, zero3_gathers_per_layer=False)
-    gathers = 2 * layout.num_micro_batches * 80  # forward and backward, every layer, every micro-batch
+    whole = time_layout(llama70_shape, layout, acc, "bf16", links, sharded_per_layer=False)
+    layers, m = 80, layout.num_micro_batches
+    ring = ring_latency_s("all_gather", 64, 1)  # the reduce-scatter ring has the same steps
+    tree = links.latency_inter_s * math.log2(64)
+    # per layer: a reduce-scatter and an all-gather for the step's reduction (one all-reduce's bytes) and
+    # an all-gather for every micro-batch's forward and backward; whole model: one all-reduce and 2m gathers
+    expected = (2 * layers * ring - tree) + 2 * m * (layers - 1) * ring
     extra = per_layer.breakdown_s["data_parallel"] - whole.breakdown_s["data_parallel"]
-    assert extra == pytest.approx((gathers - 2 * layout.num_micro_batches) * ring_latency_s("all_gather", 64, 1),
-                                  rel=0.05)
+    assert extra == pytest.approx(expected, rel=0.02)
 
 
-def test_zero3_prefetch_hides_gathers_but_never_more_than_all_of_them(dgx_a100, llama70_shape):
+def test_zero2_reduces_per_layer_only_when_the_stack_does(dgx_a100, llama70_shape):
     catalog, acc, links = dgx_a100
-    layout = _zero3(512)
-    exposed = time_layout(llama70_shape, layout, acc, "bf16", links)
-    half = time_layout(llama70_shape, layout, acc, "bf16", links, zero3_prefetch_overlap=0.5)
-    full = time_layout(llama70_shape, layout, acc, "bf16", links, zero3_prefetch_overlap=1.0)
-    assert full.step_time_s < half.step_time_s < exposed.step_time_s
-    assert full.breakdown_s.get("data_parallel", 0.0) <= exposed.breakdown_s["data_parallel"]
-    assert math.isfinite(full.step_time_s) and full.step_time_s > 0
+    layout = Layout(tensor_parallel=8, pipeline_parallel=1, data_parallel=64, micro_batch=1, global_batch=64,
+                    recompute="full", zero_stage=2)
+    bucketed = time_layout(llama70_shape, layout, acc, "bf16", links)
+    layered = time_layout(llama70_shape, layout, acc, "bf16", links, zero2_per_layer=True)
+    ring = ring_latency_s("reduce_scatter", 64, 1)
+    tree = links.latency_inter_s * math.log2(64)
+    assert layered.breakdown_s["data_parallel"] - bucketed.breakdown_s["data_parallel"] == pytest.approx(
+        2 * 80 * ring - tree, rel=0.02)
+
+
+def test_prefetch_shows_only_the_first_layer_when_compute_is_longer():
+    # every layer's collectives shorter than its compute: only the first layer's show, once per pass
+    assert sharded_exposed_s(1.0, 2.0, 10, forward_s=5.0, backward_s=10.0, micro_batches=3, zero_stage=3) == \
+        pytest.approx(3 * 1.0 + 3 * (2.0 + 1.0))
+    # no compute to hide behind: all of it shows
+    assert sharded_exposed_s(1.0, 2.0, 10, forward_s=0.0, backward_s=0.0, micro_batches=3, zero_stage=3) == \
+        pytest.approx(3 * 10 * 1.0 + 3 * 10 * 3.0)
+    # ZeRO 2 gathers the updated weights once per step, and reduce-scatters every micro-batch
+    assert sharded_exposed_s(1.0, 2.0, 10, forward_s=0.0, backward_s=0.0, micro_batches=3, zero_stage=2) == \
+        pytest.approx(10 * 1.0 + 3 * 10 * 2.0)
+
+
+def test_prefetch_never_makes_a_step_slower(dgx_a100, llama70_shape):
+    catalog, acc, links = dgx_a100
+    for devices in (64, 512, 2048):
+        layout = _zero3(devices)
+        exposed = time_layout(llama70_shape, layout, acc, "bf16", links)
+        overlapped = time_layout(llama70_shape, layout, acc, "bf16", links, prefetch=True)
+        assert overlapped.step_time_s <= exposed.step_time_s
+        assert math.isfinite(overlapped.step_time_s) and overlapped.step_time_s > 0
 
 
 def test_fp32_gradient_reduction_doubles_the_data_parallel_bytes(dgx_a100, llama70_shape):
