@@ -42,7 +42,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from estimator.collectives import COMM_DTYPES, OPS, format_bytes
+from estimator.records.collectives import COMM_DTYPES, OPS, format_bytes
 from estimator.errors import GpucostError, InputError
 
 from .comm_report import DEFAULT_MARGIN_PCT, build_section, measured_row, straggler_notes, straggler_report
@@ -942,7 +942,7 @@ def run_worker(config: CommConfig, launch: Launch,
                 dist.destroy_process_group()
     if launch.rank != 0:
         return None
-    from estimator.catalog import load_catalog
+    from estimator.catalog.core import load_catalog
 
     from .device import describe
 

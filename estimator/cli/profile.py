@@ -1,6 +1,6 @@
 """``gpucost profile``: measure the local device and write a calibration file.
 
-Registered in ``estimator/cli.py`` with ``app.command("profile")(profile)``. torch and the profiler
+Registered in ``estimator/cli/app.py`` with ``app.command("profile")(profile)``. torch and the profiler
 are imported inside the command, so importing the CLI never imports torch.
 """
 
@@ -16,9 +16,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..completion import complete_dtype
-from ..errors import CatalogError, GpucostError, InputError
-from ..vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
+from estimator.completion import complete_dtype
+from estimator.errors import CatalogError, GpucostError, InputError
+from estimator.vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
 
 DEVICES = ("auto", "cpu", "cuda")
 NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
@@ -84,8 +84,8 @@ def _command_line(device: str, dtypes: list[str] | None, full: bool, output: Pat
 def _resolve_model(model: str | None, hf_config: Path | None) -> tuple[Any, int | None, str, str]:
     """(architecture, the catalog's training seq_len or None, model id, source) for --model or
     --hf-config. Unknown name: UnknownNameError with close matches; no architecture: InputError."""
-    from ..hf_config import architectures_dir
-    from ..model_report import resolve_architecture as resolve
+    from estimator.model.hf_config import architectures_dir
+    from estimator.model.report import resolve_architecture as resolve
 
     if model is not None and hf_config is not None:
         raise InputError("give --model NAME or --hf-config PATH, not both")
@@ -110,7 +110,7 @@ def _import_torch() -> None:
 
 
 def _summary_rows(record: dict[str, Any]) -> list:
-    from ..calibration import summary_rows
+    from estimator.records.calibration import summary_rows
 
     return summary_rows(record)
 
@@ -118,7 +118,7 @@ def _summary_rows(record: dict[str, Any]) -> list:
 def catalog_or_note(notes: list[str], say: Any) -> Any:
     """The catalog, or None with a note (and a warning through ``say``) when it cannot be loaded:
     a profile still runs, and reports the device as unknown."""
-    from ..catalog import load_catalog
+    from estimator.catalog.core import load_catalog
 
     try:
         return load_catalog()
@@ -133,14 +133,14 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(record, indent=2)
     if fmt == "yaml":
-        from ..calibration import dump_calibration
+        from estimator.records.calibration import dump_calibration
 
         return dump_calibration(record).rstrip("\n")
-    from ..render import render
+    from estimator.render import render
 
     headers = ("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")
     if fmt == "csv":  # one row per measurement, as in the table
-        from ..profile_rows import shape_rows
+        from estimator.records.profile_rows import shape_rows
 
         return render(shape_rows(record), "csv")  # one row per shape, width, model step, copy and collective
 
@@ -250,7 +250,7 @@ def profile(
         dtypes, output = parse_dtypes(dtype), Path(output)
         _check_output(output)
         _import_torch()
-        from .profile_torch import profile_cli
+        from estimator.cli.profile_torch import profile_cli
 
         profile_cli(spec=torch_model, device=device, dtypes=dtypes, full=full, sweep=sweep, micro_batch=micro_batch,
                     output=output, fmt=format, quiet=quiet,
@@ -258,7 +258,7 @@ def profile(
                                           {"torch-model": torch_model, "micro-batch": micro_batch, "sweep": sweep}))
         return
     if comm:
-        from .profile_comm import profile_comm
+        from estimator.cli.profile_comm import profile_comm
 
         for option, value in (("--model", model), ("--hf-config", hf_config), ("--seq-len", seq_len),
                               ("--micro-batch", micro_batch), ("--max-layers", max_layers), ("--sweep", sweep or None)):
@@ -323,7 +323,7 @@ def profile(
     finally:
         bar.close()
     typer.echo(format_record(record, format))
-    from ..calibration import output_for, write_calibration
+    from estimator.records.calibration import output_for, write_calibration
 
     target = output_for(record, output)
     write_calibration(record, target)

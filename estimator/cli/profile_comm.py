@@ -1,5 +1,5 @@
 """``gpucost profile --comm``: measure collectives over torch.distributed and write them to the
-calibration file's ``collectives`` section (schema: estimator/collectives.py).
+calibration file's ``collectives`` section (schema: estimator/records/collectives.py).
 
 Called from ``estimator/cli/profile.py``. torch and the profiler are imported inside the function,
 so importing the CLI never imports torch. Under torchrun (RANK, WORLD_SIZE, MASTER_ADDR/PORT in
@@ -17,9 +17,9 @@ from typing import Any
 
 import typer
 
-from ..calibration import BENCHMARK_VERSION, SCHEMA_VERSION, dump_calibration, read_calibration, write_calibration
-from ..collectives import format_bytes, format_gbps, format_seconds, summary_rows
-from ..errors import CatalogError, GpucostError, InputError
+from estimator.records.calibration import BENCHMARK_VERSION, SCHEMA_VERSION, dump_calibration, read_calibration, write_calibration
+from estimator.records.collectives import format_bytes, format_gbps, format_seconds, summary_rows
+from estimator.errors import CatalogError, GpucostError, InputError
 
 TEST_ENV = "GPUCOST_COMM_TEST"  # JSON of CommConfig test/expert hooks (see profiler/comm.py); noted in the file
 NOT_MEASURED = "not measured: --comm"
@@ -66,7 +66,7 @@ def _test_hooks() -> dict[str, Any]:
 
 def _command(device: str, dtypes: list[str] | None, full: bool, output: Path, fmt: str, quiet: bool,
              nproc: int | None, launcher: str, world_size: int) -> str:
-    from .profile import _command_line
+    from estimator.cli.profile import _command_line
 
     text = _command_line(device, dtypes, full, output, fmt, quiet, {"comm": True, "nproc": nproc})
     return f"{text} (under torchrun, {world_size} ranks)" if launcher == "torchrun" else text
@@ -116,7 +116,7 @@ def format_comm(record: dict[str, Any], fmt: str) -> str:
         return json.dumps(record, indent=2)
     if fmt == "yaml":
         return dump_calibration(record).rstrip("\n")
-    from ..render import render
+    from estimator.render import render
 
     if fmt == "csv":
         return render([dict(r) for r in section["rows"]], "csv") if section["rows"] else ",".join(
@@ -162,7 +162,7 @@ def profile_comm(*, device: str, dtypes: list[str] | None, full: bool, output: P
                  nproc: int | None) -> None:
     """Run the collective benchmark (under torchrun, or on ``nproc`` local workers) and write the
     ``collectives`` section of ``output``, keeping the file's other sections when it exists."""
-    from .profile import _check_output, _import_torch
+    from estimator.cli.profile import _check_output, _import_torch
 
     def say(message: str) -> None:
         if not quiet:

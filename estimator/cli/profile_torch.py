@@ -18,9 +18,9 @@ def format_torch_model(record: Mapping[str, Any], fmt: str) -> str:
     table/markdown a line on the device, the per-dtype table, the counts, notes."""
     import json
 
-    from ..calibration import dump_calibration
-    from ..render import render
-    from ..torch_model_record import SUMMARY_HEADERS, summary_rows
+    from estimator.records.calibration import dump_calibration
+    from estimator.render import render
+    from estimator.records.torch_model import SUMMARY_HEADERS, summary_rows
 
     if fmt == "json":
         return json.dumps(record, indent=2)
@@ -48,7 +48,7 @@ def format_torch_model(record: Mapping[str, Any], fmt: str) -> str:
     if notes:
         lines += ["", "notes:"] + [f"  - {note}" for note in notes]
     if record.get("matmul") or record.get("mlp"):  # --sweep: the device sweep's own table first
-        from .profile import format_record
+        from estimator.cli.profile import format_record
 
         lines = [format_record(record, fmt), ""] + lines
     return "\n".join(lines)
@@ -58,14 +58,14 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
                 micro_batch: int | None, output: Path, fmt: str, quiet: bool, command: str) -> None:
     """``gpucost profile --torch-model SPEC``: measure, print, and write ``output``: into an existing
     calibration file of the same device only the ``torch_model`` section is replaced; an
-    interrupted run never replaces a complete file (estimator.calibration.output_for)."""
+    interrupted run never replaces a complete file (estimator.records.calibration.output_for)."""
     from profiler.progress import ProgressBar
     from profiler.torch_model import profile_torch_model, resolve_spec
 
-    from ..calibration import output_for, write_calibration
-    from .profile_comm import existing_calibration
-    from .profile import catalog_or_note
-    from ..torch_model_record import merge_torch_model
+    from estimator.records.calibration import output_for, write_calibration
+    from estimator.cli.profile_comm import existing_calibration
+    from estimator.cli.profile import catalog_or_note
+    from estimator.records.torch_model import merge_torch_model
 
     def say(message: str) -> None:
         if not quiet:

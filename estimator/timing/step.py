@@ -5,7 +5,7 @@ One step of ``B`` sequences of ``s`` tokens on ``N = TP x CP x PP x DP`` devices
 schedule; Narayanan et al. 2021, arXiv 2104.04473; Korthikanti et al. 2022, arXiv 2205.05198):
 
 1. **Compute, per micro-batch and pipeline stage.** Every matmul of the architecture's layers
-   (:mod:`estimator.flops`: attention projections, attention scores, FFN or the routed and shared
+   (:mod:`estimator.model.flops`: attention projections, attention scores, FFN or the routed and shared
    experts, the output head on the last stage), divided by TP (and CP for the tokens), each timed at
    on the roofline: the longer of its FLOPs at ``peak x e_max`` and its operands and result at the
    HBM bandwidth, plus ``KERNEL_OVERHEAD_S`` per kernel. ``e_max`` is the maximum achievable matmul
@@ -52,11 +52,12 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .arch import Architecture
-from .catalog import Accelerator, Catalog
-from .errors import InputError
-from .layout import Layout, candidates, group_span
-from .request import EstimateRequest
+from estimator.model.arch import Architecture
+from estimator.catalog.records import Accelerator
+from estimator.catalog.core import Catalog
+from estimator.errors import InputError
+from estimator.timing.layout import Layout, candidates, group_span
+from estimator.request import EstimateRequest
 
 # Maximum achievable matmul TFLOP/s as a fraction of the dense peak (stas00/ml-engineering,
 # compute/accelerator/README.md, "Maximum Achievable Matmul FLOPS" table: A100 SXM bf16 271.2/312,
@@ -138,7 +139,7 @@ class Links:
 
 def links_for(system: Any, calibration: Any = None) -> Links:
     """The :class:`Links` of a systems.yaml entry, with measured figures from a calibration file's
-    ``collectives`` section when it has them (estimator.collectives.link_figures)."""
+    ``collectives`` section when it has them (estimator.records.collectives.link_figures)."""
     nvlink = system.scale_up_gbps
     intra_ar = system.scale_up_allreduce_busbw_gbps or nvlink * LINK_EFFICIENCY
     intra_a2a = system.scale_up_alltoall_busbw_gbps or intra_ar
@@ -150,7 +151,7 @@ def links_for(system: Any, calibration: Any = None) -> Links:
                  f"{NETWORK_EFFICIENCY})" if nics else "no network between nodes"))
     latency_intra, latency_inter = LATENCY_INTRA_S, LATENCY_INTER_S
     if calibration is not None and calibration.collectives:
-        from .collectives import link_figures
+        from estimator.records.collectives import link_figures
 
         figures = link_figures(calibration.collectives)
         measured = []
@@ -224,8 +225,8 @@ class Shape:
 
 @functools.lru_cache(maxsize=64)
 def shape_of(arch: Architecture, seq_len: int) -> Shape:
-    from .flops import flops_per_token
-    from .params import count_params
+    from estimator.model.flops import flops_per_token
+    from estimator.model.params import count_params
 
     h = arch.hidden_size
     mla = arch.mla
@@ -485,8 +486,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
 
 
 def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True) -> float:
-    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.memory)."""
-    from .memory import Parallelism, training_memory
+    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.model.memory)."""
+    from estimator.model.memory import Parallelism, training_memory
 
     par = Parallelism(data=layout.data_parallel, tensor=layout.tensor_parallel, pipeline=layout.pipeline_parallel,
                       expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
@@ -580,7 +581,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
-    from .memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
+    from estimator.model.memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
 
     usable_gb = capacity_bytes(acc.memory_gb) / GB - DEFAULT_RESERVE_GB  # CUDA context, NCCL buffers
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
