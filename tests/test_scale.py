@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from estimator.catalog import load_catalog
-from estimator.hf_config import load_architecture
-from estimator.layout import Layout
-from estimator.step import (NCCL_BASE_LATENCY_S, NCCL_NET_HOP_S, NCCL_NVLINK_HOP_S, SLOW_HOST_EXCESS,
+from estimator.catalog.core import load_catalog
+from estimator.model.hf_config import load_architecture
+from estimator.timing.layout import Layout
+from estimator.timing.step import (NCCL_BASE_LATENCY_S, NCCL_NET_HOP_S, NCCL_NVLINK_HOP_S, SLOW_HOST_EXCESS,
                             SLOW_HOST_SHARE, _collective, links_for, ring_latency_s, shape_of, sharded_exposed_s,
                             straggler_factor, time_layout)
 
