@@ -143,3 +143,30 @@ def test_stragglers_stretch_compute_by_the_expected_slowest_host(dgx_a100, llama
     assert slow.breakdown_s["stragglers"] == pytest.approx(
         (plain.breakdown_s["compute"] + plain.breakdown_s.get("tensor_parallel", 0.0)) * (stretch - 1), rel=1e-6)
     assert slow.step_time_s == pytest.approx(plain.step_time_s + slow.breakdown_s["stragglers"], rel=1e-9)
+
+
+def test_every_published_stack_row_cites_its_source_and_converts_its_metric_to_seconds():
+    from pathlib import Path
+
+    from estimator.catalog.fields import load_yaml_file
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "stack_runs.yaml"
+    rows = load_yaml_file(path, label=path.name)["rows"]
+    assert len({row["id"] for row in rows}) == len(rows)
+    for row in rows:
+        assert row["split"] in ("train", "holdout") and row["stack"] in ("megatron", "deepspeed", "fsdp", "hf")
+        assert row["source"] and row["quote"], row["id"]
+        assert bool(row.get("model")) != bool(row.get("hf_config")), row["id"]
+        if row.get("hf_config"):
+            assert (path.parents[1] / row["hf_config"]).is_file(), row["id"]
+        assert row["global_batch"] % (row["micro_batch"] * row["data_parallel"]) == 0, row["id"]
+        assert row["tensor_parallel"] * row["pipeline_parallel"] * row["context_parallel"] * row["data_parallel"] \
+            == row["num_gpus"], row["id"]
+        metric, value = row["reported"]["metric"], row["reported"]["value"]
+        tokens = row["global_batch"] * row["seq_len"]
+        if "per GPU" in metric or "/GPU" in metric:  # tokens per second per GPU
+            assert row["step_time_s"] == pytest.approx(tokens / (value * row["num_gpus"]), rel=1e-3), row["id"]
+        elif "T/s" in metric or "Tokens Per Second" in metric:  # tokens per second in all
+            assert row["step_time_s"] == pytest.approx(tokens / value, rel=1e-3), row["id"]
+        else:  # an iteration time, as published
+            assert row["step_time_s"] == pytest.approx(value), row["id"]

@@ -35,14 +35,21 @@ schedule; Narayanan et al. 2021, arXiv 2104.04473; Korthikanti et al. 2022, arXi
    nccl-tests bus bandwidth (else the per-GPU link bandwidth x ``LINK_EFFICIENCY``); across nodes,
    the members per node x the network bandwidth per GPU x ``NETWORK_EFFICIENCY`` (capped by the
    intra-node figure); a calibration file with a ``collectives`` section (``gpucost profile --comm``)
-   replaces them with what was measured.
+   replaces them with what was measured. The latency across nodes is NCCL's own: all-gather and
+   reduce-scatter have only rings, a base latency plus a hop per ring step (``ring_latency_s``: it
+   grows with every rank and node); an all-reduce takes the tree's ``LATENCY_INTER_S`` x log2(ranks).
+4. **At scale** (docs/scale.md): ZeRO-3 gathers and scatters one layer at a time, each collective
+   paying its latency; the training stack's choices are arguments of :func:`time_layout` (the bytes
+   of a gradient on the wire, ZeRO-2 per layer, prefetch beside the neighbouring layer's compute) and
+   so is a straggler stretch (MegaScale's slow-host share, :func:`straggler_factor`); their defaults
+   keep today's answers.
 
 The constants marked *fitted* were fitted on the published layouts in ``catalogs/layout_runs.yaml``
 (``benchmarks/fit_step_model.py``; ``gpucost validate`` prints the error on every row, and
-``tests/test_step.py`` fails if the constants drift from the fit). Not modelled: stragglers,
-failures and restarts, network congestion and topology beyond two tiers, kernel-level overlap of
-communication with compute (DualPipe, TP overlap), load imbalance between experts, and the
-embedding and loss work beyond their matmuls.
+``tests/test_step.py`` fails if the constants drift from the fit). Not modelled: failures and
+restarts, network congestion and topology beyond two tiers, kernel-level overlap of communication
+with compute (DualPipe, TP overlap), load imbalance between experts, and the embedding and loss work
+beyond their matmuls; stragglers only where asked.
 """
 
 from __future__ import annotations
