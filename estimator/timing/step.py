@@ -602,8 +602,11 @@ def _planned(per_node: int, n: int) -> int:
 
 def search_devices(per_node: int, ok: Any, start: int = 1) -> int | None:
     """The fewest planned devices (:func:`device_counts`) from ``start`` for which ``ok(n)`` holds,
-    assuming it keeps holding for more devices: doubling until it holds, then a binary search over
-    whole nodes between the last count that failed and the first that held. None if none up to
+    assuming it keeps holding for more devices: from ``start`` up through the powers of two until it
+    holds (a power-of-two count splits a power-of-two batch and layer count; doubling a count of 5
+    nodes would keep its factor 5), then a binary search over whole nodes between the last count that
+    failed and the first that held. The answer always holds; where ``ok`` is not monotone (a count in
+    between that no layout splits) a smaller one may hold too. None if none up to
     ``MAX_PLANNED_DEVICES`` does."""
     n = _planned(per_node, start)
     failed = None
@@ -611,7 +614,7 @@ def search_devices(per_node: int, ok: Any, start: int = 1) -> int | None:
         if ok(n):
             break
         failed = n
-        n = _planned(per_node, 2 * n)
+        n = _planned(per_node, 1 << n.bit_length())  # the next power of two: batches and layers split it
     else:
         return None
     if failed is None:
