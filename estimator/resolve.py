@@ -342,6 +342,15 @@ def _devices_for_deadline_step(request: EstimateRequest, work: Workload, acc: Ac
         return wall_s(n) <= request.deadline_s
 
     found = search_devices(per_node, meets, first)
+    if found is not None and found > per_node:
+        # the step model's rate is not monotone in the devices (a count that splits the batch and the
+        # layers well can beat a larger one), so the node counts of the form 2^a 3^b between the last
+        # power of two that missed and the answer are tried too, fewest first
+        below = max((n for n in results if n <= found // 2 and not meets(n)), default=first)
+        for nodes in _smooth_between(below // per_node, found // per_node):
+            if meets(nodes * per_node):
+                found = nodes * per_node
+                break
     if found is None:
         timed_ok = {n: wall_s(n) for n, step in results.items() if step is not None}
         best = min(timed_ok, key=timed_ok.get) if timed_ok else None
@@ -367,6 +376,20 @@ def _devices_for_budget_and_deadline(request: EstimateRequest, work: Workload, a
         except InputError:
             continue  # no layout splits this count: the next one
     raise InputError(f"the budget cannot be spent within the deadline on up to {MAX_PLANNED_DEVICES:,} x {acc.id}")
+
+
+def _smooth_between(low: int, high: int) -> list[int]:
+    """The numbers 2^a 3^b strictly between ``low`` and ``high``, ascending."""
+    out = []
+    power3 = 1
+    while power3 < high:
+        value = power3
+        while value < high:
+            if value > low:
+                out.append(value)
+            value *= 2
+        power3 *= 3
+    return sorted(out)
 
 
 def _whole_nodes(request: EstimateRequest, acc: Accelerator, catalog: Catalog, num_gpus: int) -> int:
