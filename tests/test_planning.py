@@ -195,3 +195,20 @@ def test_a_config_trains_at_an_ordinary_length_not_its_context_window():
     assert "original_max_position_embeddings" in resolve_seq_len(None, None, 8192, 131072)[1]
     # the catalog's published length first
     assert resolve_seq_len(None, 8192, 131072, 131072)[0] == 8192
+
+
+def test_no_smooth_node_count_below_the_deadline_answer_meets_it():
+    # The step model's rate is not monotone in the devices (Llama 3.1 405B's 2,048-sequence batch splits
+    # 18,432 H100s with PP 9 better than 20,480 or 22,528), so a bisection alone can stop above a count
+    # that meets the deadline; the search tries the node counts 2^a 3^b too.
+    from estimator.resolve import _smooth_between
+
+    planned = estimate(model="llama-3.1-405b", gpu="h100", deadline_s="90d")
+    assert planned.wall_clock_days <= 90
+    per_node = 8
+    for nodes in _smooth_between(planned.num_gpus // per_node // 2, planned.num_gpus // per_node):
+        try:
+            plain = estimate(model="llama-3.1-405b", gpu="h100", num_gpus=nodes * per_node)
+        except InputError:
+            continue
+        assert plain.wall_clock_days > 90, nodes * per_node
