@@ -82,15 +82,20 @@ def parse_seq_len(text: str | int, *, what: str = "--seq-len", maximum: int = 10
     """A sequence length in tokens: ``8192``, ``8,192``, or with a binary suffix as model cards write
     them, ``8K`` = 8,192 and ``128K`` = 131,072, ``1M`` = 1,048,576 (context lengths are powers of
     two; ``parse_count``'s K is 1,000). Raises InputError naming ``what``."""
-    if isinstance(text, str):
-        match = re.match(r"^\s*((?:\d+)(?:\.\d+)?)\s*([km])\s*$", text, re.I)
-        if match:
-            value = float(match.group(1)) * {"k": 2**10, "m": 2**20}[match.group(2).lower()]
-            if value != int(value) or value < 1:
-                raise InputError(f"{what} must be {SEQ_LEN_GRAMMAR}, got {text!r}")
-            if value > maximum:
-                raise InputError(f"{what} must be at most {maximum:,}, got {text!r}")
-            return int(value)
+    if isinstance(text, str) and text.strip()[-1:].lower() in ("k", "m"):
+        cleaned = text.strip()
+        try:
+            if cleaned[:-1].strip()[-1:].isalpha():  # one suffix only: "1KK" is not a length
+                raise InputError("two suffixes")
+            mantissa = parse_quantity(cleaned[:-1], what=what)
+        except InputError:
+            raise InputError(f"{what} must be {SEQ_LEN_GRAMMAR}, got {text!r}") from None
+        value = mantissa * (2**10 if cleaned[-1].lower() == "k" else 2**20)
+        if value != int(value):
+            raise InputError(f"{what} must be a whole number of tokens, got {text!r} = {value:g}")
+        if value > maximum:
+            raise InputError(f"{what} must be at most {maximum:,}, got {text!r}")
+        return int(value)
     return parse_count(text, what=what, maximum=maximum)
 
 

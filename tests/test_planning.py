@@ -212,3 +212,9 @@ def test_no_smooth_node_count_below_the_deadline_answer_meets_it():
         except InputError:
             continue
         assert plain.wall_clock_days > 90, nodes * per_node
+
+
+@pytest.mark.parametrize("text", ["-1K", "K", "0K", "1.0001K", "1KK", "100M", "1.5"])
+def test_a_bad_sequence_length_is_one_input_error(text):
+    with pytest.raises(InputError, match="--seq-len"):
+        parse_seq_len(text)
