@@ -312,7 +312,7 @@ def _fewest(request: EstimateRequest, work: Workload, acc: Accelerator, catalog:
     try:
         catalog.system_for(acc.id, request.system)
     except InputError:
-        return _min_devices_to_fit(work, acc, warnings) or 1
+        return _min_devices_to_fit(work, acc, []) or 1  # its own warning comes with the memory check below
     return fewest_devices(request, work, acc, catalog)
 
 
