@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every failure is one ``Error: ...`` line on stderr:
     domain errors with their own code, usage errors 2, Ctrl-C 130, a closed stdout (``| head``)
     ends quietly with the SIGPIPE status, and an unexpected error 70 (``GPUCOST_DEBUG=1`` shows
-    its traceback)."""
+    its traceback). Bare ``gpucost`` prints the help, exit 0."""
     command = typer.main.get_command(_app_for(sys.argv[1:] if argv is None else argv))
     try:
         try:
@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         _error("the input is nested too deeply")
         return 2
     except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # click >= 8.2: a group run bare; older click printed help
+            typer.echo(exc.format_message())  # type: ignore[attr-defined]
+            return 0
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # a click/typer usage error
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""

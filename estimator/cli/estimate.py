@@ -20,7 +20,8 @@ from estimator.vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES, Flop
 FLOPS_METHODS = tuple(m.value for m in FlopsMethod)
 TIME_MODELS = tuple(m.value for m in TimeModel)
 from estimator.completion import (complete_dataset, complete_gpu, complete_model, complete_precision, complete_provider, complete_system)
-from estimator.cli.options import Format, check_format, choices_metavar, completer, records, terminal_width, wrap_list
+from estimator.cli.options import (Format, Wide, check_format, choices_metavar, completer, paragraph, records, terminal_width,
+                                   wrap_list)
 
 COUNT = "a whole number; 1K = 1,000"
 Model = Annotated[Optional[str], typer.Option(autocompletion=complete_model, help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
@@ -137,10 +138,19 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _emit_estimate(est: Estimate, fmt: str) -> None:
+NARROW = 100  # below this many columns an estimate puts each basis under its value, not beside it
+
+
+def _emit_estimate(est: Estimate, fmt: str, wide: bool = False) -> None:
     if fmt in ("table", "markdown"):
-        width = terminal_width() if fmt == "table" else None
-        typer.echo(render({}, fmt, rows=estimate_rows(est), headers=("quantity", "value", "basis"), width=width))
+        width = terminal_width(wide) if fmt == "table" else None
+        rows = estimate_rows(est)
+        if width is not None and width < NARROW:
+            rows = [(q, f"{v}\n{b}" if b else v)
+                    for q, v, b in rows]
+            typer.echo(render({}, fmt, rows=rows, headers=("quantity", "value (basis below)"), width=width))
+        else:
+            typer.echo(render({}, fmt, rows=rows, headers=("quantity", "value", "basis"), width=width))
         if len(est.layouts) > 1:
             typer.echo("\nlayouts (fastest first):\n" + render({}, fmt, rows=layout_rows(est), width=width,
                                                                  headers=("layout", "step time", "MFU (detailed count)", "memory/device")))
@@ -206,6 +216,7 @@ def estimate_cmd(
     electricity_price: Annotated[float, typer.Option(show_default=True, help="Electricity price, USD per kWh (default: US industrial average 2024, EIA).")] = DEFAULT_ELECTRICITY_USD_PER_KWH,
     life_years: Annotated[float, typer.Option(show_default=True, help="Amortisation life of an owned accelerator, years (for the cost of owning).")] = DEFAULT_LIFE_YEARS,
     format: Format = "table",
+    wide: Wide = False,
 ) -> None:
     """Training compute, wall-clock, device-hours, cost and energy of one run.
 
@@ -225,7 +236,7 @@ def estimate_cmd(
         recompute=recompute, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
         num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
-    _emit_estimate(estimate(request), format)
+    _emit_estimate(estimate(request), format, wide)
 
 
 def compare_cmd(
@@ -262,6 +273,7 @@ def compare_cmd(
     scope: Scope = None,
     all_offers: Annotated[bool, typer.Option("--all-offers", help="One row per price offer, not just each GPU's default.")] = False,
     format: Format = "table",
+    wide: Wide = False,
 ) -> None:
     """One row per accelerator (and price offer), cheapest first: which GPU is cheapest for this run?
 
@@ -288,15 +300,17 @@ def compare_cmd(
               f"{r.price_usd_per_gpu_hour:g}" if r.price_usd_per_gpu_hour else "-",
               usd(r.cost_usd) if r.fits else "-", r.layout_text if r.fits else f"does not fit: {r.note}",
               r.price_source or "no price in catalog") for r in rows]
-    typer.echo(render(records("rows", data, format), format, rows=table, width=terminal_width(), headers=(
+    width = terminal_width(wide)
+    typer.echo(render(records("rows", data, format), format, rows=table, width=width, headers=(
         "gpu", "devices", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout",
-        "price source")))
+        "price source"), optional=("price source", "$/device-h", "TFLOP/s/device", "device-hours", "layout")))
     if format in ("table", "markdown") and rows:
         first = rows[0]
         each = f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed"
-        typer.echo(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {each}; "
-                   f"{base.precision}; time model: {first.time_model}"
-                   + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"))
+        typer.echo(paragraph(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {each}; "
+                             f"{base.precision}; time model: {first.time_model}"
+                             + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"),
+                             width))
 
 
 def _split_names(values: list[str] | str | None, option: str = "--gpu") -> list[str] | None:
