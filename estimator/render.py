@@ -22,15 +22,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _cell(value: Any) -> str:
+    """One value as CSV cell text: a record as ``key=value`` pairs (nested keys dotted), a list as
+    its items joined by ``; `` (never a Python repr)."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in _flatten(value).items())
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_cell(v) for v in value)
+    if value is None:
+        return ""
+    return str(value)
+
+
 def _flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> dotted keys, lists -> '; '-joined strings (for one CSV row)."""
+    """Nested dicts -> dotted keys, lists -> '; '-joined cells (a list of records: each one's
+    ``key=value`` pairs), for one CSV row."""
     flat: dict[str, Any] = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(_flatten(value, name + "."))
         elif isinstance(value, (list, tuple)):
-            flat[name] = "; ".join(str(v) for v in value)
+            flat[name] = "; ".join(_cell(v) for v in value)
         else:
             flat[name] = value
     return flat

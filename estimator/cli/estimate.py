@@ -41,6 +41,8 @@ GpuHours = Annotated[Optional[str], typer.Option(help="Reported device-hours: re
 Calibration = Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see README, Calibrated estimates).")]
 Price = Annotated[Optional[str], typer.Option(help="USD per device-hour. Default: the catalog's default offer for the GPU.")]
 Provider = Annotated[Optional[str], typer.Option(autocompletion=complete_provider, help="Take the price from this provider (or price id) in the catalog, e.g. aws, lambda.")]
+Deadline = Annotated[Optional[str], typer.Option(help=f"Finish within this wall-clock time, e.g. 30d or 12h (units: {DURATION_UNITS_TEXT}): answers the devices needed.")]
+Budget = Annotated[Optional[str], typer.Option(help="USD to spend (1M, 250K): answers the tokens it buys for the model, or with --chinchilla the compute-optimal size.")]
 Pue = Annotated[float, typer.Option(show_default=True, help="Power usage effectiveness for energy (facility / IT power), 1-10.")]
 TimeModelOpt = Annotated[Optional[str], typer.Option("--time-model", metavar=choices_metavar(TIME_MODELS), autocompletion=completer(TIME_MODELS), help="step (parallel layout, communication, bubble; the default when the architecture is known) or flat (device-hours / devices at one MFU).")]
 System = Annotated[Optional[str], typer.Option(autocompletion=complete_system, help="Node type (see `gpucost systems`), e.g. dgx-h100. Default: the accelerator's default system.")]
@@ -193,8 +195,8 @@ def estimate_cmd(
     measured_num_gpus: Annotated[Optional[str], typer.Option(help="How many of them. Default: 1.")] = None,
     price: Price = None,
     provider: Provider = None,
-    deadline: Annotated[Optional[str], typer.Option(help=f"Finish within this wall-clock time, e.g. 30d or 12h (units: {DURATION_UNITS_TEXT}): answers the devices needed.")] = None,
-    budget: Annotated[Optional[str], typer.Option(help="USD to spend (1M, 250K): answers the tokens it buys for the model, or with --chinchilla the compute-optimal size.")] = None,
+    deadline: Deadline = None,
+    budget: Budget = None,
     chinchilla: Annotated[bool, typer.Option("--chinchilla", help="With --budget: choose params and tokens compute-optimally (20 tokens per parameter, Hoffmann et al. 2022).")] = False,
     time_model: TimeModelOpt = None,
     system: System = None,
@@ -271,6 +273,9 @@ def compare_cmd(
     flash_attention: FlashAttention = None,
     goodput: Goodput = None,
     scope: Scope = None,
+    provider: Provider = None,
+    deadline: Deadline = None,
+    budget: Budget = None,
     all_offers: Annotated[bool, typer.Option("--all-offers", help="One row per price offer, not just each GPU's default.")] = False,
     format: Format = "table",
     wide: Wide = False,
@@ -289,7 +294,8 @@ def compare_cmd(
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         virtual_stages=virtual_stages, context_parallel=context_parallel, expert_parallel=expert_parallel,
         zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch, recompute=recompute,
-        sequence_parallel=sequence_parallel, flash_attention=flash_attention, goodput=goodput, scope=scope)
+        sequence_parallel=sequence_parallel, flash_attention=flash_attention, goodput=goodput, scope=scope,
+        provider=provider, deadline_s=deadline, budget_usd=budget)
     from estimator.compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,
@@ -300,13 +306,20 @@ def compare_cmd(
               f"{r.price_usd_per_gpu_hour:g}" if r.price_usd_per_gpu_hour else "-",
               usd(r.cost_usd) if r.fits else "-", r.layout_text if r.fits else f"does not fit: {r.note}",
               r.price_source or "no price in catalog") for r in rows]
+    headers = ("gpu", "devices", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout",
+               "price source")
+    if base.budget_usd is not None:  # what the budget buys on each
+        table = [(*t[:2], si(r.tokens) if r.fits and r.tokens else "-", *t[2:]) for t, r in zip(table, rows)]
+        headers = (*headers[:2], "tokens", *headers[2:])
     width = terminal_width(wide)
-    typer.echo(render(records("rows", data, format), format, rows=table, width=width, headers=(
-        "gpu", "devices", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout",
-        "price source"), optional=("price source", "$/device-h", "TFLOP/s/device", "device-hours", "layout")))
+    typer.echo(render(records("rows", data, format), format, rows=table, width=width, headers=headers,
+                      optional=("price source", "$/device-h", "TFLOP/s/device", "device-hours", "layout")))
     if format in ("table", "markdown") and rows:
         first = rows[0]
-        each = f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed"
+        each = ("the devices each needs to finish within the deadline" if base.deadline_s is not None
+                else f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed")
+        if base.budget_usd is not None:
+            each += f"; {usd(base.budget_usd)} spent on each"
         typer.echo(paragraph(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {each}; "
                              f"{base.precision}; time model: {first.time_model}"
                              + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"),

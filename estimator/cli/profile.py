@@ -21,7 +21,10 @@ from estimator.errors import CatalogError, GpucostError, InputError
 from estimator.vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
 
 DEVICES = ("auto", "cpu", "cuda")
-NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
+# gpucost is installed from a checkout (it is not on PyPI): torch first, the build this machine needs
+NO_TORCH = ("torch is not installed; from the gpucost checkout run: pip install torch==2.13.0 --index-url "
+            "https://download.pytorch.org/whl/cpu (CPU; for a GPU, the CUDA build from pytorch.org/get-started) "
+            "&& pip install \".[profile]\"")
 
 
 def parse_dtypes(values: list[str] | None) -> list[str] | None:
