@@ -129,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             return SIGPIPE_EXIT
         return exc.code if isinstance(exc.code, int) else 1
     except OSError as exc:  # a full disk or a closed stdout: say so, no traceback
+        if not exc.filename:
+            # stdout's buffer still holds what could not be written (a block-buffered stdout, no
+            # PYTHONUNBUFFERED): without this the interpreter's last flush fails again at exit,
+            # printing "Exception ignored ..." and exiting 120
+            _silence_stdout()
         where = f" {exc.filename}" if exc.filename else " the output"
         _error(f"cannot {'read or write' if exc.filename else 'write'}{where}: {exc.strerror or exc}")
         return 1
