@@ -25,7 +25,7 @@ from estimator.plan import Plan
 from estimator.request import EstimateRequest
 from estimator.timing.throughput import ThroughputKind, device_hours
 
-SCHEMA_VERSION = 1  # of the JSON/YAML record (README "JSON output")
+SCHEMA_VERSION = 1  # of the JSON/YAML record (docs/json.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class Estimate:
         check_finite(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict. Its keys are a stable contract (see README "JSON output")."""
+        """A JSON-ready dict. Its keys are a stable contract (docs/json.md)."""
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
         data["assumptions"] = list(self.assumptions)
         data["warnings"] = list(self.warnings)

@@ -38,7 +38,7 @@ NumGpusList = Annotated[Optional[list[str]], typer.Option("--num-gpus", help=f"N
 Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation while training: fraction of the dense peak, in (0, 1] (the flat time model). Default: by kind of run (see `gpucost validate`), printed.")]
 Tflops = Annotated[Optional[str], typer.Option(help="Achieved TFLOP/s per device (the flat time model, instead of --mfu).")]
 GpuHours = Annotated[Optional[str], typer.Option(help="Reported device-hours: report the throughput and MFU they imply (the inverse question).")]
-Calibration = Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see README, Calibrated estimates).")]
+Calibration = Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see docs/profile.md, Calibrated estimates).")]
 Price = Annotated[Optional[str], typer.Option(help="USD per device-hour. Default: the catalog's default offer for the GPU.")]
 Provider = Annotated[Optional[str], typer.Option(autocompletion=complete_provider, help="Take the price from this provider (or price id) in the catalog, e.g. aws, lambda.")]
 Deadline = Annotated[Optional[str], typer.Option(help=f"Finish within this wall-clock time, e.g. 30d or 12h (units: {DURATION_UNITS_TEXT}): answers the devices needed.")]
