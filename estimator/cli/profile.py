@@ -139,6 +139,7 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
         from estimator.records.calibration import dump_calibration
 
         return dump_calibration(record).rstrip("\n")
+    from estimator.cli.options import terminal_width
     from estimator.render import render
 
     headers = ("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")
@@ -167,7 +168,8 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
         + f"; {record['duration_s']:.0f} s" + ("; PARTIAL (interrupted)" if record["partial"] else "")
         + f"; {clock_text}; throttled: {throttled}",
         "",
-        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=headers),
+        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=headers,
+               width=terminal_width() if fmt == "table" else None),
     ]
     model = record.get("model")
     if model:
