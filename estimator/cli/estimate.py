@@ -318,9 +318,9 @@ def compare_cmd(
         first = rows[0]
         each = ("the devices each needs to finish within the deadline" if base.deadline_s is not None
                 else f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed")
-        if base.budget_usd is not None:
-            each += f"; {usd(base.budget_usd)} spent on each"
-        typer.echo(paragraph(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {each}; "
+        compute = (f"FLOPs: what {usd(base.budget_usd)} buys on each ({first.flops_method})" if base.budget_usd is not None
+                   else f"{si(first.flops, 'FLOP')} ({first.flops_method})")
+        typer.echo(paragraph(f"\n{compute}; {each}; "
                              f"{base.precision}; time model: {first.time_model}"
                              + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"),
                              width))
