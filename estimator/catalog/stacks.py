@@ -1,0 +1,150 @@
+"""Training software stacks (``catalogs/stacks.yaml``): what each stack launches and keeps per
+transformer layer, which parallelism it runs, and the source of each number.
+
+A :class:`Stack` is loaded with :func:`estimator.catalog.fields._records` (fields converted by their
+annotations, unknown fields refused with a close match) and cross-checked here: the engine and the
+parallelism names are known, every number has a source, an eager stack has (or borrows with
+``tables_from``) the per-layer tables the eager step model reads, and each table is a mapping of
+non-negative numbers. :mod:`estimator.timing.stacks` turns a stack into step time and memory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from estimator.catalog.fields import _records
+from estimator.errors import CatalogError
+
+STACKS_FILE = "stacks.yaml"
+#: fused: Megatron-style kernels, timed by the step model's layer (estimator/timing/step.py);
+#: eager: every op of the modules launched and timed from the probed bytes and kernels.
+ENGINES = ("fused", "eager")
+PARALLELISM = ("data", "zero1", "zero2", "zero3", "tensor", "pipeline", "context", "expert", "sequence")
+MASTER_WEIGHTS = ("fp32", "bf16")
+LAYER_KINDS = ("gated_rmsnorm", "gelu_layernorm")
+MODES = ("amp", "bf16")
+#: what the eager step model reads from an eager stack (directly or through ``tables_from``)
+EAGER_TABLES = ("host_s_per_op", "device_s_per_kernel", "attention_fraction", "saved_bytes_per_token_per_layer",
+                "saved_bytes_per_token_outside", "traffic_bytes_per_token_per_layer",
+                "traffic_bytes_per_token_outside", "kernels_per_layer", "kernels_outside", "logits",
+                "weight_copy_bytes_per_param", "weight_cast_traffic_bytes_per_param", "compiled")
+_DESCRIPTIONS = ("attention", "loss", "overlap", "zero3_gather")
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """One training stack. Numbers are per token per transformer layer unless the name says
+    otherwise; tables are keyed by layer kind (``gated_rmsnorm``, ``gelu_layernorm``), then mode
+    (``amp``: fp32 weights under autocast bf16; ``bf16``: the model in bf16)."""
+
+    id: str
+    name: str
+    frameworks: tuple[str, ...]
+    engine: str
+    parallelism: tuple[str, ...]
+    compile: bool
+    master_weights: tuple[str, ...]
+    attention: str
+    loss: str
+    overlap: str
+    zero3_gather: str
+    allocator_reserve_gb: float
+    sources: Mapping[str, Any]
+    retrieved: _dt.date
+    tables_from: str | None = None
+    kernels_per_layer_forward: int | None = None
+    elementwise_bytes_per_token_per_layer: Mapping[str, Any] | None = None
+    host_s_per_op: float | None = None
+    device_s_per_kernel: float | None = None
+    attention_fraction: float | None = None
+    saved_bytes_per_token_per_layer: Mapping[str, Any] | None = None
+    saved_bytes_per_token_outside: Mapping[str, Any] | None = None
+    traffic_bytes_per_token_per_layer: Mapping[str, Any] | None = None
+    traffic_bytes_per_token_outside: Mapping[str, Any] | None = None
+    kernels_per_layer: Mapping[str, Any] | None = None
+    kernels_outside: Mapping[str, Any] | None = None
+    dropout: Mapping[str, Any] | None = None
+    logits: Mapping[str, Any] | None = None
+    weight_copy_bytes_per_param: float | None = None
+    weight_cast_traffic_bytes_per_param: float | None = None
+    compiled: Mapping[str, Any] | None = None
+    notes: str | None = None
+
+    def runs(self, parallelism: str) -> bool:
+        """Whether this stack can run ``parallelism`` (one of :data:`PARALLELISM`)."""
+        return parallelism in self.parallelism
+
+
+def _numbers(label: str, field: str, value: Any, path: str = "") -> None:
+    """Every leaf of a table is a non-negative finite number."""
+    if isinstance(value, Mapping):
+        if not value:
+            raise CatalogError(STACKS_FILE, label, field, f"{path or 'the table'} is empty")
+        for key, inner in value.items():
+            _numbers(label, field, inner, f"{path}.{key}" if path else str(key))
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise CatalogError(STACKS_FILE, label, field, f"{path or 'value'} must be a non-negative number, got {value!r}")
+
+
+def _check(stack: Stack, by_id: dict[str, Stack]) -> None:
+    label = stack.id
+    if stack.engine not in ENGINES:
+        raise CatalogError(STACKS_FILE, label, "engine", f"must be one of {', '.join(ENGINES)}, got {stack.engine!r}")
+    for name in stack.parallelism:
+        if name not in PARALLELISM:
+            raise CatalogError(STACKS_FILE, label, "parallelism", f"{name!r} is not one of {', '.join(PARALLELISM)}")
+    if "data" not in stack.parallelism:
+        raise CatalogError(STACKS_FILE, label, "parallelism", "every stack runs data parallelism; add 'data'")
+    for mode in stack.master_weights:
+        if mode not in MASTER_WEIGHTS:
+            raise CatalogError(STACKS_FILE, label, "master_weights", f"{mode!r} is not one of {', '.join(MASTER_WEIGHTS)}")
+    for f in fields(Stack):
+        value = getattr(stack, f.name)
+        if isinstance(value, Mapping) and f.name != "sources":
+            _numbers(label, f.name, value)
+    numbers = [f.name for f in fields(Stack) if f.name not in ("id", "sources", "retrieved", "name", "notes",
+                                                                 "frameworks", "engine", "parallelism", "compile",
+                                                                 "tables_from", *_DESCRIPTIONS)
+               and getattr(stack, f.name) is not None]
+    for name in numbers:
+        if not isinstance(stack.sources.get(name), str) or not stack.sources[name].strip():
+            raise CatalogError(STACKS_FILE, label, "sources", f"has no source for {name!r}")
+    if stack.tables_from is not None and stack.tables_from not in by_id:
+        raise CatalogError(STACKS_FILE, label, "tables_from", f"{stack.tables_from!r} is not a stack id")
+    if stack.engine == "eager":
+        donor = by_id.get(stack.tables_from or stack.id, stack)
+        for name in EAGER_TABLES:
+            if getattr(donor, name) is None:
+                raise CatalogError(STACKS_FILE, label, name, "is required for an eager stack (or name tables_from)")
+        for name in ("saved_bytes_per_token_per_layer", "traffic_bytes_per_token_per_layer", "kernels_per_layer"):
+            table = getattr(donor, name)
+            for kind in LAYER_KINDS:
+                for mode in MODES:
+                    if mode not in table.get(kind, {}):
+                        raise CatalogError(STACKS_FILE, donor.id, name, f"has no {kind}.{mode} entry")
+
+
+def load_stacks(directory: Path) -> tuple[Stack, ...]:
+    """Load and cross-check ``<directory>/stacks.yaml`` (see the module docstring)."""
+    stacks = _records(Path(directory) / STACKS_FILE, "stacks", Stack)
+    by_id = {s.id: s for s in stacks}
+    for stack in stacks:
+        _check(stack, by_id)
+    return stacks
+
+
+def eager_tables(stack: Stack, stacks: tuple[Stack, ...]) -> Stack:
+    """The stack whose eager tables ``stack`` uses: itself, or the one its ``tables_from`` names."""
+    if stack.tables_from is None:
+        return stack
+    return next(s for s in stacks if s.id == stack.tables_from)
+
+
+__all__ = ["ENGINES", "LAYER_KINDS", "MASTER_WEIGHTS", "MODES", "PARALLELISM", "STACKS_FILE", "Stack", "eager_tables",
+           "load_stacks"]
