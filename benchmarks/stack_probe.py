@@ -165,6 +165,9 @@ FAMILIES = {
     "gpt2": ("GPT2Config", dict(vocab_size=512, n_positions=4096, activation_function="gelu_new", resid_pdrop=0.0,
                                 embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True),
              ("n_embd", "n_inner", "n_head", None, "n_layer")),
+    "bert": ("BertConfig", dict(vocab_size=512, max_position_embeddings=4096, hidden_act="gelu",
+                                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+             ("hidden_size", "intermediate_size", "num_attention_heads", None, "num_hidden_layers")),
 }
 # (hidden, ffn, heads, kv heads, seq, batch): varied one at a time around the first
 GRID = [(128, 384, 4, 2, 64, 2, 512), (256, 384, 4, 2, 64, 2, 512), (128, 768, 4, 2, 64, 2, 512),
@@ -186,7 +189,8 @@ def build(family: str, hidden: int, ffn: int, heads: int, kv_heads: int, layers:
         fields["head_dim"] = hidden // heads
     cfg = getattr(transformers, cls_name)(**fields)
     torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa")
+    auto = transformers.AutoModelForMaskedLM if family == "bert" else transformers.AutoModelForCausalLM
+    model = auto.from_config(cfg, attn_implementation="sdpa")
     model = model.to(torch.bfloat16 if mode == "purebf16" else torch.float32)
     model.train()
     if mode == "ckpt":
@@ -296,14 +300,14 @@ def normalise(row: dict[str, float], tokens: int) -> dict[str, float]:
 
 def features(family: str, point: tuple[int, ...]) -> dict[str, float]:
     hidden, ffn, heads, kv, seq, batch, vocab = point
-    kv_dim = (hidden // heads) * (kv if family != "gpt2" else heads)
+    kv_dim = (hidden // heads) * (kv if family not in ("gpt2", "bert") else heads)
     return {"hidden": hidden, "ffn": ffn, "kv_dim": kv_dim, "heads": heads, "one": 1.0, "vocab": vocab,
             "heads_x_seq": heads * seq}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", default="llama,qwen2,gpt2")
+    parser.add_argument("--families", default="llama,qwen2,gpt2,bert")
     parser.add_argument("--modes", default="amp,purebf16,ckpt")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--verbose", action="store_true")
@@ -342,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue  # under a byte per token: RoPE tables, token ids
                 if mode == "ckpt" and key.startswith("saved."):
                     continue  # the checkpoint's own hooks replace these inside a layer (see CKPT_NOTE)
-                basis = ("hidden", "ffn", "kv_dim") if family != "gpt2" else ("hidden", "ffn")
+                basis = ("hidden", "ffn", "kv_dim") if family not in ("gpt2", "bert") else ("hidden", "ffn")
                 if key.startswith("kernels.") or key.endswith(".per_param"):
                     basis = ("one",)
                 coef, worst = fit(rows, basis)

@@ -26,10 +26,10 @@ STACKS_FILE = "stacks.yaml"
 ENGINES = ("fused", "eager")
 PARALLELISM = ("data", "zero1", "zero2", "zero3", "tensor", "pipeline", "context", "expert", "sequence")
 MASTER_WEIGHTS = ("fp32", "bf16")
-LAYER_KINDS = ("gated_rmsnorm", "gelu_layernorm")
+LAYER_KINDS = ("gated_rmsnorm", "gelu_tanh_layernorm", "gelu_layernorm")
 MODES = ("amp", "bf16")
 #: what the eager step model reads from an eager stack (directly or through ``tables_from``)
-EAGER_TABLES = ("host_s_per_op", "device_s_per_kernel", "attention_fraction", "saved_bytes_per_token_per_layer",
+EAGER_TABLES = ("host_s_per_op", "matmul_fraction_of_mamf", "device_s_per_kernel", "attention_fraction", "saved_bytes_per_token_per_layer",
                 "saved_bytes_per_token_outside", "traffic_bytes_per_token_per_layer",
                 "traffic_bytes_per_token_outside", "kernels_per_layer", "kernels_outside", "logits",
                 "weight_copy_bytes_per_param", "weight_cast_traffic_bytes_per_param", "compiled")
@@ -60,6 +60,7 @@ class Stack:
     kernels_per_layer_forward: int | None = None
     elementwise_bytes_per_token_per_layer: Mapping[str, Any] | None = None
     host_s_per_op: float | None = None
+    matmul_fraction_of_mamf: float | None = None
     device_s_per_kernel: float | None = None
     attention_fraction: float | None = None
     saved_bytes_per_token_per_layer: Mapping[str, Any] | None = None
@@ -122,7 +123,8 @@ def _check(stack: Stack, by_id: dict[str, Stack]) -> None:
         for name in EAGER_TABLES:
             if getattr(donor, name) is None:
                 raise CatalogError(STACKS_FILE, label, name, "is required for an eager stack (or name tables_from)")
-        for name in ("saved_bytes_per_token_per_layer", "traffic_bytes_per_token_per_layer", "kernels_per_layer"):
+        for name in ("saved_bytes_per_token_per_layer", "traffic_bytes_per_token_per_layer", "kernels_per_layer",
+                     "saved_bytes_per_token_outside", "traffic_bytes_per_token_outside", "kernels_outside", "logits"):
             table = getattr(donor, name)
             for kind in LAYER_KINDS:
                 for mode in MODES:
@@ -139,6 +141,60 @@ def load_stacks(directory: Path) -> tuple[Stack, ...]:
     return stacks
 
 
+@dataclass(frozen=True, slots=True)
+class StackRun:
+    """A measured training step of a stack (for ``gpucost validate`` and benchmarks/stack_single_gpu.py):
+    the run as ``gpucost estimate`` takes it, the measured step time and peak memory
+    (``torch.cuda.max_memory_allocated``, decimal GB), and whether the stack's fitted constants
+    were fitted on it (``split: train``) or not (``held_out``)."""
+
+    id: str
+    stack: str
+    architecture: str
+    accelerator: str
+    num_gpus: int
+    seq_len: int
+    micro_batch: int
+    global_batch: int
+    step_time_s: float
+    split: str
+    source: str
+    retrieved: _dt.date
+    recompute: str = "none"
+    compile: bool = False
+    master_weights: str = "fp32"
+    peak_memory_gb: float | None = None
+    notes: str | None = None
+
+
+SPLITS = ("train", "held_out")
+
+
+def load_stack_runs(file: Path, stacks: tuple[Stack, ...]) -> tuple[StackRun, ...]:
+    """Load a file of measured stack runs (``stack_runs:`` list): stacks, architectures, splits and
+    modes are known, and each stack can run what the row says."""
+    file = Path(file)
+    runs = _records(file, "stack_runs", StackRun)
+    by_id = {s.id: s for s in stacks}
+    for run in runs:
+        stack = by_id.get(run.stack)
+        if stack is None:
+            raise CatalogError(file.name, run.id, "stack", f"{run.stack!r} is not a stack id in {STACKS_FILE}")
+        if run.split not in SPLITS:
+            raise CatalogError(file.name, run.id, "split", f"must be one of {', '.join(SPLITS)}, got {run.split!r}")
+        if run.master_weights not in stack.master_weights:
+            raise CatalogError(file.name, run.id, "master_weights", f"{run.stack} keeps {', '.join(stack.master_weights)}")
+        if run.compile and not stack.compile:
+            raise CatalogError(file.name, run.id, "compile", f"{run.stack} does not use torch.compile")
+        if run.recompute not in ("none", "selective", "full"):
+            raise CatalogError(file.name, run.id, "recompute", f"must be none, selective or full, got {run.recompute!r}")
+        if run.global_batch % (run.micro_batch * run.num_gpus):
+            raise CatalogError(file.name, run.id, "global_batch", "is not a multiple of micro_batch x num_gpus")
+        if not (file.parent / "architectures" / f"{run.architecture}.json").is_file():
+            raise CatalogError(file.name, run.id, "architecture", f"no file architectures/{run.architecture}.json")
+    return runs
+
+
 def eager_tables(stack: Stack, stacks: tuple[Stack, ...]) -> Stack:
     """The stack whose eager tables ``stack`` uses: itself, or the one its ``tables_from`` names."""
     if stack.tables_from is None:
@@ -146,5 +202,5 @@ def eager_tables(stack: Stack, stacks: tuple[Stack, ...]) -> Stack:
     return next(s for s in stacks if s.id == stack.tables_from)
 
 
-__all__ = ["ENGINES", "LAYER_KINDS", "MASTER_WEIGHTS", "MODES", "PARALLELISM", "STACKS_FILE", "Stack", "eager_tables",
-           "load_stacks"]
+__all__ = ["ENGINES", "LAYER_KINDS", "MASTER_WEIGHTS", "MODES", "PARALLELISM", "SPLITS", "STACKS_FILE", "Stack",
+           "StackRun", "eager_tables", "load_stack_runs", "load_stacks"]

@@ -28,7 +28,7 @@ frozen layers) drops the gradients and optimizer states of the frozen part.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from estimator.catalog.stacks import Stack
@@ -69,8 +69,11 @@ class StackChoice:
 
 
 def layer_kind(arch: Architecture) -> str:
-    """Which probed layer the architecture's layers run like: gated RMSNorm (Llama) or GELU LayerNorm (GPT-2)."""
-    return "gated_rmsnorm" if arch.gated_ffn else "gelu_layernorm"
+    """Which probed layer the architecture's layers run like: gated RMSNorm (Llama, Qwen2), GPT-2's
+    LayerNorm with its tanh GELU written op by op, or LayerNorm with a fused GELU (BERT)."""
+    if arch.gated_ffn:
+        return "gated_rmsnorm"
+    return "gelu_tanh_layernorm" if arch.model_type == "gpt2" else "gelu_layernorm"
 
 
 def _widths(arch: Architecture) -> dict[str, float]:
@@ -87,16 +90,16 @@ def check_stack_layout(choice: StackChoice, *, tensor: int = 1, pipeline: int = 
                        zero_stage: int = 0, sequence_parallel: bool = False) -> None:
     """InputError (one line) when the stack cannot run this layout."""
     stack = choice.stack
-    needs = [("tensor", tensor > 1, "--tensor-parallel"), ("pipeline", pipeline > 1, "--pipeline-parallel"),
-             ("context", context > 1, "--context-parallel"), ("expert", expert > 1, "--expert-parallel"),
-             ("sequence", sequence_parallel, "--sequence-parallel"),
-             (f"zero{zero_stage}", zero_stage > 0, "--zero-stage")]
-    for name, used, option in needs:
+    needs = [("tensor", tensor > 1, "--tensor-parallel", "tensor parallelism"),
+             ("pipeline", pipeline > 1, "--pipeline-parallel", "pipeline parallelism"),
+             ("context", context > 1, "--context-parallel", "context parallelism"),
+             ("expert", expert > 1, "--expert-parallel", "expert parallelism"),
+             ("sequence", sequence_parallel, "--sequence-parallel", "sequence parallelism"),
+             (f"zero{zero_stage}", zero_stage > 0, "--zero-stage", f"ZeRO stage {zero_stage}")]
+    for name, used, option, what in needs:
         if used and not stack.runs(name):
-            runs = ", ".join(p for p in stack.parallelism)
-            raise InputError(f"--stack {stack.id} cannot run {option.lstrip('-').replace('-', ' ')}"
-                             + (f" {zero_stage}" if name.startswith("zero") else "")
-                             + f" ({stack.name} runs: {runs}); drop {option} or choose another --stack")
+            raise InputError(f"--stack {stack.id} cannot run {what} (it runs {', '.join(stack.parallelism)}); "
+                             f"drop {option} or choose another --stack")
 
 
 # -- memory --------------------------------------------------------------------------------------
@@ -190,7 +193,8 @@ def stack_memory(arch: Architecture, choice: StackChoice, *, seq_len: int, micro
     tokens = float(seq_len * micro_batch)
     copies = t.weight_copy_bytes_per_param * _matmul_params(arch, params) if choice.mode == "amp" else 0.0
     per_layer, outside = eager_activation_bytes_per_token(arch, choice, recompute)
-    logits_peak = t.logits["compiled_peak_bytes" if choice.compile else "peak_bytes"] * tokens * arch.vocab_size
+    logits_table = t.logits["compiled"] if choice.compile else t.logits[layer_kind(arch)][choice.mode]
+    logits_peak = logits_table["peak"] * tokens * arch.vocab_size
     activations = tokens * (per_layer * arch.num_layers + outside)
     held_grads = grads if num_micro_batches > 1 else 0.0  # accumulated across micro-batches
     phases = []
@@ -243,6 +247,7 @@ def eager_compute(shape, choice: StackChoice, *, tokens: float, recompute: str, 
     kind, mode, widths = layer_kind(arch), choice.mode, _widths(arch)
     layers = shape.num_dense_layers + shape.num_moe_layers
     kernel_s = t.device_s_per_kernel
+    flop_rate = flop_rate * t.matmul_fraction_of_mamf  # sustained eager matmuls, below a burst benchmark's
     full = recompute == "full"
     passes = 4.0 if full else 3.0  # forward, backward = 2 x forward, and the recompute's forward
     layer_fwd = (shape.num_dense_layers * gemm_seconds(shape.layer_gemms, tokens, 1, flop_rate, hbm_bytes_per_s, kernel_s)
@@ -257,7 +262,7 @@ def eager_compute(shape, choice: StackChoice, *, tokens: float, recompute: str, 
     if choice.compile:
         saved = eager_layer_bytes_per_token(arch, choice)
         per_layer_bytes = saved * t.compiled["traffic_per_saved_byte"] * (4 / 3 if full else 1)
-        loss_bytes = logits * t.logits["compiled_traffic_bytes"]
+        loss_bytes = logits * t.logits["compiled"]["traffic"]
         kernels_layer = t.compiled["kernels_per_layer_forward"] * (2 if full else 1) + t.compiled["kernels_per_layer_backward"]
     else:
         traffic = t.traffic_bytes_per_token_per_layer[kind][mode]
@@ -293,6 +298,37 @@ def eager_compute(shape, choice: StackChoice, *, tokens: float, recompute: str, 
                      device_s=device, host_s=host, forward_s=forward)
 
 
+@dataclass(frozen=True, slots=True)
+class StackReport:
+    """The stack an estimate ran with, for its JSON (``stack``): for an eager stack also what one
+    micro-batch launches, the device and host time that bound it, and the memory peak by part (GB)."""
+
+    id: str
+    name: str
+    engine: str
+    compile: bool
+    master_weights: str
+    kernels_per_micro_batch: float | None = None
+    device_s: float | None = None
+    host_s: float | None = None
+    bound: str | None = None
+    memory_peak_gb: float | None = None
+    memory_parts_gb: dict[str, float] | None = None
+    memory_phase: str | None = None
+    memory_dominant: str | None = None
+
+
+def stack_report(choice: StackChoice, timed: StackTime | None = None, memory: StackMemory | None = None) -> StackReport:
+    report = StackReport(id=choice.stack.id, name=choice.stack.name, engine=choice.stack.engine,
+                         compile=choice.compile, master_weights=choice.master_weights)
+    if timed is None or memory is None:
+        return report
+    return replace(report, kernels_per_micro_batch=timed.kernels, device_s=timed.device_s, host_s=timed.host_s,
+                   bound=timed.bound, memory_peak_gb=memory.total_bytes / 1e9,
+                   memory_parts_gb={k.replace(" ", "_"): v / 1e9 for k, v in memory.parts().items()},
+                   memory_phase=memory.phase, memory_dominant=memory.dominant)
+
+
 def optimizer_seconds(choice: StackChoice, params: float, hbm_bytes_per_s: float) -> float:
     """The fused AdamW step of an eager stack: 4 tensors read and 3 written in the weights' dtype."""
     return params * choice.weight_bytes * (ADAMW_TENSORS_READ + ADAMW_TENSORS_WRITTEN) / hbm_bytes_per_s
@@ -326,5 +362,5 @@ def stack_choice(request, directory) -> StackChoice:
     return StackChoice(stack, eager_tables(stack, stacks), compile=bool(request.compile), master_weights=master)
 
 
-__all__ = ["DEFAULT_STACK", "StackChoice", "StackMemory", "StackTime", "check_stack_layout", "eager_compute",
-           "layer_kind", "optimizer_seconds", "stack_choice", "stack_memory"]
+__all__ = ["DEFAULT_STACK", "StackChoice", "StackMemory", "StackReport", "StackTime", "check_stack_layout",
+           "eager_compute", "layer_kind", "optimizer_seconds", "stack_choice", "stack_memory", "stack_report"]

@@ -457,6 +457,7 @@ class StepEstimate:
     error_band: float = ERROR_BAND
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    stack: Any = None  # estimator.timing.stacks.StackReport
 
 
 def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> tuple[int, str]:
@@ -483,9 +484,11 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
 
 
 def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layout: Layout, acc: Accelerator,
-                       e_max: float, flash: bool) -> list[str]:
-    """What the stack launches and keeps, in words: its kernels (attention, elementwise, launches) and,
-    for an eager stack, the micro-batch's device and host time and the memory peak by part."""
+                       e_max: float, flash: bool) -> tuple[list[str], Any]:
+    """What the stack launches and keeps, in words and as a :class:`~estimator.timing.stacks.StackReport`:
+    its kernels and, for an eager stack, the micro-batch's device and host time and the memory peak by part."""
+    from estimator.timing.stacks import eager_compute, stack_memory, stack_report
+
     default = "" if request.stack else " (the default: the step model's own fused kernels; --stack hf|fsdp|deepspeed)"
     lines = [f"stack: {stack.describe()}{default}"]
     if not stack.eager:
@@ -493,8 +496,7 @@ def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layou
                       else "attention: unfused (the scores and their softmax go through HBM)")
                      + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
                         if request.sequence_parallel is not False else ", no sequence parallelism"))
-        return lines
-    from estimator.timing.stacks import eager_compute, stack_memory
+        return lines, stack_report(stack)
 
     peak = acc.peak_for(request.precision) * 1e12
     timed = eager_compute(shape, stack, tokens=layout.micro_batch * shape.seq_len, recompute=layout.recompute,
@@ -510,7 +512,7 @@ def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layou
         f"({'compiled graph' if stack.compile else 'eager Python and dispatch'}): {timed.bound}-bound",
         f"memory (torch.cuda.max_memory_allocated): {memory.describe()}",
     ]
-    return lines
+    return lines, stack_report(stack, timed, memory)
 
 
 def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
@@ -534,7 +536,10 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                          "use --recompute full or none")
     for name, kind in (("tensor_parallel", "tensor"), ("pipeline_parallel", "pipeline"),
                        ("context_parallel", "context"), ("expert_parallel", "expert")):
-        if fixed[name] is None and not stack.stack.runs(kind) and (kind != "expert" or arch.moe is not None):
+        if stack.eager and (fixed[name] or 1) > 1:  # the stack may run it; its eager layer is timed on one device
+            raise InputError(f"the eager step model of --stack {stack.stack.id} times data-parallel and ZeRO layouts; "
+                             f"--{name.replace('_', '-')} {fixed[name]} is not modelled for it: drop it")
+        if fixed[name] is None and (stack.eager or not stack.stack.runs(kind)) and (kind != "expert" or arch.moe):
             fixed[name] = 1
     per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
     if fixed["tensor_parallel"] and fixed["tensor_parallel"] > per_node:
@@ -636,7 +641,8 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"memory: {best.memory_gb:.1f} GB on the most loaded device, of {usable_gb:.1f} GB usable (the datasheet's "
         f"{acc.memory_gb:g} GB are GiB, {usable_gb + reserve_gb:.1f}e9 bytes, less {reserve_gb:g} GB reserved)",
     ]
-    assumptions[5:5] = _stack_assumptions(request, stack, shape, best.layout, acc, e_max, flash)
+    stack_lines, report = _stack_assumptions(request, stack, shape, best.layout, acc, e_max, flash)
+    assumptions[5:5] = stack_lines
     warnings = []
     if best.layout.zero_stage == 3 and 2 in closest:
         warnings.append(f"no layout fits with ZeRO 1 or 2 (the closest needs {closest[2]:.1f} GB of {usable_gb:.1f} "
@@ -652,7 +658,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     return StepEstimate(layout=best.layout, step_time_s=best.step_time_s, tokens_per_s=tokens_per_s, mfu=best.mfu,
                         hfu=best.hfu, breakdown_s=best.breakdown_s, memory_gb=best.memory_gb, system=system,
                         ranked=tuple(timed[:max(1, request.num_layouts)]), assumptions=tuple(assumptions),
-                        warnings=tuple(warnings))
+                        warnings=tuple(warnings), stack=report)
 
 
 __all__ = ["Constants", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
