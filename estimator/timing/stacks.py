@@ -29,11 +29,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from estimator.catalog.stacks import Stack
 from estimator.errors import InputError
 from estimator.model.arch import Architecture
+
+if TYPE_CHECKING:
+    from estimator.request import EstimateRequest
+    from estimator.timing.step import Shape
 
 FLASH_BACKWARD_RATIO = 2.5  # FlashAttention backward FLOPs / forward (5 matmuls vs 2; Dao 2023 section 3.1)
 ADAMW_TENSORS_READ, ADAMW_TENSORS_WRITTEN = 4, 3  # weight, gradient, m, v read; weight, m, v written
@@ -237,7 +243,7 @@ class StackTime:
         return "host (kernel launches)" if self.host_s > self.device_s else "device"
 
 
-def eager_compute(shape, choice: StackChoice, *, tokens: float, recompute: str, flop_rate: float, peak_flops: float,
+def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute: str, flop_rate: float, peak_flops: float,
                   hbm_bytes_per_s: float) -> StackTime:
     """Seconds of one micro-batch of ``tokens`` tokens of an eager stack on one device (module docstring)."""
     from estimator.timing.step import gemm_seconds
@@ -336,7 +342,7 @@ def optimizer_seconds(choice: StackChoice, params: float, hbm_bytes_per_s: float
 
 
 
-def stack_choice(request, directory) -> StackChoice:
+def stack_choice(request: EstimateRequest, directory: Path) -> StackChoice:
     """The stack a request runs (``--stack``, default megatron), checked against what the stack can do:
     ``--compile`` only where the stack compiles, ``--master-weights`` among its modes, and the Megatron
     kernel flags (``--flash-attention``, ``--sequence-parallel``) only on the stacks that have them."""
