@@ -274,16 +274,17 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
         traffic = t.traffic_bytes_per_token_per_layer[kind][mode]
         forward, backward = _poly(traffic["forward"], widths), _poly(traffic["backward"], widths)
         per_layer_bytes = forward * (2 if full else 1) + backward
+        counts = t.kernels_per_layer[kind][mode]
+        kernels_layer = counts["forward"] * (2 if full else 1) + counts["backward"]
         drop = (t.dropout or {}).get(kind)
-        if drop:
-            per_layer_bytes += drop["sites_per_layer"] * drop["traffic_bytes"] * arch.hidden_size
+        if drop:  # the probe ran without dropout: each site launches a kernel forward and one backward
+            per_layer_bytes += drop["sites_per_layer"] * drop["traffic_bytes"] * arch.hidden_size * (1.5 if full else 1)
+            kernels_layer += drop["sites_per_layer"] * (3 if full else 2)
         outside = t.traffic_bytes_per_token_outside[kind][mode]
         hidden_only = {k: v for k, v in outside["forward"].items() if k != "vocab"}
         loss_bytes = (logits * (outside["forward"].get("vocab", 0) + outside["backward"].get("vocab", 0))
                       + tokens * (_poly(hidden_only, widths)
                                   + _poly({k: v for k, v in outside["backward"].items() if k != "vocab"}, widths)))
-        counts = t.kernels_per_layer[kind][mode]
-        kernels_layer = counts["forward"] * (2 if full else 1) + counts["backward"]
     elementwise = tokens * per_layer_bytes * layers / hbm_bytes_per_s
     loss = loss_bytes / hbm_bytes_per_s
     casts = 0.0
@@ -291,9 +292,12 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
         params = float(shape.total_params)
         per_param = t.weight_cast_traffic_bytes_per_param * (1.5 if full else 1.0)  # the recompute casts again
         casts = _matmul_params(arch, params) * per_param / hbm_bytes_per_s
-    outside_kernels = t.kernels_outside[kind][mode]
-    kernels = layers * kernels_layer + outside_kernels["forward"] + outside_kernels["backward"]
-    gemm_kernels = passes * layers * len(shape.layer_gemms) + 3  # already timed inside gemm_seconds
+    gemm_kernels = passes * layers * len(shape.layer_gemms) + 3  # their launches are timed inside gemm_seconds
+    if choice.compile:  # the fused kernels between the matmuls, the matmuls, the fused loss
+        kernels = layers * kernels_layer + gemm_kernels + t.compiled["kernels_outside"]
+    else:  # the probe's counts include the matmuls
+        outside_kernels = t.kernels_outside[kind][mode]
+        kernels = layers * kernels_layer + outside_kernels["forward"] + outside_kernels["backward"]
     device = matmul + attention + elementwise + loss + casts + max(0.0, kernels - gemm_kernels) * kernel_s
     host_per = t.compiled["host_s_per_kernel"] if choice.compile else t.host_s_per_op
     host = kernels * host_per
