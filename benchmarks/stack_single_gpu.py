@@ -13,7 +13,7 @@ Each row runs, in-process::
 
     gpucost estimate --hf-config catalogs/architectures/<architecture>.json --gpu h200 --num-gpus 1
         --global-batch B --micro-batch B --seq-len S --recompute none|full --precision bf16 --stack hf
-        [--compile] [--master-weights bf16] --tokens 1e9 --format json
+        [--compile] [--master-weights bf16] --format json
 
 ``--fit`` re-fits the two constants catalogs/stacks.yaml marks as fitted, on the rows marked
 ``split: train`` only, each against the part of the step it sets: ``host_s_per_op`` on the train rows
@@ -44,6 +44,7 @@ from estimator.catalog.fields import CATALOG_ENV  # noqa: E402
 from estimator.catalog.stacks import load_stack_runs, load_stacks  # noqa: E402
 from estimator.cli import main as gpucost  # noqa: E402
 from estimator.errors import GpucostError  # noqa: E402
+from estimator.validate_stacks import run_args  # noqa: E402
 
 CATALOG = ROOT / "catalogs"
 RUNS_FILE = CATALOG / "stack_runs.yaml"
@@ -52,16 +53,8 @@ TARGET_SHARE = 0.80
 
 
 def command(run, directory: Path = CATALOG) -> list[str]:
-    """The ``gpucost estimate`` arguments of one measured run."""
-    args = ["estimate", "--hf-config", str(directory / "architectures" / f"{run.architecture}.json"),
-            "--gpu", run.accelerator.split("-")[0], "--num-gpus", str(run.num_gpus), "--global-batch",
-            str(run.global_batch), "--micro-batch", str(run.micro_batch), "--seq-len", str(run.seq_len),
-            "--recompute", run.recompute, "--precision", "bf16", "--stack", run.stack]
-    if run.compile:
-        args.append("--compile")
-    if run.master_weights != "fp32":
-        args += ["--master-weights", run.master_weights]
-    return args + ["--tokens", "1e9", "--format", "json"]
+    """The ``gpucost estimate`` arguments of one measured run, with JSON output."""
+    return run_args(run, directory) + ["--format", "json"]
 
 
 def run_row(run, directory: Path = CATALOG) -> dict:
@@ -70,7 +63,7 @@ def run_row(run, directory: Path = CATALOG) -> dict:
         code = gpucost(command(run, directory))
     row = {"id": run.id, "split": run.split, "measured_step_time_s": run.step_time_s,
            "measured_memory_gb": run.peak_memory_gb,
-           "command": "gpucost " + " ".join(command(run)[:-2]).replace(str(ROOT) + "/", "")}
+           "command": "gpucost " + " ".join(run_args(run, CATALOG)).replace(str(ROOT) + "/", "")}
     if code != 0:
         return {**row, "failure": err.getvalue().strip()}
     answer = json.loads(out.getvalue())

@@ -8,11 +8,11 @@ ones they were not (``held_out``).
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from estimator.catalog.core import Catalog, load_catalog
-from estimator.catalog.stacks import Stack, StackRun, load_stack_runs, load_stacks
+from estimator.catalog.stacks import StackRun, load_stack_runs, load_stacks
 from estimator.request import EstimateRequest
 
 RUNS_GLOB = "stack_runs*.yaml"
@@ -60,13 +60,11 @@ class StackValidation:
         return asdict(self)
 
 
-def run_request(run: StackRun, directory: Path, stack: Stack | None = None) -> EstimateRequest:
-    """The ``gpucost estimate`` request of a measured run (the command benchmarks/stack_single_gpu.py prints)."""
-    return EstimateRequest(hf_config=directory / "architectures" / f"{run.architecture}.json", gpu=run.accelerator,
-                           num_gpus=run.num_gpus, global_batch=run.global_batch, micro_batch=run.micro_batch,
-                           seq_len=run.seq_len, recompute=run.recompute, precision="bf16", stack=run.stack,
-                           compile=run.compile or None, master_weights=run.master_weights if run.master_weights != "fp32"
-                           else None, tokens=1e9)
+def run_args(run: StackRun, directory: Path) -> list[str]:
+    """The ``gpucost estimate`` arguments of a measured run (what benchmarks/stack_single_gpu.py prints)."""
+    model = (["--hf-config", str(directory / "architectures" / f"{run.architecture}.json")] if run.architecture
+             else ["--model", str(run.model)])
+    return ["estimate", *model, *run.options()]
 
 
 def run_mode(run: StackRun) -> str:
@@ -79,10 +77,18 @@ def run_mode(run: StackRun) -> str:
 
 
 def check_stack_run(run: StackRun, catalog: Catalog) -> StackCheck:
-    """Estimate one measured run with its own command and compare."""
+    """Estimate one measured run with its own command (in-process) and compare."""
     from estimator.estimate import estimate
 
-    est = estimate(run_request(run, catalog.directory), catalog=catalog)
+    request = EstimateRequest(
+        hf_config=catalog.directory / "architectures" / f"{run.architecture}.json" if run.architecture else None,
+        model=run.model, gpu=run.accelerator, num_gpus=run.num_gpus, global_batch=run.global_batch,
+        micro_batch=run.micro_batch, seq_len=run.seq_len, recompute=run.recompute, precision=run.precision,
+        stack=run.stack, compile=run.compile or None, master_weights=run.master_weights,
+        tensor_parallel=run.tensor_parallel, pipeline_parallel=run.pipeline_parallel,
+        context_parallel=run.context_parallel, expert_parallel=run.expert_parallel, zero_stage=run.zero_stage,
+        flash_attention=run.flash_attention, sequence_parallel=run.sequence_parallel, tokens=1e9)
+    est = estimate(request, catalog=catalog)
     time = est.step_time_s or 0.0
     memory = est.layouts[0].memory_gb if est.layouts else 0.0
     return StackCheck(id=run.id, stack=run.stack, split=run.split, mode=run_mode(run),
@@ -125,10 +131,5 @@ def validate_stacks(catalog: Catalog | None = None, files: tuple[Path, ...] | No
     return StackValidation(rows=rows, summaries=tuple(summaries), files=tuple(p.name for p in paths))
 
 
-def with_constants(catalog: Catalog, stack_id: str, **constants: float) -> tuple[Stack, ...]:
-    """The catalog's stacks with ``stack_id``'s fitted constants replaced (for the fit's search)."""
-    return tuple(replace(s, **constants) if s.id == stack_id else s for s in load_stacks(catalog.directory))
-
-
-__all__ = ["RUNS_GLOB", "StackCheck", "StackSummary", "StackValidation", "check_stack_run", "run_request",
-           "stack_runs", "validate_stacks", "with_constants"]
+__all__ = ["RUNS_GLOB", "StackCheck", "StackSummary", "StackValidation", "check_stack_run", "run_args", "stack_runs",
+           "validate_stacks"]

@@ -144,13 +144,13 @@ def load_stacks(directory: Path) -> tuple[Stack, ...]:
 @dataclass(frozen=True, slots=True)
 class StackRun:
     """A measured training step of a stack (for ``gpucost validate`` and benchmarks/stack_single_gpu.py):
-    the run as ``gpucost estimate`` takes it, the measured step time and peak memory
-    (``torch.cuda.max_memory_allocated``, decimal GB), and whether the stack's fitted constants
-    were fitted on it (``split: train``) or not (``held_out``)."""
+    the run as ``gpucost estimate`` takes it (the model by ``architecture``, a file of
+    ``architectures/``, or by ``model``, a catalog id; a parallel size left out is searched), the
+    measured step time and peak memory (``torch.cuda.max_memory_allocated``, decimal GB), and whether
+    the stack's fitted constants were fitted on it (``split: train``) or not (``held_out``)."""
 
     id: str
     stack: str
-    architecture: str
     accelerator: str
     num_gpus: int
     seq_len: int
@@ -163,8 +163,35 @@ class StackRun:
     recompute: str = "none"
     compile: bool = False
     master_weights: str = "fp32"
+    architecture: str | None = None
+    model: str | None = None
+    precision: str = "bf16"
+    tensor_parallel: int | None = None
+    pipeline_parallel: int | None = None
+    context_parallel: int | None = None
+    expert_parallel: int | None = None
+    zero_stage: int | None = None
+    flash_attention: bool | None = None
+    sequence_parallel: bool | None = None
     peak_memory_gb: float | None = None
     notes: str | None = None
+
+    def options(self) -> list[str]:
+        """The ``gpucost estimate`` arguments of this run (without the model)."""
+        args = ["--gpu", self.accelerator, "--num-gpus", str(self.num_gpus), "--global-batch", str(self.global_batch),
+                "--micro-batch", str(self.micro_batch), "--seq-len", str(self.seq_len), "--recompute", self.recompute,
+                "--precision", self.precision, "--stack", self.stack]
+        for name in ("tensor_parallel", "pipeline_parallel", "context_parallel", "expert_parallel", "zero_stage"):
+            if getattr(self, name) is not None:
+                args += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
+        for name in ("flash_attention", "sequence_parallel"):
+            if getattr(self, name) is not None:
+                args.append(f"--{'' if getattr(self, name) else 'no-'}{name.replace('_', '-')}")
+        if self.compile:
+            args.append("--compile")
+        if self.master_weights != "fp32":
+            args += ["--master-weights", self.master_weights]
+        return args
 
 
 SPLITS = ("train", "held_out")
@@ -190,8 +217,12 @@ def load_stack_runs(file: Path, stacks: tuple[Stack, ...]) -> tuple[StackRun, ..
             raise CatalogError(file.name, run.id, "recompute", f"must be none, selective or full, got {run.recompute!r}")
         if run.global_batch % (run.micro_batch * run.num_gpus):
             raise CatalogError(file.name, run.id, "global_batch", "is not a multiple of micro_batch x num_gpus")
-        if not (file.parent / "architectures" / f"{run.architecture}.json").is_file():
+        if (run.architecture is None) == (run.model is None):
+            raise CatalogError(file.name, run.id, "architecture", "give the model by architecture or by model, one")
+        if run.architecture and not (file.parent / "architectures" / f"{run.architecture}.json").is_file():
             raise CatalogError(file.name, run.id, "architecture", f"no file architectures/{run.architecture}.json")
+        if run.zero_stage is not None and run.zero_stage > 3:
+            raise CatalogError(file.name, run.id, "zero_stage", f"must be 1, 2 or 3 (leave it out for 0), got {run.zero_stage}")
     return runs
 
 
