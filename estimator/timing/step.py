@@ -592,7 +592,9 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                                  num_kv_heads=arch.num_kv_heads, seq_len=seq_len, global_batch=batch,
                                  per_node=per_node,
                                  num_experts=arch.moe.num_experts if arch.moe else None,
-                                 fixed={**fixed, "zero_stage": zero}):
+                                 fixed={**fixed, "zero_stage": zero},
+                                 # an eager stack pays its launches per micro-batch: larger ones amortise them
+                                 micro_batches=(1, 2, 4, 8, 16, 32, 64) if stack.eager else (1, 2, 4, 8)):
             if stack.eager and layout.recompute == "selective":
                 continue  # eager stacks checkpoint whole layers
             checked += 1
