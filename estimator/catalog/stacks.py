@@ -3,9 +3,8 @@ transformer layer, which parallelism it runs, and the source of each number.
 
 A :class:`Stack` is loaded with :func:`estimator.catalog.fields._records` (fields converted by their
 annotations, unknown fields refused with a close match) and cross-checked here: the engine and the
-parallelism names are known, every number has a source, an eager stack has (or borrows with
-``tables_from``) the per-layer tables the eager step model reads, and each table is a mapping of
-non-negative numbers. :mod:`estimator.timing.stacks` turns a stack into step time and memory.
+parallelism names are known, every number has a source, an eager stack has the per-layer
+tables the eager step model reads, and each table is a mapping of non-negative numbers. :mod:`estimator.timing.stacks` turns a stack into step time and memory.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ PARALLELISM = ("data", "zero1", "zero2", "zero3", "tensor", "pipeline", "context
 MASTER_WEIGHTS = ("fp32", "bf16")
 LAYER_KINDS = ("gated_rmsnorm", "gelu_tanh_layernorm", "gelu_layernorm")
 MODES = ("amp", "bf16")
-#: what the eager step model reads from an eager stack (directly or through ``tables_from``)
+#: what the eager step model reads from an eager stack
 EAGER_TABLES = ("host_s_per_op", "matmul_fraction_of_mamf", "device_s_per_kernel", "attention_fraction", "saved_bytes_per_token_per_layer",
                 "saved_bytes_per_token_outside", "traffic_bytes_per_token_per_layer",
                 "traffic_bytes_per_token_outside", "kernels_per_layer", "kernels_outside", "logits",
@@ -56,7 +55,6 @@ class Stack:
     allocator_reserve_gb: float
     sources: Mapping[str, Any]
     retrieved: _dt.date
-    tables_from: str | None = None
     kernels_per_layer_forward: int | None = None
     elementwise_bytes_per_token_per_layer: Mapping[str, Any] | None = None
     host_s_per_op: float | None = None
@@ -93,7 +91,7 @@ def _numbers(label: str, field: str, value: Any, path: str = "") -> None:
         raise CatalogError(STACKS_FILE, label, field, f"{path or 'value'} must be a non-negative number, got {value!r}")
 
 
-def _check(stack: Stack, by_id: dict[str, Stack]) -> None:
+def _check(stack: Stack) -> None:
     label = stack.id
     if stack.engine not in ENGINES:
         raise CatalogError(STACKS_FILE, label, "engine", f"must be one of {', '.join(ENGINES)}, got {stack.engine!r}")
@@ -111,33 +109,29 @@ def _check(stack: Stack, by_id: dict[str, Stack]) -> None:
             _numbers(label, f.name, value)
     numbers = [f.name for f in fields(Stack) if f.name not in ("id", "sources", "retrieved", "name", "notes",
                                                                  "frameworks", "engine", "parallelism", "compile",
-                                                                 "tables_from", *_DESCRIPTIONS)
+                                                                 *_DESCRIPTIONS)
                and getattr(stack, f.name) is not None]
     for name in numbers:
         if not isinstance(stack.sources.get(name), str) or not stack.sources[name].strip():
             raise CatalogError(STACKS_FILE, label, "sources", f"has no source for {name!r}")
-    if stack.tables_from is not None and stack.tables_from not in by_id:
-        raise CatalogError(STACKS_FILE, label, "tables_from", f"{stack.tables_from!r} is not a stack id")
     if stack.engine == "eager":
-        donor = by_id.get(stack.tables_from or stack.id, stack)
         for name in EAGER_TABLES:
-            if getattr(donor, name) is None:
-                raise CatalogError(STACKS_FILE, label, name, "is required for an eager stack (or name tables_from)")
+            if getattr(stack, name) is None:
+                raise CatalogError(STACKS_FILE, label, name, "is required for an eager stack")
         for name in ("saved_bytes_per_token_per_layer", "traffic_bytes_per_token_per_layer", "kernels_per_layer",
                      "saved_bytes_per_token_outside", "traffic_bytes_per_token_outside", "kernels_outside", "logits"):
-            table = getattr(donor, name)
+            table = getattr(stack, name)
             for kind in LAYER_KINDS:
                 for mode in MODES:
                     if mode not in table.get(kind, {}):
-                        raise CatalogError(STACKS_FILE, donor.id, name, f"has no {kind}.{mode} entry")
+                        raise CatalogError(STACKS_FILE, label, name, f"has no {kind}.{mode} entry")
 
 
 def load_stacks(directory: Path) -> tuple[Stack, ...]:
     """Load and cross-check ``<directory>/stacks.yaml`` (see the module docstring)."""
     stacks = _records(Path(directory) / STACKS_FILE, "stacks", Stack)
-    by_id = {s.id: s for s in stacks}
     for stack in stacks:
-        _check(stack, by_id)
+        _check(stack)
     return stacks
 
 
@@ -226,12 +220,5 @@ def load_stack_runs(file: Path, stacks: tuple[Stack, ...]) -> tuple[StackRun, ..
     return runs
 
 
-def eager_tables(stack: Stack, stacks: tuple[Stack, ...]) -> Stack:
-    """The stack whose eager tables ``stack`` uses: itself, or the one its ``tables_from`` names."""
-    if stack.tables_from is None:
-        return stack
-    return next(s for s in stacks if s.id == stack.tables_from)
-
-
 __all__ = ["ENGINES", "LAYER_KINDS", "MASTER_WEIGHTS", "MODES", "PARALLELISM", "SPLITS", "STACKS_FILE", "Stack",
-           "StackRun", "eager_tables", "load_stack_runs", "load_stacks"]
+           "StackRun", "load_stack_runs", "load_stacks"]

@@ -48,11 +48,10 @@ DEFAULT_STACK = "megatron"
 
 @dataclass(frozen=True, slots=True)
 class StackChoice:
-    """A stack as the request runs it: the record, the stack its eager tables come from, torch.compile,
-    and the master-weights mode (fp32: mixed precision under autocast; bf16: everything in bf16)."""
+    """A stack as the request runs it: the record, torch.compile, and the master-weights mode (fp32:
+    mixed precision under autocast; bf16: everything in bf16)."""
 
     stack: Stack
-    tables: Stack
     compile: bool = False
     master_weights: str = "fp32"
 
@@ -158,7 +157,7 @@ def eager_activation_bytes_per_token(arch: Architecture, choice: StackChoice, re
     """(bytes one layer keeps for backward, bytes outside the layers) per token, the logits apart."""
     from estimator.model.memory import activation_bytes_per_layer
 
-    t = choice.tables
+    t = choice.stack
     kind, mode, widths = layer_kind(arch), choice.mode, _widths(arch)
     outside = _poly(t.saved_bytes_per_token_outside[kind][mode], widths)
     if recompute == "full":  # a checkpointed layer keeps its input: the residual stream in the weights' dtype
@@ -186,7 +185,7 @@ def stack_memory(arch: Architecture, choice: StackChoice, *, seq_len: int, micro
 
     if not choice.eager:
         raise InputError(f"stack {choice.stack.id} is fused: its memory is estimator.model.memory.training_memory's")
-    t = choice.tables
+    t = choice.stack
     params = float(count_params(arch).total)
     trainable = params if trainable_params is None else float(trainable_params)
     if not 0 <= trainable <= params:
@@ -249,7 +248,7 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
     from estimator.timing.step import gemm_seconds
 
     arch = shape.arch
-    t = choice.tables
+    t = choice.stack
     kind, mode, widths = layer_kind(arch), choice.mode, _widths(arch)
     layers = shape.num_dense_layers + shape.num_moe_layers
     kernel_s = t.device_s_per_kernel
@@ -350,7 +349,7 @@ def stack_choice(request: EstimateRequest, directory: Path) -> StackChoice:
     """The stack a request runs (``--stack``, default megatron), checked against what the stack can do:
     ``--compile`` only where the stack compiles, ``--master-weights`` among its modes, and the Megatron
     kernel flags (``--flash-attention``, ``--sequence-parallel``) only on the stacks that have them."""
-    from estimator.catalog.stacks import eager_tables, load_stacks
+    from estimator.catalog.stacks import load_stacks
 
     stacks = load_stacks(directory)
     stack_id = request.stack or DEFAULT_STACK
@@ -365,11 +364,11 @@ def stack_choice(request: EstimateRequest, directory: Path) -> StackChoice:
     if stack.engine == "eager" and request.flash_attention is False:
         raise InputError(f"--no-flash-attention describes Megatron-family runs without a fused attention kernel; "
                          f"--stack {stack.id} runs SDPA's flash kernel: drop --no-flash-attention")
-    check_stack_layout(StackChoice(stack, stack), tensor=request.tensor_parallel or 1,
+    check_stack_layout(StackChoice(stack), tensor=request.tensor_parallel or 1,
                        pipeline=request.pipeline_parallel or 1, context=request.context_parallel or 1,
                        expert=request.expert_parallel or 1, zero_stage=request.zero_stage or 0,
                        sequence_parallel=bool(request.sequence_parallel))
-    return StackChoice(stack, eager_tables(stack, stacks), compile=bool(request.compile), master_weights=master)
+    return StackChoice(stack, compile=bool(request.compile), master_weights=master)
 
 
 __all__ = ["DEFAULT_STACK", "StackChoice", "StackMemory", "StackReport", "StackTime", "check_stack_layout",

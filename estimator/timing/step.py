@@ -608,7 +608,7 @@ def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layou
                           recompute=layout.recompute, data_parallel=layout.data_parallel, zero_stage=layout.zero_stage,
                           num_micro_batches=layout.num_micro_batches)
     lines += [
-        f"attention: {stack.stack.attention}, at {stack.tables.attention_fraction:.0%} of the dense peak",
+        f"attention: {stack.stack.attention}, at {stack.stack.attention_fraction:.0%} of the dense peak",
         f"per micro-batch: {timed.kernels:,.0f} kernels; device {timed.device_s:.3g} s ("
         + ", ".join(f"{k} {v:.3g}" for k, v in timed.parts_s.items()) + f" s), host {timed.host_s:.3g} s "
         f"({'compiled graph' if stack.compile else 'eager Python and dispatch'}): {timed.bound}-bound",
