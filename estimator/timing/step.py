@@ -359,11 +359,31 @@ def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: 
     return max(1, chunks) * latency + size_bytes * factor / bw
 
 
+def _matmul_seconds(flops: float, m: float, n: float, k: float, batch: float, flop_rate: float, hbm: float,
+                    kernel_s: float) -> float:
+    """A matmul on the roofline: the longer of its FLOPs at the achievable rate and its 16-bit
+    operands and result at the HBM bandwidth, plus one kernel launch."""
+    moved = 2.0 * batch * (m * k + k * n + m * n)
+    return max(flops / flop_rate, moved / hbm) + kernel_s
+
+
+def gemm_seconds(gemms: tuple[tuple[float, float, float, float], ...], tokens: float, split: int, flop_rate: float,
+                 hbm: float, kernel_s: float) -> float:
+    """Seconds of a layer's matmuls (:class:`Shape` rows: FLOPs per token, m-factor, n, k) for ``tokens``
+    tokens, split ``split`` ways (tensor parallelism); routed experts run one matmul per local expert."""
+    total = 0.0
+    for flops_per_token, m_factor, n, k in gemms:
+        m = tokens * m_factor
+        experts = 1.0 / m_factor if m_factor < 1 else 1.0
+        total += _matmul_seconds(flops_per_token * tokens / split, m, n / split, k, experts, flop_rate, hbm, kernel_s)
+    return total
+
+
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
                 constants: Constants = Constants(), e_max: float | None = None,
                 grad_reduce_bytes: float = 2.0, sharded_per_layer: bool = True, zero2_per_layer: bool = False,
-                prefetch: bool = False, stragglers: bool = False) -> StepTime:
+                prefetch: bool = False, stragglers: bool = False, stack: Any = None) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
     The at-scale terms take the training stack's choices as arguments (defaults: today's stack):
@@ -374,7 +394,10 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ``zero2_per_layer``: ZeRO-2 does so too (FSDP's SHARD_GRAD_OP) instead of one bucketed reduction;
     ``prefetch``: each layer's collectives run beside the neighbouring layer's compute and only what is
     longer shows (:func:`sharded_exposed_s`; FSDP's forward and backward prefetch); ``stragglers``
-    stretches the compute by the expected slowest host (:func:`straggler_factor`)."""
+    stretches the compute by the expected slowest host (:func:`straggler_factor`).
+    ``stack`` (a :class:`estimator.timing.stacks.StackChoice`): an eager stack's micro-batch and
+    optimizer step replace the fused layer's (estimator/timing/stacks.py), and it reduces gradients in
+    its weights' dtype; None is the fused stack."""
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -390,18 +413,10 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     act_bytes = 2.0  # 16-bit activations on the wire
 
     def matmul_time(flops: float, m: float, n: float, k: float, batch: float = 1.0) -> float:
-        """A matmul on the roofline: the longer of its FLOPs at the achievable rate and its 16-bit
-        operands and result at the HBM bandwidth, plus one kernel launch."""
-        moved = act_bytes * batch * (m * k + k * n + m * n)
-        return max(flops / flop_rate, moved / hbm) + constants.kernel_overhead_s
+        return _matmul_seconds(flops, m, n, k, batch, flop_rate, hbm, constants.kernel_overhead_s)
 
     def gemm_time(gemms: tuple[tuple[float, float, float, float], ...], split: int) -> float:
-        total = 0.0
-        for flops_per_token, m_factor, n, k in gemms:
-            m = tokens * m_factor
-            experts = 1.0 / m_factor if m_factor < 1 else 1.0  # routed experts: one matmul per local expert
-            total += matmul_time(flops_per_token * tokens / split, m, n / split, k, batch=experts)
-        return total
+        return gemm_seconds(gemms, tokens, split, flop_rate, hbm, constants.kernel_overhead_s)
 
     # attention scores: one batched matmul over micro-batch x local heads, each (s/c) x s x head width;
     # a fused kernel (flash attention) keeps the scores on chip and skips the masked half when causal
@@ -445,6 +460,14 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     head = shape.head_flops_per_token * tokens / t
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
+    eager = stack is not None and stack.eager
+    if eager:  # every op the stack's modules launch, on one device (TP, PP, CP, EP refused before)
+        from estimator.timing.stacks import eager_compute
+
+        timed = eager_compute(shape, stack, tokens=tokens, recompute=layout.recompute, flop_rate=flop_rate,
+                              peak_flops=peak * 1e12, hbm_bytes_per_s=hbm)
+        fwd, head_time, compute = timed.forward_s, 0.0, timed.compute_s
+        recompute = fwd if full else 0.0
     num_layers_stage = layers_total / p * uneven
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
@@ -461,7 +484,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     # data parallel: gradients of this device's parameters (bf16), expert parameters over d / e ranks
     dense_params = (shape.total_params - shape.expert_params) / (t * p)
     expert_params = shape.expert_params / (t * p * e)
-    grad_bytes = grad_reduce_bytes
+    grad_bytes = stack.weight_bytes if eager else grad_reduce_bytes  # an eager stack reduces in its weights' dtype
     dp_time = _collective("all_reduce", dense_params * grad_bytes, d, inside_dp, dp_node, links)
     if e > 1:
         exp_inside, exp_node = group_span(t * c * p * e, d // e, links.per_node)
@@ -494,6 +517,10 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
         dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
     shard = d if layout.zero_stage >= 1 else 1
     optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
+    if stack is not None and (eager or stack.master_weights == "bf16"):
+        from estimator.timing.stacks import optimizer_seconds
+
+        optimizer = optimizer_seconds(stack, dense_params + expert_params, hbm) / shard
 
     step_time = pipeline_time + dp_exposed + optimizer
     tokens_step = layout.global_batch * s
@@ -520,35 +547,70 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                     hfu=(model_flops + hw_extra) / (step_time * per_device_peak))
 
 
-def layout_memory(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True) -> Any:
-    """Training memory (a MemoryBreakdown) on the most loaded device of ``layout`` (estimator.model.memory)."""
+def layout_memory(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
+                  stack: Any = None) -> Any:
+    """Training memory on the most loaded device of ``layout``: a MemoryBreakdown (estimator.model.memory),
+    or an eager ``stack``'s peak allocated memory from estimator.timing.stacks; bf16 master weights hold
+    2 + 2 + 4 bytes per parameter. Both have ``total_bytes``."""
     from estimator.model.memory import Parallelism, training_memory
+
+    if stack is not None and stack.eager:
+        from estimator.timing.stacks import stack_memory
+
+        return stack_memory(arch, stack, seq_len=seq_len, micro_batch=layout.micro_batch, recompute=layout.recompute,
+                            data_parallel=layout.data_parallel, zero_stage=layout.zero_stage,
+                            num_micro_batches=layout.num_micro_batches)
+    states = {} if stack is None or stack.master_weights == "fp32" else dict(weight_bytes=2.0, grad_bytes=2.0,
+                                                                             optimizer_bytes=4.0)
 
     par = Parallelism(data=layout.data_parallel, tensor=layout.tensor_parallel, pipeline=layout.pipeline_parallel,
                       expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
                       zero_stage=layout.zero_stage)
     return training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
-                           parallel=par, recompute=layout.recompute, flash_attention=flash_attention)
+                           parallel=par, recompute=layout.recompute, flash_attention=flash_attention, **states)
 
 
-def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True) -> float:
-    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.model.memory)."""
-    return layout_memory(arch, layout, seq_len, flash_attention=flash_attention).total_bytes / 1e9
+def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
+                     stack: Any = None) -> float:
+    """Training memory (decimal GB) on the most loaded device of ``layout`` (:func:`layout_memory`)."""
+    return layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack).total_bytes / 1e9
 
 
 _LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
                   "zero_stage", "micro_batch", "recompute", "sequence_parallel")
 
 
-def usable_memory_gb(acc: Accelerator) -> float:
+def usable_memory_gb(acc: Accelerator, stack: Any = None) -> float:
     """What one device holds for training (decimal GB): its capacity less the reserve for the CUDA
-    context and NCCL buffers (estimator.model.memory)."""
+    context, NCCL buffers and the allocator's slack (the stack's, else estimator.model.memory's)."""
     from estimator.model.memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
 
-    return capacity_bytes(acc.memory_gb) / GB - DEFAULT_RESERVE_GB
+    reserve = stack.stack.allocator_reserve_gb if stack is not None else DEFAULT_RESERVE_GB
+    return capacity_bytes(acc.memory_gb) / GB - reserve
 
 
-def leanest_layout(request: EstimateRequest, work: Any, acc: Accelerator, system: Any,
+def stack_and_fixed(request: EstimateRequest, work: Any, catalog: Catalog) -> tuple[Any, dict[str, Any]]:
+    """(the training stack, the layout sizes the request and the stack fix): an eager stack times
+    data-parallel and ZeRO layouts only, and a stack that cannot run a kind of parallelism holds it at 1."""
+    from estimator.timing.stacks import stack_choice
+
+    arch = work.architecture
+    fixed = {name: getattr(request, name) for name in _LAYOUT_FIELDS}
+    stack = stack_choice(request, catalog.directory)  # refuses a layout the stack cannot run
+    if stack.eager and fixed["recompute"] == "selective":
+        raise InputError(f"--stack {stack.stack.id} recomputes whole layers (gradient checkpointing): "
+                         "use --recompute full or none")
+    for name, kind in (("tensor_parallel", "tensor"), ("pipeline_parallel", "pipeline"),
+                       ("context_parallel", "context"), ("expert_parallel", "expert")):
+        if stack.eager and (fixed[name] or 1) > 1:  # the stack may run it; its eager layer is timed on one device
+            raise InputError(f"the eager step model of --stack {stack.stack.id} times data-parallel and ZeRO layouts; "
+                             f"--{name.replace('_', '-')} {fixed[name]} is not modelled for it: drop it")
+        if fixed[name] is None and (stack.eager or not stack.stack.runs(kind)) and (kind != "expert" or arch.moe):
+            fixed[name] = 1
+    return stack, fixed
+
+
+def leanest_layout(request: EstimateRequest, work: Any, acc: Accelerator, system: Any, catalog: Catalog,
                    num_gpus: int) -> tuple[Layout, float] | None:
     """The layout of ``num_gpus`` devices that needs the least memory, and that memory (GB): the
     candidates the step model searches, with what the request leaves open set to its most frugal
@@ -556,11 +618,11 @@ def leanest_layout(request: EstimateRequest, work: Any, acc: Accelerator, system
     splits the devices. It stops at the first layout that fits."""
     arch = work.architecture
     batch, _ = default_global_batch(request, work, num_gpus)
-    fixed = {name: getattr(request, name) for name in _LAYOUT_FIELDS}
+    stack, fixed = stack_and_fixed(request, work, catalog)
     frugal = {**fixed, "zero_stage": 3 if fixed["zero_stage"] is None else fixed["zero_stage"],
               "recompute": fixed["recompute"] or "full"}
     flash = request.flash_attention is not False
-    usable = usable_memory_gb(acc)
+    usable = usable_memory_gb(acc, stack)
     best: tuple[Layout, float] | None = None
     seen = 0
     for layout in candidates(num_devices=num_gpus, num_layers=arch.num_layers, num_heads=arch.num_heads,
@@ -573,7 +635,7 @@ def leanest_layout(request: EstimateRequest, work: Any, acc: Accelerator, system
         seen += 1
         if seen > MAX_CANDIDATES:
             break
-        memory = layout_memory_gb(arch, layout, work.seq_len, flash_attention=flash)
+        memory = layout_memory_gb(arch, layout, work.seq_len, flash_attention=flash, stack=stack)
         if best is None or memory < best[1]:
             best = (layout, memory)
         if memory <= usable:
@@ -638,14 +700,15 @@ def fewest_devices(request: EstimateRequest, work: Any, acc: Accelerator, catalo
     of ``work`` fits memory (:func:`leanest_layout`), searched by doubling and bisection on the
     memory check alone. Raises InputError when none up to ``MAX_PLANNED_DEVICES`` does."""
     system = catalog.system_for(acc.id, request.system)
-    check_fixed_layout(request, work, system)
+    stack, fixed = stack_and_fixed(request, work, catalog)
+    check_fixed_layout(request, work, system, fixed)
     per_node = system.scale_up_group
-    usable = usable_memory_gb(acc)
+    usable = usable_memory_gb(acc, stack)
 
     def fits(n: int) -> bool:
         if n > per_node and not system.scale_out_nics_per_node:
             return False
-        found = leanest_layout(request, work, acc, system, n)
+        found = leanest_layout(request, work, acc, system, catalog, n)
         return found is not None and found[1] <= usable
 
     found = search_devices(per_node, fits, start)
@@ -659,9 +722,11 @@ def fewest_devices(request: EstimateRequest, work: Any, acc: Accelerator, catalo
     return found
 
 
-def memory_text(arch: Architecture, layout: Layout, seq_len: int, flash_attention: bool) -> str:
+def memory_text(arch: Architecture, layout: Layout, seq_len: int, flash_attention: bool, stack: Any = None) -> str:
     """What fills one device's memory in ``layout``, in GB."""
-    mem = layout_memory(arch, layout, seq_len, flash_attention=flash_attention)
+    mem = layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack)
+    if not hasattr(mem, "weights_bytes"):  # an eager stack's peak, by its own parts
+        return f"{mem.total_bytes / 1e9:.1f} GB ({mem.describe()})"
     return (f"{mem.total_bytes / 1e9:.1f} GB: weights {mem.weights_bytes / 1e9:.1f}, gradients "
             f"{mem.gradients_bytes / 1e9:.1f}, optimizer states {mem.optimizer_bytes / 1e9:.1f}, activations "
             f"{mem.activations_bytes / 1e9:.1f}")
@@ -683,6 +748,7 @@ class StepEstimate:
     error_band: float = ERROR_BAND
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    stack: Any = None  # estimator.timing.stacks.StackReport
 
 
 def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> tuple[int, str]:
@@ -708,13 +774,46 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
                    f"{work.seq_len:,}) rounded up to a multiple of the {num_gpus:,} devices; set --global-batch")
 
 
-def check_fixed_layout(request: EstimateRequest, work: Any, system: Any) -> None:
-    """InputError when a layout size the request fixes cannot apply to ``work`` on ``system``
-    (whatever the device count)."""
+def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layout: Layout, acc: Accelerator,
+                       e_max: float, flash: bool) -> tuple[list[str], Any]:
+    """What the stack launches and keeps, in words and as a :class:`~estimator.timing.stacks.StackReport`:
+    its kernels and, for an eager stack, the micro-batch's device and host time and the memory peak by part."""
+    from estimator.timing.stacks import eager_compute, stack_memory, stack_report
+
+    default = "" if request.stack else " (the default: the step model's own fused kernels; --stack hf|fsdp|deepspeed)"
+    lines = [f"stack: {stack.describe()}{default}"]
+    if not stack.eager:
+        lines.append(("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash
+                      else "attention: unfused (the scores and their softmax go through HBM)")
+                     + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
+                        if request.sequence_parallel is not False else ", no sequence parallelism"))
+        return lines, stack_report(stack)
+
+    peak = acc.peak_for(request.precision) * 1e12
+    timed = eager_compute(shape, stack, tokens=layout.micro_batch * shape.seq_len, recompute=layout.recompute,
+                          flop_rate=peak * e_max, peak_flops=peak,
+                          hbm_bytes_per_s=acc.memory_bandwidth_gbps * 1e9 * HBM_EFFICIENCY)
+    memory = stack_memory(shape.arch, stack, seq_len=shape.seq_len, micro_batch=layout.micro_batch,
+                          recompute=layout.recompute, data_parallel=layout.data_parallel, zero_stage=layout.zero_stage,
+                          num_micro_batches=layout.num_micro_batches)
+    lines += [
+        f"attention: {stack.stack.attention}, at {stack.stack.attention_fraction:.0%} of the dense peak",
+        f"per micro-batch: {timed.kernels:,.0f} kernels; device {timed.device_s:.3g} s ("
+        + ", ".join(f"{k} {v:.3g}" for k, v in timed.parts_s.items()) + f" s), host {timed.host_s:.3g} s "
+        f"({'compiled graph' if stack.compile else 'eager Python and dispatch'}): {timed.bound}-bound",
+        f"memory (torch.cuda.max_memory_allocated): {memory.describe()}",
+    ]
+    return lines, stack_report(stack, timed, memory)
+
+
+def check_fixed_layout(request: EstimateRequest, work: Any, system: Any, fixed: dict[str, Any] | None = None) -> None:
+    """InputError when a layout size the request (or ``fixed``, the sizes the request and the stack
+    fix) sets cannot apply to ``work`` on ``system``, whatever the device count."""
     arch = work.architecture
     seq_len = work.seq_len
     per_node = system.scale_up_group
-    fixed = {name: getattr(request, name) for name in _LAYOUT_FIELDS}
+    if fixed is None:
+        fixed = {name: getattr(request, name) for name in _LAYOUT_FIELDS}
     if fixed["tensor_parallel"] and fixed["tensor_parallel"] > per_node:
         raise InputError(f"--tensor-parallel {fixed['tensor_parallel']} exceeds the {per_node} "
                          f"accelerators of a {system.id} node (tensor parallelism stays within a node)")
@@ -751,19 +850,16 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     links = links_for(system, calibration)
     seq_len = work.seq_len
     batch, batch_source = default_global_batch(request, work, num_gpus)
-    fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "virtual_stages",
-                                                         "context_parallel", "expert_parallel", "zero_stage",
-                                                         "micro_batch", "recompute", "sequence_parallel")}
+    stack, fixed = stack_and_fixed(request, work, catalog)
     flash = request.flash_attention is not False
     per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
-    check_fixed_layout(request, work, system)
+    check_fixed_layout(request, work, system, fixed)
     if num_gpus > per_node and not system.scale_out_nics_per_node:
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
-    from estimator.model.memory import DEFAULT_RESERVE_GB
-
-    usable_gb = usable_memory_gb(acc)  # CUDA context, NCCL buffers
+    reserve_gb = stack.stack.allocator_reserve_gb  # CUDA context, NCCL buffers, allocator slack
+    usable_gb = usable_memory_gb(acc, stack)
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
     # less, so ZeRO 0 never wins. ZeRO 2 (gradients sharded too: DeepSpeed's stage 2, Llama 3's FSDP
     # that keeps the weights gathered after forward) moves the same bytes again, so it takes the same
@@ -771,7 +867,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     # with ZeRO 2 before a slower one is. ZeRO 3 gathers the weights for every micro-batch: only when
     # nothing fits with ZeRO 2. Every candidate is timed (cheap), then memory is checked fastest first
     # until enough layouts fit.
-    stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1, 3]
+    stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1 if stack.stack.runs("zero1") else 2, 3]
     timed: list[StepTime] = []
     checked = 0
     closest: dict[int, float] = {}  # ZeRO stage -> the least memory any of its layouts needs (GB)
@@ -781,18 +877,22 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                                  num_kv_heads=arch.num_kv_heads, seq_len=seq_len, global_batch=batch,
                                  per_node=per_node,
                                  num_experts=arch.moe.num_experts if arch.moe else None,
-                                 fixed={**fixed, "zero_stage": zero}):
+                                 fixed={**fixed, "zero_stage": zero},
+                                 # an eager stack pays its launches per micro-batch: larger ones amortise them
+                                 micro_batches=(1, 2, 4, 8, 16, 32, 64) if stack.eager else (1, 2, 4, 8)):
+            if stack.eager and layout.recompute == "selective":
+                continue  # eager stacks checkpoint whole layers
             checked += 1
             if checked > MAX_CANDIDATES:
                 break
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
-                                       e_max=e_max, flash_attention=flash))
+                                       e_max=e_max, flash_attention=flash, stack=stack))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         also_zero2 = zero == 1 and fixed["zero_stage"] is None  # ZeRO 2: the same time, less memory
         for candidate in pending:
             options = [candidate.layout] + ([replace(candidate.layout, zero_stage=2)] if also_zero2 else [])
             for layout in options:
-                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash)
+                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash, stack=stack)
                 closest[layout.zero_stage] = min(memory, closest.get(layout.zero_stage, math.inf))
                 if memory <= usable_gb:
                     timed.append(replace(candidate, layout=layout, memory_gb=memory))
@@ -808,8 +908,8 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                          f"{arch.num_layers} layers, the global batch of {batch:,} a multiple of DP x micro-batch"
                          + (f", {fixed_text}" if fixed_text else "") + "); change --num-gpus or --global-batch")
     if not timed:
-        leanest = leanest_layout(request, work, acc, system, num_gpus)
-        fill = (f"; the leanest layout ({leanest[0].describe()}) needs " + memory_text(arch, leanest[0], seq_len, flash)
+        leanest = leanest_layout(request, work, acc, system, catalog, num_gpus)
+        fill = (f"; the leanest layout ({leanest[0].describe()}) needs " + memory_text(arch, leanest[0], seq_len, flash, stack)
                 + f" of {usable_gb:.1f} GB usable") if leanest is not None else ""
         try:
             fewest = f"; the fewest that fit: {fewest_devices(request, work, acc, catalog, num_gpus + 1):,} devices"
@@ -832,13 +932,11 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
         f"links: {links.source}; {constants.dp_overlap:.0%} of data-parallel traffic hidden behind backward; "
         "tensor, context and expert-parallel collectives not overlapped",
-        ("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash else
-         "attention: unfused (the scores and their softmax go through HBM)")
-        + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
-           if request.sequence_parallel is not False else ", no sequence parallelism"),
         f"memory: {best.memory_gb:.1f} GB on the most loaded device, of {usable_gb:.1f} GB usable (the datasheet's "
-        f"{acc.memory_gb:g} GB are GiB, {usable_gb + DEFAULT_RESERVE_GB:.1f}e9 bytes, less {DEFAULT_RESERVE_GB:g} GB reserved)",
+        f"{acc.memory_gb:g} GB are GiB, {usable_gb + reserve_gb:.1f}e9 bytes, less {reserve_gb:g} GB reserved)",
     ]
+    stack_lines, report = _stack_assumptions(request, stack, shape, best.layout, acc, e_max, flash)
+    assumptions[5:5] = stack_lines
     warnings = []
     if best.layout.zero_stage == 3 and 2 in closest:
         warnings.append(f"no layout fits with ZeRO 1 or 2 (the closest needs {closest[2]:.1f} GB of {usable_gb:.1f} "
@@ -854,11 +952,11 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     return StepEstimate(layout=best.layout, step_time_s=best.step_time_s, tokens_per_s=tokens_per_s, mfu=best.mfu,
                         hfu=best.hfu, breakdown_s=best.breakdown_s, memory_gb=best.memory_gb, system=system,
                         ranked=tuple(timed[:max(1, request.num_layouts)]), assumptions=tuple(assumptions),
-                        warnings=tuple(warnings))
+                        warnings=tuple(warnings), stack=report)
 
 
 __all__ = ["Constants", "ring_latency_s", "sharded_exposed_s", "straggler_factor", "KERNEL_OVERHEAD_S", "Links", "StepEstimate",
-           "StepTime", "check_fixed_layout", "default_global_batch", "device_counts",
+           "StepTime", "check_fixed_layout", "default_global_batch", "device_counts", "stack_and_fixed",
            "fewest_devices", "layout_memory", "layout_memory_gb", "leanest_layout", "links_for", "memory_text",
            "search_devices", "usable_memory_gb",
            "matmul_fraction", "shape_of", "step_estimate", "time_layout"]
