@@ -155,8 +155,8 @@ def test_the_fewest_devices_search_checks_memory_not_step_times():
     acc = CATALOG.accelerator("h100")
     n = fewest_devices(request, work, acc, CATALOG)
     system = CATALOG.system_for(acc.id)
-    assert leanest_layout(request, work, acc, system, n)[1] <= usable_memory_gb(acc)
-    assert leanest_layout(request, work, acc, system, n - 8)[1] > usable_memory_gb(acc)
+    assert leanest_layout(request, work, acc, system, CATALOG, n)[1] <= usable_memory_gb(acc)
+    assert leanest_layout(request, work, acc, system, CATALOG, n - 8)[1] > usable_memory_gb(acc)
     step_estimate(request, work, acc, CATALOG, num_gpus=n)  # the step model finds a layout there too
 
 
