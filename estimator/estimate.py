@@ -25,7 +25,7 @@ from estimator.plan import Plan
 from estimator.request import EstimateRequest
 from estimator.timing.throughput import ThroughputKind, device_hours
 
-SCHEMA_VERSION = 1  # of the JSON/YAML record (README "JSON output")
+SCHEMA_VERSION = 1  # of the JSON/YAML record (docs/json.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,7 @@ class Estimate:
     mfu_while_training: float | None = None  # the inverse question: implied MFU / assumed goodput
     default_wall_clock_days: float | None = None  # a ported run: the estimate from FLOPs at the default MFU
     scope: str = "pretrain"
+    stack: dict[str, Any] | None = None  # the training stack (--stack) and, eager, its kernels and memory peak
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -111,7 +112,7 @@ class Estimate:
         check_finite(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict. Its keys are a stable contract (see README "JSON output")."""
+        """A JSON-ready dict. Its keys are a stable contract (docs/json.md)."""
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
         data["assumptions"] = list(self.assumptions)
         data["warnings"] = list(self.warnings)
@@ -142,12 +143,13 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     ``estimate(EstimateRequest(...))`` or the same fields as keywords:
     ``estimate(params="175B", tokens="300B", gpu="a100", num_gpus=1024, tflops=80, precision="tf32")``.
     """
+    if request is not None and not isinstance(request, EstimateRequest):  # estimate("7B", gpu="h100")
+        raise InputError(f"estimate() takes an EstimateRequest or keyword options, got {type(request).__name__} "
+                         f"{request!r} as its first argument (write estimate(params=\"7B\", tokens=\"1T\", gpu=\"h100\"))")
     if request is None:
         request = EstimateRequest(**options)
     elif options:
         request = request.with_(**options)
-    elif not isinstance(request, EstimateRequest):
-        raise InputError(f"estimate() takes an EstimateRequest or keyword options, got {type(request).__name__}")
     from estimator.resolve import resolve
 
     catalog = catalog or load_catalog()
@@ -167,10 +169,16 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     hours = device_hours(work.flops, rate.achieved_tflops) * overhead
     step = parts.step
     assumptions.append(f"throughput: {rate.achieved_tflops:.4g} TFLOP/s per device, {rate.source}")
-    if step is None:
-        devices_note = "" if parts.num_gpus_given else " (default; set --num-gpus)"
-        assumptions.append(f"devices: {num_gpus} x {acc.id}{devices_note}, perfect scaling (time = device-hours / devices)")
+    if parts.devices_source:
+        devices_note = f", {parts.devices_source}"
     else:
+        devices_note = "" if parts.num_gpus_given else " (default; set --num-gpus)"
+    if step is None:
+        assumptions.append(f"devices: {num_gpus:,} x {acc.id}{devices_note}; perfect scaling "
+                           "(time = device-hours / devices)")
+    else:
+        if parts.devices_source:
+            assumptions.append(f"devices: {num_gpus:,} x {acc.id}, {parts.devices_source}")
         assumptions.extend(step.assumptions)
     if goodput < 1:
         assumptions.append(f"goodput: {goodput:.0%} of wall-clock trains ({parts.goodput_source}); "
@@ -213,7 +221,11 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         assumptions.append(f"owning: ${acc.purchase_price_usd:,.0f} per device amortised over {request.life_years:g} "
                            "years of continuous use, plus electricity")
     if work.flops_detailed is not None:
-        assumptions.append(f"detailed FLOPs at sequence length {work.seq_len}: {work.flops_detailed:.3g} "
+        causal = work.architecture is not None and work.architecture.causal and request.flash_attention is not False
+        assumptions.append(f"sequence length: {work.seq_len:,} ({work.seq_len_source})")
+        assumptions.append(f"detailed FLOPs at sequence length {work.seq_len}"
+                           + (" (causal attention at half the score matmuls, as the fused kernel runs them)"
+                              if causal else "") + f": {work.flops_detailed:.3g} "
                            f"({work.flops_detailed / work.flops_6nd - 1:+.1%} vs 6ND); the time uses "
                            + ("the detailed count" if work.flops == work.flops_detailed
                               else "6ND (--flops-method detailed to switch)"))
@@ -256,6 +268,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         system=step.system.id if step else None,
         layouts=tuple(LayoutSummary(c.layout.to_dict(), c.step_time_s, c.mfu, c.memory_gb)
                       for c in step.ranked) if step else (),
+        stack=asdict(step.stack) if step is not None and step.stack is not None else None,
         goodput=goodput, mfu_while_training=mfu_while_training, default_wall_clock_days=default_days, scope=request.scope or "pretrain",
         assumptions=tuple(assumptions), warnings=tuple(warnings),
     )

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from estimator.errors import InputError
-from estimator.numbers import parse_count, parse_duration_s, parse_quantity
-from estimator.vocab import (DEFAULT_PRECISION, RECOMPUTE_MODES, ZERO_STAGES, FlopsMethod, TimeModel, choice, normalize_precision)
+from estimator.numbers import parse_count, parse_duration_s, parse_quantity, parse_seq_len
+from estimator.vocab import (DEFAULT_PRECISION, MASTER_WEIGHTS, RECOMPUTE_MODES, STACKS, ZERO_STAGES, FlopsMethod, TimeModel, choice, normalize_precision)
 
 DEFAULT_GPU = "h100"
 DEFAULT_PUE = 1.2  # data-centre power usage effectiveness assumed for energy (typical hyperscale 1.1-1.2)
@@ -43,6 +43,7 @@ OPTION = {
     "dataset": "--dataset", "samples": "--samples", "epochs": "--epochs", "flops_per_sample": "--flops-per-sample",
     "measured_time_s": "--measured-time", "measured_gpu": "--measured-gpu", "measured_num_gpus": "--measured-num-gpus",
     "sequence_parallel": "--sequence-parallel", "flash_attention": "--flash-attention",
+    "stack": "--stack", "compile": "--compile", "master_weights": "--master-weights",
 }
 _QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hours", "price", "budget_usd", "samples",
                "epochs", "flops_per_sample")
@@ -51,7 +52,8 @@ _COUNTS = ("num_gpus", "seq_len", "tensor_parallel", "pipeline_parallel", "virtu
 _NAMES = ("model", "gpu", "system", "provider", "dataset", "measured_gpu")
 _PATHS = ("hf_config", "calibration")
 LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
-                 "zero_stage", "global_batch", "micro_batch", "recompute", "sequence_parallel", "flash_attention")
+                 "zero_stage", "global_batch", "micro_batch", "recompute", "sequence_parallel", "flash_attention",
+                 "stack", "compile", "master_weights")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,9 @@ class EstimateRequest:
     measured_num_gpus: int | None = None
     sequence_parallel: bool | None = None  # None: on whenever tensor parallelism is (Korthikanti et al. 2022)
     flash_attention: bool | None = None  # None: a fused attention kernel (FlashAttention, Dao et al. 2022)
+    stack: str | None = None  # the training software (catalogs/stacks.yaml); None: megatron, the step model's own
+    compile: bool | None = None  # torch.compile (the fsdp and hf stacks)
+    master_weights: str | None = None  # fp32: mixed precision, 16 B/param; bf16: weights, grads, AdamW in bf16
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -138,7 +143,8 @@ class EstimateRequest:
             value = getattr(self, name)
             if value is not None:
                 limit = {"num_gpus": MAX_DEVICES, "global_batch": 100 * MAX_DEVICES, "num_layouts": 50}.get(name, 10**7)
-                set_(self, name, parse_count(value, what=OPTION[name], maximum=limit))
+                parse = parse_seq_len if name == "seq_len" else parse_count  # 128K = 131,072 tokens
+                set_(self, name, parse(value, what=OPTION[name], maximum=limit))
         if self.measured_time_s is not None:
             value = self.measured_time_s
             seconds = parse_duration_s(value, what="--measured-time") if isinstance(value, str) else \
@@ -162,7 +168,11 @@ class EstimateRequest:
             set_(self, "scope", choice(self.scope, ("pretrain", "all"), what="--scope"))
         if self.zero_stage is not None and (isinstance(self.zero_stage, bool) or self.zero_stage not in ZERO_STAGES):
             raise InputError(f"--zero-stage must be one of 0, 1, 2, 3, got {self.zero_stage!r}")
-        for name in ("chinchilla", "sequence_parallel", "flash_attention"):
+        if self.stack is not None:
+            set_(self, "stack", choice(self.stack, STACKS, what="--stack"))
+        if self.master_weights is not None:
+            set_(self, "master_weights", choice(self.master_weights, MASTER_WEIGHTS, what="--master-weights"))
+        for name in ("chinchilla", "sequence_parallel", "flash_attention", "compile"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise InputError(f"{OPTION[name]} must be true or false, got {value!r}")
@@ -268,6 +278,32 @@ class EstimateRequest:
     def with_(self, **changes: Any) -> EstimateRequest:
         """A copy with ``changes`` applied (validated again)."""
         return replace(self, **changes)
+
+
+def _keywords_only(init: Any) -> Any:
+    """Wrap the dataclass ``__init__`` so that a positional value or an unknown keyword is an
+    InputError naming it (with close matches), not Python's TypeError."""
+    import difflib
+    import functools
+
+    @functools.wraps(init)
+    def checked(self: EstimateRequest, *args: Any, **options: Any) -> None:
+        if args:
+            raise InputError(f"EstimateRequest takes keyword options only (params=\"7B\", gpu=\"h100\", ...), "
+                             f"got {len(args)} positional value(s): {args[0]!r}")
+        known = [f for f in EstimateRequest.__dataclass_fields__ if EstimateRequest.__dataclass_fields__[f].init]
+        for name in options:
+            if name not in known:
+                matches = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+                hint = (f"did you mean {', '.join(repr(m) for m in matches)}?" if matches
+                        else "see help(estimator.EstimateRequest) for the options")
+                raise InputError(f"unknown estimate option {name!r}; {hint}")
+        init(self, **options)
+
+    return checked
+
+
+EstimateRequest.__init__ = _keywords_only(EstimateRequest.__init__)  # type: ignore[method-assign]
 
 
 def _enum(kind: type, value: Any, name: str) -> Any:

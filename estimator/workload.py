@@ -14,7 +14,7 @@ from typing import Any
 
 from estimator.catalog.core import Catalog
 from estimator.catalog.records import Model
-from estimator.errors import InputError
+from estimator.errors import GpucostError, InputError
 from estimator.model.flops import CHINCHILLA_TOKENS_PER_PARAM, train_flops_6nd
 from estimator.request import EstimateRequest
 from estimator.vocab import FlopsMethod, resolve_seq_len
@@ -65,7 +65,8 @@ def model_size(request: EstimateRequest, catalog: Catalog) -> ModelSize:
 
         arch = load_hf_config(request.hf_config)
         counts = count_params(arch)
-        size = ModelSize(arch.name, float(counts.total), float(counts.active), None, None, arch)
+        size = ModelSize(arch.name, float(counts.total), float(counts.active), None, None, arch,
+                         _published_seq_len(catalog, arch.name, float(counts.total)))
     elif request.model is not None:
         from estimator.model.hf_config import architecture_for_model
 
@@ -84,6 +85,20 @@ def model_size(request: EstimateRequest, catalog: Catalog) -> ModelSize:
         size = ModelSize(size.name, size.params, request.active_params, size.published_tokens, size.record,
                          size.architecture, size.catalog_seq_len)
     return size
+
+
+def _published_seq_len(catalog: Catalog, name: str | None, params: float) -> int | None:
+    """The catalog's published pre-training length of the model a config.json describes: the catalog
+    model of that name (or alias) whose parameter count is within 2% of the config's, else None."""
+    if not name:
+        return None
+    try:
+        record = catalog.model(name)
+    except GpucostError:  # not in the catalog: no published length
+        return None
+    if record.seq_len is None or abs(record.params - params) > 0.02 * params:
+        return None
+    return record.seq_len
 
 
 def _samples_workload(request: EstimateRequest, catalog: Catalog, size: ModelSize | None) -> Workload | float:
@@ -109,10 +124,8 @@ def _samples_workload(request: EstimateRequest, catalog: Catalog, size: ModelSiz
             samples=total, epochs=epochs, dataset=dataset.id if dataset else None,
             catalog_model=size.record if size else None)
     if size is not None and size.architecture is not None:
-        seq_len = request.seq_len or (dataset.seq_len if dataset else None) or size.catalog_seq_len \
-            or size.architecture.default_seq_len
-        if seq_len is None:
-            raise InputError(f"{size.name} has no sequence length for its samples; give --seq-len")
+        seq_len = resolve_seq_len(request.seq_len or (dataset.seq_len if dataset else None), size.catalog_seq_len,
+                                  size.architecture.default_seq_len, size.architecture.max_position_embeddings)[0]
         return total * seq_len
     raise InputError(f"{size.name if size else 'the model'!r} gives no FLOPs per sample: add --flops-per-sample F "
                      "(forward FLOPs of one sample) or use a model with an architecture")
@@ -153,9 +166,13 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
     if arch is not None:
         from estimator.model.flops import train_flops
 
-        seq_len, seq_source = resolve_seq_len(request.seq_len, size.catalog_seq_len, arch.default_seq_len)
+        seq_len, seq_source = resolve_seq_len(request.seq_len, size.catalog_seq_len, arch.default_seq_len,
+                                              arch.max_position_embeddings)
         arch.check_seq_len(seq_len)
-        detailed = train_flops(arch, tok, seq_len)
+        # one convention with the step model's time: a fused (flash) kernel on causal attention runs
+        # half the score matmuls, so the count it is reported against has half of them too
+        causal = request.flash_attention is not False and arch.causal
+        detailed = train_flops(arch, tok, seq_len, causal=causal)
     elif request.seq_len is not None:
         raise InputError(f"--seq-len needs an architecture; {size.name!r} has none (pass its config.json with --hf-config)")
     chosen = six_nd
@@ -164,7 +181,8 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
             raise InputError("--flops-method detailed needs a model with an architecture "
                              "(see `gpucost models show NAME`, or --hf-config)")
         chosen = detailed
-        method_text = f"detailed count from the architecture at sequence length {seq_len} (PaLM appendix B convention)"
+        method_text = (f"detailed count from the architecture at sequence length {seq_len} (PaLM appendix B convention"
+                       + ("; causal attention at half the score matmuls, as a fused kernel runs them)" if causal else ")"))
     samples = epochs = dataset_id = None
     if in_samples:
         epochs = request.epochs if request.epochs is not None else 1.0

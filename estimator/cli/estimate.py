@@ -20,7 +20,8 @@ from estimator.vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES, Flop
 FLOPS_METHODS = tuple(m.value for m in FlopsMethod)
 TIME_MODELS = tuple(m.value for m in TimeModel)
 from estimator.completion import (complete_dataset, complete_gpu, complete_model, complete_precision, complete_provider, complete_system)
-from estimator.cli.options import Format, check_format, choices_metavar, completer, records, terminal_width, wrap_list
+from estimator.cli.options import (Format, Wide, check_format, choices_metavar, completer, paragraph, records, terminal_width,
+                                   wrap_list)
 
 COUNT = "a whole number; 1K = 1,000"
 Model = Annotated[Optional[str], typer.Option(autocompletion=complete_model, help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
@@ -30,16 +31,18 @@ ActiveParams = Annotated[Optional[str], typer.Option(help="Parameters active per
 Flops = Annotated[Optional[str], typer.Option(help="Total training FLOPs instead of a model, e.g. 3.15e23.")]
 Tokens = Annotated[Optional[str], typer.Option(help="Training tokens, e.g. 300B. Default: the model's published count.")]
 FlopsMethodOpt = Annotated[str, typer.Option("--flops-method", metavar=choices_metavar(FLOPS_METHODS), autocompletion=completer(FLOPS_METHODS), show_default=True, help="FLOPs for the time: 6nd (Kaplan; the MFU defaults are derived with it) or detailed (needs a model with an architecture).")]
-SeqLen = Annotated[Optional[str], typer.Option(help=f"Training sequence length ({COUNT}) for the detailed FLOPs, memory and the step model. Default: the model's.")]
+SeqLen = Annotated[Optional[str], typer.Option(help="Training sequence length in tokens (8192, or 8K: K = 1,024 and M = 1,048,576 for lengths, as model cards write them; 128K = 131,072) for the detailed FLOPs, memory and the step model. Default: the catalog's published pre-training length, else the config's original_max_position_embeddings, else 4,096 (or the context window if shorter), as the assumptions say.")]
 Precision = Annotated[str, typer.Option(metavar=choices_metavar(PRECISIONS), autocompletion=complete_precision, show_default=True, help="Training precision (bfloat16, float16, float32, tf32 spellings accepted); picks the dense peak.")]
 NumGpus = Annotated[Optional[str], typer.Option(help=f"Number of devices ({COUNT}). Default: 1.")]
 NumGpusList = Annotated[Optional[list[str]], typer.Option("--num-gpus", help=f"Number of devices ({COUNT}); repeat it for a scaling table (--num-gpus 256 --num-gpus 1024). Default: 1.")]
 Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation while training: fraction of the dense peak, in (0, 1] (the flat time model). Default: by kind of run (see `gpucost validate`), printed.")]
 Tflops = Annotated[Optional[str], typer.Option(help="Achieved TFLOP/s per device (the flat time model, instead of --mfu).")]
 GpuHours = Annotated[Optional[str], typer.Option(help="Reported device-hours: report the throughput and MFU they imply (the inverse question).")]
-Calibration = Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see README, Calibrated estimates).")]
+Calibration = Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see docs/profile.md, Calibrated estimates).")]
 Price = Annotated[Optional[str], typer.Option(help="USD per device-hour. Default: the catalog's default offer for the GPU.")]
 Provider = Annotated[Optional[str], typer.Option(autocompletion=complete_provider, help="Take the price from this provider (or price id) in the catalog, e.g. aws, lambda.")]
+Deadline = Annotated[Optional[str], typer.Option(help=f"Finish within this wall-clock time, e.g. 30d or 12h (units: {DURATION_UNITS_TEXT}): answers the devices needed.")]
+Budget = Annotated[Optional[str], typer.Option(help="USD to spend (1M, 250K): answers the tokens it buys for the model, or with --chinchilla the compute-optimal size.")]
 Pue = Annotated[float, typer.Option(show_default=True, help="Power usage effectiveness for energy (facility / IT power), 1-10.")]
 TimeModelOpt = Annotated[Optional[str], typer.Option("--time-model", metavar=choices_metavar(TIME_MODELS), autocompletion=completer(TIME_MODELS), help="step (parallel layout, communication, bubble; the default when the architecture is known) or flat (device-hours / devices at one MFU).")]
 System = Annotated[Optional[str], typer.Option(autocompletion=complete_system, help="Node type (see `gpucost systems`), e.g. dgx-h100. Default: the accelerator's default system.")]
@@ -53,7 +56,10 @@ GlobalBatch = Annotated[Optional[str], typer.Option(help="Sequences per optimize
 MicroBatch = Annotated[Optional[str], typer.Option(help="Sequences per micro-batch per pipeline. Default: searched.")]
 Recompute = Annotated[Optional[str], typer.Option(metavar=choices_metavar(RECOMPUTE_MODES), autocompletion=completer(RECOMPUTE_MODES), help="Activation recomputation. Default: searched.")]
 SeqParallel = Annotated[Optional[bool], typer.Option("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. 2022). Default: on.")]
-FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="Fused kernels: an attention kernel (FlashAttention) that keeps the scores on chip, and a SwiGLU that saves only its input. Default: on; off for 2021-22 era stacks.")]
+FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="Megatron-family fused kernels: an attention kernel (FlashAttention) that keeps the scores on chip, and a SwiGLU that saves only its input. Default: on; off for 2021-22 era stacks.")]
+StackOpt = Annotated[Optional[str], typer.Option("--stack", metavar="[megatron|deepspeed|fsdp|hf]", help="The training software (see `gpucost stacks`): what it launches and keeps per layer, and the parallelism it runs. Default: megatron.")]
+CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile (with --stack fsdp or hf). Default: off.")]
+MasterWeights = Annotated[Optional[str], typer.Option("--master-weights", metavar="[fp32|bf16]", help="fp32: mixed precision, fp32 master weights and AdamW states (16 B/param); bf16: weights, gradients and AdamW states in bf16 (8 B/param). Default: fp32.")]
 Layouts = Annotated[int, typer.Option("--layouts", show_default=True, help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
 Dataset = Annotated[Optional[str], typer.Option(autocompletion=complete_dataset, help="Train on this dataset (see `gpucost datasets`): samples per epoch, e.g. imagenet, mnist, squad.")]
 Samples = Annotated[Optional[str], typer.Option(help="Samples per epoch (images, sequences), e.g. 1.28M; instead of --dataset.")]
@@ -137,10 +143,19 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _emit_estimate(est: Estimate, fmt: str) -> None:
+NARROW = 100  # below this many columns an estimate puts each basis under its value, not beside it
+
+
+def _emit_estimate(est: Estimate, fmt: str, wide: bool = False) -> None:
     if fmt in ("table", "markdown"):
-        width = terminal_width() if fmt == "table" else None
-        typer.echo(render({}, fmt, rows=estimate_rows(est), headers=("quantity", "value", "basis"), width=width))
+        width = terminal_width(wide) if fmt == "table" else None
+        rows = estimate_rows(est)
+        if width is not None and width < NARROW:
+            rows = [(q, f"{v}\n{b}" if b else v)
+                    for q, v, b in rows]
+            typer.echo(render({}, fmt, rows=rows, headers=("quantity", "value (basis below)"), width=width))
+        else:
+            typer.echo(render({}, fmt, rows=rows, headers=("quantity", "value", "basis"), width=width))
         if len(est.layouts) > 1:
             typer.echo("\nlayouts (fastest first):\n" + render({}, fmt, rows=layout_rows(est), width=width,
                                                                  headers=("layout", "step time", "MFU (detailed count)", "memory/device")))
@@ -183,8 +198,8 @@ def estimate_cmd(
     measured_num_gpus: Annotated[Optional[str], typer.Option(help="How many of them. Default: 1.")] = None,
     price: Price = None,
     provider: Provider = None,
-    deadline: Annotated[Optional[str], typer.Option(help=f"Finish within this wall-clock time, e.g. 30d or 12h (units: {DURATION_UNITS_TEXT}): answers the devices needed.")] = None,
-    budget: Annotated[Optional[str], typer.Option(help="USD to spend (1M, 250K): answers the tokens it buys for the model, or with --chinchilla the compute-optimal size.")] = None,
+    deadline: Deadline = None,
+    budget: Budget = None,
     chinchilla: Annotated[bool, typer.Option("--chinchilla", help="With --budget: choose params and tokens compute-optimally (20 tokens per parameter, Hoffmann et al. 2022).")] = False,
     time_model: TimeModelOpt = None,
     system: System = None,
@@ -199,6 +214,9 @@ def estimate_cmd(
     recompute: Recompute = None,
     sequence_parallel: SeqParallel = None,
     flash_attention: FlashAttention = None,
+    stack: StackOpt = None,
+    compile: CompileOpt = None,
+    master_weights: MasterWeights = None,
     layouts: Layouts = 2,
     goodput: Goodput = None,
     scope: Scope = None,
@@ -206,6 +224,7 @@ def estimate_cmd(
     electricity_price: Annotated[float, typer.Option(show_default=True, help="Electricity price, USD per kWh (default: US industrial average 2024, EIA).")] = DEFAULT_ELECTRICITY_USD_PER_KWH,
     life_years: Annotated[float, typer.Option(show_default=True, help="Amortisation life of an owned accelerator, years (for the cost of owning).")] = DEFAULT_LIFE_YEARS,
     format: Format = "table",
+    wide: Wide = False,
 ) -> None:
     """Training compute, wall-clock, device-hours, cost and energy of one run.
 
@@ -223,9 +242,9 @@ def estimate_cmd(
         context_parallel=context_parallel,
         expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
         recompute=recompute, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
-        num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
+        stack=stack, compile=compile, master_weights=master_weights, num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
-    _emit_estimate(estimate(request), format)
+    _emit_estimate(estimate(request), format, wide)
 
 
 def compare_cmd(
@@ -258,10 +277,17 @@ def compare_cmd(
     recompute: Recompute = None,
     sequence_parallel: SeqParallel = None,
     flash_attention: FlashAttention = None,
+    stack: StackOpt = None,
+    compile: CompileOpt = None,
+    master_weights: MasterWeights = None,
     goodput: Goodput = None,
     scope: Scope = None,
+    provider: Provider = None,
+    deadline: Deadline = None,
+    budget: Budget = None,
     all_offers: Annotated[bool, typer.Option("--all-offers", help="One row per price offer, not just each GPU's default.")] = False,
     format: Format = "table",
+    wide: Wide = False,
 ) -> None:
     """One row per accelerator (and price offer), cheapest first: which GPU is cheapest for this run?
 
@@ -277,7 +303,9 @@ def compare_cmd(
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         virtual_stages=virtual_stages, context_parallel=context_parallel, expert_parallel=expert_parallel,
         zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch, recompute=recompute,
-        sequence_parallel=sequence_parallel, flash_attention=flash_attention, goodput=goodput, scope=scope)
+        sequence_parallel=sequence_parallel, flash_attention=flash_attention, stack=stack, compile=compile,
+        master_weights=master_weights, goodput=goodput, scope=scope, provider=provider, deadline_s=deadline,
+        budget_usd=budget)
     from estimator.compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,
@@ -288,15 +316,31 @@ def compare_cmd(
               f"{r.price_usd_per_gpu_hour:g}" if r.price_usd_per_gpu_hour else "-",
               usd(r.cost_usd) if r.fits else "-", r.layout_text if r.fits else f"does not fit: {r.note}",
               r.price_source or "no price in catalog") for r in rows]
-    typer.echo(render(records("rows", data, format), format, rows=table, width=terminal_width(), headers=(
-        "gpu", "devices", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout",
-        "price source")))
+    headers = ("gpu", "devices", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout",
+               "price source")
+    if base.budget_usd is not None:  # what the budget buys on each
+        table = [(*t[:2], si(r.tokens) if r.fits and r.tokens else "-", *t[2:]) for t, r in zip(table, rows)]
+        headers = (*headers[:2], "tokens", *headers[2:])
+    width = terminal_width(wide)
+    typer.echo(render(records("rows", data, format), format, rows=table, width=width, headers=headers,
+                      optional=("price source", "$/device-h", "TFLOP/s/device", "device-hours", "layout")))
     if format in ("table", "markdown") and rows:
         first = rows[0]
-        each = f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed"
-        typer.echo(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {each}; "
-                   f"{base.precision}; time model: {first.time_model}"
-                   + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"))
+        same = len({r.num_gpus for r in rows}) == 1
+        each = ("the devices each needs to finish within the deadline" if base.deadline_s is not None
+                else f"{first.num_gpus:,} device(s) each" if same and (counts or first.num_gpus == 1)
+                else "devices as listed" if counts else "the fewest devices that hold it on each, as listed")
+        compute = (f"FLOPs: what {usd(base.budget_usd)} buys on each ({first.flops_method})" if base.budget_usd is not None
+                   else f"{si(first.flops, 'FLOP')} ({first.flops_method})")
+        sources = {r.throughput_source for r in rows}
+        throughput = ("" if first.time_model == "step" else
+                      f"; throughput = {first.throughput_source}" if len(sources) == 1 else
+                      "; throughput = each accelerator's default MFU for the kind of run at its machine balance "
+                      "(peak / HBM bandwidth; docs/defaults.md)" if all(
+                          (r.throughput_source or "default MFU").startswith("default MFU") for r in rows) else
+                      "; throughput per accelerator (see --format json)")
+        typer.echo(paragraph(f"\n{compute}; {each}; {base.precision}; time model: {first.time_model}{throughput}",
+                             width))
 
 
 def _split_names(values: list[str] | str | None, option: str = "--gpu") -> list[str] | None:

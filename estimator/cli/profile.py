@@ -21,7 +21,10 @@ from estimator.errors import CatalogError, GpucostError, InputError
 from estimator.vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
 
 DEVICES = ("auto", "cpu", "cuda")
-NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
+# gpucost is installed from a checkout (it is not on PyPI): torch first, the build this machine needs
+NO_TORCH = ("torch is not installed; from the gpucost checkout run: pip install torch==2.13.0 --index-url "
+            "https://download.pytorch.org/whl/cpu (CPU; for a GPU, the CUDA build from pytorch.org/get-started) "
+            "&& pip install \".[profile]\"")
 
 
 def parse_dtypes(values: list[str] | None) -> list[str] | None:
@@ -136,6 +139,7 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
         from estimator.records.calibration import dump_calibration
 
         return dump_calibration(record).rstrip("\n")
+    from estimator.cli.options import terminal_width
     from estimator.render import render
 
     headers = ("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")
@@ -164,7 +168,8 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
         + f"; {record['duration_s']:.0f} s" + ("; PARTIAL (interrupted)" if record["partial"] else "")
         + f"; {clock_text}; throttled: {throttled}",
         "",
-        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=headers),
+        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=headers,
+               width=terminal_width() if fmt == "table" else None),
     ]
     model = record.get("model")
     if model:
@@ -205,9 +210,10 @@ def profile(
     hf_config: Annotated[Optional[Path], typer.Option(
         "--hf-config", help="Like --model, for a Hugging Face config.json read from disk; the file name "
                             "(without .json) is the model id in the calibration file.")] = None,
-    seq_len: Annotated[Optional[int], typer.Option(
-        help="With --model: sequence length of the timed step. Default: the catalog's training length, "
-             "else the config's.")] = None,
+    seq_len: Annotated[Optional[str], typer.Option(
+        help="With --model: sequence length of the timed step (2048, or 2K: K = 1,024 for lengths). Default: "
+             "the catalog's training length, else the config's original_max_position_embeddings, else 4,096 "
+             "or the context window if shorter.")] = None,
     micro_batch: Annotated[Optional[int], typer.Option(
         help="With --model: sequences per step. Default: the largest power of two that fits in memory and "
              "keeps a step short (a few seconds on a GPU, ~10 s on a CPU).")] = None,
@@ -240,6 +246,10 @@ def profile(
     if format not in FORMATS:
         raise InputError(f"unknown --format {format!r}; use one of {', '.join(FORMATS)}")
     device = _check_device(device)
+    if seq_len is not None:
+        from estimator.numbers import parse_seq_len
+
+        seq_len = parse_seq_len(seq_len)
     if torch_model is not None:  # profiler/torch_model.py: the user's own nn.Module
         for option, value in (("--model", model), ("--hf-config", hf_config), ("--comm", comm or None),
                               ("--seq-len", seq_len), ("--max-layers", max_layers), ("--nproc", nproc)):
@@ -283,9 +293,11 @@ def profile(
     arch = None
     if profiling_model:
         arch, catalog_seq_len, model_id, source = _resolve_model(model, hf_config)
-        seq_len = seq_len or catalog_seq_len or arch.default_seq_len
-        if seq_len is None:
+        if seq_len is None and catalog_seq_len is None and arch.default_seq_len is None:
             raise InputError(f"{model_id} gives no sequence length; pass --seq-len")
+        from estimator.vocab import resolve_seq_len
+
+        seq_len = resolve_seq_len(seq_len, catalog_seq_len, arch.default_seq_len, arch.max_position_embeddings)[0]
         arch.check_seq_len(seq_len)
     _check_output(output)
     _import_torch()

@@ -13,7 +13,10 @@ The median of the chosen measurement is the central figure and its worst..best t
 stragglers that one device never sees. No single-device training step has been published next to
 at-scale runs on the same chips, but best-matmul throughput has: the at-scale figure is
 ``AT_SCALE_FRACTION_OF_MATMUL[peak class]`` x the file's best matmul for the precision, capped by the
-single-device training step, where for each peak class of :mod:`estimator.timing.utilisation`
+single-device training step, where for each peak class (dense 16-bit peak under or at least
+``PEAK_EDGE_TFLOPS``; the classes the per-kind defaults of :mod:`estimator.timing.utilisation` had
+before they moved with machine balance; these fractions were derived then and are kept until a
+calibrated run at scale replaces them)
 
     AT_SCALE_FRACTION_OF_MATMUL = the median default MFU while training of the class's dense 16-bit
         kinds (estimator.timing.utilisation, derived from catalogs/runs.yaml: <500 TFLOP/s 0.476, 0.434,
@@ -41,6 +44,7 @@ from estimator.numbers import count
 from estimator.records.torch_model import TorchModelRecord
 from estimator.timing.throughput import Throughput, ThroughputKind
 
+PEAK_EDGE_TFLOPS = 500.0  # the peak classes below: dense 16-bit peak under or at least 500 TFLOP/s
 AT_SCALE_FRACTION_OF_MATMUL = {"<500": 0.50, ">=500": 0.33}  # by peak class; see the module docstring
 MAMF_FRACTION = {"<500": 271.2 / 312, ">=500": 794.5 / 989}  # A100, H100 bf16 (stas00 MAMF table)
 STALE_AFTER_DAYS = 180
@@ -119,9 +123,10 @@ def calibrated_throughput(
         band = (min(step.worst_tflops, achieved), max(step.best_tflops, achieved))
         source = f"calibration: {label} {precision} (median) on {where}"
     elif matmul_best is not None:
-        from estimator.timing.utilisation import accelerator_peak, peak_class
+        from estimator.timing.utilisation import accelerator_peak
 
-        fraction = AT_SCALE_FRACTION_OF_MATMUL[peak_class(accelerator_peak(acc))]
+        peak = accelerator_peak(acc)
+        fraction = AT_SCALE_FRACTION_OF_MATMUL[">=500" if peak and peak >= PEAK_EDGE_TFLOPS else "<500"]
         achieved = fraction * matmul_best
         cap = step.median_tflops if step is not None else None
         source = (f"calibration: {fraction} x best {precision} matmul {matmul_best:.4g} TFLOP/s on "
@@ -348,7 +353,8 @@ def measured_device_step(record: Calibration, work: Any, precision: str) -> Meas
 
 
 def measured_compute_scale(record: Calibration, work: Any, acc: Accelerator, precision: str, links: Any, *,
-                           e_max: float, flash_attention: bool, constants: Any) -> tuple[float, str, list[str]]:
+                           e_max: float, flash_attention: bool, constants: Any,
+                           stack: Any = None) -> tuple[float, str, list[str]]:
     """(the factor on the step model's per-device work, the assumption line, warnings) for a run
     timed by the step model with a calibration file: the file's own training step of the model on
     one device (:func:`measured_device_step`) / the step model's time for that same micro-batch
@@ -356,8 +362,9 @@ def measured_compute_scale(record: Calibration, work: Any, acc: Accelerator, pre
     work and the optimizer). Every layout's per-device work is scaled by it; its communication and
     pipeline bubble are modelled as before (on the file's measured links where it has a
     ``collectives`` section). A file without that model's step: 1 (its best matmul already sets
-    the matmul rate, :func:`estimator.timing.step.matmul_fraction`). Raises InputError when the
-    file measured nothing at ``precision``."""
+    the matmul rate, :func:`estimator.timing.step.matmul_fraction`). ``stack`` is the request's
+    training stack, so that the ratio corrects what the stack's model leaves out, not the stack.
+    Raises InputError when the file measured nothing at ``precision``."""
     from estimator.timing.layout import Layout
     from estimator.timing.step import shape_of, time_layout
 
@@ -377,7 +384,8 @@ def measured_compute_scale(record: Calibration, work: Any, acc: Accelerator, pre
                         f"estimate is for {acc.id}: its step scales the model of {acc.id}")
     one = Layout(1, 1, 1, micro_batch=measured.micro_batch, global_batch=measured.micro_batch, zero_stage=0)
     modelled = time_layout(shape_of(work.architecture, measured.seq_len), one, acc, precision, links,
-                           flash_attention=flash_attention, constants=constants, e_max=e_max).step_time_s
+                           flash_attention=flash_attention, constants=constants, e_max=e_max,
+                           stack=stack).step_time_s
     scale = measured.step_s / modelled
     note = (f"measured compute: each device's work x {scale:.3g} = the calibration file's step on one device, "
             f"{measured.step_s:.4g} s ({measured.source}) / the step model's {modelled:.4g} s for that micro-batch "
