@@ -28,6 +28,8 @@ sequences), AdamW. What one run does, each step in a fresh process as a user wou
    optimizer.zero_grad()``, ``loss.item()`` read every 10 steps as a training script logs it. The
    clock runs from the first step to the end of the last (warm-up included: a user waits for it).
 4. **Compare**: predicted / measured wall-clock.
+5. **Check the instrument** (unless ``--no-recheck``): the profile of step 1 once more, right after
+   the loop; its difference from the first is how far the machine's own speed moved meanwhile.
 
 The CPU is shared, so each phase reports the share of the machine's CPU time that other processes
 used meanwhile (/proc/stat, benchmarks/calibrated_estimate.py's meter); a run where either the
@@ -107,7 +109,7 @@ def train_loop(callable_name: str, batch: int, steps: int, seed: int = 1) -> dic
             "steady_tokens_per_s": batch * seq_len / steady if steady else None}
 
 
-def one_run(callable_name: str, batch: int, steps: int, workdir: Path) -> dict[str, Any]:
+def one_run(callable_name: str, batch: int, steps: int, workdir: Path, recheck: bool = True) -> dict[str, Any]:
     """Profile, estimate, train: the three numbers of one run and the load beside each."""
     calibration = workdir / "calibration.yaml"
     spec = f"{MODEL_FILE.relative_to(ROOT)}:{callable_name}"
@@ -128,6 +130,11 @@ def one_run(callable_name: str, batch: int, steps: int, workdir: Path) -> dict[s
                                "estimate"))
     predicted_s = estimate["wall_clock_days"] * 86400.0
     source = estimate["throughput_source"]
+    again = None
+    if recheck:  # the instrument once more: how far the machine's own speed moved meanwhile
+        _run(_cli("profile", "--torch-model", spec, "--device", "cpu", "--precision", "fp32", "--micro-batch",
+                  str(batch), "--output", str(workdir / "again.yaml"), "--quiet", "--format", "json"), "profile again")
+        again = read_calibration(workdir / "again.yaml")["torch_model"]["results"]["fp32"]["samples_per_s"]
     return {
         "profile_samples_per_s": result["samples_per_s"], "profile_steps": result["iterations"],
         "profile_tokens_per_s": result["samples_per_s"] * seq_len,
@@ -135,6 +142,8 @@ def one_run(callable_name: str, batch: int, steps: int, workdir: Path) -> dict[s
         "loop_tokens_per_s": loop["tokens_per_s"], "loop_steady_tokens_per_s": loop["steady_tokens_per_s"],
         "tokens": loop["tokens"], "used_measured_tokens_per_s": "tokens/s" in source and "torch_model" in source,
         "estimate_source": source, "other_load_profile": profile_load.fraction, "other_load_loop": train_load.fraction,
+        "profile_again_samples_per_s": again,
+        "drift": again / result["samples_per_s"] - 1 if again else None,
     }
 
 
@@ -155,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="before each run, wait up to this many seconds for other processes to use under 10%% "
                              "of the CPUs")
+    parser.add_argument("--no-recheck", action="store_true", help="skip the second profile after the loop")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
     args = parser.parse_args(argv)
     if args.threads:
@@ -163,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
             waited, load = wait_for_quiet(args.quiet_wait) if args.quiet_wait > 0 else (0.0, None)
-            run = one_run(args.model, args.batch, args.steps, Path(tmp))
+            run = one_run(args.model, args.batch, args.steps, Path(tmp), recheck=not args.no_recheck)
             run["waited_s"], run["load_before"] = round(waited, 1), load
             loads = [v for v in (run["other_load_profile"], run["other_load_loop"]) if v is not None]
             run["disturbed"] = any(v > args.max_other_load for v in loads)
@@ -172,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"ratio {run['ratio']:.3f} (profile {run['profile_tokens_per_s']:,.0f} tokens/s over "
                   f"{run['profile_steps']} steps; loop {run['loop_tokens_per_s']:,.0f} tokens/s, "
                   f"{run['loop_steady_tokens_per_s'] or 0:,.0f} after 3 steps; other load "
-                  f"{_fmt_pct(run['other_load_profile'])} / {_fmt_pct(run['other_load_loop'])})"
+                  f"{_fmt_pct(run['other_load_profile'])} / {_fmt_pct(run['other_load_loop'])}"
+                  + (f"; profile again after the loop {run['drift']:+.1%}" if run["drift"] is not None else "") + ")"
                   + (" DISTURBED" if run["disturbed"] else "")
                   + ("" if run["used_measured_tokens_per_s"] else " [the estimate did not use the measured tokens/s]"),
                   file=sys.stderr, flush=True)
