@@ -29,7 +29,9 @@ sequences), AdamW. What one run does, each step in a fresh process as a user wou
    clock runs from the first step to the end of the last (warm-up included: a user waits for it).
 4. **Compare**: predicted / measured wall-clock.
 5. **Check the instrument** (unless ``--no-recheck``): the profile of step 1 once more, right after
-   the loop; its difference from the first is how far the machine's own speed moved meanwhile.
+   the loop; its difference from the first is how far the machine's own speed moved meanwhile, and
+   the prediction at the mean of the two profiles' rates (the estimate scales exactly with the
+   file's rate) is reported beside the first as ``ratio_bracketed``.
 
 The CPU is shared, so each phase reports the share of the machine's CPU time that other processes
 used meanwhile (/proc/stat, benchmarks/calibrated_estimate.py's meter); a run where either the
@@ -144,6 +146,10 @@ def one_run(callable_name: str, batch: int, steps: int, workdir: Path, recheck: 
         "estimate_source": source, "other_load_profile": profile_load.fraction, "other_load_loop": train_load.fraction,
         "profile_again_samples_per_s": again,
         "drift": again / result["samples_per_s"] - 1 if again else None,
+        # the prediction at the mean of the profiles before and after the loop: the machine's speed
+        # during the loop, if it moved evenly between them (the estimate's own rate scales exactly)
+        "ratio_bracketed": (predicted_s / loop["seconds"] * result["samples_per_s"]
+                            / ((result["samples_per_s"] + again) / 2)) if again else None,
     }
 
 
@@ -183,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{run['profile_steps']} steps; loop {run['loop_tokens_per_s']:,.0f} tokens/s, "
                   f"{run['loop_steady_tokens_per_s'] or 0:,.0f} after 3 steps; other load "
                   f"{_fmt_pct(run['other_load_profile'])} / {_fmt_pct(run['other_load_loop'])}"
-                  + (f"; profile again after the loop {run['drift']:+.1%}" if run["drift"] is not None else "") + ")"
+                  + (f"; profile again after the loop {run['drift']:+.1%}, ratio at the mean of both profiles "
+                     f"{run['ratio_bracketed']:.3f}" if run["drift"] is not None else "") + ")"
                   + (" DISTURBED" if run["disturbed"] else "")
                   + ("" if run["used_measured_tokens_per_s"] else " [the estimate did not use the measured tokens/s]"),
                   file=sys.stderr, flush=True)
