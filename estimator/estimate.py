@@ -154,7 +154,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     parts = resolve(request, catalog)
     work, acc, rate, price = parts.workload, parts.accelerator, parts.throughput, parts.price
     num_gpus = parts.num_gpus
-    assumptions = [f"training FLOPs: {work.flops_method}"]
+    assumptions = [f"training FLOPs: {work.flops_method}", *work.finetune_notes]
     warnings = list(parts.warnings)
     if rate.peak_tflops is None:
         warnings.append(f"{acc.id} has no {request.precision} peak in the catalog; MFU is unknown")

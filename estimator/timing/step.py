@@ -264,8 +264,15 @@ def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: 
 
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
-                constants: Constants = Constants(), e_max: float | None = None) -> StepTime:
-    """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted)."""
+                constants: Constants = Constants(), e_max: float | None = None, finetune: Any = None) -> StepTime:
+    """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
+
+    ``finetune`` (an :class:`estimator.model.finetune.FinetuneSpec`) with frozen weights (LoRA,
+    QLoRA): their matmuls run the input-gradient backward only (one backward matmul per forward
+    matmul, not two), the adapters' matmuls run forward and backward, QLoRA dequantises every
+    NF4 weight before each forward and backward use (HBM-bound: read 4.127 bits, write 2 bytes per
+    weight, one kernel per matrix), and the gradient reduction and optimizer step cover the adapters.
+    Model FLOPs (the MFU numerator) are the fine-tune's own count (FinetuneSpec.train_model_per_token)."""
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -336,6 +343,24 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     head = shape.head_flops_per_token * tokens / t
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
+    frozen = finetune is not None and finetune.frozen
+    if frozen:
+        # frozen weights: no weight-gradient matmul (the backward keeps the input gradient only)
+        weight_grads = (layers_dense * gemm_time(shape.layer_gemms, t) + layers_moe * gemm_time(shape.moe_gemms, t)
+                        + head_time)
+        adapters = layers_dense * gemm_time(finetune.adapter_gemms, t) + layers_moe * gemm_time(
+            finetune.adapter_moe_gemms, t)
+        passes = 3 if full else 2  # forward, backward (input gradient), and the recomputed forward
+        dequant = 0.0
+        if finetune.quantized_params:
+            from estimator.model.finetune import BF16_BYTES, NF4_BYTES_PER_PARAM
+
+            stage_quantized = finetune.quantized_params / (t * p) * uneven
+            kernels = layers_total / p * uneven * finetune.quantized_matrices_per_layer
+            dequant = passes * (stage_quantized * (NF4_BYTES_PER_PARAM + BF16_BYTES) / hbm
+                                + kernels * constants.kernel_overhead_s)
+        # adapters: forward, input and weight gradients (3), and once more when recomputed
+        compute += -weight_grads + (passes + 1) * adapters + dequant
     num_layers_stage = layers_total / p * uneven
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
@@ -350,6 +375,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     # data parallel: gradients of this device's parameters (bf16), expert parameters over d / e ranks
     dense_params = (shape.total_params - shape.expert_params) / (t * p)
     expert_params = shape.expert_params / (t * p * e)
+    if frozen:  # only the adapters have gradients and optimizer states
+        dense_params, expert_params = finetune.trainable_params / (t * p), 0.0
     grad_bytes = 2.0
     dp_time = _collective("all_reduce", dense_params * grad_bytes, d, inside_dp, dp_node, links)
     if e > 1:
@@ -359,7 +386,10 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
         dp_time += _collective("all_reduce", expert_params * grad_bytes, d, inside_dp, dp_node, links)
     zero3 = 0.0
     if layout.zero_stage == 3:  # weights gathered for every micro-batch's forward and backward
-        zero3 = 2 * m * _collective("all_gather", (dense_params + expert_params) * 2.0, d, inside_dp, dp_node, links)
+        weight_bytes = (dense_params + expert_params) * 2.0
+        if frozen:  # FSDP gathers the frozen weights as stored (bf16, or NF4 under QLoRA)
+            weight_bytes = finetune.weight_bytes / (t * p)
+        zero3 = 2 * m * _collective("all_gather", weight_bytes, d, inside_dp, dp_node, links)
     sharded_grads = 0.0
     if layout.zero_stage >= 2 and m > 1:
         # ZeRO 2 and 3 keep only their shard of the gradients, so every micro-batch's are reduce-scattered
@@ -376,9 +406,11 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
 
     step_time = pipeline_time + dp_exposed + optimizer
     tokens_step = layout.global_batch * s
-    model_flops = shape.train_model_per_token * tokens_step
+    model_flops = (finetune.train_model_per_token(shape.train_model_per_token) if finetune is not None
+                   else shape.train_model_per_token) * tokens_step
     per_device_peak = peak * 1e12 * layout.num_devices
-    hw_extra = (recompute / max(fwd, 1e-30)) * (model_flops / 3) if fwd else 0.0
+    # recomputed forward work, as a share of the forward pass's FLOPs (3 x forward = the full count)
+    hw_extra = (recompute / max(fwd, 1e-30)) * (shape.train_model_per_token * tokens_step / 3) if fwd else 0.0
     breakdown = {
         "compute": m * compute, "tensor_parallel": m * tp_comm, "context_parallel": m * cp_comm,
         "expert_parallel": m * ep_comm, "pipeline_p2p": m * pp_comm * layout.virtual_stages,
@@ -391,7 +423,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                     hfu=(model_flops + hw_extra) / (step_time * per_device_peak))
 
 
-def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True) -> float:
+def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
+                     finetune: Any = None) -> float:
     """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.model.memory)."""
     from estimator.model.memory import Parallelism, training_memory
 
@@ -399,7 +432,8 @@ def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_
                       expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
                       zero_stage=layout.zero_stage)
     mem = training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
-                          parallel=par, recompute=layout.recompute, flash_attention=flash_attention)
+                          parallel=par, recompute=layout.recompute, flash_attention=flash_attention,
+                          finetune=finetune)
     return mem.total_bytes / 1e9
 
 
@@ -426,6 +460,12 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
     else about ``DEFAULT_BATCH_TOKENS`` tokens, at least one sequence per device."""
     if request.global_batch is not None:
         return request.global_batch, "--global-batch"
+    finetune_batch = getattr(work, "finetune_batch", None)
+    if finetune_batch is not None:  # a fine-tune: tens of sequences, not a pre-training batch
+        sequences, source = finetune_batch
+        batch = num_gpus * math.ceil(sequences / num_gpus) if sequences % num_gpus else sequences
+        return batch, (source + (f", rounded up to {batch:,}, a multiple of the {num_gpus:,} devices"
+                                 if batch != sequences else "") + "; set --global-batch")
     record = work.catalog_model
     published = getattr(record, "global_batch_tokens", None) if record is not None else None
     if published:
@@ -442,6 +482,13 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
     batch = num_gpus * math.ceil(rule / num_gpus)  # a multiple of the devices, so any DP size divides it
     return batch, (f"default: about {DEFAULT_BATCH_TOKENS / 2**20:g}M tokens per step ({rule:,} sequences of "
                    f"{work.seq_len:,}) rounded up to a multiple of the {num_gpus:,} devices; set --global-batch")
+
+
+def request_choices(request: EstimateRequest) -> dict[str, Any]:
+    """The memory-relevant choices the user made (None where the search or a default decides), so
+    that advice never repeats one of them."""
+    return {"recompute": request.recompute, "zero_stage": request.zero_stage, "micro_batch": request.micro_batch,
+            "finetune": getattr(request, "finetune", None), "num_gpus": request.num_gpus}
 
 
 def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
@@ -486,6 +533,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     if num_gpus > per_node and not system.scale_out_nics_per_node:
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
+    finetune = getattr(work, "finetune", None)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
     from estimator.model.memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
 
@@ -512,13 +560,13 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
             if checked > MAX_CANDIDATES:
                 break
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
-                                       e_max=e_max, flash_attention=flash))
+                                       e_max=e_max, flash_attention=flash, finetune=finetune))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         also_zero2 = zero == 1 and fixed["zero_stage"] is None  # ZeRO 2: the same time, less memory
         for candidate in pending:
             options = [candidate.layout] + ([replace(candidate.layout, zero_stage=2)] if also_zero2 else [])
             for layout in options:
-                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash)
+                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash, finetune=finetune)
                 closest[layout.zero_stage] = min(memory, closest.get(layout.zero_stage, math.inf))
                 if memory <= usable_gb:
                     timed.append(replace(candidate, layout=layout, memory_gb=memory))
@@ -534,17 +582,25 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                          f"{arch.num_layers} layers, the global batch of {batch:,} a multiple of DP x micro-batch"
                          + (f", {fixed_text}" if fixed_text else "") + "); change --num-gpus or --global-batch")
     if not timed:
+        from estimator.model.memory import what_would_fit
+
+        options = what_would_fit(arch, acc.memory_gb, num_gpus=num_gpus, seq_len=seq_len, given=request_choices(request),
+                                 finetune=finetune, flash_attention=flash)
         raise InputError(f"no layout of {num_gpus:,} x {acc.id} ({acc.memory_gb:g} GB) holds {work.model} at sequence "
                          f"length {seq_len:,} and a global batch of {batch:,}"
                          + (f" with {fixed_text}" if fixed_text else "")
-                         + ": the run does not fit; use more devices, recompute, ZeRO, or larger devices")
+                         + (f" (the closest needs {min(closest.values()):.1f} GB of {usable_gb:.1f} GB usable)"
+                            if closest else "")
+                         + ": the run does not fit; what would: " + options)
     timed.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
     best = timed[0]
     tokens_per_s = batch * seq_len / best.step_time_s
     assumptions = [
         f"layout: {best.layout.describe()} (the fastest that fits memory, of {checked:,} layouts timed)",
         f"step: {best.step_time_s:.3g} s for {batch:,} sequences of {seq_len:,} tokens ({batch_source}); "
-        f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%} of the detailed count, HFU {best.hfu:.1%}",
+        f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%} of the "
+        + ("fine-tune's count (the detailed count less the frozen weights' gradients, plus the adapters)"
+           if finetune is not None and finetune.frozen else "detailed count") + f", HFU {best.hfu:.1%}",
         "step breakdown: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g} s" for k, v in best.breakdown_s.items()),
         f"matmuls at {e_max:.3f} x the dense peak at most ({e_source}), "
         f"or their bytes at the HBM bandwidth if longer, + {constants.kernel_overhead_s * 1e6:.3g} us per kernel; elementwise work at "
