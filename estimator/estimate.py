@@ -104,6 +104,7 @@ class Estimate:
     mfu_while_training: float | None = None  # the inverse question: implied MFU / assumed goodput
     default_wall_clock_days: float | None = None  # a ported run: the estimate from FLOPs at the default MFU
     scope: str = "pretrain"
+    finetune: dict[str, Any] | None = None  # method, lora_rank, lora_targets, trainable_params, frozen_weights_gb
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -257,8 +258,17 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         layouts=tuple(LayoutSummary(c.layout.to_dict(), c.step_time_s, c.mfu, c.memory_gb)
                       for c in step.ranked) if step else (),
         goodput=goodput, mfu_while_training=mfu_while_training, default_wall_clock_days=default_days, scope=request.scope or "pretrain",
+        finetune=_finetune_dict(work.finetune),
         assumptions=tuple(assumptions), warnings=tuple(warnings),
     )
+
+
+def _finetune_dict(spec: Any) -> dict[str, Any] | None:
+    """The JSON of a fine-tune (estimator.model.finetune.FinetuneSpec), None for pre-training."""
+    if spec is None:
+        return None
+    return {"method": spec.method, "lora_rank": spec.rank, "lora_targets": list(spec.targets),
+            "trainable_params": spec.trainable_params, "frozen_weights_gb": spec.frozen_weight_bytes / 1e9}
 
 
 __all__ = ["Estimate", "LayoutSummary", "Range", "SCHEMA_VERSION", "check_finite", "estimate"]

@@ -188,7 +188,7 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
             train_per_token = spec.train_model_per_token(train_per_token)
             notes.append(spec.describe())
             if request.finetune is None:
-                notes.append(f"fine-tuning: {request.dataset} is a fine-tuning set, so the whole model is fine-tuned "
+                notes.append(f"fine-tuning: {catalog.dataset(request.dataset).id} is a fine-tuning set, so the whole model is fine-tuned "
                              "(--finetune lora or qlora for adapters)")
         detailed = train_per_token * tok
     elif request.seq_len is not None:
@@ -196,8 +196,8 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
     if spec is not None and spec.frozen:
         # frozen weights: forward 2N + input gradients 2N per token; adapters 6 per parameter per token
         six_nd = 4.0 * size.active_params * tok + 6.0 * spec.trainable_params * tok
-        method_text = ("4 x params x tokens for the frozen weights (forward and input gradients, no weight "
-                       "gradients) + 6 x adapter params x tokens (Kaplan et al. 2020's 6ND less the weight gradients)")
+        method_text = ("4 x params x tokens + 6 x adapter params x tokens (Kaplan et al. 2020's 6ND; frozen "
+                       "weights: forward and input gradients, no weight gradients)")
     chosen = six_nd
     finetune_batch = None
     if method is not None:

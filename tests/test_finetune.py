@@ -127,6 +127,16 @@ def test_torchtune_published_peak_memory_llama2_7b(method, published_gb):
     assert fit_check(mem, 24).fits  # an RTX 4090's 24 GB, as published
 
 
+def test_torchtune_published_lora_throughput_llama2_7b_within_the_step_model_band():
+    # pytorch/torchtune README, the same table: Llama2-7B LoRA on 1 x RTX 4090, batch 4 x 2048,
+    # 2,582 tokens/s (no torch.compile; the QLoRA row's 3,155 tokens/s is with torch.compile, whose
+    # fused dequantisation the model does not describe). Not fitted on: a hold-out for the step model
+    # within its stated +-15% band.
+    d = estimate(model="llama-2-7b", finetune="lora", lora_rank=8, gpu="rtx-4090", num_gpus=1, seq_len=2048,
+                 global_batch=4, micro_batch=4, recompute="full", dataset="alpaca").to_dict()
+    assert d["tokens_per_s"] == pytest.approx(2582, rel=0.15)
+
+
 def test_full_finetune_of_llama31_8b_does_not_fit_one_h100_and_needs_two():
     a = arch("llama-3.1-8b")
     full = finetune_spec(a, "full")

@@ -78,6 +78,11 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
                                                      else f" ({est.epochs:g} epochs)" if est.epochs != 1 else ""))
     elif est.tokens is not None:
         work.append(f"{si(est.tokens)} tokens")
+    if est.finetune is not None:
+        ft = est.finetune
+        work.append("full fine-tune" if ft["method"] == "full" else
+                    f"{'QLoRA' if ft['method'] == 'qlora' else 'LoRA'} rank {ft['lora_rank']}: "
+                    f"{si(ft['trainable_params'])} trainable")
     mfu = f"MFU {est.mfu:.1%} of {est.peak_tflops:g} dense {est.precision}" if est.mfu is not None else "MFU unknown"
     if est.mfu_while_training is not None:
         mfu += f" ({est.mfu_while_training:.1%} while training at the assumed goodput)"

@@ -127,12 +127,12 @@ class FinetuneSpec:
         if not self.frozen:
             return (f"fine-tuning: full, every one of the {self.total_params:.4g} parameters trained with "
                     "mixed-precision AdamW (16 bytes per parameter)")
-        kind = "QLoRA" if self.method == "qlora" else "LoRA"
+        kind = "QLoRA (Dettmers et al. 2023) adapters" if self.method == "qlora" else "LoRA (Hu et al. 2021)"
         frozen = ("frozen block weights in NF4 with double quantisation, "
-                  f"{NF4_BITS_PER_PARAM:.3f} bits per parameter (Dettmers et al. 2023), dequantised to bf16 "
+                  f"{NF4_BITS_PER_PARAM:.3f} bits per parameter, dequantised to bf16 "
                   "for every forward and backward matmul; embedding and output head in bf16"
                   if self.method == "qlora" else "frozen weights in bf16")
-        return (f"fine-tuning: {kind} (Hu et al. 2021) at rank {self.rank} on {', '.join(self.targets)} of every "
+        return (f"fine-tuning: {kind} at rank {self.rank} on {', '.join(self.targets)} of every "
                 f"layer: {self.trainable_params:,.0f} trainable parameters ({self.trainable_fraction:.2%}), each "
                 f"with a bf16 weight and gradient and AdamW states (16 bytes); {frozen}; frozen matmuls skip "
                 "their weight gradients (4 instead of 6 FLOPs per parameter per token), adapters add "
