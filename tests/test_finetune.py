@@ -252,3 +252,19 @@ def test_cli_finetune_error_is_one_line(cli):
     assert result.exit_code != 0
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "--lora-targets" in result.stderr
+
+
+def test_moe_frozen_weights_are_held_once_across_the_devices():
+    # ZeRO 3 over 8 ranks with the experts over 8 expert-parallel ranks: the frozen weights and the
+    # adapters add up to one copy of each over the devices (no expert share divided twice)
+    from estimator.model.memory import Parallelism
+
+    a = arch("mixtral-8x7b")
+    for method in ("lora", "qlora"):
+        spec = finetune_spec(a, method)
+        mem = training_memory(a, seq_len=2048, recompute="full", flash_attention=True, finetune=spec,
+                              parallel=Parallelism(data=8, expert=8, zero_stage=3))
+        held = spec.frozen_weight_bytes + 2 * spec.trainable_params
+        assert 8 * mem.weights_bytes == pytest.approx(held, rel=0.01)
+    with pytest.raises(InputError, match="does not fit"):
+        estimate(model="deepseek-v3", finetune="lora", gpu="h100-sxm", num_gpus=8)  # 1.34 TB of bf16 weights

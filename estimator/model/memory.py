@@ -27,7 +27,7 @@ from types import MappingProxyType
 
 from estimator.model.arch import Architecture
 from estimator.model.finetune import (ADAPTER_GRAD_BYTES, ADAPTER_OPTIMIZER_BYTES, ADAPTER_WEIGHT_BYTES,
-                                      FinetuneSpec)
+                                      BF16_BYTES, NF4_BYTES_PER_PARAM, FinetuneSpec)
 from estimator.model.params import ParamCount, count_params, norm_params
 from estimator.errors import InputError
 from estimator.vocab import RECOMPUTE_MODES, ZERO_STAGES
@@ -320,12 +320,22 @@ def training_memory(arch: Architecture, *, seq_len: int, micro_batch: int = 1, p
     grads = dense_states.gradients_bytes + expert_states.gradients_bytes
     optimizer = dense_states.optimizer_bytes + expert_states.optimizer_bytes
     if finetune is not None and finetune.frozen:
-        share = (non_expert + expert) / counts.total  # of the model on this device before ZeRO
-        adapters = model_state_memory(finetune.trainable_params * share, data_parallel=parallel.data,
-                                      zero_stage=parallel.zero_stage, weight_bytes=ADAPTER_WEIGHT_BYTES,
-                                      grad_bytes=ADAPTER_GRAD_BYTES, optimizer_bytes=ADAPTER_OPTIMIZER_BYTES)
-        frozen = finetune.frozen_weight_bytes * share / (parallel.data if parallel.zero_stage >= 3 else 1)
-        weights, grads, optimizer = frozen + adapters.weights_bytes, adapters.gradients_bytes, adapters.optimizer_bytes
+        # this device's share of the frozen weights and of the adapters (which follow the weights they
+        # adapt), non-expert over the data-parallel ranks and routed experts over the expert-data ranks
+        expert_total = float(counts.breakdown.get("experts", 0))
+        expert_bytes = NF4_BYTES_PER_PARAM if finetune.method == "qlora" else BF16_BYTES
+        dense_bytes = (finetune.frozen_weight_bytes - expert_total * expert_bytes) / (counts.total - expert_total)
+        per_param = finetune.trainable_params / counts.total
+        z3 = parallel.zero_stage >= 3
+        frozen = (dense_bytes * non_expert / (parallel.data if z3 else 1)
+                  + expert_bytes * expert / (parallel.data // parallel.expert if z3 else 1))
+        adapters = [model_state_memory(n * per_param, data_parallel=d, zero_stage=parallel.zero_stage,
+                                       weight_bytes=ADAPTER_WEIGHT_BYTES, grad_bytes=ADAPTER_GRAD_BYTES,
+                                       optimizer_bytes=ADAPTER_OPTIMIZER_BYTES)
+                    for n, d in ((non_expert, parallel.data), (expert, parallel.data // parallel.expert))]
+        weights = frozen + sum(a.weights_bytes for a in adapters)
+        grads = sum(a.gradients_bytes for a in adapters)
+        optimizer = sum(a.optimizer_bytes for a in adapters)
         weight_bytes, grad_bytes, optimizer_bytes = ADAPTER_WEIGHT_BYTES, ADAPTER_GRAD_BYTES, ADAPTER_OPTIMIZER_BYTES
         if recompute != "full":
             layers += (finetune.adapter_activation_bytes_per_token_layer * seq_len * micro_batch

@@ -388,7 +388,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     if layout.zero_stage == 3:  # weights gathered for every micro-batch's forward and backward
         weight_bytes = (dense_params + expert_params) * 2.0
         if frozen:  # FSDP gathers the frozen weights as stored (bf16, or NF4 under QLoRA)
-            weight_bytes = finetune.weight_bytes / (t * p)
+            held = ((shape.total_params - shape.expert_params) / (t * p) + shape.expert_params / (t * p * e))
+            weight_bytes = finetune.weight_bytes * held / shape.total_params
         zero3 = 2 * m * _collective("all_gather", weight_bytes, d, inside_dp, dp_node, links)
     sharded_grads = 0.0
     if layout.zero_stage >= 2 and m > 1:
