@@ -196,8 +196,8 @@ def activation_bytes(arch: Architecture, *, seq_len: int, micro_batch: int = 1, 
                      recompute: str = "none", flash_attention: bool = False) -> tuple[float, float]:
     """(transformer-layer bytes, embedding + output-layer bytes) of activations on the most loaded
     device: the first pipeline stage. Full recomputation keeps every layer's input and, during the
-    backward pass, the activations of the one layer being recomputed. With the 1F1B schedule that stage holds p micro-batches of
-    L/p layers each, i.e. L layers' worth whatever p is (Korthikanti et al. section 4.2.2).
+    backward pass, the activations of the one layer being recomputed. With the 1F1B schedule that
+    stage holds p micro-batches of L/p layers each, i.e. L layers' worth whatever p is (Korthikanti et al. section 4.2.2).
     The extras follow Megatron-LM's ``theoretical_memory_usage.py``: token ids (8*s*b*p) and the
     embedding dropout mask (s*b*h*p) for p micro-batches in flight; with p = 1 also the final
     norm, output layer and cross-entropy, 4*s*b*h*(1 + V/h); all divided by t."""
