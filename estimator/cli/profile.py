@@ -21,7 +21,10 @@ from estimator.errors import CatalogError, GpucostError, InputError
 from estimator.vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
 
 DEVICES = ("auto", "cpu", "cuda")
-NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
+# gpucost is installed from a checkout (it is not on PyPI): torch first, the build this machine needs
+NO_TORCH = ("torch is not installed; from the gpucost checkout run: pip install torch==2.13.0 --index-url "
+            "https://download.pytorch.org/whl/cpu (CPU; for a GPU, the CUDA build from pytorch.org/get-started) "
+            "&& pip install \".[profile]\"")
 
 
 def parse_dtypes(values: list[str] | None) -> list[str] | None:
@@ -136,6 +139,7 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
         from estimator.records.calibration import dump_calibration
 
         return dump_calibration(record).rstrip("\n")
+    from estimator.cli.options import terminal_width
     from estimator.render import render
 
     headers = ("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")
@@ -164,7 +168,8 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
         + f"; {record['duration_s']:.0f} s" + ("; PARTIAL (interrupted)" if record["partial"] else "")
         + f"; {clock_text}; throttled: {throttled}",
         "",
-        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=headers),
+        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=headers,
+               width=terminal_width() if fmt == "table" else None),
     ]
     model = record.get("model")
     if model:
