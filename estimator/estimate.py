@@ -104,6 +104,7 @@ class Estimate:
     mfu_while_training: float | None = None  # the inverse question: implied MFU / assumed goodput
     default_wall_clock_days: float | None = None  # a ported run: the estimate from FLOPs at the default MFU
     scope: str = "pretrain"
+    stack: dict[str, Any] | None = None  # the training stack (--stack) and, eager, its kernels and memory peak
     finetune: dict[str, Any] | None = None  # method, lora_rank, lora_targets, trainable_params, frozen_weights_gb
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -258,6 +259,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         system=step.system.id if step else None,
         layouts=tuple(LayoutSummary(c.layout.to_dict(), c.step_time_s, c.mfu, c.memory_gb)
                       for c in step.ranked) if step else (),
+        stack=asdict(step.stack) if step is not None and step.stack is not None else None,
         goodput=goodput, mfu_while_training=mfu_while_training, default_wall_clock_days=default_days, scope=request.scope or "pretrain",
         finetune=_finetune_dict(work.finetune),
         assumptions=tuple(assumptions), warnings=tuple(warnings),

@@ -17,8 +17,8 @@ from typing import Any
 
 from estimator.errors import InputError
 from estimator.numbers import parse_count, parse_duration_s, parse_quantity
-from estimator.vocab import (DEFAULT_PRECISION, FINETUNE_METHODS, RECOMPUTE_MODES, ZERO_STAGES, FlopsMethod, TimeModel, choice,
-                             normalize_precision, parse_lora_targets)
+from estimator.vocab import (DEFAULT_PRECISION, FINETUNE_METHODS, MASTER_WEIGHTS, RECOMPUTE_MODES, STACKS, ZERO_STAGES,
+                             FlopsMethod, TimeModel, choice, normalize_precision, parse_lora_targets)
 
 DEFAULT_GPU = "h100"
 DEFAULT_PUE = 1.2  # data-centre power usage effectiveness assumed for energy (typical hyperscale 1.1-1.2)
@@ -44,6 +44,7 @@ OPTION = {
     "dataset": "--dataset", "samples": "--samples", "epochs": "--epochs", "flops_per_sample": "--flops-per-sample",
     "measured_time_s": "--measured-time", "measured_gpu": "--measured-gpu", "measured_num_gpus": "--measured-num-gpus",
     "sequence_parallel": "--sequence-parallel", "flash_attention": "--flash-attention",
+    "stack": "--stack", "compile": "--compile", "master_weights": "--master-weights",
     "finetune": "--finetune", "lora_rank": "--lora-rank", "lora_targets": "--lora-targets",
 }
 _QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hours", "price", "budget_usd", "samples",
@@ -53,7 +54,8 @@ _COUNTS = ("num_gpus", "seq_len", "tensor_parallel", "pipeline_parallel", "virtu
 _NAMES = ("model", "gpu", "system", "provider", "dataset", "measured_gpu")
 _PATHS = ("hf_config", "calibration")
 LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
-                 "zero_stage", "global_batch", "micro_batch", "recompute", "sequence_parallel", "flash_attention")
+                 "zero_stage", "global_batch", "micro_batch", "recompute", "sequence_parallel", "flash_attention",
+                 "stack", "compile", "master_weights")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,9 @@ class EstimateRequest:
     measured_num_gpus: int | None = None
     sequence_parallel: bool | None = None  # None: on whenever tensor parallelism is (Korthikanti et al. 2022)
     flash_attention: bool | None = None  # None: a fused attention kernel (FlashAttention, Dao et al. 2022)
+    stack: str | None = None  # the training software (catalogs/stacks.yaml); None: megatron, the step model's own
+    compile: bool | None = None  # torch.compile (the fsdp and hf stacks)
+    master_weights: str | None = None  # fp32: mixed precision, 16 B/param; bf16: weights, grads, AdamW in bf16
     finetune: str | None = None  # full | lora | qlora (estimator.model.finetune); None: pre-training
     lora_rank: int | None = None  # LoRA rank r; None: 16
     lora_targets: tuple[str, ...] | None = None  # "q,k,v" or a list; None: q, k, v, o, gate, up, down
@@ -171,7 +176,11 @@ class EstimateRequest:
             set_(self, "lora_targets", parse_lora_targets(self.lora_targets))
         if self.zero_stage is not None and (isinstance(self.zero_stage, bool) or self.zero_stage not in ZERO_STAGES):
             raise InputError(f"--zero-stage must be one of 0, 1, 2, 3, got {self.zero_stage!r}")
-        for name in ("chinchilla", "sequence_parallel", "flash_attention"):
+        if self.stack is not None:
+            set_(self, "stack", choice(self.stack, STACKS, what="--stack"))
+        if self.master_weights is not None:
+            set_(self, "master_weights", choice(self.master_weights, MASTER_WEIGHTS, what="--master-weights"))
+        for name in ("chinchilla", "sequence_parallel", "flash_attention", "compile"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise InputError(f"{OPTION[name]} must be true or false, got {value!r}")

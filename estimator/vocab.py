@@ -27,6 +27,9 @@ FORMATS = ("table", "json", "yaml", "csv", "markdown")
 DEFAULT_CALIBRATION_FILE = "gpucost-calibration.yaml"  # what `gpucost profile` writes by default
 RECOMPUTE_MODES = ("none", "selective", "full")
 ZERO_STAGES = (0, 1, 2, 3)
+# the training stacks of catalogs/stacks.yaml (--stack) and the master-weights modes (--master-weights)
+STACKS = ("megatron", "deepspeed", "fsdp", "hf")
+MASTER_WEIGHTS = ("fp32", "bf16")
 
 # When neither the user, the catalog nor the config gives a training sequence length.
 DEFAULT_SEQ_LEN = 2048
@@ -108,7 +111,8 @@ def resolve_seq_len(given: int | None, catalog_seq_len: int | None, config_seq_l
 
 
 __all__ = [
-    "CATALOG_DTYPES", "DEFAULT_CALIBRATION_FILE", "FINETUNE_METHODS", "LORA_TARGETS", "parse_lora_targets", "DEFAULT_PRECISION", "DEFAULT_SEQ_LEN", "FORMATS", "FlopsMethod", "PRECISIONS",
-    "PRECISION_ALIASES", "PROFILE_DTYPES", "RECOMPUTE_MODES", "TimeModel", "ZERO_STAGES", "choice",
+    "CATALOG_DTYPES", "DEFAULT_CALIBRATION_FILE", "DEFAULT_PRECISION", "DEFAULT_SEQ_LEN", "FINETUNE_METHODS", "FORMATS",
+    "FlopsMethod", "LORA_TARGETS", "PRECISIONS", "PRECISION_ALIASES", "PROFILE_DTYPES", "MASTER_WEIGHTS", "RECOMPUTE_MODES",
+    "STACKS", "TimeModel", "ZERO_STAGES", "choice", "parse_lora_targets",
     "normalize_precision", "resolve_seq_len",
 ]

@@ -59,7 +59,10 @@ LoraRank = Annotated[Optional[str], typer.Option(help="LoRA rank r (with --finet
 LoraTargets = Annotated[Optional[str], typer.Option(help="Projections LoRA adapts, comma-separated from q,k,v,o,gate,up,down, or all. Default: all of them (every linear projection of the blocks).")]
 Recompute = Annotated[Optional[str], typer.Option(metavar=choices_metavar(RECOMPUTE_MODES), autocompletion=completer(RECOMPUTE_MODES), help="Activation recomputation. Default: searched.")]
 SeqParallel = Annotated[Optional[bool], typer.Option("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. 2022). Default: on.")]
-FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="Fused kernels: an attention kernel (FlashAttention) that keeps the scores on chip, and a SwiGLU that saves only its input. Default: on; off for 2021-22 era stacks.")]
+FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="Megatron-family fused kernels: an attention kernel (FlashAttention) that keeps the scores on chip, and a SwiGLU that saves only its input. Default: on; off for 2021-22 era stacks.")]
+StackOpt = Annotated[Optional[str], typer.Option("--stack", metavar="[megatron|deepspeed|fsdp|hf]", help="The training software (see `gpucost stacks`): what it launches and keeps per layer, and the parallelism it runs. Default: megatron.")]
+CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile (with --stack fsdp or hf). Default: off.")]
+MasterWeights = Annotated[Optional[str], typer.Option("--master-weights", metavar="[fp32|bf16]", help="fp32: mixed precision, fp32 master weights and AdamW states (16 B/param); bf16: weights, gradients and AdamW states in bf16 (8 B/param). Default: fp32.")]
 Layouts = Annotated[int, typer.Option("--layouts", show_default=True, help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
 Dataset = Annotated[Optional[str], typer.Option(autocompletion=complete_dataset, help="Train on this dataset (see `gpucost datasets`): samples per epoch, e.g. imagenet, mnist, squad.")]
 Samples = Annotated[Optional[str], typer.Option(help="Samples per epoch (images, sequences), e.g. 1.28M; instead of --dataset.")]
@@ -222,6 +225,9 @@ def estimate_cmd(
     lora_targets: LoraTargets = None,
     sequence_parallel: SeqParallel = None,
     flash_attention: FlashAttention = None,
+    stack: StackOpt = None,
+    compile: CompileOpt = None,
+    master_weights: MasterWeights = None,
     layouts: Layouts = 2,
     goodput: Goodput = None,
     scope: Scope = None,
@@ -247,7 +253,8 @@ def estimate_cmd(
         context_parallel=context_parallel,
         expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
         recompute=recompute, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
-        finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets, num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
+        finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets,
+        stack=stack, compile=compile, master_weights=master_weights, num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
     _emit_estimate(estimate(request), format, wide)
 
@@ -285,6 +292,9 @@ def compare_cmd(
     lora_targets: LoraTargets = None,
     sequence_parallel: SeqParallel = None,
     flash_attention: FlashAttention = None,
+    stack: StackOpt = None,
+    compile: CompileOpt = None,
+    master_weights: MasterWeights = None,
     goodput: Goodput = None,
     scope: Scope = None,
     provider: Provider = None,
@@ -308,9 +318,9 @@ def compare_cmd(
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         virtual_stages=virtual_stages, context_parallel=context_parallel, expert_parallel=expert_parallel,
         zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch, recompute=recompute,
-        sequence_parallel=sequence_parallel, flash_attention=flash_attention, goodput=goodput, scope=scope,
-        provider=provider, deadline_s=deadline, budget_usd=budget,
-        finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets)
+        sequence_parallel=sequence_parallel, flash_attention=flash_attention, stack=stack, compile=compile,
+        master_weights=master_weights, goodput=goodput, scope=scope, provider=provider, deadline_s=deadline,
+        budget_usd=budget, finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets)
     from estimator.compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,

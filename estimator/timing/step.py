@@ -338,11 +338,32 @@ def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: 
     return max(1, chunks) * latency + size_bytes * factor / bw
 
 
+def _matmul_seconds(flops: float, m: float, n: float, k: float, batch: float, flop_rate: float, hbm: float,
+                    kernel_s: float) -> float:
+    """A matmul on the roofline: the longer of its FLOPs at the achievable rate and its 16-bit
+    operands and result at the HBM bandwidth, plus one kernel launch."""
+    moved = 2.0 * batch * (m * k + k * n + m * n)
+    return max(flops / flop_rate, moved / hbm) + kernel_s
+
+
+def gemm_seconds(gemms: tuple[tuple[float, float, float, float], ...], tokens: float, split: int, flop_rate: float,
+                 hbm: float, kernel_s: float) -> float:
+    """Seconds of a layer's matmuls (:class:`Shape` rows: FLOPs per token, m-factor, n, k) for ``tokens``
+    tokens, split ``split`` ways (tensor parallelism); routed experts run one matmul per local expert."""
+    total = 0.0
+    for flops_per_token, m_factor, n, k in gemms:
+        m = tokens * m_factor
+        experts = 1.0 / m_factor if m_factor < 1 else 1.0
+        total += _matmul_seconds(flops_per_token * tokens / split, m, n / split, k, experts, flop_rate, hbm, kernel_s)
+    return total
+
+
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
                 constants: Constants = Constants(), e_max: float | None = None,
                 grad_reduce_bytes: float = 2.0, sharded_per_layer: bool = True, zero2_per_layer: bool = False,
-                prefetch: bool = False, stragglers: bool = False, finetune: Any = None) -> StepTime:
+                prefetch: bool = False, stragglers: bool = False, stack: Any = None,
+                finetune: Any = None) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
     The at-scale terms take the training stack's choices as arguments (defaults: today's stack):
@@ -354,6 +375,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ``prefetch``: each layer's collectives run beside the neighbouring layer's compute and only what is
     longer shows (:func:`sharded_exposed_s`; FSDP's forward and backward prefetch); ``stragglers``
     stretches the compute by the expected slowest host (:func:`straggler_factor`).
+    ``stack`` (a :class:`estimator.timing.stacks.StackChoice`): an eager stack's micro-batch and
+    optimizer step replace the fused layer's (estimator/timing/stacks.py), and it reduces gradients in
+    its weights' dtype; None is the fused stack.
 
     ``finetune`` (an :class:`estimator.model.finetune.FinetuneSpec`) with frozen weights (LoRA,
     QLoRA): their matmuls run the input-gradient backward only (one backward matmul per forward
@@ -377,18 +401,10 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     act_bytes = 2.0  # 16-bit activations on the wire
 
     def matmul_time(flops: float, m: float, n: float, k: float, batch: float = 1.0) -> float:
-        """A matmul on the roofline: the longer of its FLOPs at the achievable rate and its 16-bit
-        operands and result at the HBM bandwidth, plus one kernel launch."""
-        moved = act_bytes * batch * (m * k + k * n + m * n)
-        return max(flops / flop_rate, moved / hbm) + constants.kernel_overhead_s
+        return _matmul_seconds(flops, m, n, k, batch, flop_rate, hbm, constants.kernel_overhead_s)
 
     def gemm_time(gemms: tuple[tuple[float, float, float, float], ...], split: int) -> float:
-        total = 0.0
-        for flops_per_token, m_factor, n, k in gemms:
-            m = tokens * m_factor
-            experts = 1.0 / m_factor if m_factor < 1 else 1.0  # routed experts: one matmul per local expert
-            total += matmul_time(flops_per_token * tokens / split, m, n / split, k, batch=experts)
-        return total
+        return gemm_seconds(gemms, tokens, split, flop_rate, hbm, constants.kernel_overhead_s)
 
     # attention scores: one batched matmul over micro-batch x local heads, each (s/c) x s x head width;
     # a fused kernel (flash attention) keeps the scores on chip and skips the masked half when causal
@@ -432,24 +448,46 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     head = shape.head_flops_per_token * tokens / t
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
+    eager = stack is not None and stack.eager
+    if eager:  # every op the stack's modules launch, on one device (TP, PP, CP, EP refused before)
+        from estimator.timing.stacks import eager_compute
+
+        timed = eager_compute(shape, stack, tokens=tokens, recompute=layout.recompute, flop_rate=flop_rate,
+                              peak_flops=peak * 1e12, hbm_bytes_per_s=hbm)
+        fwd, head_time, compute = timed.forward_s, 0.0, timed.compute_s
+        recompute = fwd if full else 0.0
     frozen = finetune is not None and finetune.frozen
     if frozen:
-        # frozen weights: no weight-gradient matmul (the backward keeps the input gradient only)
-        weight_grads = (layers_dense * gemm_time(shape.layer_gemms, t) + layers_moe * gemm_time(shape.moe_gemms, t)
-                        + head_time)
-        adapters = layers_dense * gemm_time(finetune.adapter_gemms, t) + layers_moe * gemm_time(
-            finetune.adapter_moe_gemms, t)
+        # frozen weights: no weight-gradient matmul (the backward keeps the input gradient only); the
+        # adapters' matmuls (2 forward, 4 backward, 2 more recomputed); QLoRA's dequantisation. Timed as the
+        # stack times its matmuls (an eager stack: its sustained matmul rate and launch cost).
+        rate, kernel_s = ((flop_rate * stack.stack.matmul_fraction_of_mamf, stack.stack.device_s_per_kernel) if eager
+                          else (flop_rate, constants.kernel_overhead_s))
+
+        def gemms_s(gemms: tuple[tuple[float, float, float, float], ...]) -> float:
+            return gemm_seconds(gemms, tokens, t, rate, hbm, kernel_s)
+
+        head_s = gemms_s(((shape.head_flops_per_token, 1, arch.vocab_size, h),)) if shape.head_flops_per_token else 0.0
+        weight_grads = layers_dense * gemms_s(shape.layer_gemms) + layers_moe * gemms_s(shape.moe_gemms) + head_s
+        adapters = layers_dense * gemms_s(finetune.adapter_gemms) + layers_moe * gemms_s(finetune.adapter_moe_gemms)
         passes = 3 if full else 2  # forward, backward (input gradient), and the recomputed forward
-        dequant = 0.0
+        dequant, dequant_kernels = 0.0, 0.0
         if finetune.quantized_params:
             from estimator.model.finetune import BF16_BYTES, NF4_BYTES_PER_PARAM
 
             stage_quantized = finetune.quantized_params / (t * p) * uneven
-            kernels = layers_total / p * uneven * finetune.quantized_matrices_per_layer
-            dequant = passes * (stage_quantized * (NF4_BYTES_PER_PARAM + BF16_BYTES) / hbm
-                                + kernels * constants.kernel_overhead_s)
-        # adapters: forward, input and weight gradients (3), and once more when recomputed
-        compute += -weight_grads + (passes + 1) * adapters + dequant
+            dequant_kernels = passes * layers_total / p * uneven * finetune.quantized_matrices_per_layer
+            dequant = passes * stage_quantized * (NF4_BYTES_PER_PARAM + BF16_BYTES) / hbm + dequant_kernels * kernel_s
+        device_delta = -weight_grads + (passes + 1) * adapters + dequant
+        if eager:  # the host launches the adapters' and dequantisation kernels, not the weight gradients'
+            adapter_kernels = (passes + 1) * (layers_dense * len(finetune.adapter_gemms)
+                                               + layers_moe * len(finetune.adapter_moe_gemms))
+            skipped = layers_dense * len(shape.layer_gemms) + layers_moe * len(shape.moe_gemms) + 1
+            host_per = stack.stack.compiled["host_s_per_kernel"] if stack.compile else stack.stack.host_s_per_op
+            compute = max(timed.device_s + device_delta,
+                          timed.host_s + (adapter_kernels + dequant_kernels - skipped) * host_per)
+        else:
+            compute += device_delta
     num_layers_stage = layers_total / p * uneven
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
@@ -466,9 +504,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     # data parallel: gradients of this device's parameters (bf16), expert parameters over d / e ranks
     dense_params = (shape.total_params - shape.expert_params) / (t * p)
     expert_params = shape.expert_params / (t * p * e)
+    grad_bytes = stack.weight_bytes if eager else grad_reduce_bytes  # an eager stack reduces in its weights' dtype
     if frozen:  # only the adapters have gradients and optimizer states
         dense_params, expert_params = finetune.trainable_params / (t * p), 0.0
-    grad_bytes = grad_reduce_bytes
     dp_time = _collective("all_reduce", dense_params * grad_bytes, d, inside_dp, dp_node, links)
     if e > 1:
         exp_inside, exp_node = group_span(t * c * p * e, d // e, links.per_node)
@@ -505,6 +543,10 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
         dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
     shard = d if layout.zero_stage >= 1 else 1
     optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
+    if stack is not None and (eager or stack.master_weights == "bf16"):
+        from estimator.timing.stacks import optimizer_seconds
+
+        optimizer = optimizer_seconds(stack, dense_params + expert_params, hbm) / shard
 
     step_time = pipeline_time + dp_exposed + optimizer
     tokens_step = layout.global_batch * s
@@ -526,17 +568,46 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                     hfu=(model_flops + hw_extra) / (step_time * per_device_peak))
 
 
+def eager_memory(arch: Architecture, stack: Any, layout: Layout, seq_len: int, finetune: Any = None) -> Any:
+    """An eager stack's peak memory (estimator.timing.stacks.StackMemory) for ``layout``; with a frozen-weight
+    fine-tune, gradients and AdamW states for the adapters only, the frozen weights as stored (bf16 or NF4,
+    so no autocast copies of them) and the adapters in the stack's weight dtype."""
+    from estimator.timing.stacks import stack_memory
+
+    frozen = finetune is not None and finetune.frozen
+    memory = stack_memory(arch, stack, seq_len=seq_len, micro_batch=layout.micro_batch, recompute=layout.recompute,
+                          data_parallel=layout.data_parallel, zero_stage=layout.zero_stage,
+                          num_micro_batches=layout.num_micro_batches,
+                          trainable_params=min(finetune.trainable_params, finetune.frozen_params) if frozen else None)
+    if frozen:
+        shard = layout.data_parallel if layout.zero_stage >= 3 else 1
+        memory = replace(memory, weights_bytes=(finetune.frozen_weight_bytes + finetune.trainable_params
+                                                * stack.weight_bytes) / shard, weight_copies_bytes=0.0)
+    return memory
+
+
 def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
-                     finetune: Any = None) -> float:
-    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.model.memory)."""
+                     stack: Any = None, finetune: Any = None) -> float:
+    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.model.memory;
+    an eager ``stack``'s peak allocated memory from estimator.timing.stacks; bf16 master weights hold
+    2 + 2 + 4 bytes per parameter). A fine-tune with frozen weights (``finetune``) holds gradients and
+    optimizer states for its adapters only, and its frozen weights as stored (bf16 or NF4): no
+    autocast copies of them."""
     from estimator.model.memory import Parallelism, training_memory
+
+    if stack is not None and stack.eager:
+        from estimator.timing.stacks import stack_memory
+
+        return eager_memory(arch, stack, layout, seq_len, finetune).total_bytes / 1e9
+    states = {} if stack is None or stack.master_weights == "fp32" else dict(weight_bytes=2.0, grad_bytes=2.0,
+                                                                             optimizer_bytes=4.0)
 
     par = Parallelism(data=layout.data_parallel, tensor=layout.tensor_parallel, pipeline=layout.pipeline_parallel,
                       expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
                       zero_stage=layout.zero_stage)
     mem = training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
                           parallel=par, recompute=layout.recompute, flash_attention=flash_attention,
-                          finetune=finetune)
+                          finetune=finetune, **states)
     return mem.total_bytes / 1e9
 
 
@@ -556,6 +627,7 @@ class StepEstimate:
     error_band: float = ERROR_BAND
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    stack: Any = None  # estimator.timing.stacks.StackReport
 
 
 def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> tuple[int, str]:
@@ -594,6 +666,39 @@ def request_choices(request: EstimateRequest) -> dict[str, Any]:
             "finetune": getattr(request, "finetune", None), "num_gpus": request.num_gpus}
 
 
+def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layout: Layout, acc: Accelerator,
+                       e_max: float, flash: bool, finetune: Any = None) -> tuple[list[str], Any]:
+    """What the stack launches and keeps, in words and as a :class:`~estimator.timing.stacks.StackReport`:
+    its kernels and, for an eager stack, the micro-batch's device and host time and the memory peak by part."""
+    from estimator.timing.stacks import eager_compute, stack_report
+
+    default = "" if request.stack else " (the default: the step model's own fused kernels; --stack hf|fsdp|deepspeed)"
+    lines = [f"stack: {stack.describe()}{default}"]
+    if not stack.eager:
+        lines.append(("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash
+                      else "attention: unfused (the scores and their softmax go through HBM)")
+                     + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
+                        if request.sequence_parallel is not False else ", no sequence parallelism"))
+        return lines, stack_report(stack)
+
+    peak = acc.peak_for(request.precision) * 1e12
+    timed = eager_compute(shape, stack, tokens=layout.micro_batch * shape.seq_len, recompute=layout.recompute,
+                          flop_rate=peak * e_max, peak_flops=peak,
+                          hbm_bytes_per_s=acc.memory_bandwidth_gbps * 1e9 * HBM_EFFICIENCY)
+    memory = eager_memory(shape.arch, stack, layout, shape.seq_len, finetune)
+    lines += [
+        f"attention: {stack.stack.attention}, at {stack.stack.attention_fraction:.0%} of the dense peak",
+        f"per micro-batch: {timed.kernels:,.0f} kernels; device {timed.device_s:.3g} s ("
+        + ", ".join(f"{k} {v:.3g}" for k, v in timed.parts_s.items()) + f" s), host {timed.host_s:.3g} s "
+        f"({'compiled graph' if stack.compile else 'eager Python and dispatch'}): {timed.bound}-bound",
+        f"memory (torch.cuda.max_memory_allocated): {memory.describe()}",
+    ]
+    if finetune is not None and finetune.frozen:
+        lines.insert(-1, "fine-tune: the frozen weights' matmuls skip their weight gradients and the adapters' add theirs "
+                         "(in the step time; the micro-batch line above is the whole model's)")
+    return lines, stack_report(stack, timed, memory)
+
+
 def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
                   calibration: Any = None, constants: Constants = Constants()) -> StepEstimate:
     """Time ``work`` on ``num_gpus`` x ``acc`` with the step model: the fastest layout that fits
@@ -607,6 +712,19 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                                                          "context_parallel", "expert_parallel", "zero_stage",
                                                          "micro_batch", "recompute", "sequence_parallel")}
     flash = request.flash_attention is not False
+    from estimator.timing.stacks import stack_choice
+
+    stack = stack_choice(request, catalog.directory)  # refuses a layout the stack cannot run
+    if stack.eager and fixed["recompute"] == "selective":
+        raise InputError(f"--stack {stack.stack.id} recomputes whole layers (gradient checkpointing): "
+                         "use --recompute full or none")
+    for name, kind in (("tensor_parallel", "tensor"), ("pipeline_parallel", "pipeline"),
+                       ("context_parallel", "context"), ("expert_parallel", "expert")):
+        if stack.eager and (fixed[name] or 1) > 1:  # the stack may run it; its eager layer is timed on one device
+            raise InputError(f"the eager step model of --stack {stack.stack.id} times data-parallel and ZeRO layouts; "
+                             f"--{name.replace('_', '-')} {fixed[name]} is not modelled for it: drop it")
+        if fixed[name] is None and (stack.eager or not stack.stack.runs(kind)) and (kind != "expert" or arch.moe):
+            fixed[name] = 1
     per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
     if fixed["tensor_parallel"] and fixed["tensor_parallel"] > per_node:
         raise InputError(f"--tensor-parallel {fixed['tensor_parallel']} exceeds the {per_node} "
@@ -638,9 +756,10 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     shape = shape_of(arch, seq_len)
     finetune = getattr(work, "finetune", None)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
-    from estimator.model.memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
+    from estimator.model.memory import GB, capacity_bytes
 
-    usable_gb = capacity_bytes(acc.memory_gb) / GB - DEFAULT_RESERVE_GB  # CUDA context, NCCL buffers
+    reserve_gb = stack.stack.allocator_reserve_gb  # CUDA context, NCCL buffers, allocator slack
+    usable_gb = capacity_bytes(acc.memory_gb) / GB - reserve_gb
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
     # less, so ZeRO 0 never wins. ZeRO 2 (gradients sharded too: DeepSpeed's stage 2, Llama 3's FSDP
     # that keeps the weights gathered after forward) moves the same bytes again, so it takes the same
@@ -648,7 +767,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     # with ZeRO 2 before a slower one is. ZeRO 3 gathers the weights for every micro-batch: only when
     # nothing fits with ZeRO 2. Every candidate is timed (cheap), then memory is checked fastest first
     # until enough layouts fit.
-    stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1, 3]
+    stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1 if stack.stack.runs("zero1") else 2, 3]
     timed: list[StepTime] = []
     checked = 0
     closest: dict[int, float] = {}  # ZeRO stage -> the least memory any of its layouts needs (GB)
@@ -658,18 +777,22 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                                  num_kv_heads=arch.num_kv_heads, seq_len=seq_len, global_batch=batch,
                                  per_node=per_node,
                                  num_experts=arch.moe.num_experts if arch.moe else None,
-                                 fixed={**fixed, "zero_stage": zero}):
+                                 fixed={**fixed, "zero_stage": zero},
+                                 # an eager stack pays its launches per micro-batch: larger ones amortise them
+                                 micro_batches=(1, 2, 4, 8, 16, 32, 64) if stack.eager else (1, 2, 4, 8)):
+            if stack.eager and layout.recompute == "selective":
+                continue  # eager stacks checkpoint whole layers
             checked += 1
             if checked > MAX_CANDIDATES:
                 break
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
-                                       e_max=e_max, flash_attention=flash, finetune=finetune))
+                                       e_max=e_max, flash_attention=flash, stack=stack, finetune=finetune))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         also_zero2 = zero == 1 and fixed["zero_stage"] is None  # ZeRO 2: the same time, less memory
         for candidate in pending:
             options = [candidate.layout] + ([replace(candidate.layout, zero_stage=2)] if also_zero2 else [])
             for layout in options:
-                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash, finetune=finetune)
+                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash, stack=stack, finetune=finetune)
                 closest[layout.zero_stage] = min(memory, closest.get(layout.zero_stage, math.inf))
                 if memory <= usable_gb:
                     timed.append(replace(candidate, layout=layout, memory_gb=memory))
@@ -710,13 +833,11 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
         f"links: {links.source}; {constants.dp_overlap:.0%} of data-parallel traffic hidden behind backward; "
         "tensor, context and expert-parallel collectives not overlapped",
-        ("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash else
-         "attention: unfused (the scores and their softmax go through HBM)")
-        + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
-           if request.sequence_parallel is not False else ", no sequence parallelism"),
         f"memory: {best.memory_gb:.1f} GB on the most loaded device, of {usable_gb:.1f} GB usable (the datasheet's "
-        f"{acc.memory_gb:g} GB are GiB, {usable_gb + DEFAULT_RESERVE_GB:.1f}e9 bytes, less {DEFAULT_RESERVE_GB:g} GB reserved)",
+        f"{acc.memory_gb:g} GB are GiB, {usable_gb + reserve_gb:.1f}e9 bytes, less {reserve_gb:g} GB reserved)",
     ]
+    stack_lines, report = _stack_assumptions(request, stack, shape, best.layout, acc, e_max, flash, finetune)
+    assumptions[5:5] = stack_lines
     warnings = []
     if best.layout.zero_stage == 3 and 2 in closest:
         warnings.append(f"no layout fits with ZeRO 1 or 2 (the closest needs {closest[2]:.1f} GB of {usable_gb:.1f} "
@@ -732,7 +853,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     return StepEstimate(layout=best.layout, step_time_s=best.step_time_s, tokens_per_s=tokens_per_s, mfu=best.mfu,
                         hfu=best.hfu, breakdown_s=best.breakdown_s, memory_gb=best.memory_gb, system=system,
                         ranked=tuple(timed[:max(1, request.num_layouts)]), assumptions=tuple(assumptions),
-                        warnings=tuple(warnings))
+                        warnings=tuple(warnings), stack=report)
 
 
 __all__ = ["Constants", "ring_latency_s", "sharded_exposed_s", "straggler_factor", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
