@@ -268,3 +268,16 @@ def test_moe_frozen_weights_are_held_once_across_the_devices():
         assert 8 * mem.weights_bytes == pytest.approx(held, rel=0.01)
     with pytest.raises(InputError, match="does not fit"):
         estimate(model="deepseek-v3", finetune="lora", gpu="h100-sxm", num_gpus=8)  # 1.34 TB of bf16 weights
+
+
+def test_finetune_composes_with_the_hugging_face_stack():
+    # --stack hf (eager transformers modules, what most fine-tunes run): LoRA of Llama 3.1 8B fits one
+    # H100, and on the same FSDP layout a LoRA step is cheaper than a full one and holds far less
+    one = estimate(model="llama-3.1-8b", gpu="h100-sxm", num_gpus=1, finetune="lora", stack="hf", seq_len=2048)
+    assert one.to_dict()["layouts"][0]["memory_gb"] <= usable_gb("h100-sxm")
+    layout = dict(zero_stage=3, micro_batch=2, recompute="full")
+    runs = {m: estimate(model="llama-3.1-8b", gpu="h100-sxm", num_gpus=8, finetune=m, stack="hf", seq_len=2048,
+                        **layout).to_dict() for m in ("full", "lora")}
+    assert runs["lora"]["step_time_s"] < runs["full"]["step_time_s"]
+    assert runs["lora"]["layouts"][0]["memory_gb"] < 0.5 * runs["full"]["layouts"][0]["memory_gb"]
+    assert all(0 < r["mfu"] <= 1 for r in runs.values())
