@@ -170,10 +170,16 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     hours = device_hours(work.flops, rate.achieved_tflops) * overhead
     step = parts.step
     assumptions.append(f"throughput: {rate.achieved_tflops:.4g} TFLOP/s per device, {rate.source}")
-    if step is None:
-        devices_note = "" if parts.num_gpus_given else " (default; set --num-gpus)"
-        assumptions.append(f"devices: {num_gpus} x {acc.id}{devices_note}, perfect scaling (time = device-hours / devices)")
+    if parts.devices_source:
+        devices_note = f", {parts.devices_source}"
     else:
+        devices_note = "" if parts.num_gpus_given else " (default; set --num-gpus)"
+    if step is None:
+        assumptions.append(f"devices: {num_gpus:,} x {acc.id}{devices_note}; perfect scaling "
+                           "(time = device-hours / devices)")
+    else:
+        if parts.devices_source:
+            assumptions.append(f"devices: {num_gpus:,} x {acc.id}, {parts.devices_source}")
         assumptions.extend(step.assumptions)
     if goodput < 1:
         assumptions.append(f"goodput: {goodput:.0%} of wall-clock trains ({parts.goodput_source}); "
@@ -216,7 +222,11 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         assumptions.append(f"owning: ${acc.purchase_price_usd:,.0f} per device amortised over {request.life_years:g} "
                            "years of continuous use, plus electricity")
     if work.flops_detailed is not None:
-        assumptions.append(f"detailed FLOPs at sequence length {work.seq_len}: {work.flops_detailed:.3g} "
+        causal = work.architecture is not None and work.architecture.causal and request.flash_attention is not False
+        assumptions.append(f"sequence length: {work.seq_len:,} ({work.seq_len_source})")
+        assumptions.append(f"detailed FLOPs at sequence length {work.seq_len}"
+                           + (" (causal attention at half the score matmuls, as the fused kernel runs them)"
+                              if causal else "") + f": {work.flops_detailed:.3g} "
                            f"({work.flops_detailed / work.flops_6nd - 1:+.1%} vs 6ND); the time uses "
                            + ("the detailed count" if work.flops == work.flops_detailed
                               else "6ND (--flops-method detailed to switch)"))

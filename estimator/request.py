@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from estimator.errors import InputError
-from estimator.numbers import parse_count, parse_duration_s, parse_quantity
+from estimator.numbers import parse_count, parse_duration_s, parse_quantity, parse_seq_len
 from estimator.vocab import (DEFAULT_PRECISION, FINETUNE_METHODS, MASTER_WEIGHTS, RECOMPUTE_MODES, STACKS, ZERO_STAGES,
                              FlopsMethod, TimeModel, choice, normalize_precision, parse_lora_targets)
 
@@ -148,7 +148,8 @@ class EstimateRequest:
             value = getattr(self, name)
             if value is not None:
                 limit = {"num_gpus": MAX_DEVICES, "global_batch": 100 * MAX_DEVICES, "num_layouts": 50}.get(name, 10**7)
-                set_(self, name, parse_count(value, what=OPTION[name], maximum=limit))
+                parse = parse_seq_len if name == "seq_len" else parse_count  # 128K = 131,072 tokens
+                set_(self, name, parse(value, what=OPTION[name], maximum=limit))
         if self.measured_time_s is not None:
             value = self.measured_time_s
             seconds = parse_duration_s(value, what="--measured-time") if isinstance(value, str) else \

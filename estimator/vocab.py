@@ -98,21 +98,39 @@ def parse_lora_targets(value: object) -> tuple[str, ...]:
     return tuple(t for t in LORA_TARGETS if t in parts)
 
 
-def resolve_seq_len(given: int | None, catalog_seq_len: int | None, config_seq_len: int | None) -> tuple[int, str]:
-    """(sequence length, where it came from): the user's, else the catalog's pre-training length,
-    else the config's (original) max_position_embeddings, else ``DEFAULT_SEQ_LEN``."""
+# An ordinary pre-training length, for a config.json whose only length is its context window: Llama 2
+# (arXiv 2307.09288 section 2.2), OLMo 2 (arXiv 2501.00656), Qwen2.5 (arXiv 2412.15115 section 3.1:
+# 4,096 tokens, then 32,768 in a final long-context stage) and DeepSeek-V3 (arXiv 2412.19437 section
+# 4.3) pre-train at 4,096; the long context is a short, later stage that the window describes.
+ORDINARY_SEQ_LEN = 4096
+
+
+def resolve_seq_len(given: int | None, catalog_seq_len: int | None, config_seq_len: int | None,
+                    max_position_embeddings: int | None = None) -> tuple[int, str]:
+    """(sequence length, where it came from): the user's; else the catalog's published pre-training
+    length; else a config's length from before its context was extended (rope_scaling's
+    ``original_max_position_embeddings``, shorter than its window); else ``ORDINARY_SEQ_LEN``, or the
+    config's window when that is shorter (a context window is what a model can read, not what it was
+    pre-trained at); else ``DEFAULT_SEQ_LEN``."""
     if given is not None:
         return given, "--seq-len"
     if catalog_seq_len is not None:
         return catalog_seq_len, "catalog pre-training length"
     if config_seq_len is not None:
-        return config_seq_len, "config.json (original_)max_position_embeddings"
+        if max_position_embeddings is not None and config_seq_len < max_position_embeddings:
+            return config_seq_len, ("config.json's original_max_position_embeddings (the pre-training length "
+                                    f"before the context was extended to {max_position_embeddings:,})")
+        if config_seq_len <= ORDINARY_SEQ_LEN:
+            return config_seq_len, f"config.json's context window ({config_seq_len:,}), the whole of it"
+        return ORDINARY_SEQ_LEN, (f"an ordinary pre-training length, {ORDINARY_SEQ_LEN:,} (Llama 2, OLMo 2, Qwen2.5, "
+                                  f"DeepSeek-V3), not the config's {config_seq_len:,}-token context window; "
+                                  "set --seq-len")
     return DEFAULT_SEQ_LEN, f"default {DEFAULT_SEQ_LEN} (no length known for the model)"
 
 
 __all__ = [
-    "CATALOG_DTYPES", "DEFAULT_CALIBRATION_FILE", "DEFAULT_PRECISION", "DEFAULT_SEQ_LEN", "FINETUNE_METHODS", "FORMATS",
-    "FlopsMethod", "LORA_TARGETS", "PRECISIONS", "PRECISION_ALIASES", "PROFILE_DTYPES", "MASTER_WEIGHTS", "RECOMPUTE_MODES",
-    "STACKS", "TimeModel", "ZERO_STAGES", "choice", "parse_lora_targets",
+    "CATALOG_DTYPES", "DEFAULT_CALIBRATION_FILE", "ORDINARY_SEQ_LEN", "DEFAULT_PRECISION", "DEFAULT_SEQ_LEN",
+    "FINETUNE_METHODS", "FORMATS", "FlopsMethod", "LORA_TARGETS", "PRECISIONS", "PRECISION_ALIASES", "PROFILE_DTYPES",
+    "MASTER_WEIGHTS", "RECOMPUTE_MODES", "STACKS", "TimeModel", "ZERO_STAGES", "choice", "parse_lora_targets",
     "normalize_precision", "resolve_seq_len",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from estimator.catalog.core import Catalog
 from estimator.catalog.records import Model
-from estimator.errors import InputError
+from estimator.errors import GpucostError, InputError
 from estimator.model.flops import CHINCHILLA_TOKENS_PER_PARAM, train_flops_6nd
 from estimator.request import EstimateRequest
 from estimator.vocab import FlopsMethod, resolve_seq_len
@@ -70,7 +70,8 @@ def model_size(request: EstimateRequest, catalog: Catalog) -> ModelSize:
 
         arch = load_hf_config(request.hf_config)
         counts = count_params(arch)
-        size = ModelSize(arch.name, float(counts.total), float(counts.active), None, None, arch)
+        size = ModelSize(arch.name, float(counts.total), float(counts.active), None, None, arch,
+                         _published_seq_len(catalog, arch.name, float(counts.total)))
     elif request.model is not None:
         from estimator.model.hf_config import architecture_for_model
 
@@ -89,6 +90,20 @@ def model_size(request: EstimateRequest, catalog: Catalog) -> ModelSize:
         size = ModelSize(size.name, size.params, request.active_params, size.published_tokens, size.record,
                          size.architecture, size.catalog_seq_len)
     return size
+
+
+def _published_seq_len(catalog: Catalog, name: str | None, params: float) -> int | None:
+    """The catalog's published pre-training length of the model a config.json describes: the catalog
+    model of that name (or alias) whose parameter count is within 2% of the config's, else None."""
+    if not name:
+        return None
+    try:
+        record = catalog.model(name)
+    except GpucostError:  # not in the catalog: no published length
+        return None
+    if record.seq_len is None or abs(record.params - params) > 0.02 * params:
+        return None
+    return record.seq_len
 
 
 def _samples_workload(request: EstimateRequest, catalog: Catalog, size: ModelSize | None) -> Workload | float:
@@ -114,11 +129,10 @@ def _samples_workload(request: EstimateRequest, catalog: Catalog, size: ModelSiz
             samples=total, epochs=epochs, dataset=dataset.id if dataset else None,
             catalog_model=size.record if size else None)
     if size is not None and size.architecture is not None:
-        seq_len = request.seq_len or (dataset.seq_len if dataset else None) or (
-            _finetune_seq_len(size) if _finetune_method(request, catalog) else None) or size.catalog_seq_len \
-            or size.architecture.default_seq_len
-        if seq_len is None:
-            raise InputError(f"{size.name} has no sequence length for its samples; give --seq-len")
+        given = request.seq_len or (dataset.seq_len if dataset else None) or (
+            _finetune_seq_len(size) if _finetune_method(request, catalog) else None)
+        seq_len = resolve_seq_len(given, size.catalog_seq_len, size.architecture.default_seq_len,
+                                  size.architecture.max_position_embeddings)[0]
         return total * seq_len
     raise InputError(f"{size.name if size else 'the model'!r} gives no FLOPs per sample: add --flops-per-sample F "
                      "(forward FLOPs of one sample) or use a model with an architecture")
@@ -178,9 +192,13 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
             seq_source = (f"fine-tuning default {seq_len:,} (torchtune's published fine-tuning runs; no --seq-len "
                           "and no sequence length for the dataset)")
         else:
-            seq_len, seq_source = resolve_seq_len(request.seq_len, size.catalog_seq_len, arch.default_seq_len)
+            seq_len, seq_source = resolve_seq_len(request.seq_len, size.catalog_seq_len, arch.default_seq_len,
+                                                  arch.max_position_embeddings)
         arch.check_seq_len(seq_len)
-        train_per_token = flops_per_token(arch, seq_len).train_model
+        # one convention with the step model's time: a fused (flash) kernel on causal attention runs
+        # half the score matmuls, so the count it is reported against has half of them too
+        causal = request.flash_attention is not False and arch.causal
+        train_per_token = flops_per_token(arch, seq_len, causal=causal).train_model
         if method is not None:
             from estimator.model.finetune import finetune_spec
 
@@ -188,8 +206,8 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
             train_per_token = spec.train_model_per_token(train_per_token)
             notes.append(spec.describe())
             if request.finetune is None:
-                notes.append(f"fine-tuning: {catalog.dataset(request.dataset).id} is a fine-tuning set, so the whole model is fine-tuned "
-                             "(--finetune lora or qlora for adapters)")
+                notes.append(f"fine-tuning: {catalog.dataset(request.dataset).id} is a fine-tuning set, so the whole "
+                             "model is fine-tuned (--finetune lora or qlora for adapters)")
         detailed = train_per_token * tok
     elif request.seq_len is not None:
         raise InputError(f"--seq-len needs an architecture; {size.name!r} has none (pass its config.json with --hf-config)")
@@ -215,7 +233,8 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
             raise InputError("--flops-method detailed needs a model with an architecture "
                              "(see `gpucost models show NAME`, or --hf-config)")
         chosen = detailed
-        method_text = f"detailed count from the architecture at sequence length {seq_len} (PaLM appendix B convention)"
+        method_text = (f"detailed count from the architecture at sequence length {seq_len} (PaLM appendix B convention"
+                       + ("; causal attention at half the score matmuls, as a fused kernel runs them)" if causal else ")"))
     samples = epochs = dataset_id = None
     if in_samples:
         epochs = request.epochs if request.epochs is not None else 1.0

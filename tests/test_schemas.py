@@ -45,6 +45,7 @@ def _catalog_specs() -> list[tuple[str, str, str, type, dict[str, tuple[str, ...
         ("prices", "prices.yaml", "prices", catalog.Price, {"offer": catalog.OFFERS}),
         ("models", "models.yaml", "models", catalog.Model, {}),
         ("runs", "runs.yaml", "runs", catalog.Run, {"scope": catalog.RUN_SCOPES}),
+        ("sample_runs", "sample_runs.yaml", "sample_runs", catalog.SampleRun, {}),
         ("systems", "systems.yaml", "systems", systems.System,
          {"scale_up": systems.SCALE_UP_KINDS, "scale_out": systems.SCALE_OUT_KINDS}),
         ("layout_runs", "layout_runs.yaml", "layout_runs", systems.LayoutRun,

@@ -99,6 +99,23 @@ class Dataset:
 
 
 @dataclass(frozen=True, slots=True)
+class SampleRun:
+    """Published training throughput of a workload counted in samples (catalogs/sample_runs.yaml): the
+    runs the default utilisation of a non-transformer model comes from."""
+
+    id: str
+    model: str  # a models.yaml id with forward_flops_per_sample
+    accelerator: str
+    num_devices: int
+    precision: str
+    samples_per_s: float  # all devices together, while training
+    setting: str
+    source: str
+    retrieved: _dt.date
+    notes: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     """A published training run, for back-testing estimates (``gpucost validate``)."""
 

@@ -31,7 +31,7 @@ ActiveParams = Annotated[Optional[str], typer.Option(help="Parameters active per
 Flops = Annotated[Optional[str], typer.Option(help="Total training FLOPs instead of a model, e.g. 3.15e23.")]
 Tokens = Annotated[Optional[str], typer.Option(help="Training tokens, e.g. 300B. Default: the model's published count.")]
 FlopsMethodOpt = Annotated[str, typer.Option("--flops-method", metavar=choices_metavar(FLOPS_METHODS), autocompletion=completer(FLOPS_METHODS), show_default=True, help="FLOPs for the time: 6nd (Kaplan; the MFU defaults are derived with it) or detailed (needs a model with an architecture).")]
-SeqLen = Annotated[Optional[str], typer.Option(help=f"Training sequence length ({COUNT}) for the detailed FLOPs, memory and the step model. Default: the model's.")]
+SeqLen = Annotated[Optional[str], typer.Option(help="Training sequence length in tokens (8192, or 8K: K = 1,024 and M = 1,048,576 for lengths, as model cards write them; 128K = 131,072) for the detailed FLOPs, memory and the step model. Default: the catalog's published pre-training length, else the config's original_max_position_embeddings, else 4,096 (or the context window if shorter), as the assumptions say.")]
 Precision = Annotated[str, typer.Option(metavar=choices_metavar(PRECISIONS), autocompletion=complete_precision, show_default=True, help="Training precision (bfloat16, float16, float32, tf32 spellings accepted); picks the dense peak.")]
 NumGpus = Annotated[Optional[str], typer.Option(help=f"Number of devices ({COUNT}). Default: 1.")]
 NumGpusList = Annotated[Optional[list[str]], typer.Option("--num-gpus", help=f"Number of devices ({COUNT}); repeat it for a scaling table (--num-gpus 256 --num-gpus 1024). Default: 1.")]
@@ -341,13 +341,20 @@ def compare_cmd(
                       optional=("price source", "$/device-h", "TFLOP/s/device", "device-hours", "layout")))
     if format in ("table", "markdown") and rows:
         first = rows[0]
+        same = len({r.num_gpus for r in rows}) == 1
         each = ("the devices each needs to finish within the deadline" if base.deadline_s is not None
-                else f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed")
+                else f"{first.num_gpus:,} device(s) each" if same and (counts or first.num_gpus == 1)
+                else "devices as listed" if counts else "the fewest devices that hold it on each, as listed")
         compute = (f"FLOPs: what {usd(base.budget_usd)} buys on each ({first.flops_method})" if base.budget_usd is not None
                    else f"{si(first.flops, 'FLOP')} ({first.flops_method})")
-        typer.echo(paragraph(f"\n{compute}; {each}; "
-                             f"{base.precision}; time model: {first.time_model}"
-                             + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"),
+        sources = {r.throughput_source for r in rows}
+        throughput = ("" if first.time_model == "step" else
+                      f"; throughput = {first.throughput_source}" if len(sources) == 1 else
+                      "; throughput = each accelerator's default MFU for the kind of run at its machine balance "
+                      "(peak / HBM bandwidth; docs/defaults.md)" if all(
+                          (r.throughput_source or "default MFU").startswith("default MFU") for r in rows) else
+                      "; throughput per accelerator (see --format json)")
+        typer.echo(paragraph(f"\n{compute}; {each}; {base.precision}; time model: {first.time_model}{throughput}",
                              width))
 
 

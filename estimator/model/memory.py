@@ -495,11 +495,12 @@ OPTIMIZER_8BIT_BYTES = 6.0
 
 def what_would_fit(arch: Architecture, memory_gb: float, *, num_gpus: int, seq_len: int, given: Mapping[str, object],
                    finetune: FinetuneSpec | None = None, flash_attention: bool = True,
-                   reserve_gb: float = DEFAULT_RESERVE_GB) -> str:
+                   reserve_gb: float = DEFAULT_RESERVE_GB, devices: bool = True) -> str:
     """What would make a run that does not fit ``num_gpus`` devices of ``memory_gb`` fit, each with the
     memory per device it needs: the fewest devices, LoRA or QLoRA, full recomputation, ZeRO 3
     (FSDP), 8-bit optimizer states. A choice the user already made (``given``: recompute,
-    zero_stage, micro_batch, finetune set to a value) is kept and never suggested again.
+    zero_stage, micro_batch, finetune set to a value) is kept and never suggested again. ``devices``
+    False leaves the fewest devices out (the caller names them).
 
     The base is the user's choices, else no recomputation, ZeRO 1 over several devices, micro-batch
     1, no tensor or pipeline parallelism; each option changes one thing from it."""
@@ -523,6 +524,8 @@ def what_would_fit(arch: Architecture, memory_gb: float, *, num_gpus: int, seq_l
 
     options = []
     try:
+        if not devices:  # the caller names the fewest devices itself
+            raise InputError("")
         fewest = min_devices(arch, memory_gb, seq_len=seq_len, micro_batch=micro,
                              zero_stage=3 if given.get("zero_stage") is None else int(given["zero_stage"]),
                              recompute="full" if given.get("recompute") is None else recompute,
@@ -547,7 +550,7 @@ def what_would_fit(arch: Architecture, memory_gb: float, *, num_gpus: int, seq_l
         options.append(text("8-bit AdamW states (bitsandbytes; Dettmers et al. 2021)",
                             need(optimizer=OPTIMIZER_8BIT_BYTES)))
     if not options:
-        return "larger devices"
+        return "larger devices" if devices else ""
     return "; ".join(options) + f" (of {usable / GB:.1f} GB usable per device)"
 
 

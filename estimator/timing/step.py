@@ -112,6 +112,7 @@ SLOW_HOST_EXCESS = 0.10
 ERROR_BAND = 0.15  # the printed band around a step-model estimate (see `gpucost validate`)
 DEFAULT_BATCH_TOKENS = 4 * 2**20  # global batch when neither the user nor the catalog gives one
 MAX_CANDIDATES = 20000
+MAX_PLANNED_DEVICES = 1 << 17  # the largest run a device count is searched up to (131,072)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,11 +224,24 @@ class Shape:
     kv_dim: float
     num_dense_layers: int
     num_moe_layers: int
-    train_model_per_token: float
+    train_model_per_token: float  # the full s x s scores (PaLM appendix B)
     total_params: float
     expert_params: float
     top_k: int
     num_experts: int
+    # the same count with the masked half of causal scores skipped: what a fused (flash) kernel executes
+    train_model_per_token_causal: float = 0.0
+    layers_forward_per_token: float = 0.0  # forward of the transformer layers (full recompute reruns it)
+    layers_forward_per_token_causal: float = 0.0
+
+    def executed(self, flash_attention: bool) -> tuple[float, float, float]:
+        """(training model FLOPs per token, forward FLOPs of the layers per token, share of the score
+        matmuls run) under the convention the time is computed with: a fused kernel on causal attention
+        skips the masked half of the scores, so the count it is reported against skips it too (one
+        convention for the time and for MFU/HFU, so neither can exceed what the chip did)."""
+        if flash_attention and self.causal:
+            return self.train_model_per_token_causal, self.layers_forward_per_token_causal, 0.5
+        return self.train_model_per_token, self.layers_forward_per_token, 1.0
 
 
 @functools.lru_cache(maxsize=64)
@@ -267,12 +281,19 @@ def shape_of(arch: Architecture, seq_len: int) -> Shape:
         counts = count_params(arch)
         expert_params = float(counts.breakdown.get("experts", 0))
     fpt = flops_per_token(arch, seq_len)
+    fpt_causal = flops_per_token(arch, seq_len, causal=True)
+
+    def layers_forward(f: Any) -> float:
+        return f.forward - f.breakdown.get("output_head", 0.0) - f.breakdown.get("pooler", 0.0)
+
     head = 2 * h * arch.vocab_size if (arch.lm_head or arch.mlm_head) else 0.0
     return Shape(arch=arch, seq_len=seq_len, causal=arch.causal, layer_gemms=tuple(dense), moe_gemms=tuple(moe_gemms),
                  score_flops_per_token=2 * arch.num_heads * seq_len * (qk + v), head_flops_per_token=head,
                  kv_dim=kv_dim, num_dense_layers=arch.num_dense_layers, num_moe_layers=arch.num_moe_layers,
                  train_model_per_token=fpt.train_model, total_params=float(count_params(arch).total),
-                 expert_params=expert_params, top_k=top_k, num_experts=num_experts)
+                 expert_params=expert_params, top_k=top_k, num_experts=num_experts,
+                 train_model_per_token_causal=fpt_causal.train_model, layers_forward_per_token=layers_forward(fpt),
+                 layers_forward_per_token_causal=layers_forward(fpt_causal))
 
 
 def ring_latency_s(op: str, group: int, members_per_node: int) -> float:
@@ -550,11 +571,19 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
 
     step_time = pipeline_time + dp_exposed + optimizer
     tokens_step = layout.global_batch * s
-    model_flops = (finetune.train_model_per_token(shape.train_model_per_token) if finetune is not None
-                   else shape.train_model_per_token) * tokens_step
+    # model and hardware FLOPs in the convention the time was computed in (Shape.executed); a fine-tune with
+    # frozen weights counts no weight gradients for them and its adapters' work (FinetuneSpec)
+    per_token, layers_forward, score_share = shape.executed(flash_attention)
+    if finetune is not None:
+        per_token = finetune.train_model_per_token(per_token)
+    model_flops = per_token * tokens_step
     per_device_peak = peak * 1e12 * layout.num_devices
-    # recomputed forward work, as a share of the forward pass's FLOPs (3 x forward = the full count)
-    hw_extra = (recompute / max(fwd, 1e-30)) * (shape.train_model_per_token * tokens_step / 3) if fwd else 0.0
+    if full:  # every layer's forward again (not the output head)
+        hw_extra = layers_forward * tokens_step
+    elif selective:  # the attention-score matmuls' forward again
+        hw_extra = shape.score_flops_per_token * score_share * layers_total * tokens_step
+    else:
+        hw_extra = 0.0
     breakdown = {
         "compute": m * compute, "tensor_parallel": m * tp_comm, "context_parallel": m * cp_comm,
         "expert_parallel": m * ep_comm, "pipeline_p2p": m * pp_comm * layout.virtual_stages,
@@ -586,29 +615,193 @@ def eager_memory(arch: Architecture, stack: Any, layout: Layout, seq_len: int, f
     return memory
 
 
-def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
-                     stack: Any = None, finetune: Any = None) -> float:
-    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.model.memory;
-    an eager ``stack``'s peak allocated memory from estimator.timing.stacks; bf16 master weights hold
-    2 + 2 + 4 bytes per parameter). A fine-tune with frozen weights (``finetune``) holds gradients and
-    optimizer states for its adapters only, and its frozen weights as stored (bf16 or NF4): no
-    autocast copies of them."""
+def layout_memory(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
+                  stack: Any = None, finetune: Any = None) -> Any:
+    """Training memory on the most loaded device of ``layout``: a MemoryBreakdown (estimator.model.memory),
+    or an eager ``stack``'s peak allocated memory from estimator.timing.stacks; bf16 master weights hold
+    2 + 2 + 4 bytes per parameter. Both have ``total_bytes``. A fine-tune with frozen weights
+    (``finetune``) holds gradients and optimizer states for its adapters only, and its frozen weights as
+    stored (bf16 or NF4): no autocast copies of them."""
     from estimator.model.memory import Parallelism, training_memory
 
     if stack is not None and stack.eager:
         from estimator.timing.stacks import stack_memory
 
-        return eager_memory(arch, stack, layout, seq_len, finetune).total_bytes / 1e9
+        return eager_memory(arch, stack, layout, seq_len, finetune)
     states = {} if stack is None or stack.master_weights == "fp32" else dict(weight_bytes=2.0, grad_bytes=2.0,
                                                                              optimizer_bytes=4.0)
 
     par = Parallelism(data=layout.data_parallel, tensor=layout.tensor_parallel, pipeline=layout.pipeline_parallel,
                       expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
                       zero_stage=layout.zero_stage)
-    mem = training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
-                          parallel=par, recompute=layout.recompute, flash_attention=flash_attention,
-                          finetune=finetune, **states)
-    return mem.total_bytes / 1e9
+    return training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
+                           parallel=par, recompute=layout.recompute, flash_attention=flash_attention,
+                           finetune=finetune, **states)
+
+
+def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
+                     stack: Any = None, finetune: Any = None) -> float:
+    """Training memory (decimal GB) on the most loaded device of ``layout`` (:func:`layout_memory`)."""
+    return layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack,
+                         finetune=finetune).total_bytes / 1e9
+
+
+_LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
+                  "zero_stage", "micro_batch", "recompute", "sequence_parallel")
+
+
+def usable_memory_gb(acc: Accelerator, stack: Any = None) -> float:
+    """What one device holds for training (decimal GB): its capacity less the reserve for the CUDA
+    context, NCCL buffers and the allocator's slack (the stack's, else estimator.model.memory's)."""
+    from estimator.model.memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
+
+    reserve = stack.stack.allocator_reserve_gb if stack is not None else DEFAULT_RESERVE_GB
+    return capacity_bytes(acc.memory_gb) / GB - reserve
+
+
+def stack_and_fixed(request: EstimateRequest, work: Any, catalog: Catalog) -> tuple[Any, dict[str, Any]]:
+    """(the training stack, the layout sizes the request and the stack fix): an eager stack times
+    data-parallel and ZeRO layouts only, and a stack that cannot run a kind of parallelism holds it at 1."""
+    from estimator.timing.stacks import stack_choice
+
+    arch = work.architecture
+    fixed = {name: getattr(request, name) for name in _LAYOUT_FIELDS}
+    stack = stack_choice(request, catalog.directory)  # refuses a layout the stack cannot run
+    if stack.eager and fixed["recompute"] == "selective":
+        raise InputError(f"--stack {stack.stack.id} recomputes whole layers (gradient checkpointing): "
+                         "use --recompute full or none")
+    for name, kind in (("tensor_parallel", "tensor"), ("pipeline_parallel", "pipeline"),
+                       ("context_parallel", "context"), ("expert_parallel", "expert")):
+        if stack.eager and (fixed[name] or 1) > 1:  # the stack may run it; its eager layer is timed on one device
+            raise InputError(f"the eager step model of --stack {stack.stack.id} times data-parallel and ZeRO layouts; "
+                             f"--{name.replace('_', '-')} {fixed[name]} is not modelled for it: drop it")
+        if fixed[name] is None and (stack.eager or not stack.stack.runs(kind)) and (kind != "expert" or arch.moe):
+            fixed[name] = 1
+    return stack, fixed
+
+
+def leanest_layout(request: EstimateRequest, work: Any, acc: Accelerator, system: Any, catalog: Catalog,
+                   num_gpus: int) -> tuple[Layout, float] | None:
+    """The layout of ``num_gpus`` devices that needs the least memory, and that memory (GB): the
+    candidates the step model searches, with what the request leaves open set to its most frugal
+    value (ZeRO 3, full recompute). A memory check only, nothing is timed; None when no layout
+    splits the devices. It stops at the first layout that fits."""
+    arch = work.architecture
+    batch, _ = default_global_batch(request, work, num_gpus)
+    stack, fixed = stack_and_fixed(request, work, catalog)
+    frugal = {**fixed, "zero_stage": 3 if fixed["zero_stage"] is None else fixed["zero_stage"],
+              "recompute": fixed["recompute"] or "full"}
+    flash = request.flash_attention is not False
+    usable = usable_memory_gb(acc, stack)
+    best: tuple[Layout, float] | None = None
+    seen = 0
+    for layout in candidates(num_devices=num_gpus, num_layers=arch.num_layers, num_heads=arch.num_heads,
+                             num_kv_heads=arch.num_kv_heads, seq_len=work.seq_len, global_batch=batch,
+                             per_node=system.scale_up_group,
+                             num_experts=arch.moe.num_experts if arch.moe else None, fixed=frugal):
+        if (layout.virtual_stages > 1 and fixed["virtual_stages"] is None) or (
+                layout.micro_batch > 1 and fixed["micro_batch"] is None):
+            continue  # interleaving and larger micro-batches only add memory
+        seen += 1
+        if seen > MAX_CANDIDATES:
+            break
+        memory = layout_memory_gb(arch, layout, work.seq_len, flash_attention=flash, stack=stack,
+                                  finetune=getattr(work, "finetune", None))
+        if best is None or memory < best[1]:
+            best = (layout, memory)
+        if memory <= usable:
+            break
+    return best
+
+
+def device_counts(per_node: int, start: int = 1) -> Any:
+    """The device counts a run is planned on, in order from ``start``: powers of two up to a node,
+    then whole nodes."""
+    n = 1
+    while n < per_node:
+        if n >= start:
+            yield n
+        n *= 2
+    k = max(1, -(-start // per_node))
+    while k * per_node <= MAX_PLANNED_DEVICES:
+        yield k * per_node
+        k += 1
+
+
+def _planned(per_node: int, n: int) -> int:
+    """The smallest planned device count (:func:`device_counts`) of at least ``n``."""
+    return next(device_counts(per_node, n), n)
+
+
+def search_devices(per_node: int, ok: Any, start: int = 1) -> int | None:
+    """The fewest planned devices (:func:`device_counts`) from ``start`` for which ``ok(n)`` holds,
+    assuming it keeps holding for more devices: from ``start`` up through the powers of two until it
+    holds (a power-of-two count splits a power-of-two batch and layer count; doubling a count of 5
+    nodes would keep its factor 5), then a binary search over whole nodes between the last count that
+    failed and the first that held. The answer always holds; where ``ok`` is not monotone (a count in
+    between that no layout splits) a smaller one may hold too. None if none up to
+    ``MAX_PLANNED_DEVICES`` does."""
+    n = _planned(per_node, start)
+    failed = None
+    while n <= MAX_PLANNED_DEVICES:
+        if ok(n):
+            break
+        failed = n
+        n = _planned(per_node, 1 << n.bit_length())  # the next power of two: batches and layers split it
+    else:
+        return None
+    if failed is None:
+        return n
+    lo = _planned(per_node, failed + 1)
+    if lo >= n:  # below a node the planned counts double: nothing lies between
+        return n
+    lo_k, hi_k = lo // per_node, n // per_node  # whole nodes: the answer is in [lo_k, hi_k]
+    while lo_k < hi_k:
+        mid = (lo_k + hi_k) // 2
+        if ok(mid * per_node):
+            hi_k = mid
+        else:
+            lo_k = mid + 1
+    return hi_k * per_node
+
+
+def fewest_devices(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog,
+                   start: int = 1) -> int:
+    """The fewest devices (powers of two up to a node, whole nodes above it) on which some layout
+    of ``work`` fits memory (:func:`leanest_layout`), searched by doubling and bisection on the
+    memory check alone. Raises InputError when none up to ``MAX_PLANNED_DEVICES`` does."""
+    system = catalog.system_for(acc.id, request.system)
+    stack, fixed = stack_and_fixed(request, work, catalog)
+    check_fixed_layout(request, work, system, fixed)
+    per_node = system.scale_up_group
+    usable = usable_memory_gb(acc, stack)
+
+    def fits(n: int) -> bool:
+        if n > per_node and not system.scale_out_nics_per_node:
+            return False
+        found = leanest_layout(request, work, acc, system, catalog, n)
+        return found is not None and found[1] <= usable
+
+    found = search_devices(per_node, fits, start)
+    if found is None:
+        fixed = ", ".join(f"{k.replace('_', '-')} {v}" for k in _LAYOUT_FIELDS
+                          if (v := getattr(request, k)) is not None and v is not False)
+        raise InputError(f"no layout of up to {MAX_PLANNED_DEVICES:,} x {acc.id} ({acc.memory_gb:g} GB) holds "
+                         f"{work.model} at sequence length {work.seq_len:,}" + (f" with {fixed}" if fixed else "")
+                         + ": lower --seq-len" + (" or change the layout options" if fixed else "")
+                         + ", or use larger devices")
+    return found
+
+
+def memory_text(arch: Architecture, layout: Layout, seq_len: int, flash_attention: bool, stack: Any = None,
+                finetune: Any = None) -> str:
+    """What fills one device's memory in ``layout``, in GB."""
+    mem = layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack, finetune=finetune)
+    if not hasattr(mem, "weights_bytes"):  # an eager stack's peak, by its own parts
+        return f"{mem.total_bytes / 1e9:.1f} GB ({mem.describe()})"
+    return (f"{mem.total_bytes / 1e9:.1f} GB: weights {mem.weights_bytes / 1e9:.1f}, gradients "
+            f"{mem.gradients_bytes / 1e9:.1f}, optimizer states {mem.optimizer_bytes / 1e9:.1f}, activations "
+            f"{mem.activations_bytes / 1e9:.1f}")
 
 
 @dataclass(frozen=True)
@@ -699,33 +892,14 @@ def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layou
     return lines, stack_report(stack, timed, memory)
 
 
-def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
-                  calibration: Any = None, constants: Constants = Constants()) -> StepEstimate:
-    """Time ``work`` on ``num_gpus`` x ``acc`` with the step model: the fastest layout that fits
-    memory among the candidates the request leaves open (or the layout it fixes)."""
+def check_fixed_layout(request: EstimateRequest, work: Any, system: Any, fixed: dict[str, Any] | None = None) -> None:
+    """InputError when a layout size the request (or ``fixed``, the sizes the request and the stack
+    fix) sets cannot apply to ``work`` on ``system``, whatever the device count."""
     arch = work.architecture
-    system = catalog.system_for(acc.id, request.system)
-    links = links_for(system, calibration)
     seq_len = work.seq_len
-    batch, batch_source = default_global_batch(request, work, num_gpus)
-    fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "virtual_stages",
-                                                         "context_parallel", "expert_parallel", "zero_stage",
-                                                         "micro_batch", "recompute", "sequence_parallel")}
-    flash = request.flash_attention is not False
-    from estimator.timing.stacks import stack_choice
-
-    stack = stack_choice(request, catalog.directory)  # refuses a layout the stack cannot run
-    if stack.eager and fixed["recompute"] == "selective":
-        raise InputError(f"--stack {stack.stack.id} recomputes whole layers (gradient checkpointing): "
-                         "use --recompute full or none")
-    for name, kind in (("tensor_parallel", "tensor"), ("pipeline_parallel", "pipeline"),
-                       ("context_parallel", "context"), ("expert_parallel", "expert")):
-        if stack.eager and (fixed[name] or 1) > 1:  # the stack may run it; its eager layer is timed on one device
-            raise InputError(f"the eager step model of --stack {stack.stack.id} times data-parallel and ZeRO layouts; "
-                             f"--{name.replace('_', '-')} {fixed[name]} is not modelled for it: drop it")
-        if fixed[name] is None and (stack.eager or not stack.stack.runs(kind)) and (kind != "expert" or arch.moe):
-            fixed[name] = 1
-    per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
+    per_node = system.scale_up_group
+    if fixed is None:
+        fixed = {name: getattr(request, name) for name in _LAYOUT_FIELDS}
     if fixed["tensor_parallel"] and fixed["tensor_parallel"] > per_node:
         raise InputError(f"--tensor-parallel {fixed['tensor_parallel']} exceeds the {per_node} "
                          f"accelerators of a {system.id} node (tensor parallelism stays within a node)")
@@ -751,15 +925,28 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                              f"{arch.moe.num_experts} experts of {work.model}")
     if fixed["context_parallel"] and seq_len % fixed["context_parallel"]:
         raise InputError(f"--context-parallel {fixed['context_parallel']} does not divide the sequence length {seq_len}")
+
+
+def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
+                  calibration: Any = None, constants: Constants = Constants()) -> StepEstimate:
+    """Time ``work`` on ``num_gpus`` x ``acc`` with the step model: the fastest layout that fits
+    memory among the candidates the request leaves open (or the layout it fixes)."""
+    arch = work.architecture
+    system = catalog.system_for(acc.id, request.system)
+    links = links_for(system, calibration)
+    seq_len = work.seq_len
+    batch, batch_source = default_global_batch(request, work, num_gpus)
+    stack, fixed = stack_and_fixed(request, work, catalog)
+    flash = request.flash_attention is not False
+    per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
+    check_fixed_layout(request, work, system, fixed)
     if num_gpus > per_node and not system.scale_out_nics_per_node:
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
     finetune = getattr(work, "finetune", None)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
-    from estimator.model.memory import GB, capacity_bytes
-
     reserve_gb = stack.stack.allocator_reserve_gb  # CUDA context, NCCL buffers, allocator slack
-    usable_gb = capacity_bytes(acc.memory_gb) / GB - reserve_gb
+    usable_gb = usable_memory_gb(acc, stack)
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
     # less, so ZeRO 0 never wins. ZeRO 2 (gradients sharded too: DeepSpeed's stage 2, Llama 3's FSDP
     # that keeps the weights gathered after forward) moves the same bytes again, so it takes the same
@@ -808,16 +995,23 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                          f"{arch.num_layers} layers, the global batch of {batch:,} a multiple of DP x micro-batch"
                          + (f", {fixed_text}" if fixed_text else "") + "); change --num-gpus or --global-batch")
     if not timed:
+        leanest = leanest_layout(request, work, acc, system, catalog, num_gpus)
+        fill = (f"; the leanest layout ({leanest[0].describe()}) needs "
+                + memory_text(arch, leanest[0], seq_len, flash, stack, finetune)
+                + f" of {usable_gb:.1f} GB usable") if leanest is not None else ""
+        try:
+            fewest = f"; the fewest that fit: {fewest_devices(request, work, acc, catalog, num_gpus + 1):,} devices"
+        except InputError:
+            fewest = "; no device count up to the largest searched fits it"
         from estimator.model.memory import what_would_fit
 
         options = what_would_fit(arch, acc.memory_gb, num_gpus=num_gpus, seq_len=seq_len, given=request_choices(request),
-                                 finetune=finetune, flash_attention=flash)
+                                 finetune=finetune, flash_attention=flash, devices=False)
         raise InputError(f"no layout of {num_gpus:,} x {acc.id} ({acc.memory_gb:g} GB) holds {work.model} at sequence "
                          f"length {seq_len:,} and a global batch of {batch:,}"
-                         + (f" with {fixed_text}" if fixed_text else "")
-                         + (f" (the closest needs {min(closest.values()):.1f} GB of {usable_gb:.1f} GB usable)"
-                            if closest else "")
-                         + ": the run does not fit; what would: " + options)
+                         + (f" with {fixed_text}" if fixed_text else "") + fill + fewest
+                         + " (--num-gpus, or leave it out for the fewest)"
+                         + (f"; on {num_gpus:,} device{'s' if num_gpus > 1 else ''}: {options}" if options else ""))
     timed.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
     best = timed[0]
     tokens_per_s = batch * seq_len / best.step_time_s
@@ -856,5 +1050,8 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                         warnings=tuple(warnings), stack=report)
 
 
-__all__ = ["Constants", "ring_latency_s", "sharded_exposed_s", "straggler_factor", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
+__all__ = ["Constants", "ring_latency_s", "sharded_exposed_s", "straggler_factor", "KERNEL_OVERHEAD_S", "Links", "StepEstimate",
+           "StepTime", "check_fixed_layout", "default_global_batch", "device_counts", "stack_and_fixed",
+           "fewest_devices", "layout_memory", "layout_memory_gb", "leanest_layout", "links_for", "memory_text",
+           "search_devices", "usable_memory_gb",
            "matmul_fraction", "shape_of", "step_estimate", "time_layout"]
