@@ -6,22 +6,18 @@ are imported inside the command, so importing the CLI never imports torch.
 
 from __future__ import annotations
 
-import json
-import os
-import shlex
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ..completion import complete_dtype
-from ..errors import CatalogError, GpucostError, InputError
+from ..errors import InputError
 from ..vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
+from .profile_common import _check_output, _command_line, _import_torch, catalog_or_note, format_record
 
 DEVICES = ("auto", "cpu", "cuda")
-NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
 
 
 def parse_dtypes(values: list[str] | None) -> list[str] | None:
@@ -49,38 +45,6 @@ def _check_device(device: str) -> str:
     raise InputError(f"unknown --device {device!r}; use one of {', '.join(DEVICES)} (or cuda:N)")
 
 
-def _check_output(output: Path) -> None:
-    """Fail before measuring, not after a long run, when the file cannot be written."""
-    folder = output.parent if str(output.parent) else Path(".")
-    if output.is_dir():
-        raise InputError(f"--output {output} is a directory; give a file name, "
-                         f"e.g. {output / DEFAULT_CALIBRATION_FILE}")
-    if not folder.is_dir():
-        raise InputError(f"--output {output}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"--output {output}: folder {folder} is not writable")
-
-
-def _command_line(device: str, dtypes: list[str] | None, full: bool, output: Path, fmt: str, quiet: bool,
-                  model: dict[str, Any] | None = None) -> str:
-    parts = ["gpucost", "profile", "--device", device]
-    for option, value in (model or {}).items():
-        if value is True:
-            parts.append(f"--{option}")
-        elif value is not None and value is not False:
-            parts += [f"--{option}", str(value)]
-    if dtypes:
-        parts += ["--precision", ",".join(dtypes)]
-    if full:
-        parts.append("--full")
-    parts += ["--output", str(output)]
-    if fmt != "table":
-        parts += ["--format", fmt]
-    if quiet:
-        parts.append("--quiet")
-    return " ".join(shlex.quote(p) for p in parts)
-
-
 def _resolve_model(model: str | None, hf_config: Path | None) -> tuple[Any, int | None, str, str]:
     """(architecture, the catalog's training seq_len or None, model id, source) for --model or
     --hf-config. Unknown name: UnknownNameError with close matches; no architecture: InputError."""
@@ -98,85 +62,6 @@ def _resolve_model(model: str | None, hf_config: Path | None) -> tuple[Any, int 
     else:
         source = f"{folder.parent.name}/models.yaml (inline architecture)"
     return arch, catalog_seq_len, arch.name, source
-
-
-def _import_torch() -> None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Failed to initialize NumPy" from CPU wheels
-            import torch  # noqa: F401  (only: is it installed?)
-    except ImportError as exc:
-        raise GpucostError(NO_TORCH) from exc
-
-
-def _summary_rows(record: dict[str, Any]) -> list:
-    from ..calibration import summary_rows
-
-    return summary_rows(record)
-
-
-def catalog_or_note(notes: list[str], say: Any) -> Any:
-    """The catalog, or None with a note (and a warning through ``say``) when it cannot be loaded:
-    a profile still runs, and reports the device as unknown."""
-    from ..catalog import load_catalog
-
-    try:
-        return load_catalog()
-    except CatalogError as exc:
-        notes.append(f"the accelerator catalog could not be loaded ({exc}); the device is reported as unknown")
-        say(f"Warning: {notes[-1]}")
-        return None
-
-
-def format_record(record: dict[str, Any], fmt: str) -> str:
-    """The record for stdout: json/yaml as in the file, table/markdown/csv as the summary rows."""
-    if fmt == "json":
-        return json.dumps(record, indent=2)
-    if fmt == "yaml":
-        from ..calibration import dump_calibration
-
-        return dump_calibration(record).rstrip("\n")
-    from ..render import render
-
-    headers = ("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")
-    if fmt == "csv":  # one row per measurement, as in the table
-        from ..profile_rows import shape_rows
-
-        return render(shape_rows(record), "csv")  # one row per shape, width, model step, copy and collective
-
-    device = record["device"]
-    telemetry = record["telemetry"]
-    where = f"{device['backend']}"
-    if device.get("num_threads"):
-        where += f", {device['num_threads']} threads used; {device.get('num_cores', '?')} cores, " \
-                 f"{device.get('num_logical_cpus', '?')} logical CPUs"
-    if device.get("compute_capability"):
-        where += f", compute capability {device['compute_capability']}"
-    throttled = {True: f"YES ({', '.join(telemetry['reasons'])})", False: "no",
-                 None: "unknown"}[telemetry["throttled"]]
-    clock = telemetry.get("clock_mhz")
-    clock_text = f"clock {clock['min']:.0f}-{clock['max']:.0f} MHz" if clock else "clock not read"
-    lines = [
-        f"device: {device['name']} ({where}); catalog: {device['catalog_id'] or 'unknown (no datasheet peak)'}",
-        f"torch {record['software'].get('torch')}"
-        + (f", CUDA {record['software']['cuda']}" if record["software"].get("cuda") else "")
-        + (f", driver {record['software']['driver']}" if record["software"].get("driver") else "")
-        + f"; {record['duration_s']:.0f} s" + ("; PARTIAL (interrupted)" if record["partial"] else "")
-        + f"; {clock_text}; throttled: {throttled}",
-        "",
-        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=headers),
-    ]
-    model = record.get("model")
-    if model:
-        for dtype, result in model["results"].items():
-            if "tokens_per_s" in result:
-                lines.append(f"{model['id']} {dtype}: {result['tokens_per_s']:,.4g} tokens/s (median), "
-                             f"{result['flops_per_token']:.4g} training FLOPs per token of the timed stack, "
-                             f"{result['iterations']} steps")
-    notes = list(record["notes"]) + [f"{model['id']}: {note}" for note in (model or {}).get("notes", [])]
-    if notes:
-        lines += ["", "notes:"] + [f"  - {note}" for note in notes]
-    return "\n".join(lines)
 
 
 def profile(
@@ -250,7 +135,7 @@ def profile(
         dtypes, output = parse_dtypes(dtype), Path(output)
         _check_output(output)
         _import_torch()
-        from .profile_torch import profile_cli
+        from .profile_torch import profile_cli  # deferred (as profile_comm below): keeps the CLI's start-up light
 
         profile_cli(spec=torch_model, device=device, dtypes=dtypes, full=full, sweep=sweep, micro_batch=micro_batch,
                     output=output, fmt=format, quiet=quiet,

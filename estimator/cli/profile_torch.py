@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-
+from .profile_common import catalog_or_note, existing_calibration, format_record
 
 def format_torch_model(record: Mapping[str, Any], fmt: str) -> str:
     """stdout for ``--torch-model``: json/yaml the record as in the file; csv one row per dtype;
@@ -48,8 +48,6 @@ def format_torch_model(record: Mapping[str, Any], fmt: str) -> str:
     if notes:
         lines += ["", "notes:"] + [f"  - {note}" for note in notes]
     if record.get("matmul") or record.get("mlp"):  # --sweep: the device sweep's own table first
-        from .profile import format_record
-
         lines = [format_record(record, fmt), ""] + lines
     return "\n".join(lines)
 
@@ -63,8 +61,6 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
     from profiler.torch_model import profile_torch_model, resolve_spec
 
     from ..calibration import output_for, write_calibration
-    from .profile_comm import existing_calibration
-    from .profile import catalog_or_note
     from ..torch_model_record import merge_torch_model
 
     def say(message: str) -> None:
