@@ -32,8 +32,11 @@ builtins bring SGD with momentum 0.9, their published recipes. Samples per step:
 dimension of the first tensor of the inputs. ``id`` (the model's name in the calibration file):
 the dict's ``"id"``, the builtin's name, else the callable's ``__name__``.
 
-**What is timed**: the model and the batch are moved to the device; then one forward + backward
-pass under ``torch.utils.flop_counter.FlopCounterMode`` counts the FLOPs (training = forward +
+**What is timed**: the model and the batch are moved to the device; then forward + backward
+passes under ``torch.utils.flop_counter.FlopCounterMode`` on sub-batches of 2 and 4 samples count
+the FLOPs, scaled to the batch (:func:`count_flops`; their graphs are freed, and on a GPU the
+allocator's cache emptied, before any step is timed, so the timed step has the device's memory to
+itself at the batch the run trains with) (training = forward +
 backward as FlopCounterMode counts them: matmuls, convolutions, attention, 2 FLOPs per
 multiply-add; elementwise work -- activations, norms, the loss -- and the optimizer's update are not
 counted; the gradient of a batch that does not require grad is not computed, so the first layer's
@@ -78,6 +81,7 @@ from torch import nn
 from estimator.errors import GpucostError, InputError
 from estimator.torch_model_record import BUSY_SHARE, SLOW_STEP
 
+from .memory import DeviceMemory
 from .run import Budget, is_out_of_memory
 from .timing import Timing, clock_for, measure
 
@@ -414,13 +418,15 @@ class TorchModelStep:
         self.work, self.device, self.spec = work, device, spec
         self.dtype = "fp32"
 
-    def loss(self) -> torch.Tensor:
+    def loss(self, batch: tuple[tuple[Any, ...], dict[str, Any], Any] | None = None) -> torch.Tensor:
+        """The loss of the workload's batch, or of ``batch`` = (args, kwargs, targets) (a sub-batch)."""
         work = self.work
+        args, kwargs, targets = batch if batch is not None else (work.args, work.kwargs, work.targets)
         amp = _AMP.get(self.dtype)
         with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            output = work.model(*work.args, **work.kwargs)
+            output = work.model(*args, **kwargs)
             if work.loss_fn is not None:
-                loss = work.loss_fn(output, work.targets)
+                loss = work.loss_fn(output, targets)
             elif isinstance(output, torch.Tensor):
                 loss = output
             elif isinstance(output, Mapping) and "loss" in output:
@@ -472,31 +478,75 @@ def _device_error(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "device" in text and any(w in text for w in _DEVICE_WORDS)
 
 
-def _step_error(exc: BaseException, spec: str, device: torch.device, what: str, batch: int) -> GpucostError:
+def _step_error(exc: BaseException, spec: str, device: torch.device, what: str, batch: int,
+                memory: DeviceMemory | None = None) -> GpucostError:
     if is_out_of_memory(exc):
-        return GpucostError(f"--torch-model {spec}: out of memory on {device} during {what} at batch {batch}; "
-                            "return a smaller example batch (or pass --micro-batch if the callable takes batch_size)")
+        need = (memory or DeviceMemory(device)).needed(exc)
+        return GpucostError(f"--torch-model {spec}: out of memory on {device} during {what} at batch {batch}"
+                            + (f": {need}" if need else "") + "; pass a smaller --micro-batch (a callable that "
+                            "takes batch_size) or return a smaller example batch")
     if _device_error(exc):
         return InputError(f"--torch-model {spec}: the model and its batch must be on one device ({device}): "
                           f"{_first_line(exc)}")
     return GpucostError(f"--torch-model {spec}: {what} failed: {_first_line(exc)}")
 
 
-def count_flops(step: TorchModelStep) -> tuple[float, float]:
-    """(forward, forward + backward) FLOPs of one step of ``step``'s batch, as FlopCounterMode
-    counts them; runs one forward and backward (no optimizer step) and clears the gradients."""
+def sub_batch(work: Workload, keep: int) -> tuple[tuple[Any, ...], dict[str, Any], Any]:
+    """(args, kwargs, targets) with every tensor whose leading dimension is the batch cut to its first
+    ``keep`` samples (views, no copies); other tensors and values as they are."""
+    def cut(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value[:keep] if value.dim() > 0 and value.shape[0] == work.batch_size else value
+        if isinstance(value, tuple):
+            return tuple(cut(v) for v in value)
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: cut(v) for k, v in value.items()}
+        return value
+
+    return cut(work.args), cut(work.kwargs), cut(work.targets)
+
+
+def _count(step: TorchModelStep, batch: tuple[tuple[Any, ...], dict[str, Any], Any] | None) -> tuple[float, float]:
+    """(forward, forward + backward) FLOPs of one fp32 pass over ``batch`` (None: the whole batch);
+    the gradients are set to None after, and nothing of the pass outlives this call."""
     from torch.utils.flop_counter import FlopCounterMode
 
     step.dtype = "fp32"
     with precision("fp32"):
         with FlopCounterMode(display=False) as forward:
-            loss = step.loss()
+            loss = step.loss(batch)
         step.check(loss)
         with FlopCounterMode(display=False) as backward:
             loss.backward()
+    del loss
     step.work.optimizer.zero_grad(set_to_none=True)
     fwd = float(forward.get_total_flops())
     return fwd, fwd + float(backward.get_total_flops())
+
+
+def count_flops(step: TorchModelStep) -> tuple[float, float, str]:
+    """(forward, forward + backward) FLOPs of one step of ``step``'s whole batch, as FlopCounterMode
+    counts them, and how they were counted.
+
+    Counting runs a forward and backward in fp32 and keeps its graph while it counts; at the batch
+    a run trains with, that graph (fp32, no autocast) can need more memory than the training step
+    itself. So a batch of at least 4 is counted on sub-batches of 2 and 4 samples (the tensors'
+    first samples): every op FlopCounterMode counts (matmul, convolution, attention) does work in
+    proportion to the samples, so the batch's count is the count at 2 x batch / 2, which the count
+    at 4 (exactly twice that at 2) confirms. When it is not exactly twice (an op whose work does not
+    scale with the batch), or the batch is smaller than 4, the whole batch is counted. Sub-batches
+    of 2, not 1: batch norm in training mode needs more than one value per channel.
+    """
+    batch = step.work.batch_size
+    if batch >= 4:
+        two = _count(step, sub_batch(step.work, 2))
+        four = _count(step, sub_batch(step.work, 4))
+        if all(math.isclose(b, 2 * a, rel_tol=1e-9) for a, b in zip(two, four)):
+            scale = batch / 2
+            return two[0] * scale, two[1] * scale, "counted on sub-batches of 2 and 4 samples, scaled to the batch"
+    return (*_count(step, None), "counted on the whole batch")
 
 
 def _round(value: float, digits: int = 6) -> float:
@@ -581,13 +631,16 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
     say(f"building {spec}")
     work = build_workload(resolved, device, batch_size)
     step = TorchModelStep(work, device, spec)
-    say(f"counting FLOPs of {work.model_id} (one forward + backward, FlopCounterMode)")
+    memory = DeviceMemory(device)
+    say(f"counting FLOPs of {work.model_id} (FlopCounterMode on sub-batches)")
     try:
-        forward, training = count_flops(step)
+        forward, training, counted = count_flops(step)
     except InputError:
         raise
     except (RuntimeError, MemoryError, ValueError, TypeError) as exc:
-        raise _step_error(exc, spec, device, "the forward and backward pass", work.batch_size) from None
+        raise _step_error(exc, spec, device, "the FLOP count's forward and backward pass", work.batch_size,
+                          memory) from None
+    memory.release()  # nothing of the count is referenced any more: give its blocks back before timing
     batch = work.batch_size
     section: dict[str, Any] = {
         "id": work.model_id, "spec": spec, "created_utc": created, "command": command, "partial": False,
@@ -598,6 +651,9 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
     }
     if command is None:
         del section["command"]
+    if counted != "counted on the whole batch":
+        section["notes"].append(f"FLOPs {counted} {batch} (FlopCounterMode); the count's graph was freed before "
+                                "timing")
     if training == 0:
         section["notes"].append("FlopCounterMode counted no FLOPs in this model (no matmul, convolution or "
                                 "attention): TFLOP/s are 0; samples/s are measured all the same")
@@ -611,6 +667,8 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
             current = name
             step.dtype = name
             say(f"timing {work.model_id} {name} steps (batch {batch}, {work.optimizer_name})")
+            memory.release()
+            memory.reset_peak()
             try:
                 with precision(name):
                     timing = measure(step, clock, warmup_s=budget.warmup_s, budget_s=budget.budget_s,
@@ -619,10 +677,12 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
                 raise
             except (RuntimeError, MemoryError, ValueError, TypeError) as exc:
                 if is_out_of_memory(exc) and any("median_tflops" in r for r in section["results"].values()):
+                    need = memory.needed(exc)
                     section["results"][name] = {"skipped": "out of memory"}
-                    section["notes"].append(f"{name}: out of memory at batch {batch}")
+                    section["notes"].append(f"{name}: out of memory at batch {batch}" + (f" ({need})" if need else ""))
+                    memory.release()
                     continue
-                raise _step_error(exc, spec, device, f"a {name} training step", batch) from None
+                raise _step_error(exc, spec, device, f"a {name} training step", batch, memory) from None
             section["results"][name] = result = _result(timing, training, batch)
             current = None
             if result["slow_steps"] > BUSY_SHARE * result["iterations"]:
