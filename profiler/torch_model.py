@@ -715,7 +715,8 @@ def profile_torch_model(spec: str | Resolved, device: str = "auto", dtypes: Sequ
                         batch_size: int | None = None, sweep: bool = False, full: bool = False,
                         catalog: Any = None, command: str | None = None, progress: Any = None,
                         notes: Sequence[str] = (), budget: Budget | None = None,
-                        announce: Callable[..., None] | None = None) -> dict[str, Any]:
+                        announce: Callable[..., None] | None = None,
+                        sustained_s: float | None = None) -> dict[str, Any]:
     """The calibration record of a ``--torch-model`` profile: the ``torch_model`` section, plus the
     device sweep when ``sweep`` or ``full`` (else the sweep sections are empty, as for ``--model``).
     Ctrl-C: the record says ``partial: true`` and keeps what was timed; when the model had not
@@ -726,7 +727,8 @@ def profile_torch_model(spec: str | Resolved, device: str = "auto", dtypes: Sequ
     resolved = spec if isinstance(spec, Resolved) else resolve_spec(spec)
     torch_device = resolve_device(device)
     info = describe(torch_device, catalog)
-    plan = run.make_plan(info, dtypes, full=full, free_bytes=free_memory_bytes(torch_device), sweep=sweep or full)
+    plan = run.make_plan(info, dtypes, full=full, free_bytes=free_memory_bytes(torch_device), sweep=sweep or full,
+                         sustained_s=sustained_s)
     model_dtypes, model_skipped = plan_dtypes(info, dtypes)
     if announce is not None:
         announce(info, plan, [d for d in model_dtypes if d not in model_skipped])

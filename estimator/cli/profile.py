@@ -109,6 +109,11 @@ def profile(
     nproc: Annotated[Optional[int], typer.Option(
         help="With --comm and no launcher: start this many local worker processes "
              "(default: the visible GPUs, or 2 on a CPU).")] = None,
+    sustained_s: Annotated[Optional[float], typer.Option(
+        "--sustained-s", metavar="SECONDS",
+        help="After the sweep, run each dtype's best matmul shape and MLP width back to back for this long, as "
+             "training does (clocks and power settle; the file records both figures and estimate uses this one). "
+             "Default: 5 on a GPU, 1 on a CPU; 0 skips it.")] = None,
     torch_model: Annotated[Optional[str], typer.Option(
         "--torch-model", metavar="SPEC",
         help="Time a training step (forward, backward, optimizer) of your own PyTorch model: module:callable, "
@@ -125,6 +130,8 @@ def profile(
     if format not in FORMATS:
         raise InputError(f"unknown --format {format!r}; use one of {', '.join(FORMATS)}")
     device = _check_device(device)
+    if sustained_s is not None and not 0 <= sustained_s <= 3600:
+        raise InputError(f"--sustained-s must be from 0 to 3600 seconds, got {sustained_s:g}")
     if torch_model is not None:  # profiler/torch_model.py: the user's own nn.Module
         for option, value in (("--model", model), ("--hf-config", hf_config), ("--comm", comm or None),
                               ("--seq-len", seq_len), ("--max-layers", max_layers), ("--nproc", nproc)):
@@ -138,15 +145,17 @@ def profile(
         from .profile_torch import profile_cli  # deferred (as profile_comm below): keeps the CLI's start-up light
 
         profile_cli(spec=torch_model, device=device, dtypes=dtypes, full=full, sweep=sweep, micro_batch=micro_batch,
-                    output=output, fmt=format, quiet=quiet,
+                    output=output, fmt=format, quiet=quiet, sustained_s=sustained_s,
                     command=_command_line(device, dtypes, full, output, format, quiet,
-                                          {"torch-model": torch_model, "micro-batch": micro_batch, "sweep": sweep}))
+                                          {"torch-model": torch_model, "micro-batch": micro_batch, "sweep": sweep,
+                                           "sustained-s": sustained_s}))
         return
     if comm:
         from .profile_comm import profile_comm
 
         for option, value in (("--model", model), ("--hf-config", hf_config), ("--seq-len", seq_len),
-                              ("--micro-batch", micro_batch), ("--max-layers", max_layers), ("--sweep", sweep or None)):
+                              ("--micro-batch", micro_batch), ("--max-layers", max_layers), ("--sweep", sweep or None),
+                              ("--sustained-s", sustained_s)):
             if value is not None:
                 raise InputError(f"{option} does not apply to --comm; run the model profile separately")
         profile_comm(device=device, dtypes=parse_dtypes(dtype), full=full, output=Path(output), fmt=format,
@@ -198,12 +207,13 @@ def profile(
 
     model_options = {"model": model, "hf-config": hf_config, "seq-len": seq_len, "micro-batch": micro_batch,
                      "max-layers": max_layers, "sweep": sweep} if arch is not None else {}
+    model_options["sustained-s"] = f"{sustained_s:g}" if sustained_s is not None else None
     bar = ProgressBar(sys.stderr, enabled=not quiet)
     try:
         record = run(device, dtypes, full=full, arch=arch, model_id=model_id if arch is not None else None,
                      source=source if arch is not None else None, seq_len=seq_len, micro_batch=micro_batch,
                      max_layers=max_layers, sweep=sweep, catalog=catalog, progress=bar, notes=notes,
-                     announce=announce,
+                     announce=announce, sustained_s=sustained_s,
                      command=_command_line(device, dtypes, full, output, format, quiet, model_options))
     finally:
         bar.close()
