@@ -9,12 +9,14 @@
 - ``builtin:mnist-mlp`` / ``builtin:resnet-50`` -- the models of profiler/builtin_models.py.
 
 **The callable** is called with the keywords it accepts among ``device`` (the ``torch.device``
-being profiled) and ``batch_size`` (only when ``--micro-batch`` is given; a callable without that
-parameter then gets an error). It returns either
+being profiled), ``batch_size`` (only when ``--micro-batch`` is given; a callable without that
+parameter then gets an error) and ``memory_format`` (``nchw`` or ``channels_last``, only with
+``--memory-format``, likewise). It returns either
 
 - ``(model, batch)``, or
-- a dict ``{"model": ..., "batch": ..., "loss_fn": ..., "optimizer": ..., "id": ...}`` where only
-  ``model`` and ``batch`` are required;
+- a dict ``{"model": ..., "batch": ..., "loss_fn": ..., "optimizer": ..., "id": ..., "notes": [...]}``
+  where only ``model`` and ``batch`` are required (``notes``: lines for the section's notes, e.g.
+  the memory format the builtin ResNet-50 trains in);
 
 ``model`` is a ``torch.nn.Module``; ``batch`` is
 
@@ -97,7 +99,8 @@ _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 TRAIN_DTYPES = ("fp32", "tf32", "bf16", "fp16")
 _FP8 = "not measured: an fp8 training step needs scaled-matmul recipes (Transformer Engine, torchao)"
 _RETURN = "(model, batch) or a dict with 'model' and 'batch'"
-_DICT_KEYS = ("model", "batch", "loss_fn", "optimizer", "id")
+_DICT_KEYS = ("model", "batch", "loss_fn", "optimizer", "id", "notes")
+MEMORY_FORMATS = ("nchw", "channels_last")  # --memory-format: passed to a callable that takes memory_format
 _DEVICE_WORDS = ("same device", "two devices", "different device", "device type", "but got", "expected device")
 
 
@@ -232,6 +235,7 @@ class Workload:
     optimizer_name: str
     batch_size: int
     model_id: str
+    notes: tuple[str, ...] = ()  # the callable's own notes (the dict's "notes"), into the section's
 
 
 def _accepts(function: Callable[..., Any], name: str) -> bool:
@@ -287,13 +291,21 @@ def _loss_name(loss_fn: Any) -> str:
     return getattr(loss_fn, "__name__", None) or type(loss_fn).__name__
 
 
-def build_workload(resolved: Resolved, device: torch.device, batch_size: int | None = None) -> Workload:
+def build_workload(resolved: Resolved, device: torch.device, batch_size: int | None = None,
+                   memory_format: str | None = None) -> Workload:
     """Call the callable and check what it returned (see the module docstring). Raises
     InputError naming the SPEC for anything the user must change."""
     spec = resolved.spec
     kwargs: dict[str, Any] = {}
     if _accepts(resolved.function, "device"):
         kwargs["device"] = device
+    if memory_format is not None:
+        if memory_format not in MEMORY_FORMATS:
+            raise InputError(f"--memory-format {memory_format!r}: use one of {', '.join(MEMORY_FORMATS)}")
+        if not _accepts(resolved.function, "memory_format"):
+            raise InputError(f"--torch-model {spec}: --memory-format needs a callable with a memory_format "
+                             "parameter; lay out the model and batch in the callable instead")
+        kwargs["memory_format"] = memory_format
     if batch_size is not None:
         if not _accepts(resolved.function, "batch_size"):
             raise InputError(f"--torch-model {spec}: --micro-batch needs a callable with a batch_size parameter; "
@@ -310,6 +322,7 @@ def build_workload(resolved: Resolved, device: torch.device, batch_size: int | N
                                    "its batch; return a smaller example batch") from None
             raise InputError(f"--torch-model {spec}: the callable raised {_first_line(exc)}") from None
     loss_fn = optimizer = None
+    callable_notes: tuple[str, ...] = ()
     model_id = resolved.model_id
     if isinstance(returned, Mapping):
         unknown = [str(k) for k in returned if k not in _DICT_KEYS]
@@ -321,6 +334,10 @@ def build_workload(resolved: Resolved, device: torch.device, batch_size: int | N
             raise InputError(f"--torch-model {spec}: the returned dict has no {missing[0]!r}")
         model, batch = returned["model"], returned["batch"]
         loss_fn, optimizer = returned.get("loss_fn"), returned.get("optimizer")
+        notes = returned.get("notes") or ()
+        if isinstance(notes, str) or not all(isinstance(n, str) and n.strip() for n in notes):
+            raise InputError(f"--torch-model {spec}: the returned dict's 'notes' must be a list of strings")
+        callable_notes = tuple(n.strip() for n in notes)
         if returned.get("id") is not None:
             if not isinstance(returned["id"], str) or not returned["id"].strip():
                 raise InputError(f"--torch-model {spec}: the returned dict's 'id' must be a non-empty string")
@@ -403,7 +420,7 @@ def build_workload(resolved: Resolved, device: torch.device, batch_size: int | N
     else:
         loss_name = _loss_name(loss_fn)
     return Workload(model, args, call_kwargs, targets, loss_fn, loss_name, optimizer, describe_optimizer(optimizer),
-                    size, model_id)
+                    size, model_id, callable_notes)
 
 
 # -- the step ------------------------------------------------------------------------------------
@@ -603,6 +620,7 @@ def plan_dtypes(info: Any, requested: Sequence[str] | None) -> tuple[list[str], 
 
 def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtypes: Sequence[str] = ("fp32",),
                         skipped: Mapping[str, str] | None = None, batch_size: int | None = None,
+                        memory_format: str | None = None,
                         budget: Budget | None = None, progress: Callable[[str], None] | None = None,
                         command: str | None = None, holder: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the SPEC's model, count its FLOPs, time its training step per dtype and return the
@@ -629,7 +647,7 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
     holder = holder if holder is not None else {}
 
     say(f"building {spec}")
-    work = build_workload(resolved, device, batch_size)
+    work = build_workload(resolved, device, batch_size, memory_format)
     step = TorchModelStep(work, device, spec)
     memory = DeviceMemory(device)
     say(f"counting FLOPs of {work.model_id} (FlopCounterMode on sub-batches)")
@@ -651,6 +669,7 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
     }
     if command is None:
         del section["command"]
+    section["notes"].extend(work.notes)
     if counted != "counted on the whole batch":
         section["notes"].append(f"FLOPs {counted} {batch} (FlopCounterMode); the count's graph was freed before "
                                 "timing")
@@ -712,7 +731,8 @@ _RUN_MODEL_NOTE = "the model step was interrupted: no model section"  # profiler
 
 
 def profile_torch_model(spec: str | Resolved, device: str = "auto", dtypes: Sequence[str] | None = None, *,
-                        batch_size: int | None = None, sweep: bool = False, full: bool = False,
+                        batch_size: int | None = None, memory_format: str | None = None,
+                        sweep: bool = False, full: bool = False,
                         catalog: Any = None, command: str | None = None, progress: Any = None,
                         notes: Sequence[str] = (), budget: Budget | None = None,
                         announce: Callable[..., None] | None = None,
@@ -737,7 +757,8 @@ def profile_torch_model(spec: str | Resolved, device: str = "auto", dtypes: Sequ
 
     def job(say: Callable[[str], None]) -> dict[str, Any]:
         return measure_torch_model(resolved, device=torch_device, dtypes=model_dtypes, skipped=model_skipped,
-                                   batch_size=batch_size, budget=budget, progress=say, command=command, holder=holder)
+                                   batch_size=batch_size, memory_format=memory_format, budget=budget, progress=say,
+                                   command=command, holder=holder)
 
     record = run.run_profile(plan, torch_device, info, progress=progress, extra_notes=notes, model=job,
                              command=command)

@@ -118,6 +118,46 @@ def test_builtin_callables_return_a_model_batch_and_sgd():
     assert mlp["batch"][0].shape == (64, 784) and mlp["batch"][1].dtype == torch.int64
 
 
+def test_resnet50_is_channels_last_on_cuda_nchw_on_a_cpu_and_the_option_chooses():
+    cpu = resnet_50(batch_size=2)
+    assert cpu["batch"][0].is_contiguous() and cpu["model"].conv1.weight.is_contiguous()
+    assert cpu["notes"] == ["memory format: NCHW (the default on a CPU; --memory-format channels_last lays it out "
+                            "NHWC)"]
+    nhwc = resnet_50(batch_size=2, memory_format="channels_last")
+    assert nhwc["batch"][0].is_contiguous(memory_format=torch.channels_last)
+    assert nhwc["model"].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc["notes"] == ["memory format: channels_last (NHWC) (--memory-format)"]
+    # the sub-batches the FLOP count runs on keep the layout
+    work = tm.build_workload(tm.resolve_spec("builtin:resnet-50"), CPU, batch_size=4, memory_format="channels_last")
+    args, _, _ = tm.sub_batch(work, 2)
+    assert args[0].shape[0] == 2 and args[0].is_contiguous(memory_format=torch.channels_last)
+    assert work.notes == ("memory format: channels_last (NHWC) (--memory-format)",)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resnet50_defaults_to_channels_last_on_cuda():
+    built = resnet_50(batch_size=2, device="cuda")
+    assert built["batch"][0].is_contiguous(memory_format=torch.channels_last)
+    assert built["notes"][0].startswith("memory format: channels_last (NHWC) (the default on CUDA")
+
+
+def test_memory_format_needs_a_callable_that_takes_it(in_tmp, tmp_path):
+    (tmp_path / "models.py").write_text(MODELS_FILE)
+    result = in_tmp("profile", "--device", "cpu", "--torch-model", "models.py:out_of_memory", "--memory-format",
+                    "nchw", "--quiet")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("Error: --torch-model models.py:out_of_memory: --memory-format needs a callable "
+                                     "with a memory_format parameter; lay out the model and batch in the callable "
+                                     "instead")
+    result = in_tmp("profile", "--device", "cpu", "--torch-model", "builtin:resnet-50", "--memory-format", "nhwc")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: unknown --memory-format 'nhwc'; use nchw or channels_last"
+    result = in_tmp("profile", "--device", "cpu", "--memory-format", "nchw")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: --memory-format applies to --torch-model (the layout its callable builds in)"
+
+
 # -- a real profile ------------------------------------------------------------------------------
 
 
@@ -437,7 +477,7 @@ MODELS_FILE = textwrap.dedent("""
                                    "cpu!"),
     ("models.py:raises", (), "--torch-model models.py:raises: the callable raised ValueError: no weights here"),
     ("models.py:unknown_key", (), "--torch-model models.py:unknown_key: the returned dict has unknown key 'lr'; "
-                                  "known: model, batch, loss_fn, optimizer, id"),
+                                  "known: model, batch, loss_fn, optimizer, id, notes"),
     ("models.py:scalar_input", (), "--torch-model models.py:scalar_input: cannot tell the batch size: the inputs hold "
                                    "no tensor with a leading batch dimension"),
     ("models.py:no_batch_size", ("--micro-batch", "4"), "--torch-model models.py:no_batch_size: --micro-batch needs a "

@@ -114,6 +114,10 @@ def profile(
         help="After the sweep, run each dtype's best matmul shape and MLP width back to back for this long, as "
              "training does (clocks and power settle; the file records both figures and estimate uses this one). "
              "Default: 5 on a GPU, 1 on a CPU; 0 skips it.")] = None,
+    memory_format: Annotated[Optional[str], typer.Option(
+        "--memory-format", metavar="[nchw|channels_last]",
+        help="With --torch-model: the layout a callable that takes memory_format builds in (builtin:resnet-50: "
+             "channels_last on CUDA, nchw on a CPU by default).")] = None,
     torch_model: Annotated[Optional[str], typer.Option(
         "--torch-model", metavar="SPEC",
         help="Time a training step (forward, backward, optimizer) of your own PyTorch model: module:callable, "
@@ -144,12 +148,17 @@ def profile(
         _import_torch()
         from .profile_torch import profile_cli  # deferred (as profile_comm below): keeps the CLI's start-up light
 
+        if memory_format is not None and memory_format not in ("nchw", "channels_last"):
+            raise InputError(f"unknown --memory-format {memory_format!r}; use nchw or channels_last")
         profile_cli(spec=torch_model, device=device, dtypes=dtypes, full=full, sweep=sweep, micro_batch=micro_batch,
-                    output=output, fmt=format, quiet=quiet, sustained_s=sustained_s,
+                    output=output, fmt=format, quiet=quiet, sustained_s=sustained_s, memory_format=memory_format,
                     command=_command_line(device, dtypes, full, output, format, quiet,
-                                          {"torch-model": torch_model, "micro-batch": micro_batch, "sweep": sweep,
+                                          {"torch-model": torch_model, "micro-batch": micro_batch,
+                                           "memory-format": memory_format, "sweep": sweep,
                                            "sustained-s": sustained_s}))
         return
+    if memory_format is not None:
+        raise InputError("--memory-format applies to --torch-model (the layout its callable builds in)")
     if comm:
         from .profile_comm import profile_comm
 

@@ -54,7 +54,7 @@ def format_torch_model(record: Mapping[str, Any], fmt: str) -> str:
 
 def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool, sweep: bool,
                 micro_batch: int | None, output: Path, fmt: str, quiet: bool, command: str,
-                sustained_s: float | None = None) -> None:
+                sustained_s: float | None = None, memory_format: str | None = None) -> None:
     """``gpucost profile --torch-model SPEC``: measure, print, and write ``output``: into an existing
     calibration file of the same device only the ``torch_model`` section is replaced; an
     interrupted run never replaces a complete file (estimator.calibration.output_for)."""
@@ -82,7 +82,8 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
 
     bar = ProgressBar(sys.stderr, enabled=not quiet)
     try:
-        record = profile_torch_model(resolved, device, dtypes, batch_size=micro_batch, sweep=sweep, full=full,
+        record = profile_torch_model(resolved, device, dtypes, batch_size=micro_batch, memory_format=memory_format,
+                                     sweep=sweep, full=full,
                                      catalog=catalog, command=command, progress=bar, notes=notes, announce=announce,
                                      sustained_s=sustained_s)
     finally:
