@@ -549,15 +549,15 @@ def count_flops(step: TorchModelStep) -> tuple[float, float, str]:
 
     Counting runs a forward and backward in fp32 and keeps its graph while it counts; at the batch
     a run trains with, that graph (fp32, no autocast) can need more memory than the training step
-    itself. So a batch of at least 4 is counted on sub-batches of 2 and 4 samples (the tensors'
+    itself. So a batch of more than 4 is counted on sub-batches of 2 and 4 samples (the tensors'
     first samples): every op FlopCounterMode counts (matmul, convolution, attention) does work in
     proportion to the samples, so the batch's count is the count at 2 x batch / 2, which the count
     at 4 (exactly twice that at 2) confirms. When it is not exactly twice (an op whose work does not
-    scale with the batch), or the batch is smaller than 4, the whole batch is counted. Sub-batches
+    scale with the batch), or the batch is 4 or fewer, the whole batch is counted. Sub-batches
     of 2, not 1: batch norm in training mode needs more than one value per channel.
     """
     batch = step.work.batch_size
-    if batch >= 4:
+    if batch > 4:
         two = _count(step, sub_batch(step.work, 2))
         four = _count(step, sub_batch(step.work, 4))
         if all(math.isclose(b, 2 * a, rel_tol=1e-9) for a, b in zip(two, four)):
@@ -703,6 +703,9 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
                     continue
                 raise _step_error(exc, spec, device, f"a {name} training step", batch, memory) from None
             section["results"][name] = result = _result(timing, training, batch)
+            peak = memory.peak_bytes()
+            if peak:  # on a GPU: what the timed steps held at most, at the batch they trained with
+                result["peak_memory_gib"] = _round(peak / 2**30, 4)
             current = None
             if result["slow_steps"] > BUSY_SHARE * result["iterations"]:
                 section["notes"].append(

@@ -220,7 +220,8 @@ def calibration_schema() -> dict[str, Any]:
         "then": _obj(["skipped"], {"skipped": text}),
         "else": _obj(list(torch_model_stats), {
             **torch_model_stats, "slow_steps": count0,
-            "segment_samples_per_s": {"type": "array", "items": pos, "minItems": 1, "maxItems": 5}}),
+            "segment_samples_per_s": {"type": "array", "items": pos, "minItems": 1, "maxItems": 5},
+            "peak_memory_gib": pos}),
     }
     torch_model = _obj(["id", "spec", "params", "batch_size", "flops_per_sample", "forward_flops_per_sample",
                         "optimizer", "results"], {

@@ -302,7 +302,7 @@ def _full_batch_count(model, x, y):
     return forward.get_total_flops(), forward.get_total_flops() + backward.get_total_flops()
 
 
-@pytest.mark.parametrize("batch", [4, 8, 24])
+@pytest.mark.parametrize("batch", [5, 8, 24])
 def test_flops_at_batch_b_are_b_times_those_of_one_sample_counted_without_running_batch_b(batch):
     torch.manual_seed(0)
     model = TinyAttention()
@@ -317,9 +317,28 @@ def test_flops_at_batch_b_are_b_times_those_of_one_sample_counted_without_runnin
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_a_batch_under_4_is_counted_whole():
+def test_a_hugging_face_llamas_flops_scale_from_the_sub_batches_to_the_full_count():
+    """benchmarks/hf_small.py's CPU model (what gpu_check.sh profiles): causal mask, SDPA, rotary
+    embeddings and the model's own loss; the count on 2 and 4 sequences scaled to 8 is the count of 8."""
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from hf_small import small_llama
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    resolved = tm.Resolved("hf_small.py:small_llama", small_llama, "small_llama")
+    scaled = tm.count_flops(tm.TorchModelStep(tm.build_workload(resolved, CPU, batch_size=8), CPU, "hf"))
+    work = tm.build_workload(resolved, CPU, batch_size=8)
+    whole = tm._count(tm.TorchModelStep(work, CPU, "hf"), None)
+    assert scaled[2] == "counted on sub-batches of 2 and 4 samples, scaled to the batch"
+    assert scaled[:2] == pytest.approx(whole, rel=1e-12)
+    assert work.model_id == "hf-small-llama" and work.batch_size == 8
+
+
+@pytest.mark.parametrize("batch", [3, 4])
+def test_a_batch_of_4_or_fewer_is_counted_whole(batch):
     model = TinyAttention()
-    x, y = torch.randn(3, 4, 16), torch.randint(0, 3, (3,))
+    x, y = torch.randn(batch, 4, 16), torch.randint(0, 3, (batch,))
     work = tm.build_workload(tm.Resolved("test:tiny", lambda: (model, (x, y)), "tiny"), CPU)
     forward, training, how = tm.count_flops(tm.TorchModelStep(work, CPU, "test:tiny"))
     assert how == "counted on the whole batch" and (forward, training) == _full_batch_count(copy.deepcopy(model), x, y)
