@@ -104,7 +104,7 @@ def _cli(*args: str) -> list[str]:
 
 def profile(model_args: list[str], seq_len: int | None, max_layers: int | None, output: Path) -> dict[str, Any]:
     """Step 1: the real `gpucost profile --model` CLI; returns the calibration record."""
-    from estimator.calibration import read_calibration
+    from estimator.records.calibration import read_calibration
 
     args = ["profile", "--device", "cpu", *model_args, "--dtype", "fp32", "--output", str(output), "--quiet"]
     if seq_len is not None:
@@ -136,7 +136,7 @@ def estimate(model_args: list[str], calibration: Path, tokens: int, record: dict
 
 def stand_in_prediction(record: dict[str, Any], tokens: int) -> float:
     """N x detailed training FLOPs per token of the FULL model / (median TFLOP/s x 1e12), seconds."""
-    from estimator.flops import flops_per_token
+    from estimator.model.flops import flops_per_token
 
     arch = _architecture(record["model"])
     result = record["model"]["results"]["fp32"]
@@ -144,8 +144,8 @@ def stand_in_prediction(record: dict[str, Any], tokens: int) -> float:
 
 
 def _architecture(section: dict[str, Any]):
-    from estimator.hf_config import load_hf_config
-    from estimator.model_report import resolve_architecture as resolve
+    from estimator.model.hf_config import load_hf_config
+    from estimator.model.report import resolve_architecture as resolve
 
     source = Path(section["source"])
     if source.suffix == ".json" and source.is_file():
@@ -189,7 +189,7 @@ def _train_child(args: argparse.Namespace) -> None:
         def forward(ids: torch.Tensor) -> torch.Tensor:
             return model(input_ids=ids, use_cache=False).logits
     else:
-        from estimator.hf_config import from_hf_config
+        from estimator.model.hf_config import from_hf_config
         from profiler.model import build_model
 
         model = build_model(from_hf_config(config, name=args.id))

@@ -2,7 +2,7 @@
 
     python benchmarks/fit_step_model.py          # prints the grid optimum and its errors
 
-The constants (estimator/step.py, each with a physical meaning):
+The constants (estimator/timing/step.py, each with a physical meaning):
   kernel_overhead_s             launch and tail of one matmul kernel (s)
   elementwise_bytes_per_hidden  HBM bytes per token per hidden unit per layer of elementwise work
   dp_overlap                    share of data-parallel gradient traffic hidden behind backward
@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from estimator.catalog import load_catalog  # noqa: E402
-from estimator.step import Constants  # noqa: E402
-from estimator.systems import load_layout_runs  # noqa: E402
+from estimator.catalog.core import load_catalog  # noqa: E402
+from estimator.timing.step import Constants  # noqa: E402
+from estimator.catalog.systems import load_layout_runs  # noqa: E402
 from estimator.validate_step import check_layout_run  # noqa: E402
 
 GRID = {

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: import estimator from it
 
-from estimator.catalog import load_yaml_file  # noqa: E402
+from estimator.catalog.fields import load_yaml_file  # noqa: E402
 from estimator.cli import main as gpucost  # noqa: E402
 from estimator.errors import GpucostError  # noqa: E402
 

@@ -10,7 +10,7 @@ Each estimate uses only what a user would give: parameters (all, and active for 
 accelerator, precision (and whether the reported hours cover pre-training only or all of training).
 It goes through :func:`estimator.estimate`, as ``gpucost estimate --params ... --active-params ...
 --tokens ... --gpu ... --precision ... --scope ...`` does: the kind of run -> its default MFU while
-training (estimator/utilisation.py, derived from catalogs/runs.yaml only) x the default goodput x the
+training (estimator/timing/utilisation.py, derived from catalogs/runs.yaml only) x the default goodput x the
 dense peak, x the scope overhead for runs whose hours cover all of training. It prints, per run, the reported and estimated device-hours, reported /
 estimated, and whether the reported hours fall inside the printed band; then the share within a factor
 of 1.5 and the share inside the band. The issue's targets: >= 70% within 1.5x, >= 80% inside the band.
@@ -31,11 +31,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: import estimator from it
 
-from estimator.catalog import RUN_SCOPES, Run, _records, load_catalog  # noqa: E402
+from estimator.catalog.records import RUN_SCOPES, Run
+from estimator.catalog.fields import _records
+from estimator.catalog.core import load_catalog  # noqa: E402
 from estimator.errors import CatalogError, GpucostError  # noqa: E402
 from estimator.estimate import estimate  # noqa: E402
-from estimator.utilisation import (DEFAULT_GOODPUT, SCOPE_OVERHEAD, accelerator_peak, reported_device_hours,  # noqa: E402
-                                   run_kind)
+from estimator.timing.utilisation import (DEFAULT_GOODPUT, SCOPE_OVERHEAD, accelerator_peak, reported_device_hours,  # noqa: E402
+    run_kind)
 
 HOLDOUT_FILE = ROOT / "benchmarks" / "holdout_runs.yaml"
 TARGET_WITHIN_1_5X = 0.70

@@ -15,7 +15,7 @@ What one run does, each step in a fresh process as a user would run it:
    --precision fp32 --num-gpus 1 --format json``, the command a user runs. Its wall-clock is taken
    when it says it used the file's torch_model measurement; otherwise (the estimate does not read
    the section yet) the prediction is computed here from the file with the estimator's own helper
-   and labelled a stand-in: N x E / ``estimator.torch_model_record.measured_samples_per_s`` (the
+   and labelled a stand-in: N x E / ``estimator.records.torch_model.measured_samples_per_s`` (the
    profile's timed samples / its timed seconds). The error at the median step's rate is reported
    beside it.
 3. **Train for real**: the same model (profiler/builtin_models.py), batch size, optimizer and loss, for
@@ -111,7 +111,7 @@ def estimate_command(calibration: Path, samples: int, epochs: int) -> list[str]:
 
 def profile(output: Path) -> tuple[dict[str, Any], float]:
     """Step 1: the real `gpucost profile --torch-model` CLI; (the calibration record, wall seconds)."""
-    from estimator.calibration import read_calibration
+    from estimator.records.calibration import read_calibration
 
     started = time.perf_counter()
     done = _run(_cli("profile", "--torch-model", SPEC, "--device", "cpu", "--dtype", "fp32", "--output", str(output),
@@ -124,7 +124,7 @@ def profile(output: Path) -> tuple[dict[str, Any], float]:
 
 def estimate(calibration: Path, samples: int, epochs: int, record: dict[str, Any]) -> tuple[float, str]:
     """Step 2: (predicted seconds, how it was obtained)."""
-    from estimator.torch_model_record import measured_samples_per_s
+    from estimator.records.torch_model import measured_samples_per_s
 
     done = _run(_cli(*estimate_command(calibration, samples, epochs)[1:]), "estimate")
     note = ""

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
-from .catalog import Accelerator, Catalog, Model, Price, Run, load_catalog
-from .compare import CompareRow, compare
-from .errors import CatalogError, GpucostError, InputError, UnknownNameError
-from .estimate import Estimate, Plan, Range, estimate
-from .flops import train_flops_6nd
-from .numbers import parse_quantity
-from .request import EstimateRequest
-from .throughput import Throughput, ThroughputKind
-from .validate import validate
-from .vocab import FlopsMethod, TimeModel
-from .workload import Workload, workload
+from estimator.catalog.records import Accelerator, Model, Price, Run
+from estimator.catalog.core import Catalog, load_catalog
+from estimator.compare import CompareRow, compare
+from estimator.errors import CatalogError, GpucostError, InputError, UnknownNameError
+from estimator.estimate import Estimate, Range, estimate
+from estimator.plan import Plan
+from estimator.model.flops import train_flops_6nd
+from estimator.numbers import parse_quantity
+from estimator.request import EstimateRequest
+from estimator.timing.throughput import Throughput, ThroughputKind
+from estimator.validate import validate
+from estimator.vocab import FlopsMethod, TimeModel
+from estimator.workload import Workload, workload
 
 __all__ = [
     "Accelerator", "Catalog", "CatalogError", "CompareRow", "Estimate", "EstimateRequest",

@@ -1,5 +1,5 @@
 """``python -m estimator`` runs the gpucost CLI."""
 
-from .cli import run
+from estimator.cli import run
 
 run()

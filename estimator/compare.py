@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .catalog import Catalog
-from .errors import InputError, UnknownNameError
-from .estimate import Estimate, estimate
-from .request import EstimateRequest
+from estimator.catalog.core import Catalog
+from estimator.errors import InputError, UnknownNameError
+from estimator.estimate import Estimate, estimate
+from estimator.request import EstimateRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class CompareRow:
 
     @property
     def layout_text(self) -> str:
-        from .layout import describe_layout
+        from estimator.timing.layout import describe_layout
 
         return describe_layout(self.layout) if self.layout else "-"
 

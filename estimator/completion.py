@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from .catalog import catalog_dir
-from .errors import GpucostError
-from .vocab import PRECISION_ALIASES, PRECISIONS, PROFILE_DTYPES
+from estimator.catalog.fields import catalog_dir
+from estimator.errors import GpucostError
+from estimator.vocab import PRECISION_ALIASES, PRECISIONS, PROFILE_DTYPES
 
 __all__ = [
     "catalog_names", "complete_dataset", "complete_dtype", "complete_gpu", "complete_model", "complete_precision",

@@ -8,7 +8,7 @@ from one of two models:
 - ``flat``: device-hours = FLOPs / achieved FLOP/s per device; wall-clock = device-hours / devices
   (perfect scaling), at the default MFU, a given ``--mfu``/``--tflops``, a calibration file, or the
   rate that reported ``--gpu-hours`` imply;
-- ``step``: the step-time model of a parallel layout (:mod:`estimator.step`): compute, the
+- ``step``: the step-time model of a parallel layout (:mod:`estimator.timing.step`): compute, the
   collectives of tensor/context/expert/pipeline/data parallelism on the links of the system, and
   the pipeline bubble, for one optimizer step; wall-clock = steps x step time.
 """
@@ -19,10 +19,11 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from .catalog import Catalog, load_catalog
-from .errors import InputError
-from .request import EstimateRequest
-from .throughput import ThroughputKind, device_hours
+from estimator.catalog.core import Catalog, load_catalog
+from estimator.errors import InputError
+from estimator.plan import Plan
+from estimator.request import EstimateRequest
+from estimator.timing.throughput import ThroughputKind, device_hours
 
 SCHEMA_VERSION = 1  # of the JSON/YAML record (README "JSON output")
 
@@ -41,22 +42,6 @@ class Range:
     gpu_hours_high: float
     cost_usd_low: float | None
     cost_usd_high: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A planning question (``--deadline``, ``--budget``) and its answer. Unset fields are None."""
-
-    question: str
-    deadline_days: float | None = None
-    num_gpus_needed: int | None = None
-    budget_usd: float | None = None
-    budget_gpu_hours: float | None = None
-    budget_flops: float | None = None
-    params: float | None = None
-    tokens: float | None = None
-    tokens_low: float | None = None  # what the budget buys at the slow end of the utilisation band
-    tokens_high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +148,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         request = request.with_(**options)
     elif not isinstance(request, EstimateRequest):
         raise InputError(f"estimate() takes an EstimateRequest or keyword options, got {type(request).__name__}")
-    from .resolve import resolve
+    from estimator.resolve import resolve
 
     catalog = catalog or load_catalog()
     parts = resolve(request, catalog)
@@ -195,8 +180,8 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
                            f"({parts.scope_source})")
     default_days = None
     if rate.kind is ThroughputKind.PORTED:  # beside the port, the estimate from FLOPs alone
-        from .throughput import datasheet_throughput
-        from .utilisation import DEFAULT_GOODPUT
+        from estimator.timing.throughput import datasheet_throughput
+        from estimator.timing.utilisation import DEFAULT_GOODPUT
 
         default = datasheet_throughput(acc, request.precision, params=work.params, active_params=work.active_params)
         default_days = device_hours(work.flops, default.achieved_tflops) / DEFAULT_GOODPUT / num_gpus / 24.0
@@ -204,7 +189,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
                            f"{default.source.replace('default MFU', 'the default MFU')}, {DEFAULT_GOODPUT:.0%} goodput")
     mfu_while_training = None
     if rate.kind is ThroughputKind.IMPLIED and rate.mfu is not None:
-        from .utilisation import DEFAULT_GOODPUT
+        from estimator.timing.utilisation import DEFAULT_GOODPUT
 
         assumed = request.goodput or DEFAULT_GOODPUT
         mfu_while_training = rate.mfu / assumed
@@ -276,4 +261,4 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     )
 
 
-__all__ = ["Estimate", "LayoutSummary", "Plan", "Range", "SCHEMA_VERSION", "check_finite", "estimate"]
+__all__ = ["Estimate", "LayoutSummary", "Range", "SCHEMA_VERSION", "check_finite", "estimate"]

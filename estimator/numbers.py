@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import InputError
+from estimator.errors import InputError
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
 # digits with optional thousands groups (1,500 or 1_500: groups of exactly three), a fraction, an

@@ -15,10 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .numbers import parse_count, parse_duration_s, parse_quantity
-from .vocab import (DEFAULT_PRECISION, RECOMPUTE_MODES, ZERO_STAGES, FlopsMethod, TimeModel, choice,
-                    normalize_precision)
+from estimator.errors import InputError
+from estimator.numbers import parse_count, parse_duration_s, parse_quantity
+from estimator.vocab import (DEFAULT_PRECISION, RECOMPUTE_MODES, ZERO_STAGES, FlopsMethod, TimeModel, choice, normalize_precision)
 
 DEFAULT_GPU = "h100"
 DEFAULT_PUE = 1.2  # data-centre power usage effectiveness assumed for energy (typical hyperscale 1.1-1.2)

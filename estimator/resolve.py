@@ -15,15 +15,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import Accelerator, Catalog
-from .errors import InputError
-from .pricing import PriceChoice, resolve_price
-from .request import DEFAULT_GPU, EstimateRequest
-from .throughput import (Throughput, ThroughputKind, datasheet_throughput, given_throughput, implied_throughput,
-                         peak_for, ported_throughput)
-from .vocab import FlopsMethod, TimeModel
-from .flops import CHINCHILLA_TOKENS_PER_PARAM
-from .workload import Workload, build_workload, model_size
+from estimator.catalog.records import Accelerator
+from estimator.catalog.core import Catalog
+from estimator.errors import InputError
+from estimator.plan import Plan
+from estimator.catalog.pricing import PriceChoice, resolve_price
+from estimator.request import DEFAULT_GPU, EstimateRequest
+from estimator.timing.throughput import (Throughput, ThroughputKind, datasheet_throughput, given_throughput, implied_throughput, peak_for, ported_throughput)
+from estimator.vocab import FlopsMethod, TimeModel
+from estimator.model.flops import CHINCHILLA_TOKENS_PER_PARAM
+from estimator.workload import Workload, build_workload, model_size
 
 
 def devices_for_deadline(flops: float, achieved_tflops: float, deadline_s: float) -> int:
@@ -52,7 +53,7 @@ class Resolved:
     price: PriceChoice
     num_gpus: int
     num_gpus_given: bool
-    plan: Any = None  # estimate.Plan
+    plan: Plan | None = None
     step: Any = None  # step.StepEstimate when the step model timed the run
     min_gpus_to_fit: int | None = None
     goodput: float = 1.0
@@ -67,7 +68,7 @@ def _accelerator(request: EstimateRequest, catalog: Catalog, record: Any) -> Acc
     if request.gpu is not None:
         return catalog.accelerator(request.gpu)
     if record is not None:
-        from .measured import device_accelerator
+        from estimator.timing.measured import device_accelerator
 
         return device_accelerator(record, catalog)
     return catalog.accelerator(DEFAULT_GPU)
@@ -78,7 +79,7 @@ def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, rec
     """The throughput of the flat model (or of planning) for ``request``; ``size`` (a ModelSize, or the
     workload) picks the kind of run for the default utilisation."""
     if record is not None:
-        from .measured import calibrated_throughput, measured_sample_rate
+        from estimator.timing.measured import calibrated_throughput, measured_sample_rate
 
         if work is not None and work.samples is not None:  # the file timed this model's own training step
             rate = measured_sample_rate(record, work, acc, request.precision, num_gpus=num_gpus, warnings=warnings)
@@ -92,7 +93,7 @@ def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, rec
     params = getattr(size, "params", None)
     active = getattr(size, "active_params", None)
     if request.measured_time_s is not None:
-        from .catalog import load_catalog
+        from estimator.catalog.core import load_catalog
 
         measured = load_catalog().accelerator(request.measured_gpu)
         rate = ported_throughput(acc, request.precision, work.flops, measured=measured, seconds=request.measured_time_s,
@@ -109,12 +110,11 @@ def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, rec
 def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     """Resolve ``request``: names against the catalog, the workload, the throughput, the price, and
     the answers to ``--deadline`` and ``--budget``. Raises GpucostError subclasses."""
-    from .estimate import Plan
 
     warnings: list[str] = []
     record = None
     if request.calibration is not None:
-        from .calibration import load_calibration
+        from estimator.records.calibration import load_calibration
 
         record = load_calibration(request.calibration)
     acc = _accelerator(request, catalog, record)
@@ -122,7 +122,7 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     price = resolve_price(acc, price=request.price, provider=request.provider, catalog=catalog)
 
     if record is not None and request.architecture_known:  # the model's own measured step counts detailed FLOPs
-        from .measured import measured_model_step
+        from estimator.timing.measured import measured_model_step
 
         step_seq = measured_model_step(record, model_size(request, catalog).name, request.precision)
         if step_seq is not None and (request.num_gpus or 1) == 1 and request.deadline_s is None:
@@ -181,13 +181,13 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     band_source = ""
     scope_factor, scope_source = 1.0, ""
     if request.scope == "all":
-        from .utilisation import SCOPE_OVERHEAD, SCOPE_OVERHEAD_SOURCE
+        from estimator.timing.utilisation import SCOPE_OVERHEAD, SCOPE_OVERHEAD_SOURCE
 
         scope_factor, scope_source = SCOPE_OVERHEAD, SCOPE_OVERHEAD_SOURCE
     if request.gpu_hours is not None:  # hours that cover all of training hold the pre-training ones
         rate = implied_throughput(acc, request.precision, work.flops, request.gpu_hours / scope_factor)
     elif use_step:
-        from .step import step_estimate
+        from estimator.timing.step import step_estimate
 
         step = step_estimate(request, work, acc, catalog, num_gpus=num_gpus, calibration=record)
         achieved = work.flops * step.tokens_per_s / work.tokens / num_gpus / 1e12
@@ -217,10 +217,10 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
 
 def goodput_for(request: EstimateRequest, rate: Throughput) -> tuple[float, str]:
     """(share of wall-clock that trains, where it came from): ``--goodput``; else the published
-    default (:data:`estimator.utilisation.DEFAULT_GOODPUT`) for the default MFU and the step model,
+    default (:data:`estimator.timing.utilisation.DEFAULT_GOODPUT`) for the default MFU and the step model,
     whose rates are while training; a given ``--tflops``/``--mfu``, a calibration and reported
     ``--gpu-hours`` are taken as they are (goodput 1 unless ``--goodput`` is given)."""
-    from .utilisation import DEFAULT_GOODPUT, GOODPUT_SOURCES
+    from estimator.timing.utilisation import DEFAULT_GOODPUT, GOODPUT_SOURCES
 
     if rate.kind is ThroughputKind.IMPLIED:
         return 1.0, ""  # reported hours already include the lost time
@@ -234,7 +234,7 @@ def goodput_for(request: EstimateRequest, rate: Throughput) -> tuple[float, str]
 def _min_devices_to_fit(work: Workload, acc: Accelerator, warnings: list[str]) -> int | None:
     """Fewest devices that hold the run's training memory in the most frugal common layout
     (ZeRO-3, full recompute, flash attention, sequence parallel, micro-batch 1): a lower bound."""
-    from .memory import min_devices
+    from estimator.model.memory import min_devices
 
     try:
         return min_devices(work.architecture, acc.memory_gb, seq_len=work.seq_len, zero_stage=3, recompute="full",

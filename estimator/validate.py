@@ -3,7 +3,7 @@
 For every run in ``catalogs/runs.yaml``: the estimate from its size, tokens, accelerator, precision
 and scope alone (:func:`estimator.estimate`, flat time model: the per-kind default MFU while
 training, the default goodput, and for ``scope: all`` the scope overhead; see
-:mod:`estimator.utilisation`), the relative error of the estimated device-hours against the reported
+:mod:`estimator.timing.utilisation`), the relative error of the estimated device-hours against the reported
 ones (or wall-clock days x devices), whether the reported hours fall inside the printed band, and
 the MFU the run implies, FLOPs / (device-hours x 3600 x dense peak). Runs that report only a
 throughput contribute their implied MFU to the statistics.
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .catalog import Catalog, Run, load_catalog
-from .estimate import estimate
-from .throughput import achieved_tflops
+from estimator.catalog.core import Catalog, load_catalog
+from estimator.catalog.records import Run
+from estimator.estimate import estimate
+from estimator.timing.throughput import achieved_tflops
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ def reported_gpu_hours(run: Run) -> float | None:
 
 def check_run(run: Run, catalog: Catalog) -> RunCheck:
     """Compare one run's reported device-hours with gpucost's default estimate."""
-    from .utilisation import accelerator_peak, run_kind
+    from estimator.timing.utilisation import accelerator_peak, run_kind
 
     total = run.total_params or run.params
     est = estimate(params=total, active_params=run.params, tokens=run.tokens, gpu=run.accelerator,
@@ -110,7 +111,7 @@ def check_run(run: Run, catalog: Catalog) -> RunCheck:
 def validate(catalog: Catalog | None = None) -> Validation:
     """Back-test every published run in the catalog (``gpucost validate``)."""
     import statistics  # here, not at the top: `gpucost estimate` imports this module and never needs it
-    from .utilisation import BAND_QUANTILES, DEFAULT_GOODPUT, DEFAULTS
+    from estimator.timing.utilisation import BAND_QUANTILES, DEFAULT_GOODPUT, DEFAULTS
 
     catalog = catalog or load_catalog()
     checks = tuple(check_run(run, catalog) for run in catalog.runs)

@@ -1,7 +1,7 @@
 """Back-test of the step-time model: each published layout in ``catalogs/layout_runs.yaml``
 (Narayanan et al. 2021 Table 1, Korthikanti et al. 2022 Table 5, Llama 3 Table 4, DeepSeek-V3)
-timed by :mod:`estimator.step` with the row's own layout, against the step time its reported
-figure implies by its source's own FLOPs formula (:func:`estimator.systems.implied_step_time_s`).
+timed by :mod:`estimator.timing.step` with the row's own layout, against the step time its reported
+figure implies by its source's own FLOPs formula (:func:`estimator.catalog.systems.implied_step_time_s`).
 
 A row that does not publish its micro-batch, recompute mode or interleaving (chunks per pipeline
 stage: 1, 2 or 4) gets the fastest that fits memory, as a tuned run would. The 2021-22 Megatron rows computed the full attention matrix (no fused
@@ -13,12 +13,12 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 
-from .arch import Architecture
-from .catalog import Catalog, load_catalog
-from .errors import InputError
-from .layout import Layout
-from .step import Constants, layout_memory_gb, links_for, shape_of, time_layout
-from .vocab import RECOMPUTE_MODES
+from estimator.model.arch import Architecture
+from estimator.catalog.core import Catalog, load_catalog
+from estimator.errors import InputError
+from estimator.timing.layout import Layout
+from estimator.timing.step import Constants, layout_memory_gb, links_for, shape_of, time_layout
+from estimator.vocab import RECOMPUTE_MODES
 
 UNFUSED_ATTENTION_SOURCES = ("narayanan2021", "korthikanti2022")
 
@@ -57,7 +57,7 @@ def run_architecture(run, catalog: Catalog) -> Architecture:
     (Megatron-LM's GPT: learned positions, LayerNorm, biases, tied embeddings; SwiGLU rows take
     the Llama conventions: rotary, RMSNorm, no biases)."""
     if run.architecture:
-        from .hf_config import load_architecture
+        from estimator.model.hf_config import load_architecture
 
         arch = load_architecture(run.architecture, catalog.directory / "architectures")
         if arch is None:
@@ -75,7 +75,7 @@ def run_architecture(run, catalog: Catalog) -> Architecture:
 
 def check_layout_run(run, catalog: Catalog, constants: Constants = Constants()) -> StepCheck:
     """Time one published layout with the step model and compare it with the implied step time."""
-    from .systems import implied_step_time_s
+    from estimator.catalog.systems import implied_step_time_s
 
     arch = run_architecture(run, catalog)
     acc = catalog.accelerator(run.accelerator)
@@ -118,7 +118,7 @@ def check_layout_run(run, catalog: Catalog, constants: Constants = Constants()) 
 
 def validate_step(catalog: Catalog | None = None, constants: Constants = Constants()) -> StepValidation:
     """Back-test the step model on every published layout (``gpucost validate``)."""
-    from .systems import load_layout_runs
+    from estimator.catalog.systems import load_layout_runs
 
     catalog = catalog or load_catalog()
     rows = tuple(check_layout_run(run, catalog, constants) for run in load_layout_runs(catalog.directory))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-from .errors import InputError
+from estimator.errors import InputError
 
 # Numeric formats an accelerator can have a dense peak for (catalogs/gpus.yaml ``peak_tflops``).
 CATALOG_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
@@ -34,7 +34,7 @@ DEFAULT_SEQ_LEN = 2048
 
 class FlopsMethod(str, enum.Enum):
     """How training FLOPs are counted for the time: 6ND (Kaplan et al. 2020) or the detailed
-    per-layer count of the architecture (PaLM appendix B convention, :mod:`estimator.flops`)."""
+    per-layer count of the architecture (PaLM appendix B convention, :mod:`estimator.model.flops`)."""
 
     SIX_ND = "6nd"
     DETAILED = "detailed"
@@ -42,7 +42,7 @@ class FlopsMethod(str, enum.Enum):
 
 class TimeModel(str, enum.Enum):
     """How wall-clock is derived: ``flat`` (device-hours / devices at one MFU, perfect scaling) or
-    ``step`` (the step-time model of a parallel layout, :mod:`estimator.step`)."""
+    ``step`` (the step-time model of a parallel layout, :mod:`estimator.timing.step`)."""
 
     FLAT = "flat"
     STEP = "step"

@@ -3,7 +3,7 @@
 Training FLOPs are 6 x active parameters x tokens (Kaplan et al. 2020, arXiv 2001.08361) unless
 ``--flops`` gives the total. For a model with an architecture (a catalog entry or a config.json)
 the detailed count (matmuls incl. attention scores and output head at the sequence length, see
-:mod:`estimator.flops`) is computed too; ``--flops-method detailed`` makes the time use it. The
+:mod:`estimator.model.flops`) is computed too; ``--flops-method detailed`` makes the time use it. The
 default stays 6ND because the default MFU band was derived with 6ND counts.
 """
 
@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import Catalog, Model
-from .errors import InputError
-from .flops import CHINCHILLA_TOKENS_PER_PARAM, train_flops_6nd
-from .request import EstimateRequest
-from .vocab import FlopsMethod, resolve_seq_len
+from estimator.catalog.core import Catalog
+from estimator.catalog.records import Model
+from estimator.errors import InputError
+from estimator.model.flops import CHINCHILLA_TOKENS_PER_PARAM, train_flops_6nd
+from estimator.request import EstimateRequest
+from estimator.vocab import FlopsMethod, resolve_seq_len
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class Workload:
     seq_len: int | None = None
     seq_len_source: str | None = None
     flops_6nd: float | None = None
-    flops_detailed: float | None = None  # architecture-aware count (estimator.flops), when known
+    flops_detailed: float | None = None  # architecture-aware count (estimator.model.flops), when known
     method: FlopsMethod = FlopsMethod.SIX_ND
     samples: float | None = None  # samples trained, all epochs (workloads in samples)
     epochs: float | None = None
@@ -59,14 +60,14 @@ class ModelSize:
 def model_size(request: EstimateRequest, catalog: Catalog) -> ModelSize:
     """The model of ``request`` (catalog model, config.json or ``--params``) with its sizes."""
     if request.hf_config is not None:
-        from .hf_config import load_hf_config
-        from .params import count_params
+        from estimator.model.hf_config import load_hf_config
+        from estimator.model.params import count_params
 
         arch = load_hf_config(request.hf_config)
         counts = count_params(arch)
         size = ModelSize(arch.name, float(counts.total), float(counts.active), None, None, arch)
     elif request.model is not None:
-        from .hf_config import architecture_for_model
+        from estimator.model.hf_config import architecture_for_model
 
         record = catalog.model(request.model)
         arch = architecture_for_model(record, catalog.directory / "architectures")
@@ -150,7 +151,7 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
                    else "6 x params x tokens (Kaplan et al. 2020)")
     arch, detailed, seq_len, seq_source = size.architecture, None, None, None
     if arch is not None:
-        from .flops import train_flops
+        from estimator.model.flops import train_flops
 
         seq_len, seq_source = resolve_seq_len(request.seq_len, size.catalog_seq_len, arch.default_seq_len)
         arch.check_seq_len(seq_len)
@@ -183,7 +184,7 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
 def workload(*, catalog: Catalog | None = None, **options: Any) -> Workload:
     """The Workload of an estimate request given as keywords (``workload(model="deepseek-v3")``,
     ``workload(params="175B", tokens="300B")``): the FLOPs and how they were counted."""
-    from .catalog import load_catalog
+    from estimator.catalog.core import load_catalog
 
     return build_workload(EstimateRequest(**options), catalog or load_catalog())
 __all__ = ["ModelSize", "Workload", "build_workload", "model_size", "workload"]

@@ -6,7 +6,7 @@ point), ``device`` (what device is this), ``nvml`` (the only pynvml user), ``tel
 (clock/power/throttle sampling), ``timing`` (how a kernel is timed), ``kernels`` (what is timed),
 ``model`` (a model's own training step), ``run`` (the sweep and the calibration record),
 ``progress`` (the stderr progress bar). The record's schema, and reading/writing it, live in
-:mod:`estimator.calibration`.
+:mod:`estimator.records.calibration`.
 """
 
 from .api import profile

@@ -4,7 +4,7 @@
     >>> record = profiler.profile("cpu", ["fp32"])            # about a minute; returns the calibration record
     >>> record["matmul"]["fp32"]["best_tflops"]
 
-The record's schema, and writing it to a file, are in :mod:`estimator.calibration`.
+The record's schema, and writing it to a file, are in :mod:`estimator.records.calibration`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from estimator.arch import Architecture
-from estimator.catalog import Catalog
+from estimator.model.arch import Architecture
+from estimator.catalog.core import Catalog
 from estimator.errors import InputError
 from estimator.vocab import PROFILE_DTYPES
 
@@ -47,7 +47,7 @@ def profile(
     """Measure ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and return the calibration record.
 
     Without ``arch``: the device sweep (quick, or ``full``) for ``dtypes`` (None: all the device
-    supports). With ``arch`` (an :class:`estimator.arch.Architecture`): the model's own training
+    supports). With ``arch`` (an :class:`estimator.model.arch.Architecture`): the model's own training
     step (:func:`profiler.model.profile_model`), plus the sweep when ``sweep`` or ``full``.
     ``catalog`` names the device and its peaks (None: reported as unknown). ``sustained_s``: the
     sustained window of each dtype's best matmul shape and MLP width (profiler/sustained.py; None:
@@ -65,7 +65,7 @@ def profile(
         if unknown:
             raise InputError(f"unknown dtype {unknown[0]!r}; use one of {', '.join(PROFILE_DTYPES)}")
     if arch is not None and not isinstance(arch, Architecture):
-        raise InputError(f"arch must be an estimator.arch.Architecture, got {type(arch).__name__}")
+        raise InputError(f"arch must be an estimator.model.arch.Architecture, got {type(arch).__name__}")
     if catalog is not None and not isinstance(catalog, Catalog):
         raise InputError(f"catalog must be an estimator.Catalog (load_catalog()), got {type(catalog).__name__}")
     torch_device = resolve_device(device)

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from estimator.collectives import OPS
+from estimator.records.collectives import OPS
 from estimator.errors import GpucostError, InputError
 
 from .comm_bench import CommRun, _bytes, _first_line, _Stop, _telemetry
@@ -197,7 +197,7 @@ def run_worker(config: CommConfig, launch: Launch,
                 dist.destroy_process_group()
     if launch.rank != 0:
         return None
-    from estimator.catalog import load_catalog
+    from estimator.catalog.core import load_catalog
 
     from .device import describe
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from estimator.collectives import format_bytes
+from estimator.records.collectives import format_bytes
 
 from .comm_ops import (BUDGETS, BUFFERS_PER_SIZE, CROSS_CHECK_ROUNDS, EMULATION, IMPLS, MEMORY_FRACTION, TORCH_DTYPE,
                        CommConfig, GroupCtx, element_count, prepare)

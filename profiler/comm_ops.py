@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from estimator.collectives import COMM_DTYPES, OPS
+from estimator.records.collectives import COMM_DTYPES, OPS
 from estimator.errors import GpucostError, InputError
 
 from .comm_report import DEFAULT_MARGIN_PCT

@@ -1,7 +1,7 @@
 """Turning the collective benchmark's raw timings into the ``collectives`` record section.
 
 Pure Python (no torch): a measured row from the slowest rank's per-iteration times, the straggler
-report from every rank's matmul rate, and the section itself (schema: estimator/collectives.py).
+report from every rank's matmul rate, and the section itself (schema: estimator/records/collectives.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from estimator.collectives import BENCHMARK_VERSION, SCHEMA_VERSION, algbw_gbps, bus_factor, summarize
+from estimator.records.collectives import BENCHMARK_VERSION, SCHEMA_VERSION, algbw_gbps, bus_factor, summarize
 
 DEFAULT_MARGIN_PCT = 10.0
 

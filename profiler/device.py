@@ -15,7 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from estimator.catalog import Accelerator, Catalog
+from estimator.catalog.records import Accelerator
+from estimator.catalog.core import Catalog
 from estimator.errors import GpucostError, InputError
 
 from .nvml import NvmlStatic, open_device

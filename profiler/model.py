@@ -1,6 +1,6 @@
 """A model's own training step: build its transformer in torch from an Architecture and time it.
 
-:func:`build_model` turns an :class:`estimator.arch.Architecture` into a decoder-only torch module
+:func:`build_model` turns an :class:`estimator.model.arch.Architecture` into a decoder-only torch module
 with the model's real widths: token embedding, learned absolute positions (GPT-2) or rotary
 embeddings (Llama, Mistral, Qwen), pre-norm blocks with LayerNorm (weight and bias) or RMSNorm,
 attention with grouped-query heads and the biases the architecture has (one fused q/k/v projection,
@@ -8,15 +8,15 @@ as GPT-2 and Megatron-LM do; the same parameters and FLOPs as three), Qwen3's pe
 ``scaled_dot_product_attention(is_causal=True)``, a SwiGLU (gate, up, down; SiLU) or plain
 (fc, GELU tanh, proj) MLP, or a Mixtral/DeepSeek-style mixture of experts (top-k routing, each
 expert's matmuls on the tokens routed to it only, plus shared experts), a final norm and an output
-head, tied to the embedding or not. Its parameter count equals :func:`estimator.arch.count_params`
+head, tied to the embedding or not. Its parameter count equals :func:`estimator.model.arch.count_params`
 exactly. Not built: MLA attention (DeepSeek-V2/V3), encoders (BERT), multi-token prediction.
 
 :func:`profile_model` times forward + backward + AdamW step of that model on random tokens with a
 next-token cross-entropy loss, with as many of its layers as fit in the device's free memory
 (embedding and output head always included) at the largest power-of-two micro-batch that fits and
 keeps one step within the time budget, and returns the calibration file's ``model`` section
-(schema: :mod:`estimator.calibration`). TFLOP/s count the detailed training model FLOPs of the timed
-stack (:func:`estimator.flops.flops_per_token` ``.train_model``: matmuls, full s x s attention
+(schema: :mod:`estimator.records.calibration`). TFLOP/s count the detailed training model FLOPs of the timed
+stack (:func:`estimator.model.flops.flops_per_token` ``.train_model``: matmuls, full s x s attention
 scores per PaLM appendix B, output head; x 3 for forward + backward; no recomputation).
 """
 
@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from estimator.arch import Architecture
+from estimator.model.arch import Architecture
 from estimator.errors import GpucostError, InputError
-from estimator.flops import flops_per_token
-from estimator.memory import training_memory
+from estimator.model.flops import flops_per_token
+from estimator.model.memory import training_memory
 
 from .timing import Timing, clock_for
 
@@ -421,7 +421,7 @@ def profile_model(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Time training steps of ``arch``'s real layers on ``device`` and return the calibration
-    record's ``model`` section (schema in :mod:`estimator.calibration`).
+    record's ``model`` section (schema in :mod:`estimator.records.calibration`).
 
     1. Layers: all when the whole model's training step fits in ``MEMORY_FRACTION`` of the free
        memory (``free_bytes``, default: what the device reports), else as many as fit (embedding,

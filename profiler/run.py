@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from estimator.calibration import BENCHMARK_VERSION, SCHEMA_VERSION
+from estimator.records.calibration import BENCHMARK_VERSION, SCHEMA_VERSION
 
 from .device import DeviceInfo, unsupported_reason
 from .kernels import (DTYPES, CacheFlush, Kernel, copy_kernel, matmul_flops, matmul_kernel, matmul_precision,
@@ -338,7 +338,7 @@ def _warm_up_device(plan: Plan, device: torch.device, seconds: float) -> None:
 def run_profile(plan: Plan, device: torch.device, info: DeviceInfo, *, command: str,
                 progress: Progress | None = None, telemetry_interval_s: float = DEFAULT_INTERVAL_S,
                 extra_notes: Sequence[str] = (), model: ModelJob | None = None) -> dict[str, Any]:
-    """Run ``plan`` on ``device`` and return the calibration record (schema: estimator.calibration).
+    """Run ``plan`` on ``device`` and return the calibration record (schema: estimator.records.calibration).
 
     One failing measurement never stops the run: out-of-memory and kernel errors become skipped
     entries. KeyboardInterrupt ends the sweep early and the record says ``partial: true``.

@@ -81,7 +81,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from estimator.errors import GpucostError, InputError
-from estimator.torch_model_record import BUSY_SHARE, SLOW_STEP
+from estimator.records.torch_model import BUSY_SHARE, SLOW_STEP
 
 from .memory import DeviceMemory
 from .run import Budget, is_out_of_memory
@@ -591,9 +591,9 @@ def _segments(times_s: Sequence[float], batch: int, parts: int, limit_s: float =
 
 
 def _result(timing: Timing, flops_per_step: float, batch: int) -> dict[str, Any]:
-    """One dtype's entry (schema: estimator/torch_model_record.py): the throughput without the
+    """One dtype's entry (schema: estimator/records/torch_model.py): the throughput without the
     interrupted steps (longer than SLOW_STEP x the median), the per-step statistics, the fifths."""
-    from estimator.torch_model_record import SEGMENTS, SLOW_STEP
+    from estimator.records.torch_model import SEGMENTS, SLOW_STEP
 
     rates = timing.rates(flops_per_step / 1e12)
     limit_s = SLOW_STEP * timing.median_s
@@ -624,7 +624,7 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
                         budget: Budget | None = None, progress: Callable[[str], None] | None = None,
                         command: str | None = None, holder: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the SPEC's model, count its FLOPs, time its training step per dtype and return the
-    calibration file's ``torch_model`` section (schema: estimator/torch_model_record.py).
+    calibration file's ``torch_model`` section (schema: estimator/records/torch_model.py).
 
     ``budget`` defaults to :data:`DEFAULT_BUDGET` for the device kind. ``holder``, when given,
     always holds the section as far as it got (``holder["section"]``): on KeyboardInterrupt the

@@ -37,7 +37,7 @@ def _entry(shapes: list[dict], peak: float) -> dict:
 
 
 def collectives_section() -> dict:
-    from estimator.collectives import bus_factor
+    from estimator.records.collectives import bus_factor
 
     rows = []
     for op in ("all_reduce", "all_gather"):

@@ -1,5 +1,5 @@
 """Shared fixtures: run the CLI in-process, and skip `gpu`-marked tests where CUDA is absent. The
-parsed-catalog cache (estimator/yaml_cache.py) lives in a temporary directory for the whole session,
+parsed-catalog cache (estimator/catalog/yaml_cache.py) lives in a temporary directory for the whole session,
 never in the user's ~/.cache."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def broken_catalog(tmp_path):
     ``file`` replaced by ``new``; returns the copy's directory."""
     import shutil
 
-    from estimator.catalog import catalog_dir
+    from estimator.catalog.fields import catalog_dir
 
     def make(file: str, old: str, new: str):
         target = tmp_path / "catalogs"

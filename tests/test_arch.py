@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from estimator.arch import MLA, Architecture, MoE
-from estimator.hf_config import architecture_for_model, from_hf_config, load_architecture, load_hf_config
-from estimator.params import count_params
+from estimator.model.arch import MLA, Architecture, MoE
+from estimator.model.hf_config import architecture_for_model, from_hf_config, load_architecture, load_hf_config
+from estimator.model.params import count_params
 from estimator.errors import CatalogError, InputError
 
 ARCH_DIR = Path(__file__).resolve().parent.parent / "catalogs" / "architectures"
@@ -231,7 +231,7 @@ def test_catalog_architecture_files_cite_a_hugging_face_source(model_id):
 
 
 def test_estimator_modules_do_not_import_torch():
-    code = ("import sys, estimator.arch, estimator.flops, estimator.memory, estimator.model_report; "
+    code = ("import sys, estimator.model.arch, estimator.model.flops, estimator.model.memory, estimator.model.report; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ARCH_DIR.parent.parent).returncode == 0
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from estimator.hf_config import from_hf_config
-from estimator.params import count_params
+from estimator.model.hf_config import from_hf_config
+from estimator.model.params import count_params
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -12,12 +12,12 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from estimator.hf_config import load_architecture
-from estimator.params import count_params
+from estimator.model.hf_config import load_architecture
+from estimator.model.params import count_params
 from estimator.cli.models import render_report, show
-from estimator.model_report import model_report
+from estimator.model.report import model_report
 from estimator.errors import GpucostError
-from estimator.flops import flops_per_token
+from estimator.model.flops import flops_per_token
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH_DIR = ROOT / "catalogs" / "architectures"
@@ -131,8 +131,8 @@ def test_report_renders_in_every_format():
 
 
 def test_the_report_is_a_typed_record_whose_dict_round_trips():
-    from estimator.catalog import load_catalog
-    from estimator.model_report import ModelReport
+    from estimator.catalog.core import load_catalog
+    from estimator.model.report import ModelReport
 
     gpu = load_catalog().accelerator("h100")
     for name in ("deepseek-v3", "llama-3.1-8b"):
@@ -144,7 +144,7 @@ def test_the_report_is_a_typed_record_whose_dict_round_trips():
 
 
 def test_the_cli_repeats_the_memory_defaults_exactly():
-    from estimator import memory
+    from estimator.model import memory
     from estimator.cli import models
 
     assert (models.DEFAULT_WEIGHT_BYTES, models.DEFAULT_GRAD_BYTES, models.DEFAULT_OPTIMIZER_BYTES,

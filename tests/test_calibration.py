@@ -8,9 +8,8 @@ import os
 import pytest
 import yaml
 
-from estimator import calibration
-from estimator.calibration import (read_calibration, summary_rows, validate_calibration,
-                                   write_calibration)
+from estimator.records import calibration
+from estimator.records.calibration import (read_calibration, summary_rows, validate_calibration, write_calibration)
 from estimator.errors import CatalogError
 
 
@@ -243,7 +242,7 @@ def test_a_written_calibration_file_honours_the_umask(tmp_path, umask):
 
 
 def test_the_typed_record_reads_what_the_estimator_needs_and_round_trips(tmp_path):
-    from estimator.calibration import Calibration, load_calibration
+    from estimator.records.calibration import Calibration, load_calibration
 
     record = sample_record()
     typed = load_calibration(write_calibration(record, tmp_path / "cal.yaml"))

@@ -2,7 +2,9 @@
 
 import pytest
 
-from estimator.catalog import DTYPES, OFFERS, load_catalog
+from estimator.catalog.fields import DTYPES
+from estimator.catalog.records import OFFERS
+from estimator.catalog.core import load_catalog
 from estimator.errors import CatalogError, UnknownNameError
 
 CATALOG = load_catalog()

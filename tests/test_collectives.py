@@ -1,4 +1,4 @@
-"""The `collectives` calibration section (estimator/collectives.py) and the pure parts of the
+"""The `collectives` calibration section (estimator/records/collectives.py) and the pure parts of the
 collective benchmark: nccl-tests bus-bandwidth arithmetic, schema validation with exact messages,
 the typed record, what the estimator takes (link_figures), the straggler rule and the multi-node
 grouping with a faked topology. Nothing here runs torch; the tests of the profiler's pure helpers
@@ -15,9 +15,8 @@ import sys
 import pytest
 import yaml
 
-from estimator.calibration import read_calibration, validate_calibration, write_calibration
-from estimator.collectives import (CollectivesRecord, LinkFigure, algbw_gbps, bus_factor, format_bytes,
-                                   format_seconds, link_figures, summarize, summary_rows, validate_collectives)
+from estimator.records.calibration import read_calibration, validate_calibration, write_calibration
+from estimator.records.collectives import (CollectivesRecord, LinkFigure, algbw_gbps, bus_factor, format_bytes, format_seconds, link_figures, summarize, summary_rows, validate_collectives)
 from estimator.errors import CatalogError
 
 
@@ -392,7 +391,7 @@ def test_one_rank_per_node_has_no_separate_inter_group(plan_groups):
 
 
 def test_the_estimator_side_never_imports_torch():
-    code = "import sys, estimator.collectives, estimator.cli, estimator.cli.profile_comm; print('torch' in sys.modules)"
+    code = "import sys, estimator.records.collectives, estimator.cli, estimator.cli.profile_comm; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

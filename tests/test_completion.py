@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from estimator.catalog import load_catalog
+from estimator.catalog.core import load_catalog
 from estimator.completion import (catalog_names, complete_dataset, complete_dtype, complete_gpu, complete_model,
                                   complete_precision, complete_provider, complete_system, matching)
 
@@ -91,7 +91,7 @@ def test_a_missing_or_broken_catalog_completes_what_it_can(tmp_path, monkeypatch
 def test_completion_is_much_faster_than_a_full_catalog_load(monkeypatch):
     """A ratio, not an absolute time: completion reads text, the load parses and validates (with the
     parse cache off, as on the first run after a catalog changes)."""
-    from estimator.catalog import _load
+    from estimator.catalog.core import _load
 
     monkeypatch.setenv("GPUCOST_NO_CACHE", "1")
 

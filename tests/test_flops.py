@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from estimator.arch import MoE, Architecture
-from estimator.hf_config import load_architecture
-from estimator.params import count_params
+from estimator.model.arch import MoE, Architecture
+from estimator.model.hf_config import load_architecture
+from estimator.model.params import count_params
 from estimator.errors import InputError
-from estimator.flops import flops_per_token, train_flops, train_flops_6nd, train_flops_per_token_palm
+from estimator.model.flops import flops_per_token, train_flops, train_flops_6nd, train_flops_per_token_palm
 
 ARCH_DIR = Path(__file__).resolve().parent.parent / "catalogs" / "architectures"
 

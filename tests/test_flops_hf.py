@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from estimator.hf_config import from_hf_config
-from estimator.flops import flops_per_token
+from estimator.model.hf_config import from_hf_config
+from estimator.model.flops import flops_per_token
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

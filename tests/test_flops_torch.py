@@ -3,8 +3,8 @@
 Small reference modules written here replicate the Hugging Face module structure (Llama/Mixtral/
 Qwen2/DeepSeek/GPT-2/BERT: the same projections, biases, norms, routers and heads) with attention
 written out as matmuls. ``torch.utils.flop_counter.FlopCounterMode`` counts their matmul FLOPs
-(forward, and forward + backward), which must match :func:`estimator.flops.flops_per_token`; on the
-meta device the same modules at real sizes must have :func:`estimator.arch.count_params` parameters.
+(forward, and forward + backward), which must match :func:`estimator.model.flops.flops_per_token`; on the
+meta device the same modules at real sizes must have :func:`estimator.model.arch.count_params` parameters.
 The MoE routes top-k with gathered per-expert matmuls, so only the selected tokens are counted.
 Needs torch (a test-only dependency); skipped without it.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from estimator.arch import MLA, Architecture, MoE
-from estimator.hf_config import load_architecture
-from estimator.params import count_params
-from estimator.flops import flops_per_token
+from estimator.model.arch import MLA, Architecture, MoE
+from estimator.model.hf_config import load_architecture
+from estimator.model.params import count_params
+from estimator.model.flops import flops_per_token
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -4,9 +4,9 @@ Parameters: each family's model class built on the meta device (no memory, no we
 from (a) the default config of its transformers config class, (b) one published config.json
 (tests/configs/, each citing its Hugging Face source) and (c) a config holding only the required
 keys, where every other key takes transformers' default: ``sum(p.numel())`` must equal
-:func:`estimator.params.count_params`. FLOPs: tiny models of each family (eager attention, eager
+:func:`estimator.model.params.count_params`. FLOPs: tiny models of each family (eager attention, eager
 per-expert loop) counted by ``torch.utils.flop_counter.FlopCounterMode``, forward and forward +
-backward, must equal :func:`estimator.flops.flops_per_token` (the method of tests/test_flops_hf.py,
+backward, must equal :func:`estimator.model.flops.flops_per_token` (the method of tests/test_flops_hf.py,
 extended to the backward pass as tests/test_flops_torch.py does). Then the refusals (exact lines),
 finding configs (snapshot directories, the local Hugging Face cache, faked in tmp_path) and hostile
 input. Needs torch and transformers for the first part (test-only dependencies).
@@ -23,12 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from estimator.arch import MAX_LAYERS, Architecture, MoE
+from estimator.model.arch import MAX_LAYERS, Architecture, MoE
 from estimator.errors import CatalogError, InputError
-from estimator.flops import flops_per_token
-from estimator.hf_config import (DERIVED, NOT_CLASS_FIELDS, REQUIRED_KEYS, SUPPORTED_MODEL_TYPES, TRANSFORMERS_DEFAULTS,
-                                 from_hf_config, hf_hub_cache, load_hf_config, resolve_config_path)
-from estimator.params import count_params
+from estimator.model.flops import flops_per_token
+from estimator.model.hf_config import (DERIVED, NOT_CLASS_FIELDS, REQUIRED_KEYS, SUPPORTED_MODEL_TYPES, TRANSFORMERS_DEFAULTS, from_hf_config, hf_hub_cache, load_hf_config, resolve_config_path)
+from estimator.model.params import count_params
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -595,7 +594,7 @@ def test_file_errors_name_the_file_in_one_line(tmp_path, monkeypatch):
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
-    import estimator.hf_config as module
+    import estimator.model.hf_config as module
     monkeypatch.setattr(module, "open", denied, raising=False)
     with pytest.raises(InputError) as info:
         load_hf_config(readable)
@@ -617,7 +616,7 @@ def test_json_errors_are_one_line_catalog_errors_naming_the_file(tmp_path, monke
     with pytest.raises(CatalogError) as info:
         load_hf_config(digits)
     assert str(info.value).startswith(f"{digits}") and "\n" not in str(info.value) and len(str(info.value)) < 200
-    import estimator.hf_config as module
+    import estimator.model.hf_config as module
     monkeypatch.setattr(module, "MAX_CONFIG_BYTES", 64)
     big = write(tmp_path / "big.json", b" " * 65 + json.dumps(_LLAMA).encode())
     with pytest.raises(CatalogError, match=r"big.json: is over 0 MiB: not a config.json$"):

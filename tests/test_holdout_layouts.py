@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from estimator.catalog import load_yaml_file
-from estimator.systems import load_layout_runs
+from estimator.catalog.fields import load_yaml_file
+from estimator.catalog.systems import load_layout_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = load_yaml_file(ROOT / "benchmarks" / "holdout_layouts.yaml")["rows"]

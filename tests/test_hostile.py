@@ -253,7 +253,7 @@ def test_ctrl_c_keeps_a_complete_calibration_file_and_writes_the_partial_beside_
     assert proc.returncode == 130, err
     assert target.read_bytes() == good.read_bytes()
     partial = tmp_path / "good.partial.yaml"
-    from estimator.calibration import read_calibration
+    from estimator.records.calibration import read_calibration
 
     assert read_calibration(partial)["partial"] is True
     assert f"{target} (complete) was kept as it was" in err and "Traceback" not in err

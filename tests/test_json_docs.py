@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from estimator.compare import CompareRow
-from estimator.estimate import Estimate, LayoutSummary, Plan, Range
-from estimator.layout import Layout
-from estimator.model_report import FitReport, FlopsReport, MemoryReport, ModelReport
+from estimator.estimate import Estimate, LayoutSummary, Range
+from estimator.plan import Plan
+from estimator.timing.layout import Layout
+from estimator.model.report import FitReport, FlopsReport, MemoryReport, ModelReport
 from estimator.validate import KindDefault, RunCheck, Validation
 from estimator.validate_step import StepCheck, StepValidation
 

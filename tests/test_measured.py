@@ -9,11 +9,11 @@ import pytest
 import yaml
 from test_calibration import sample_record
 
-from estimator.calibration import write_calibration
-from estimator.catalog import load_catalog
+from estimator.records.calibration import write_calibration
+from estimator.catalog.core import load_catalog
 from estimator.errors import InputError
-from estimator.calibration import Calibration
-from estimator.measured import AT_SCALE_FRACTION_OF_MATMUL, calibrated_throughput as _calibrated, device_accelerator as _device
+from estimator.records.calibration import Calibration
+from estimator.timing.measured import AT_SCALE_FRACTION_OF_MATMUL, calibrated_throughput as _calibrated, device_accelerator as _device
 
 
 def calibrated_throughput(record, *args, **kwargs):
@@ -64,8 +64,8 @@ def test_many_devices_use_the_data_derived_fraction_of_the_best_matmul():
     # peak of its chip (A100 271.2/312, H100 794.5/989; stas00 MAMF): it follows the published runs
     import statistics
 
-    from estimator.measured import MAMF_FRACTION
-    from estimator.utilisation import DEFAULTS, PEAK_CLASSES
+    from estimator.timing.measured import MAMF_FRACTION
+    from estimator.timing.utilisation import DEFAULTS, PEAK_CLASSES
 
     for peak in PEAK_CLASSES:
         dense16 = [u.mfu for k, u in DEFAULTS.items() if (k.arch, k.precision, k.peak) == ("dense", "16-bit", peak)]
@@ -182,9 +182,9 @@ def test_hf_config_conflicts_with_a_catalog_model(cli):
 
 
 def test_a_file_from_an_older_benchmark_version_is_flagged(monkeypatch):
-    import estimator.measured
+    import estimator.timing.measured
 
-    monkeypatch.setattr(estimator.measured, "BENCHMARK_VERSION", 2)  # the method moved on since the file
+    monkeypatch.setattr(estimator.timing.measured, "BENCHMARK_VERSION", 2)  # the method moved on since the file
     _, warnings, _ = calibrated_throughput(sample_record(), H100, "bf16", num_gpus=1, today=TODAY)
     assert any("benchmark version 1, current is 2" in w for w in warnings)
 

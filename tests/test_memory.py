@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from estimator.arch import Architecture
-from estimator.hf_config import load_architecture
-from estimator.params import count_params
+from estimator.model.arch import Architecture
+from estimator.model.hf_config import load_architecture
+from estimator.model.params import count_params
 from estimator.errors import InputError
-from estimator.memory import (Parallelism, activation_bytes, activation_bytes_per_layer, fit_check, min_devices,
-                              model_state_memory, training_memory)
+from estimator.model.memory import (Parallelism, activation_bytes, activation_bytes_per_layer, fit_check, min_devices, model_state_memory, training_memory)
 
 ARCH_DIR = Path(__file__).resolve().parent.parent / "catalogs" / "architectures"
 

@@ -16,8 +16,8 @@ import yaml
 
 from calibration_samples import CPU_EXAMPLE, cpu_example, gpu_record
 
-from estimator.plot import Series, panels, text_plot
-from estimator.profile_rows import COLUMNS, shape_rows
+from estimator.records.plot import Series, panels, text_plot
+from estimator.records.profile_rows import COLUMNS, shape_rows
 
 
 # -- what is drawn -------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_plot_help_names_the_output_formats(gpucost):
 def test_the_plot_modules_do_not_import_torch_or_matplotlib():
     import subprocess
 
-    code = ("import sys, estimator.plot, estimator.cli.plot, estimator.profile_rows; "
+    code = ("import sys, estimator.records.plot, estimator.cli.plot, estimator.records.profile_rows; "
             "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -24,9 +24,9 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
 
-from estimator.calibration import read_calibration, write_calibration  # noqa: E402
+from estimator.records.calibration import read_calibration, write_calibration  # noqa: E402
 from estimator.cli.profile_comm import format_comm, partial_path  # noqa: E402
-from estimator.collectives import OPS, bus_factor, link_figures  # noqa: E402
+from estimator.records.collectives import OPS, bus_factor, link_figures  # noqa: E402
 from estimator.errors import GpucostError, InputError  # noqa: E402
 from profiler.comm import launch_from_env  # noqa: E402
 from profiler.comm_ops import IMPLS, CommConfig, backend_for, check_dtypes, element_count, message_sizes  # noqa: E402

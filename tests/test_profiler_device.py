@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from estimator.catalog import load_catalog
+from estimator.catalog.core import load_catalog
 from estimator.errors import GpucostError, InputError
 from profiler import nvml
 from profiler.device import (DeviceInfo, cpu_model_name, cuda_info, last_level_cache_bytes, match_accelerator,

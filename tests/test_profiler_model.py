@@ -14,11 +14,11 @@ torch = pytest.importorskip("torch")
 
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count  # noqa: E402
 
-from estimator.arch import Architecture, MoE  # noqa: E402
-from estimator.hf_config import load_architecture  # noqa: E402
-from estimator.params import count_params  # noqa: E402
-from estimator.calibration import validate_calibration  # noqa: E402
-from estimator.flops import flops_per_token  # noqa: E402
+from estimator.model.arch import Architecture, MoE  # noqa: E402
+from estimator.model.hf_config import load_architecture  # noqa: E402
+from estimator.model.params import count_params  # noqa: E402
+from estimator.records.calibration import validate_calibration  # noqa: E402
+from estimator.model.flops import flops_per_token  # noqa: E402
 from profiler import model as model_module  # noqa: E402
 from profiler.device import describe_cpu  # noqa: E402
 from profiler.model import (MEMORY_FRACTION, build_model, choose_layers, num_params, plan_dtypes,  # noqa: E402
@@ -242,6 +242,6 @@ def test_profile_hf_config_runs_only_the_model_step_and_writes_it(profile_cli, m
     assert record["model"]["seq_len"] == 16 and "median_tflops" in record["model"]["results"]["fp32"]
     assert "--hf-config tiny-llama.json --seq-len 16" in record["command"]
     assert record["matmul"] == {} and result.stderr == ""
-    from estimator.calibration import read_calibration
+    from estimator.records.calibration import read_calibration
 
     assert read_calibration("cal.yaml")["model"] == record["model"]

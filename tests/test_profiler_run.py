@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from estimator.calibration import read_calibration, validate_calibration  # noqa: E402
+from estimator.records.calibration import read_calibration, validate_calibration  # noqa: E402
 from profiler import run as run_module  # noqa: E402
 from profiler.device import DeviceInfo, describe  # noqa: E402
 from profiler.progress import ProgressBar  # noqa: E402
@@ -151,7 +151,7 @@ def test_keyboard_interrupt_keeps_results_so_far_marked_partial(cpu_info, monkey
     assert record["matmul"]["bf16"]["skipped"] == "not measured: the run was interrupted"
     assert record["mlp"]["fp32"]["skipped"] == "not measured: the run was interrupted"
     assert any("interrupted (Ctrl-C) after 2 of 5 measurements" in n for n in record["notes"])
-    from estimator.calibration import write_calibration
+    from estimator.records.calibration import write_calibration
 
     assert read_calibration(write_calibration(record, tmp_path / "cal.yaml"))["partial"] is True
 
@@ -345,7 +345,7 @@ def test_profile_interrupted_writes_partial_file_and_exits_130(profile_cli, tiny
 
 
 def test_importing_the_cli_does_not_import_torch():
-    code = "import sys, estimator.cli, estimator.cli.profile, estimator.calibration; print('torch' in sys.modules)"
+    code = "import sys, estimator.cli, estimator.cli.profile, estimator.records.calibration; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -390,7 +390,7 @@ def test_gpu_tf32_is_faster_than_ieee_fp32():
 
 def test_the_library_entry_point_returns_a_valid_record_and_announces_the_plan(tiny_sweep):
     import profiler
-    from estimator.calibration import validate_calibration
+    from estimator.records.calibration import validate_calibration
 
     seen = []
     record = profiler.profile("cpu", ["fp32"], announce=lambda info, plan, model_dtypes: seen.append(

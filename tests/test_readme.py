@@ -43,7 +43,7 @@ def run_example(command: str) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     # The example calibration file ages; its staleness warning is not what the example shows.
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            mock.patch("estimator.measured.STALE_AFTER_DAYS", 10**6):
+            mock.patch("estimator.timing.measured.STALE_AFTER_DAYS", 10**6):
         code = main(shlex.split(command)[1:])
     return code, (out.getvalue() + err.getvalue()).rstrip("\n")
 

@@ -94,8 +94,8 @@ def test_the_datasets_catalog_has_sources_and_the_listing_command(cli):
 
 
 def test_bert_large_counts_like_the_transformers_class():
-    from estimator.hf_config import load_architecture
-    from estimator.params import count_params
+    from estimator.model.hf_config import load_architecture
+    from estimator.model.params import count_params
 
     # transformers BertModel(hidden 1024, 16 heads, 24 layers, FFN 4096) on the meta device: 335,141,888
     assert count_params(load_architecture("bert-large", CATALOG.directory / "architectures")).total == 335_141_888

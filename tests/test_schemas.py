@@ -4,9 +4,9 @@ documents are rejected, and on hundreds of mutated documents the schema and the 
 give the same verdict (the schema is never stricter; it is looser only where a rule relates several
 fields, which JSON Schema cannot say).
 
-The catalog schemas are generated from the record classes (estimator/catalog.py, estimator/systems.py)
+The catalog schemas are generated from the record classes (estimator/catalog/core.py, estimator/catalog/systems.py)
 with the loader's conversion rules, and the calibration schema is written out below from
-estimator/calibration.py's and estimator/collectives.py's validators. After an intended change:
+estimator/records/calibration.py's and estimator/records/collectives.py's validators. After an intended change:
 ``python tests/test_schemas.py --update`` rewrites the files (field descriptions come from the tables
 in catalogs/README.md).
 """
@@ -37,7 +37,7 @@ DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 
 def _catalog_specs() -> list[tuple[str, str, str, type, dict[str, tuple[str, ...]]]]:
     """(schema name, catalog file, list key, record class, enumerated fields) per catalog file."""
-    from estimator import catalog, systems
+    from estimator.catalog import records as catalog, systems
 
     datasets = [("datasets", "datasets.yaml", "datasets", catalog.Dataset, {})] if hasattr(catalog, "Dataset") else []
     return datasets + [
@@ -71,8 +71,8 @@ def _readme_descriptions() -> dict[str, dict[str, str]]:
 
 
 def _field_schema(name: str, annotation: str, enums: dict[str, tuple[str, ...]]) -> dict[str, Any]:
-    """The JSON Schema of one record field, by the loader's rules (estimator/catalog.py, _convert)."""
-    from estimator import catalog
+    """The JSON Schema of one record field, by the loader's rules (estimator/catalog/fields.py, _convert)."""
+    from estimator.catalog import fields as catalog
 
     kind = annotation.replace(" | None", "").strip()
     if name in enums:
@@ -140,9 +140,9 @@ def _obj(required: list[str], properties: dict[str, Any], **extra: Any) -> dict[
 
 
 def calibration_schema() -> dict[str, Any]:
-    """estimator/calibration.py's validate_calibration (and collectives.py's validate_collectives),
+    """estimator/records/calibration.py's validate_calibration (and collectives.py's validate_collectives),
     written as JSON Schema."""
-    from estimator import calibration, collectives
+    from estimator.records import calibration, collectives
 
     num = {"type": "number", "minimum": 0}  # _Check.number: finite and >= 0
     any_num = {"type": "number"}
@@ -212,7 +212,7 @@ def calibration_schema() -> dict[str, Any]:
         "results": {"type": "object", "propertyNames": enum(calibration.DTYPES),
                     "additionalProperties": {"$ref": "#/$defs/model_result"}},
     })
-    # estimator/torch_model_record.py: the `torch_model` section (gpucost profile --torch-model)
+    # estimator/records/torch_model.py: the `torch_model` section (gpucost profile --torch-model)
     torch_model_stats = {"samples_per_s": pos, "median_samples_per_s": pos, **run_stats}
     torch_model_result = {
         "type": "object",
@@ -257,7 +257,7 @@ def calibration_schema() -> dict[str, Any]:
         "throttled": {"type": ["boolean", "null"]}, "reasons": strings,
     })
 
-    # estimator/collectives.py: the `collectives` section (gpucost profile --comm)
+    # estimator/records/collectives.py: the `collectives` section (gpucost profile --comm)
     op, group, dtype = enum(collectives.OPS), enum(collectives.GROUPS), enum(collectives.COMM_DTYPES)
     ranks = {"type": "array", "items": count0, "uniqueItems": True}
     collective_row = _obj(list(_ROW_KEYS), {
@@ -307,7 +307,7 @@ def calibration_schema() -> dict[str, Any]:
     return {
         "$schema": DRAFT,
         "title": "gpucost calibration file",
-        "description": "What `gpucost profile` measured on one device (schema_version 1; estimator/calibration.py "
+        "description": "What `gpucost profile` measured on one device (schema_version 1; estimator/records/calibration.py "
                        "documents every field). Checked on read by gpucost, which also checks what a schema "
                        "cannot: worst <= median <= best, created_utc parses as a time, and in `collectives`, "
                        "algbw = size / time, busbw = algbw x the nccl-tests factor and ranks within world_size.",
@@ -373,8 +373,8 @@ jsonschema = pytest.importorskip("jsonschema")
 
 from calibration_samples import cpu_example, gpu_record  # noqa: E402
 
-from estimator.calibration import validate_calibration  # noqa: E402
-from estimator.catalog import load_yaml_file  # noqa: E402
+from estimator.records.calibration import validate_calibration  # noqa: E402
+from estimator.catalog.fields import load_yaml_file  # noqa: E402
 from estimator.errors import CatalogError  # noqa: E402
 
 
@@ -469,9 +469,9 @@ def test_broken_catalogs_are_rejected(schema, file, mutate):
 
 def _loader_accepts(path: Path, key: str, cls: type, enums: dict[str, tuple[str, ...]]) -> bool:
     """estimator.catalog's per-file loader, then the enumerated-field checks that Catalog and
-    estimator.systems make after it (with the same tuples; test_broken_catalogs_are_rejected_by_the_loader
+    estimator.catalog.systems make after it (with the same tuples; test_broken_catalogs_are_rejected_by_the_loader
     checks that those are made)."""
-    from estimator.catalog import _records
+    from estimator.catalog.fields import _records
 
     try:
         records = _records(path, key, cls)
@@ -484,7 +484,7 @@ def _loader_accepts(path: Path, key: str, cls: type, enums: dict[str, tuple[str,
 def test_catalog_schemas_follow_the_loader_on_mutated_entries(tmp_path, monkeypatch):
     """Every field of one entry per file, set to each of a few wrong values, deleted, and an unknown
     field: jsonschema and the loader agree on each."""
-    from estimator import catalog
+    from estimator.catalog import fields as catalog
 
     documents: dict[str, Any] = {}  # the loader reads these instead of parsing a file each time
     monkeypatch.setattr(catalog, "load_yaml_file", lambda file, label=None, cache=False: copy.deepcopy(documents[Path(file).name]))
@@ -513,13 +513,13 @@ def test_catalog_schemas_follow_the_loader_on_mutated_entries(tmp_path, monkeypa
 
 
 def test_broken_catalogs_are_rejected_by_the_loader(tmp_path):
-    """The enumerated fields are checked by the full load (Catalog, estimator.systems), as the
+    """The enumerated fields are checked by the full load (Catalog, estimator.catalog.systems), as the
     schemas say."""
     import shutil
 
     import yaml
 
-    from estimator import catalog, systems
+    from estimator.catalog import core as catalog, systems
 
     cases = [("prices.yaml", "prices", "offer", "cheap"), ("runs.yaml", "runs", "scope", "most"),
              ("systems.yaml", "systems", "scale_up", "carrier-pigeon"),

@@ -11,10 +11,9 @@ import pytest
 
 from estimator import EstimateRequest, estimate, load_catalog
 from estimator.errors import InputError
-from estimator.hf_config import architecture_for_model
-from estimator.layout import Layout, group_span
-from estimator.step import (DP_OVERLAP, ELEMENTWISE_BYTES_PER_HIDDEN, KERNEL_OVERHEAD_S, Constants, links_for, shape_of,
-                            time_layout)
+from estimator.model.hf_config import architecture_for_model
+from estimator.timing.layout import Layout, group_span
+from estimator.timing.step import (DP_OVERLAP, ELEMENTWISE_BYTES_PER_HIDDEN, KERNEL_OVERHEAD_S, Constants, links_for, shape_of, time_layout)
 from estimator.validate_step import validate_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +63,7 @@ def test_eight_4090s_pay_for_pcie_collectives():
 
 
 def test_more_micro_batches_shrink_the_bubble():
-    from estimator.systems import load_layout_runs
+    from estimator.catalog.systems import load_layout_runs
     from estimator.validate_step import run_architecture
 
     gpt3 = next(r for r in load_layout_runs(CATALOG.directory) if r.id == "korthikanti2022-175b-full")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from calibration_samples import gpu_record
-from estimator.calibration import Calibration, Measurement, read_calibration, summary_rows, validate_calibration
+from estimator.records.calibration import Calibration, Measurement, read_calibration, summary_rows, validate_calibration
 from estimator.errors import CatalogError
 
 DATA = Path(__file__).resolve().parent / "data" / "h200-2026-12"
@@ -47,7 +47,7 @@ def test_files_from_before_the_window_still_load(name):
 
 
 def test_the_estimate_uses_the_sustained_matmul_figure(cli, tmp_path):
-    from estimator.calibration import write_calibration
+    from estimator.records.calibration import write_calibration
 
     with_window = write_calibration(gpu_record(collectives=False), tmp_path / "with.yaml")
     without = gpu_record(collectives=False)

@@ -7,21 +7,10 @@ import math
 
 import pytest
 
-from estimator.catalog import catalog_dir, load_catalog
+from estimator.catalog.fields import catalog_dir
+from estimator.catalog.core import load_catalog
 from estimator.errors import CatalogError
-from estimator.systems import (
-    FLOPS_CONVENTIONS,
-    PRECISIONS,
-    RECOMPUTE_MODES,
-    SCALE_OUT_KINDS,
-    SCALE_UP_KINDS,
-    implied_step_time_s,
-    korthikanti2022_model_flops,
-    load_layout_runs,
-    load_systems,
-    matmul_params,
-    narayanan2021_flops,
-)
+from estimator.catalog.systems import (FLOPS_CONVENTIONS, PRECISIONS, RECOMPUTE_MODES, SCALE_OUT_KINDS, SCALE_UP_KINDS, implied_step_time_s, korthikanti2022_model_flops, load_layout_runs, load_systems, matmul_params, narayanan2021_flops)
 
 CATALOG = load_catalog()
 SYSTEMS = load_systems(catalog_dir())

@@ -1,5 +1,5 @@
 """`gpucost profile --torch-model SPEC` (profiler/torch_model.py, profiler/builtin_models.py) and the
-calibration file's `torch_model` section (estimator/torch_model_record.py).
+calibration file's `torch_model` section (estimator/records/torch_model.py).
 
 The built-in models have their published parameter counts and FlopCounterMode's FLOPs equal the
 hand counts; a short real profile of builtin:mnist-mlp on the CPU writes a valid section that the
@@ -22,10 +22,10 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from estimator.calibration import partial_path, read_calibration, validate_calibration, write_calibration  # noqa: E402
+from estimator.records.calibration import partial_path, read_calibration, validate_calibration, write_calibration  # noqa: E402
 from estimator.errors import CatalogError, GpucostError, InputError  # noqa: E402
-from estimator.torch_model_record import (TorchModelRecord, measured_samples_per_s, merge_torch_model,  # noqa: E402
-                                          validate_torch_model)
+from estimator.records.torch_model import (TorchModelRecord, measured_samples_per_s, merge_torch_model,  # noqa: E402
+    validate_torch_model)
 from profiler import torch_model as tm  # noqa: E402
 from profiler.builtin_models import ResNet50, mnist_mlp, mnist_mlp_module, resnet_50  # noqa: E402
 from profiler.device import describe_cpu  # noqa: E402
@@ -553,7 +553,7 @@ def test_options_that_do_not_apply_to_torch_model(in_tmp, args, message):
 
 
 def test_importing_the_record_module_and_the_cli_does_not_import_torch():
-    code = ("import sys, estimator.torch_model_record, estimator.calibration, estimator.cli; "
+    code = ("import sys, estimator.records.torch_model, estimator.records.calibration, estimator.cli; "
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

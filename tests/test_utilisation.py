@@ -1,4 +1,4 @@
-"""Per-kind default utilisation, goodput and scope overhead (estimator/utilisation.py) against the runs."""
+"""Per-kind default utilisation, goodput and scope overhead (estimator/timing/utilisation.py) against the runs."""
 
 import importlib.util
 import math
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from estimator import utilisation as U
-from estimator.catalog import load_catalog
+from estimator.timing import utilisation as U
+from estimator.catalog.core import load_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = load_catalog()
@@ -31,7 +31,7 @@ def _holdout_module():
 def test_stored_defaults_equal_what_the_catalog_gives():
     derived = U.derive_defaults(CATALOG.runs, ACCS, MODELS)
     assert U.stored_table(derived) == U.stored_table(U.DEFAULTS), (
-        "estimator/utilisation.py _STORED drifted from catalogs/runs.yaml; "
+        "estimator/timing/utilisation.py _STORED drifted from catalogs/runs.yaml; "
         "regenerate it with stored_table(derive_defaults(...))")
     assert derived == U.DEFAULTS  # texts too
     assert set(derived) == set(U.ALL_KINDS) and len(U.ALL_KINDS) == 24

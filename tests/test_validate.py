@@ -4,8 +4,8 @@ import statistics
 
 import pytest
 
-from estimator.catalog import load_catalog
-from estimator.utilisation import BAND_COVERAGE, DEFAULT_GOODPUT, DEFAULTS, SCOPE_OVERHEAD, Kind
+from estimator.catalog.core import load_catalog
+from estimator.timing.utilisation import BAND_COVERAGE, DEFAULT_GOODPUT, DEFAULTS, SCOPE_OVERHEAD, Kind
 from estimator.validate import reported_gpu_hours, validate
 
 RESULT = validate()
@@ -22,7 +22,7 @@ def test_catalog_has_at_least_ten_runs_across_a100_h100_h800_and_tpu():
 
 def test_each_kinds_default_is_the_median_its_runs_imply_at_the_default_goodput():
     # The stored MFU while training x goodput is the median implied MFU of the kind's runs, on
-    # pre-training hours (a scope:all run's hours / the scope overhead; estimator/utilisation.py;
+    # pre-training hours (a scope:all run's hours / the scope overhead; estimator/timing/utilisation.py;
     # tests/test_utilisation.py recomputes the whole table).
     for kind in (Kind("dense", "16-bit", "<20B", "<500"), Kind("dense", "16-bit", "<20B", ">=500")):
         implied = [c.implied_mfu * (SCOPE_OVERHEAD if c.scope == "all" else 1) for c in RESULT.runs

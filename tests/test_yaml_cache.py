@@ -1,4 +1,4 @@
-"""The parsed-catalog cache (estimator/yaml_cache.py): a hit skips parsing, any change parses again,
+"""The parsed-catalog cache (estimator/catalog/yaml_cache.py): a hit skips parsing, any change parses again,
 and no failure of the cache is ever the user's error."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from estimator import catalog, yaml_cache
-from estimator.catalog import load_yaml_file
+from estimator.catalog import core as catalog, yaml_cache
+from estimator.catalog.fields import load_yaml_file
 from estimator.errors import CatalogError
 
 CATALOGS = Path(__file__).resolve().parents[1] / "catalogs"

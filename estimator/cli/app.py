@@ -13,9 +13,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import __version__
-from ..errors import GpucostError
-from . import catalogs, estimate, models, plot, profile, validate
+from estimator import __version__
+from estimator.errors import GpucostError
+from estimator.cli import catalogs, estimate, models, plot, profile, validate
 
 # -h as well as --help everywhere; help laid out to 120 columns so option names are never cut
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 120}

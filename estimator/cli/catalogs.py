@@ -6,11 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..catalog import load_catalog
-from ..completion import complete_gpu
-from ..numbers import si
-from ..render import render
-from .options import Format, check_format as _check_format, records
+from estimator.catalog.core import load_catalog
+from estimator.completion import complete_gpu
+from estimator.numbers import si
+from estimator.render import render
+from estimator.cli.options import Format, check_format as _check_format, records
 
 
 

@@ -8,20 +8,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..catalog import load_catalog
-from ..errors import InputError
-from ..estimate import Estimate, estimate
-from ..layout import describe_layout
-from ..numbers import DURATION_UNITS_TEXT, count, days, si, usd
-from ..render import render
-from ..request import DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PUE, EstimateRequest
-from ..vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES, FlopsMethod, TimeModel
+from estimator.catalog.core import load_catalog
+from estimator.errors import InputError
+from estimator.estimate import Estimate, estimate
+from estimator.timing.layout import describe_layout
+from estimator.numbers import DURATION_UNITS_TEXT, count, days, si, usd
+from estimator.render import render
+from estimator.request import DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PUE, EstimateRequest
+from estimator.vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES, FlopsMethod, TimeModel
 
 FLOPS_METHODS = tuple(m.value for m in FlopsMethod)
 TIME_MODELS = tuple(m.value for m in TimeModel)
-from ..completion import (complete_dataset, complete_gpu, complete_model, complete_precision, complete_provider,
-                          complete_system)
-from .options import Format, check_format, choices_metavar, completer, records, terminal_width, wrap_list
+from estimator.completion import (complete_dataset, complete_gpu, complete_model, complete_precision, complete_provider, complete_system)
+from estimator.cli.options import Format, check_format, choices_metavar, completer, records, terminal_width, wrap_list
 
 COUNT = "a whole number; 1K = 1,000"
 Model = Annotated[Optional[str], typer.Option(autocompletion=complete_model, help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
@@ -279,7 +278,7 @@ def compare_cmd(
         virtual_stages=virtual_stages, context_parallel=context_parallel, expert_parallel=expert_parallel,
         zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch, recompute=recompute,
         sequence_parallel=sequence_parallel, flash_attention=flash_attention, goodput=goodput, scope=scope)
-    from ..compare import compare
+    from estimator.compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,
                    catalog=load_catalog())

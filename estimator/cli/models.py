@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..errors import InputError
-from ..vocab import RECOMPUTE_MODES
-from ..completion import complete_gpu, complete_model
-from ..vocab import FORMATS as SHOW_FORMATS
-from .options import Format, choices_metavar, completer
+from estimator.errors import InputError
+from estimator.vocab import RECOMPUTE_MODES
+from estimator.completion import complete_gpu, complete_model
+from estimator.vocab import FORMATS as SHOW_FORMATS
+from estimator.cli.options import Format, choices_metavar, completer
 
 if TYPE_CHECKING:
-    from ..model_report import ModelReport
+    from estimator.model.report import ModelReport
 
 # memory.py's defaults, repeated as literals so that importing the CLI does not load the memory model
 # (tests/test_arch_show.py checks they agree)
@@ -32,13 +32,13 @@ def _gb(value: float) -> str:
 
 
 def render_report(report: ModelReport, fmt: str) -> str:
-    """Render a :class:`~estimator.model_report.ModelReport`: tables (table/markdown) or json/yaml/csv."""
+    """Render a :class:`~estimator.model.report.ModelReport`: tables (table/markdown) or json/yaml/csv."""
     if fmt not in SHOW_FORMATS:
         raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(SHOW_FORMATS)}")
     if fmt in ("json", "yaml", "csv"):
-        from ..render import render
+        from estimator.render import render
 
-        from ..estimate import SCHEMA_VERSION
+        from estimator.estimate import SCHEMA_VERSION
 
         data = report.to_dict()
         return render({"schema_version": SCHEMA_VERSION, **data} if fmt != "csv" else data, fmt)
@@ -146,8 +146,8 @@ def show(
 ) -> None:
     """Show a model's exact parameter breakdown, FLOPs per token (forward/train, 6N vs detailed)
     and training memory per device, optionally with a fit check on a GPU."""
-    from ..memory import Parallelism
-    from ..model_report import model_report, resolve_architecture
+    from estimator.model.memory import Parallelism
+    from estimator.model.report import model_report, resolve_architecture
 
     if format not in SHOW_FORMATS:
         raise InputError(f"unknown --format {format!r}; use one of {', '.join(SHOW_FORMATS)}")
@@ -174,7 +174,7 @@ def show(
                            expert=expert_parallel or 1, sequence_parallel=sequence_parallel, zero_stage=zero_stage)
     accelerator = None
     if gpu is not None:
-        from ..catalog import load_catalog
+        from estimator.catalog.core import load_catalog
 
         accelerator = load_catalog().accelerator(gpu)
     report = model_report(

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import InputError
-from ..vocab import FORMATS
+from estimator.errors import InputError
+from estimator.vocab import FORMATS
 
 def choices_metavar(choices: tuple[str, ...]) -> str:
     """``[table|json|yaml]``: how an option with fixed choices shows them in help."""
@@ -60,6 +60,6 @@ def wrap_list(items: list[str], width: int | None, indent: str = "  - ") -> str:
 def records(key: str, data: list, fmt: str) -> object:
     """What a listing prints: json and yaml wrap the records as ``{"schema_version": 1, key: [...]}``
     (docs/json.md); csv, table and markdown take the records themselves."""
-    from ..estimate import SCHEMA_VERSION
+    from estimator.estimate import SCHEMA_VERSION
 
     return {"schema_version": SCHEMA_VERSION, key: data} if fmt in ("json", "yaml") else data

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import GpucostError
+from estimator.errors import GpucostError
 
 
 def _matplotlib_installed() -> bool:
@@ -37,8 +37,8 @@ def plot_cmd(
 
     Example: gpucost plot gpucost-calibration.yaml --output sweep.png
     """
-    from ..calibration import read_calibration
-    from ..plot import NO_MATPLOTLIB, check_output, nothing_to_plot, panels, text_plot, write_image
+    from estimator.records.calibration import read_calibration
+    from estimator.records.plot import NO_MATPLOTLIB, check_output, nothing_to_plot, panels, text_plot, write_image
 
     if output is not None:
         check_output(output)

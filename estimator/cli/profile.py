@@ -1,6 +1,6 @@
 """``gpucost profile``: measure the local device and write a calibration file.
 
-Registered in ``estimator/cli.py`` with ``app.command("profile")(profile)``. torch and the profiler
+Registered in ``estimator/cli/app.py`` with ``app.command("profile")(profile)``. torch and the profiler
 are imported inside the command, so importing the CLI never imports torch.
 """
 
@@ -12,10 +12,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..completion import complete_dtype
-from ..errors import InputError
-from ..vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
-from .profile_common import _check_output, _command_line, _import_torch, catalog_or_note, format_record
+from estimator.completion import complete_dtype
+from estimator.errors import InputError
+from estimator.vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
+from estimator.cli.profile_common import _check_output, _command_line, _import_torch, catalog_or_note, format_record
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -48,8 +48,8 @@ def _check_device(device: str) -> str:
 def _resolve_model(model: str | None, hf_config: Path | None) -> tuple[Any, int | None, str, str]:
     """(architecture, the catalog's training seq_len or None, model id, source) for --model or
     --hf-config. Unknown name: UnknownNameError with close matches; no architecture: InputError."""
-    from ..hf_config import architectures_dir
-    from ..model_report import resolve_architecture as resolve
+    from estimator.model.hf_config import architectures_dir
+    from estimator.model.report import resolve_architecture as resolve
 
     if model is not None and hf_config is not None:
         raise InputError("give --model NAME or --hf-config PATH, not both")
@@ -146,7 +146,7 @@ def profile(
         dtypes, output = parse_dtypes(dtype), Path(output)
         _check_output(output)
         _import_torch()
-        from .profile_torch import profile_cli  # deferred (as profile_comm below): keeps the CLI's start-up light
+        from estimator.cli.profile_torch import profile_cli  # deferred (as profile_comm below): keeps the CLI's start-up light
 
         if memory_format is not None and memory_format not in ("nchw", "channels_last"):
             raise InputError(f"unknown --memory-format {memory_format!r}; use nchw or channels_last")
@@ -160,7 +160,7 @@ def profile(
     if memory_format is not None:
         raise InputError("--memory-format applies to --torch-model (the layout its callable builds in)")
     if comm:
-        from .profile_comm import profile_comm
+        from estimator.cli.profile_comm import profile_comm
 
         for option, value in (("--model", model), ("--hf-config", hf_config), ("--seq-len", seq_len),
                               ("--micro-batch", micro_batch), ("--max-layers", max_layers), ("--sweep", sweep or None),
@@ -227,7 +227,7 @@ def profile(
     finally:
         bar.close()
     typer.echo(format_record(record, format))
-    from ..calibration import output_for, write_calibration
+    from estimator.records.calibration import output_for, write_calibration
 
     target = output_for(record, output)
     write_calibration(record, target)

@@ -1,5 +1,5 @@
 """``gpucost profile --comm``: measure collectives over torch.distributed and write them to the
-calibration file's ``collectives`` section (schema: estimator/collectives.py).
+calibration file's ``collectives`` section (schema: estimator/records/collectives.py).
 
 Called from ``estimator/cli/profile.py``. torch and the profiler are imported inside the function,
 so importing the CLI never imports torch. Under torchrun (RANK, WORLD_SIZE, MASTER_ADDR/PORT in
@@ -17,10 +17,10 @@ from typing import Any
 
 import typer
 
-from ..calibration import BENCHMARK_VERSION, SCHEMA_VERSION, dump_calibration, write_calibration
-from ..collectives import format_bytes, format_gbps, format_seconds, summary_rows
-from ..errors import GpucostError, InputError
-from .profile_common import _check_output, _command_line, _import_torch, existing_calibration
+from estimator.records.calibration import BENCHMARK_VERSION, SCHEMA_VERSION, dump_calibration, write_calibration
+from estimator.records.collectives import format_bytes, format_gbps, format_seconds, summary_rows
+from estimator.errors import GpucostError, InputError
+from estimator.cli.profile_common import _check_output, _command_line, _import_torch, existing_calibration
 
 TEST_ENV = "GPUCOST_COMM_TEST"  # JSON of CommConfig test/expert hooks (see profiler/comm.py); noted in the file
 NOT_MEASURED = "not measured: --comm"
@@ -104,7 +104,7 @@ def format_comm(record: dict[str, Any], fmt: str) -> str:
         return json.dumps(record, indent=2)
     if fmt == "yaml":
         return dump_calibration(record).rstrip("\n")
-    from ..render import render
+    from estimator.render import render
 
     if fmt == "csv":
         return render([dict(r) for r in section["rows"]], "csv") if section["rows"] else ",".join(

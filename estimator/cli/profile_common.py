@@ -14,10 +14,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import CatalogError, GpucostError, InputError
-from ..vocab import DEFAULT_CALIBRATION_FILE
+from estimator.errors import CatalogError, GpucostError, InputError
+from estimator.vocab import DEFAULT_CALIBRATION_FILE
 
-NO_TORCH = "torch is not installed; install the profiler with: pip install 'gpucost[profile]'"
+# gpucost is installed from a checkout (it is not on PyPI): torch first, the build this machine needs
+NO_TORCH = ("torch is not installed; from the gpucost checkout run: pip install torch==2.13.0 --index-url "
+            "https://download.pytorch.org/whl/cpu (CPU; for a GPU, the CUDA build from pytorch.org/get-started) "
+            "&& pip install \".[profile]\"")
 # The device sweep's summary table (format_record): one row per benchmark and dtype.
 SUMMARY_HEADERS = ("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")
 
@@ -64,7 +67,7 @@ def _import_torch() -> None:
 
 
 def _summary_rows(record: dict[str, Any]) -> list:
-    from ..calibration import summary_rows
+    from estimator.records.calibration import summary_rows
 
     return summary_rows(record)
 
@@ -72,7 +75,7 @@ def _summary_rows(record: dict[str, Any]) -> list:
 def catalog_or_note(notes: list[str], say: Any) -> Any:
     """The catalog, or None with a note (and a warning through ``say``) when it cannot be loaded:
     a profile still runs, and reports the device as unknown."""
-    from ..catalog import load_catalog
+    from estimator.catalog.core import load_catalog
 
     try:
         return load_catalog()
@@ -87,13 +90,14 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(record, indent=2)
     if fmt == "yaml":
-        from ..calibration import dump_calibration
+        from estimator.records.calibration import dump_calibration
 
         return dump_calibration(record).rstrip("\n")
-    from ..render import render
+    from estimator.cli.options import terminal_width
+    from estimator.render import render
 
     if fmt == "csv":  # one row per measurement, as in the table
-        from ..profile_rows import shape_rows
+        from estimator.records.profile_rows import shape_rows
 
         return render(shape_rows(record), "csv")  # one row per shape, width, model step, copy and collective
 
@@ -117,7 +121,8 @@ def format_record(record: dict[str, Any], fmt: str) -> str:
         + f"; {record['duration_s']:.0f} s" + ("; PARTIAL (interrupted)" if record["partial"] else "")
         + f"; {clock_text}; throttled: {throttled}",
         "",
-        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=SUMMARY_HEADERS),
+        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=SUMMARY_HEADERS,
+               width=terminal_width() if fmt == "table" else None),
     ]
     model = record.get("model")
     if model:
@@ -136,7 +141,7 @@ def existing_calibration(output: Path) -> dict[str, Any] | None:
     """The valid calibration file already at ``output`` (its other sections are kept), None if absent."""
     if not output.exists():
         return None
-    from ..calibration import read_calibration
+    from estimator.records.calibration import read_calibration
 
     try:
         return read_calibration(output)

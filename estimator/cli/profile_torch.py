@@ -11,16 +11,16 @@ from typing import Any
 
 import typer
 
-from .profile_common import catalog_or_note, existing_calibration, format_record
+from estimator.cli.profile_common import catalog_or_note, existing_calibration, format_record
 
 def format_torch_model(record: Mapping[str, Any], fmt: str) -> str:
     """stdout for ``--torch-model``: json/yaml the record as in the file; csv one row per dtype;
     table/markdown a line on the device, the per-dtype table, the counts, notes."""
     import json
 
-    from ..calibration import dump_calibration
-    from ..render import render
-    from ..torch_model_record import SUMMARY_HEADERS, summary_rows
+    from estimator.records.calibration import dump_calibration
+    from estimator.render import render
+    from estimator.records.torch_model import SUMMARY_HEADERS, summary_rows
 
     if fmt == "json":
         return json.dumps(record, indent=2)
@@ -57,12 +57,12 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
                 sustained_s: float | None = None, memory_format: str | None = None) -> None:
     """``gpucost profile --torch-model SPEC``: measure, print, and write ``output``: into an existing
     calibration file of the same device only the ``torch_model`` section is replaced; an
-    interrupted run never replaces a complete file (estimator.calibration.output_for)."""
+    interrupted run never replaces a complete file (estimator.records.calibration.output_for)."""
     from profiler.progress import ProgressBar
     from profiler.torch_model import profile_torch_model, resolve_spec
 
-    from ..calibration import output_for, write_calibration
-    from ..torch_model_record import merge_torch_model
+    from estimator.records.calibration import output_for, write_calibration
+    from estimator.records.torch_model import merge_torch_model
 
     def say(message: str) -> None:
         if not quiet:

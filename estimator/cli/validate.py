@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from ..estimate import SCHEMA_VERSION
-from ..numbers import si
-from ..render import render
-from .options import Format, check_format as _check_format
+from estimator.estimate import SCHEMA_VERSION
+from estimator.numbers import si
+from estimator.render import render
+from estimator.cli.options import Format, check_format as _check_format
 
 
 def validate_cmd(*, format: Format = "table") -> None:
     """Back-test gpucost against published runs: the default (flat) estimate against every run's
     reported device-hours, and the step-time model against every published layout's step time."""
-    from ..validate import validate
-    from ..validate_step import validate_step
+    from estimator.validate import validate
+    from estimator.validate_step import validate_step
 
     _check_format(format)
     result = validate()
@@ -45,7 +45,7 @@ def validate_cmd(*, format: Format = "table") -> None:
     rows = [(d.kind, f"{d.mfu:.1%}", f"{d.band_low:.1%} - {d.band_high:.1%}", str(d.num_runs), d.basis,
              d.fallback_note or "") for d in result.defaults]
     typer.echo(f"\nDefault MFU while training by kind of run (goodput {result.goodput:.0%} applied on top; "
-               "estimator/utilisation.py):\n" + render({}, format, rows=rows, headers=(
+               "estimator/timing/utilisation.py):\n" + render({}, format, rows=rows, headers=(
                    "kind", "MFU", "band", "runs", "median over", "fallback")))
 
     table = [(r.id, r.accelerator, f"{r.num_devices:,}", r.layout.split(", micro-batch")[0],

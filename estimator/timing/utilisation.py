@@ -16,7 +16,7 @@ Kinds
 ``run_kind(params, active_params, precision, peak_tflops=...)`` classifies a run by architecture
 (``dense``, or ``moe`` when fewer parameters are active per token than the model has), precision class
 (``16-bit``: bf16 and fp16, and tf32/fp32, which take the 16-bit fraction of their own lower peak as
-:mod:`estimator.throughput` does; ``fp8``), size class of the ACTIVE parameters (``<20B``, ``20-100B``,
+:mod:`estimator.timing.throughput` does; ``fp8``), size class of the ACTIVE parameters (``<20B``, ``20-100B``,
 ``>100B``) and the accelerator's peak class: dense 16-bit peak ``<500`` or ``>=500`` TFLOP/s
 (``PEAK_EDGE_TFLOPS``). That gives 2 x 2 x 3 x 2 = 24 kinds.
 
@@ -258,7 +258,7 @@ def _make(kind: Kind, mfu: float, band_low: float, band_high: float, num_runs: i
 # Stored results of derive_defaults(load_catalog()) (see RULE): kind -> (mfu while training, band_low,
 # band_high, runs behind the value, fallback level, runs of the kind itself). 39 runs with hours are
 # counted; their leave-one-out implied/predicted ratio has 5th-95th percentiles 0.526-1.543.
-# Regenerate with `python -c "from estimator.utilisation import *; from estimator.catalog import
+# Regenerate with `python -c "from estimator.timing.utilisation import *; from estimator.catalog import
 # load_catalog as L; c = L(); print(stored_table(derive_defaults(c.runs, c.accelerators, c.models)))"`.
 _POOLED_RUNS = 39
 _RATIO_BAND = (0.526, 1.543)

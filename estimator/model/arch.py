@@ -3,7 +3,7 @@
 An :class:`Architecture` holds the shape of a transformer: layers, widths, heads, FFN, vocabulary,
 embeddings, biases, norms, and optionally a mixture-of-experts (:class:`MoE`), multi-head latent
 attention (:class:`MLA`) and multi-token-prediction modules. Reading one from a Hugging Face
-``config.json`` is :mod:`estimator.hf_config`; counting its parameters is :mod:`estimator.params`.
+``config.json`` is :mod:`estimator.model.hf_config`; counting its parameters is :mod:`estimator.model.params`.
 Pure Python; no torch.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError
+from estimator.errors import InputError
 
 #: ``none``: no position parameters and no rotary (ALiBi biases the attention scores: Falcon-RW).
 POSITION_EMBEDDINGS = ("rotary", "learned", "none")

@@ -5,7 +5,7 @@ One step of ``B`` sequences of ``s`` tokens on ``N = TP x CP x PP x DP`` devices
 schedule; Narayanan et al. 2021, arXiv 2104.04473; Korthikanti et al. 2022, arXiv 2205.05198):
 
 1. **Compute, per micro-batch and pipeline stage.** Every matmul of the architecture's layers
-   (:mod:`estimator.flops`: attention projections, attention scores, FFN or the routed and shared
+   (:mod:`estimator.model.flops`: attention projections, attention scores, FFN or the routed and shared
    experts, the output head on the last stage), divided by TP (and CP for the tokens), each timed at
    on the roofline: the longer of its FLOPs at ``peak x e_max`` and its operands and result at the
    HBM bandwidth, plus ``KERNEL_OVERHEAD_S`` per kernel. ``e_max`` is the maximum achievable matmul
@@ -35,14 +35,21 @@ schedule; Narayanan et al. 2021, arXiv 2104.04473; Korthikanti et al. 2022, arXi
    nccl-tests bus bandwidth (else the per-GPU link bandwidth x ``LINK_EFFICIENCY``); across nodes,
    the members per node x the network bandwidth per GPU x ``NETWORK_EFFICIENCY`` (capped by the
    intra-node figure); a calibration file with a ``collectives`` section (``gpucost profile --comm``)
-   replaces them with what was measured.
+   replaces them with what was measured. The latency across nodes is NCCL's own: all-gather and
+   reduce-scatter have only rings, a base latency plus a hop per ring step (``ring_latency_s``: it
+   grows with every rank and node); an all-reduce takes the tree's ``LATENCY_INTER_S`` x log2(ranks).
+4. **At scale** (docs/scale.md): ZeRO-3 gathers and scatters one layer at a time, each collective
+   paying its latency; the training stack's choices are arguments of :func:`time_layout` (the bytes
+   of a gradient on the wire, ZeRO-2 per layer, prefetch beside the neighbouring layer's compute) and
+   so is a straggler stretch (MegaScale's slow-host share, :func:`straggler_factor`); their defaults
+   keep today's answers.
 
 The constants marked *fitted* were fitted on the published layouts in ``catalogs/layout_runs.yaml``
 (``benchmarks/fit_step_model.py``; ``gpucost validate`` prints the error on every row, and
-``tests/test_step.py`` fails if the constants drift from the fit). Not modelled: stragglers,
-failures and restarts, network congestion and topology beyond two tiers, kernel-level overlap of
-communication with compute (DualPipe, TP overlap), load imbalance between experts, and the
-embedding and loss work beyond their matmuls.
+``tests/test_step.py`` fails if the constants drift from the fit). Not modelled: failures and
+restarts, network congestion and topology beyond two tiers, kernel-level overlap of communication
+with compute (DualPipe, TP overlap), load imbalance between experts, and the embedding and loss work
+beyond their matmuls; stragglers only where asked.
 """
 
 from __future__ import annotations
@@ -52,11 +59,12 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .arch import Architecture
-from .catalog import Accelerator, Catalog
-from .errors import InputError
-from .layout import Layout, candidates, group_span
-from .request import EstimateRequest
+from estimator.model.arch import Architecture
+from estimator.catalog.records import Accelerator
+from estimator.catalog.core import Catalog
+from estimator.errors import InputError
+from estimator.timing.layout import Layout, candidates, group_span
+from estimator.request import EstimateRequest
 
 # Maximum achievable matmul TFLOP/s as a fraction of the dense peak (stas00/ml-engineering,
 # compute/accelerator/README.md, "Maximum Achievable Matmul FLOPS" table: A100 SXM bf16 271.2/312,
@@ -85,6 +93,22 @@ LINK_EFFICIENCY = 0.77  # nccl-tests all-reduce busbw / NVLink per-direction ban
 NETWORK_EFFICIENCY = 0.96  # nccl-tests across nodes / NIC line rate (400 Gb/s NIC: 48 of 50 GB/s)
 LATENCY_INTRA_S = 20e-6  # one small collective inside a node (nccl-tests small-message time, NVLink)
 LATENCY_INTER_S = 40e-6  # one small collective step across nodes (InfiniBand/RoCE)
+# NCCL's own cost model of a collective (NVIDIA/nccl src/graph/tuning.cc, ncclTunerConstantsDefaults
+# and ncclTopoTuneModel, commit 5067397c26, 2026-06): a ring of n ranks on k nodes takes
+# baseLatency + (steps - inter_steps) x intra hop + inter_steps x network hop, with steps = n - 1 for
+# all-gather and reduce-scatter (2(n - 1) for all-reduce) and inter_steps = k - 1 (2(k - 1)); NCCL has
+# no tree for all-gather or reduce-scatter, so their latency grows with the ranks, not log2 of them.
+NCCL_BASE_LATENCY_S = 8.4e-6  # baseLatencies, Ring, Simple protocol (the large-message protocol)
+NCCL_NVLINK_HOP_S = 3.4e-6  # hwLatencies NVLINK, Ring, Simple
+NCCL_NET_HOP_S = 14.0e-6  # hwLatencies NET, Ring, Simple
+# Stragglers (Jiang et al. 2024, MegaScale, arXiv 2402.15627): "a minor fraction of machines
+# (approximately 0.5%) exhibit substantially slower performance ... The training efficiency is
+# predominantly determined by the slowest machine's performance" (section 5.1); "specific hosts took
+# approximately 10% more time to execute the same forward computations compared to other ranks"
+# (section 6.3). A synchronous step waits for its slowest host: with k hosts the chance that at least
+# one is slow is 1 - (1 - share)^k, and the compute of the step stretches by the slow host's excess.
+SLOW_HOST_SHARE = 0.005
+SLOW_HOST_EXCESS = 0.10
 ERROR_BAND = 0.15  # the printed band around a step-model estimate (see `gpucost validate`)
 DEFAULT_BATCH_TOKENS = 4 * 2**20  # global batch when neither the user nor the catalog gives one
 MAX_CANDIDATES = 20000
@@ -122,7 +146,7 @@ class Links:
 
 def links_for(system: Any, calibration: Any = None) -> Links:
     """The :class:`Links` of a systems.yaml entry, with measured figures from a calibration file's
-    ``collectives`` section when it has them (estimator.collectives.link_figures)."""
+    ``collectives`` section when it has them (estimator.records.collectives.link_figures)."""
     nvlink = system.scale_up_gbps
     intra_ar = system.scale_up_allreduce_busbw_gbps or nvlink * LINK_EFFICIENCY
     intra_a2a = system.scale_up_alltoall_busbw_gbps or intra_ar
@@ -134,7 +158,7 @@ def links_for(system: Any, calibration: Any = None) -> Links:
                  f"{NETWORK_EFFICIENCY})" if nics else "no network between nodes"))
     latency_intra, latency_inter = LATENCY_INTRA_S, LATENCY_INTER_S
     if calibration is not None and calibration.collectives:
-        from .collectives import link_figures
+        from estimator.records.collectives import link_figures
 
         figures = link_figures(calibration.collectives)
         measured = []
@@ -208,8 +232,8 @@ class Shape:
 
 @functools.lru_cache(maxsize=64)
 def shape_of(arch: Architecture, seq_len: int) -> Shape:
-    from .flops import flops_per_token
-    from .params import count_params
+    from estimator.model.flops import flops_per_token
+    from estimator.model.params import count_params
 
     h = arch.hidden_size
     mla = arch.mla
@@ -251,20 +275,85 @@ def shape_of(arch: Architecture, seq_len: int) -> Shape:
                  expert_params=expert_params, top_k=top_k, num_experts=num_experts)
 
 
-def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: int, links: Links) -> float:
-    """Seconds of one collective of ``size_bytes`` (the nccl-tests S) over ``group`` ranks."""
+def ring_latency_s(op: str, group: int, members_per_node: int) -> float:
+    """NCCL's latency of one ring collective (Simple protocol) over ``group`` ranks placed
+    ``members_per_node`` to a node: its base latency, an NVLink hop per step inside a node and a
+    network hop per step between nodes (NVIDIA/nccl src/graph/tuning.cc; see ``NCCL_NET_HOP_S``)."""
+    if group <= 1:
+        return 0.0
+    nodes = max(1, math.ceil(group / max(1, members_per_node)))
+    twice = 2 if op == "all_reduce" else 1
+    steps, inter_steps = twice * (group - 1), twice * (nodes - 1)
+    return NCCL_BASE_LATENCY_S + (steps - inter_steps) * NCCL_NVLINK_HOP_S + inter_steps * NCCL_NET_HOP_S
+
+
+def straggler_factor(num_nodes: int, slow_host_share: float = SLOW_HOST_SHARE,
+                     slow_host_excess: float = SLOW_HOST_EXCESS) -> float:
+    """The expected stretch of a synchronous step's compute by its slowest host: each of ``num_nodes``
+    hosts is slow (``slow_host_excess`` more time) with probability ``slow_host_share``, and the step
+    waits for the slowest, so 1 + excess x P(at least one slow host) (MegaScale, sections 5.1 and 6.3)."""
+    if num_nodes <= 1:
+        return 1.0 + slow_host_excess * slow_host_share * max(0, num_nodes)
+    return 1.0 + slow_host_excess * (1.0 - (1.0 - slow_host_share) ** num_nodes)
+
+
+def sharded_exposed_s(gather_s: float, scatter_s: float, layers: int, forward_s: float, backward_s: float,
+                      micro_batches: int, zero_stage: int) -> float:
+    """Seconds of sharded data-parallel traffic that show when each layer's collectives run beside the
+    neighbouring layer's compute (FSDP's forward and backward prefetch; Zhao et al. 2023, arXiv 2304.11277,
+    section 3.3): per pass over the layers, the first layer's collectives cannot hide and every other
+    layer's show only where they are longer than a layer's compute.
+
+    ``gather_s`` and ``scatter_s`` are one layer's all-gather (16-bit weights) and reduce-scatter
+    (gradients); ``forward_s`` and ``backward_s`` one layer's compute per micro-batch. ZeRO-3 gathers
+    every layer for every micro-batch's forward and again for its backward; ZeRO-2 gathers once per
+    step (the updated weights); both reduce-scatter every layer's gradients every micro-batch."""
+    def one_pass(comm: float, work: float) -> float:
+        return comm + (layers - 1) * max(0.0, comm - work) if layers > 0 else 0.0
+
+    forward_passes = micro_batches if zero_stage == 3 else 1
+    backward_comm = scatter_s + (gather_s if zero_stage == 3 else 0.0)
+    return forward_passes * one_pass(gather_s, forward_s) + micro_batches * one_pass(backward_comm, backward_s)
+
+
+def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: int, links: Links,
+                chunks: int = 1) -> float:
+    """Seconds of one collective of ``size_bytes`` (the nccl-tests S) over ``group`` ranks, issued as
+    ``chunks`` equal collectives (a per-layer ZeRO-3 gather, a gradient bucket): each pays the latency.
+
+    Inside a node: the small-collective latency. Across nodes: all-gather and reduce-scatter have only
+    rings in NCCL, whose latency grows with every rank and node (:func:`ring_latency_s`); an all-reduce
+    has NCCL's tree and keeps ``latency_inter_s`` x log2 of the ranks (what the step model's constants
+    were fitted with)."""
     if group <= 1 or size_bytes <= 0:
         return 0.0
     factor = {"all_reduce": 2 * (group - 1) / group, "p2p": 1.0}.get(op, (group - 1) / group)
     bw = links.bandwidth(op, inside, per_node) * 1e9
-    latency = links.latency_intra_s if inside else links.latency_inter_s * max(1.0, math.log2(group))
-    return latency + size_bytes * factor / bw
+    if inside:
+        latency = links.latency_intra_s
+    elif op in ("all_gather", "reduce_scatter"):
+        latency = ring_latency_s(op, group, per_node)
+    else:  # all-reduce (NCCL's tree across nodes), all-to-all, point-to-point
+        latency = links.latency_inter_s * max(1.0, math.log2(group))
+    return max(1, chunks) * latency + size_bytes * factor / bw
 
 
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
-                constants: Constants = Constants(), e_max: float | None = None) -> StepTime:
-    """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted)."""
+                constants: Constants = Constants(), e_max: float | None = None,
+                grad_reduce_bytes: float = 2.0, sharded_per_layer: bool = True, zero2_per_layer: bool = False,
+                prefetch: bool = False, stragglers: bool = False) -> StepTime:
+    """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
+
+    The at-scale terms take the training stack's choices as arguments (defaults: today's stack):
+    ``grad_reduce_bytes`` bytes per gradient element on the data-parallel wire (2: bf16; 4: Megatron-LM's
+    fp32 gradient reduction with bf16, ``accumulate_allreduce_grads_in_fp32``; FSDP's ``reduce_dtype``);
+    ``sharded_per_layer``: ZeRO-3 gathers and scatters one layer at a time (FSDP wraps each block, DeepSpeed
+    fetches each module), each collective paying its latency, rather than the whole model in one;
+    ``zero2_per_layer``: ZeRO-2 does so too (FSDP's SHARD_GRAD_OP) instead of one bucketed reduction;
+    ``prefetch``: each layer's collectives run beside the neighbouring layer's compute and only what is
+    longer shows (:func:`sharded_exposed_s`; FSDP's forward and backward prefetch); ``stragglers``
+    stretches the compute by the expected slowest host (:func:`straggler_factor`)."""
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -344,32 +433,44 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     stage = compute + tp_comm + cp_comm + ep_comm + pp_comm * layout.virtual_stages
     m = layout.num_micro_batches
     bubble_factor = (p - 1) / layout.virtual_stages
-    pipeline_time = (m + bubble_factor) * stage
+    hosts = math.ceil(layout.num_devices / max(1, links.per_node))
+    slowest = straggler_factor(hosts) if stragglers else 1.0
+    pipeline_time = (m + bubble_factor) * stage * slowest
 
     # data parallel: gradients of this device's parameters (bf16), expert parameters over d / e ranks
     dense_params = (shape.total_params - shape.expert_params) / (t * p)
     expert_params = shape.expert_params / (t * p * e)
-    grad_bytes = 2.0
+    grad_bytes = grad_reduce_bytes
     dp_time = _collective("all_reduce", dense_params * grad_bytes, d, inside_dp, dp_node, links)
     if e > 1:
         exp_inside, exp_node = group_span(t * c * p * e, d // e, links.per_node)
         dp_time += _collective("all_reduce", expert_params * grad_bytes, d // e, exp_inside, exp_node, links)
     else:
         dp_time += _collective("all_reduce", expert_params * grad_bytes, d, inside_dp, dp_node, links)
-    zero3 = 0.0
-    if layout.zero_stage == 3:  # weights gathered for every micro-batch's forward and backward
-        zero3 = 2 * m * _collective("all_gather", (dense_params + expert_params) * 2.0, d, inside_dp, dp_node, links)
-    sharded_grads = 0.0
-    if layout.zero_stage >= 2 and m > 1:
-        # ZeRO 2 and 3 keep only their shard of the gradients, so every micro-batch's are reduce-scattered
-        # (ZeRO 1 accumulates the full gradients and reduces once per step). Each of the first m - 1 runs
-        # on its own stream beside the next micro-batch's backward and shows only where it is longer;
-        # the last is the step's own reduction, already in dp_time.
-        scatter = _collective("reduce_scatter", (dense_params + expert_params) * grad_bytes, d, inside_dp, dp_node,
-                              links)
-        backward = compute - fwd - head_time
-        sharded_grads = (m - 1) * max(0.0, scatter - backward)
-    dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
+    layered = (layout.zero_stage == 3 and sharded_per_layer) or (layout.zero_stage == 2 and zero2_per_layer)
+    layers_here = max(1, math.ceil(num_layers_stage))
+    chunks = layers_here if layered else 1
+    sharded_bytes = dense_params + expert_params
+    gather = _collective("all_gather", sharded_bytes * 2.0, d, inside_dp, dp_node, links, chunks=chunks)
+    scatter = _collective("reduce_scatter", sharded_bytes * grad_bytes, d, inside_dp, dp_node, links, chunks=chunks)
+    if layered and prefetch:
+        # every collective one layer at a time, beside the neighbouring layer's compute
+        backward_layers = compute - fwd - 3 * head_time  # backward (2 x forward) and any recompute
+        dp_exposed = sharded_exposed_s(gather / layers_here, scatter / layers_here, layers_here, fwd / layers_here,
+                                       backward_layers / layers_here, m, layout.zero_stage)
+    else:
+        zero3 = 2 * m * gather if layout.zero_stage == 3 else 0.0  # weights gathered for every forward and backward
+        sharded_grads = 0.0
+        if layout.zero_stage >= 2 and m > 1:
+            # ZeRO 2 and 3 keep only their shard of the gradients, so every micro-batch's are reduce-scattered
+            # (ZeRO 1 accumulates the full gradients and reduces once per step). Each of the first m - 1 runs
+            # on its own stream beside the next micro-batch's backward and shows only where it is longer;
+            # the last is the step's own reduction, already in dp_time.
+            backward = compute - fwd - head_time
+            sharded_grads = (m - 1) * max(0.0, scatter - backward)
+        if layered:  # the step's own reduction is per layer too: a reduce-scatter and an all-gather each
+            dp_time = scatter + gather
+        dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
     shard = d if layout.zero_stage >= 1 else 1
     optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
 
@@ -381,7 +482,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     breakdown = {
         "compute": m * compute, "tensor_parallel": m * tp_comm, "context_parallel": m * cp_comm,
         "expert_parallel": m * ep_comm, "pipeline_p2p": m * pp_comm * layout.virtual_stages,
-        "pipeline_bubble": bubble_factor * stage, "data_parallel": dp_exposed, "optimizer": optimizer,
+        "pipeline_bubble": bubble_factor * stage, "stragglers": (m + bubble_factor) * stage * (slowest - 1.0),
+        "data_parallel": dp_exposed, "optimizer": optimizer,
     }
     return StepTime(layout=layout, step_time_s=step_time, breakdown_s={k: v for k, v in breakdown.items() if v > 0},
                     model_flops=model_flops, hardware_flops=model_flops + hw_extra,
@@ -391,8 +493,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
 
 
 def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True) -> float:
-    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.memory)."""
-    from .memory import Parallelism, training_memory
+    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.model.memory)."""
+    from estimator.model.memory import Parallelism, training_memory
 
     par = Parallelism(data=layout.data_parallel, tensor=layout.tensor_parallel, pipeline=layout.pipeline_parallel,
                       expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
@@ -486,7 +588,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
-    from .memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
+    from estimator.model.memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
 
     usable_gb = capacity_bytes(acc.memory_gb) / GB - DEFAULT_RESERVE_GB  # CUDA context, NCCL buffers
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
@@ -575,5 +677,5 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                         warnings=tuple(warnings))
 
 
-__all__ = ["Constants", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
+__all__ = ["Constants", "ring_latency_s", "sharded_exposed_s", "straggler_factor", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
            "matmul_fraction", "shape_of", "step_estimate", "time_layout"]

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import InputError
-from .vocab import RECOMPUTE_MODES, ZERO_STAGES
+from estimator.errors import InputError
+from estimator.vocab import RECOMPUTE_MODES, ZERO_STAGES
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import GpucostError, InputError
+from estimator.errors import GpucostError, InputError
 
 IMAGE_FORMATS = ("png", "svg")
 NO_MATPLOTLIB = "matplotlib is not installed; install the plot extra: pip install '.[plot]' (in a gpucost checkout)"

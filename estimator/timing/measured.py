@@ -13,17 +13,17 @@ The median of the chosen measurement is the central figure and its worst..best t
 stragglers that one device never sees. No single-device training step has been published next to
 at-scale runs on the same chips, but best-matmul throughput has: the at-scale figure is
 ``AT_SCALE_FRACTION_OF_MATMUL[peak class]`` x the file's best matmul for the precision, capped by the
-single-device training step, where for each peak class of :mod:`estimator.utilisation`
+single-device training step, where for each peak class of :mod:`estimator.timing.utilisation`
 
     AT_SCALE_FRACTION_OF_MATMUL = the median default MFU while training of the class's dense 16-bit
-        kinds (estimator.utilisation, derived from catalogs/runs.yaml: <500 TFLOP/s 0.476, 0.434,
+        kinds (estimator.timing.utilisation, derived from catalogs/runs.yaml: <500 TFLOP/s 0.476, 0.434,
         0.346 -> 0.434; >=500 TFLOP/s 0.31, 0.215, 0.267 -> 0.267) / the best-matmul fraction of the
         dense peak of the class's chip with runs (A100 BF16 271.2 / 312 = 0.869, H100 BF16 794.5 / 989
         = 0.803; stas00/ml-engineering, "Maximum Achievable Matmul FLOPS") = 0.50 and 0.33,
 
 and the band is that figure x the published runs' leave-one-out spread around their kind's median
-(``estimator.utilisation.RATIO_BAND``, 0.526-1.543). When the architecture is known, the step-time
-model (estimator/step.py) times the run instead, with the file's measured links.
+(``estimator.timing.utilisation.RATIO_BAND``, 0.526-1.543). When the architecture is known, the step-time
+model (estimator/timing/step.py) times the run instead, with the file's measured links.
 """
 
 from __future__ import annotations
@@ -31,11 +31,12 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from .calibration import BENCHMARK_VERSION, Calibration, Measurement
-from .catalog import Accelerator, Catalog
-from .errors import InputError
-from .numbers import count
-from .throughput import Throughput, ThroughputKind
+from estimator.records.calibration import BENCHMARK_VERSION, Calibration, Measurement
+from estimator.catalog.records import Accelerator
+from estimator.catalog.core import Catalog
+from estimator.errors import InputError
+from estimator.numbers import count
+from estimator.timing.throughput import Throughput, ThroughputKind
 
 AT_SCALE_FRACTION_OF_MATMUL = {"<500": 0.50, ">=500": 0.33}  # by peak class; see the module docstring
 MAMF_FRACTION = {"<500": 271.2 / 312, ">=500": 794.5 / 989}  # A100, H100 bf16 (stas00 MAMF table)
@@ -78,7 +79,7 @@ def calibrated_throughput(
     training step was used (its FLOPs are the detailed count, so the estimate must use that count
     too). Raises InputError when the file has no measurement for ``precision``."""
     if not isinstance(record, Calibration):
-        raise InputError(f"a Calibration is required (estimator.calibration.load_calibration), got {type(record).__name__}")
+        raise InputError(f"a Calibration is required (estimator.records.calibration.load_calibration), got {type(record).__name__}")
     warnings: list[str] = []
     device = record.device
     where = f"{device.name}, {record.created_utc[:10]}"
@@ -112,7 +113,7 @@ def calibrated_throughput(
         raise InputError(f"the calibration file has no {precision} measurement "
                          f"(it has: {', '.join(measured) or 'none'}); choose --precision or profile with --precision {precision}")
 
-    from .utilisation import RATIO_BAND
+    from estimator.timing.utilisation import RATIO_BAND
 
     band_low, band_high = RATIO_BAND
     if num_gpus == 1 and step is not None:
@@ -120,13 +121,13 @@ def calibrated_throughput(
         band = (min(step.worst_tflops, achieved), max(step.best_tflops, achieved))
         source = f"calibration: {label} {precision} (median) on {where}"
     elif matmul_best is not None:
-        from .utilisation import accelerator_peak, peak_class
+        from estimator.timing.utilisation import accelerator_peak, peak_class
 
         fraction = AT_SCALE_FRACTION_OF_MATMUL[peak_class(accelerator_peak(acc))]
         achieved = fraction * matmul_best
         cap = step.median_tflops if step is not None else None
         source = (f"calibration: {fraction} x best {precision} matmul {matmul_best:.4g} TFLOP/s on "
-                  f"{where} (at-scale factor, see estimator.measured)")
+                  f"{where} (at-scale factor, see estimator.timing.measured)")
         if num_gpus == 1:
             source += "; no training step measured"
         if cap is not None and cap < achieved:
@@ -151,7 +152,7 @@ def measured_sample_rate(record: Calibration, work: Any, acc: Accelerator, preci
     section = record.torch_model
     if not section or work.model not in (section.get("id"), None):
         return None
-    from .torch_model_record import measured_samples_per_s
+    from estimator.records.torch_model import measured_samples_per_s
 
     measured = measured_samples_per_s(record.to_dict(), section["id"], precision)
     if measured is None:

@@ -1,4 +1,4 @@
-"""Reading Hugging Face ``config.json`` files into :class:`~estimator.arch.Architecture` records.
+"""Reading Hugging Face ``config.json`` files into :class:`~estimator.model.arch.Architecture` records.
 
 :func:`from_hf_config` reads the ``config.json`` of the families in :data:`SUPPORTED_MODEL_TYPES`
 (Llama, Mistral, Mixtral, Qwen2/Qwen3, Qwen2-MoE/Qwen3-MoE, DeepSeek-V2/V3, Gemma/Gemma 2/Gemma 3
@@ -36,8 +36,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .arch import MAX_LAYERS, MAX_SIZE, MLA, Architecture, MoE, _short
-from .errors import CatalogError, InputError
+from estimator.model.arch import MAX_LAYERS, MAX_SIZE, MLA, Architecture, MoE, _short
+from estimator.errors import CatalogError, InputError
 
 #: The transformers release the defaults below were read from.
 TRANSFORMERS_VERSION = "5.24.0"
@@ -715,7 +715,7 @@ def architectures_dir(directory: str | Path | None = None) -> Path:
     """The folder of architecture files: ``<catalog>/architectures`` (see ``catalog.catalog_dir``)."""
     if directory is not None:
         return Path(directory)
-    from .catalog import load_catalog
+    from estimator.catalog.core import load_catalog
 
     return load_catalog().directory / "architectures"
 

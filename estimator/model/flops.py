@@ -5,7 +5,7 @@ The simple rule: training compute C = 6 * N * D (N parameters, active ones for M
 Kaplan et al. 2020, "Scaling Laws for Neural Language Models" (arXiv 2001.08361), section 2.1.
 
 The detailed count (:func:`flops_per_token`) adds up the matrix multiplications of one token's
-forward pass for a given :class:`~estimator.arch.Architecture`, including the attention scores over
+forward pass for a given :class:`~estimator.model.arch.Architecture`, including the attention scores over
 the sequence and the output head, and multiplies by 3 for training (the backward pass runs two
 matmuls per forward matmul). Conventions follow PaLM (Chowdhery et al. 2022, arXiv 2204.02311,
 appendix B) and Megatron-LM's ``num_floating_point_operations``; recomputation follows Korthikanti
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from .errors import InputError
-from .vocab import RECOMPUTE_MODES
+from estimator.errors import InputError
+from estimator.vocab import RECOMPUTE_MODES
 
 if TYPE_CHECKING:  # the 6ND rule is on the estimate hot path; the architecture code loads on demand
-    from .arch import Architecture
+    from estimator.model.arch import Architecture
 
 
 
@@ -73,7 +73,7 @@ class FlopsPerToken:
 
 
 def _check(arch: Architecture, seq_len: int, recompute: str) -> None:
-    from .arch import Architecture
+    from estimator.model.arch import Architecture
 
     if not isinstance(arch, Architecture):
         raise InputError(f"an Architecture is required, got {type(arch).__name__}")
@@ -201,7 +201,7 @@ def flops_per_token(arch: Architecture, seq_len: int, *, causal: bool = False,
         extra = forward - breakdown.get("output_head", 0.0) - breakdown.get("pooler", 0.0)
     else:
         extra = 0.0
-    from .params import count_params
+    from estimator.model.params import count_params
 
     params = count_params(arch)
     return FlopsPerToken(
@@ -221,7 +221,7 @@ def train_flops_per_token_palm(arch: Architecture, seq_len: int) -> float:
     that take part in a matmul. 12 L H Q T generalises to 6 L H T (d_qk + d_v) for MLA.
     """
     _check(arch, seq_len, "none")
-    from .params import count_params
+    from estimator.model.params import count_params
 
     params = count_params(arch)
     n = params.active - params.embedding

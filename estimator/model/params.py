@@ -1,4 +1,4 @@
-"""Exact parameter counts of an :class:`~estimator.arch.Architecture`.
+"""Exact parameter counts of an :class:`~estimator.model.arch.Architecture`.
 
 :func:`count_params` counts parameters exactly as the reference implementations build them
 (Hugging Face ``transformers`` modeling files; for DeepSeek-V3 also the checkpoint, which stores the
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .arch import Architecture
+from estimator.model.arch import Architecture
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ def _entry(directory: Path, file: Path, raw: bytes) -> tuple[Path, str]:
     """(the cache entry for ``file``, the prefix its older entries share)."""
     import yaml
 
-    from . import __version__
+    from estimator import __version__
 
     stat = file.stat()
     key = f"{len(raw)}|{stat.st_mtime_ns}|{zlib.crc32(raw):08x}|{__version__}|{sys.version}|{yaml.__version__}"

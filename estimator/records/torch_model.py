@@ -52,8 +52,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .errors import CatalogError
-from .vocab import PROFILE_DTYPES
+from estimator.errors import CatalogError
+from estimator.vocab import PROFILE_DTYPES
 
 SECTION = "torch_model"
 _REQUIRED = ("id", "spec", "params", "batch_size", "flops_per_sample", "forward_flops_per_sample", "optimizer",

@@ -2,16 +2,16 @@
 
 Four sources (Epoch AI's device-time method, run in either direction):
 
-- ``datasheet``: the default MFU for the kind of run (:mod:`estimator.utilisation`: dense or MoE,
+- ``datasheet``: the default MFU for the kind of run (:mod:`estimator.timing.utilisation`: dense or MoE,
   16-bit or FP8, size class; derived from published runs) x the catalog's dense peak;
 - ``given``: ``--tflops`` (achieved TFLOP/s per device) or ``--mfu`` x the dense peak;
 - ``implied``: reported device-hours -> achieved = FLOPs / (device-hours x 3600) (the inverse,
   the DeepSeek-V3 question: 3.3e24 FLOPs in 2.664M H800-hours);
-- ``calibrated``: measured by ``gpucost profile`` (:mod:`estimator.measured`);
+- ``calibrated``: measured by ``gpucost profile`` (:mod:`estimator.timing.measured`);
 - ``ported``: a reported time of the same run on other hardware gives the MFU it reached there,
   applied to this accelerator's peak (the slides' "30 minutes on a DGX, so 0.5 x 8 x 1.5 hours on
   a 4090" made explicit);
-- ``step``: predicted by the step-time model for a parallel layout (:mod:`estimator.step`).
+- ``step``: predicted by the step-time model for a parallel layout (:mod:`estimator.timing.step`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Accelerator
-from .errors import InputError
-from .vocab import PRECISIONS
+from estimator.catalog.records import Accelerator
+from estimator.errors import InputError
+from estimator.vocab import PRECISIONS
 
 class ThroughputKind(str, enum.Enum):
     DATASHEET = "datasheet"
@@ -81,9 +81,9 @@ def _band(peak: float | None, achieved: float, low: float, high: float) -> tuple
 
 def default_utilisation_for(acc: Accelerator, params: float | None, active_params: float | None,
                             precision: str) -> Any:
-    """The per-kind default utilisation (:mod:`estimator.utilisation`) of a run on ``acc``; a bare
+    """The per-kind default utilisation (:mod:`estimator.timing.utilisation`) of a run on ``acc``; a bare
     ``--flops`` (no parameter count) takes the dense 20-100B kind, and says so."""
-    from .utilisation import Kind, accelerator_peak, default_utilisation, peak_class, precision_class, utilisation_for
+    from estimator.timing.utilisation import Kind, accelerator_peak, default_utilisation, peak_class, precision_class, utilisation_for
 
     peak = accelerator_peak(acc)
     if params is None:
@@ -93,7 +93,7 @@ def default_utilisation_for(acc: Accelerator, params: float | None, active_param
 
 def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None = None,
                          params: float | None = None, active_params: float | None = None) -> Throughput:
-    """``mfu`` (default: the per-kind default MFU while training, :mod:`estimator.utilisation`) x
+    """``mfu`` (default: the per-kind default MFU while training, :mod:`estimator.timing.utilisation`) x
     the dense peak, with the kind's band (or, for a given ``mfu``, the band of its kind around it)."""
     peak = peak_for(acc, precision)
     if peak is None:

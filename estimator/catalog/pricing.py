@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .catalog import Accelerator, Catalog, Price
+from estimator.catalog.records import Accelerator, Price
+from estimator.catalog.core import Catalog
 
 
 @dataclass(frozen=True, slots=True)

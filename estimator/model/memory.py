@@ -25,10 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .arch import Architecture
-from .params import ParamCount, count_params, norm_params
-from .errors import InputError
-from .vocab import RECOMPUTE_MODES, ZERO_STAGES
+from estimator.model.arch import Architecture
+from estimator.model.params import ParamCount, count_params, norm_params
+from estimator.errors import InputError
+from estimator.vocab import RECOMPUTE_MODES, ZERO_STAGES
 
 DEFAULT_WEIGHT_BYTES = 2.0      # bf16/fp16 weights
 DEFAULT_GRAD_BYTES = 2.0        # bf16/fp16 gradients

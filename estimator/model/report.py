@@ -9,13 +9,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .arch import Architecture
-from .hf_config import architecture_for_model, load_hf_config
-from .params import count_params
-from .errors import InputError
-from .flops import flops_per_token
-from .memory import (DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, GB,
-                      Parallelism, fit_check, min_devices, training_memory)
+from estimator.model.arch import Architecture
+from estimator.model.hf_config import architecture_for_model, load_hf_config
+from estimator.model.params import count_params
+from estimator.errors import InputError
+from estimator.model.flops import flops_per_token
+from estimator.model.memory import (DEFAULT_GRAD_BYTES, DEFAULT_OPTIMIZER_BYTES, DEFAULT_RESERVE_GB, DEFAULT_WEIGHT_BYTES, GB, Parallelism, fit_check, min_devices, training_memory)
 
 def _arch_fields(arch: Architecture) -> dict[str, Any]:
     out: dict[str, Any] = {
@@ -41,7 +40,7 @@ def _arch_fields(arch: Architecture) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class FlopsReport:
-    """FLOPs per token (see :class:`estimator.flops.FlopsPerToken`)."""
+    """FLOPs per token (see :class:`estimator.model.flops.FlopsPerToken`)."""
 
     forward: float
     train_model: float
@@ -192,7 +191,7 @@ def resolve_architecture(name: str | None, hf_config: Path | None, *, mlm_head: 
         raise InputError("give a catalog model NAME or --hf-config PATH (exactly one)")
     if hf_config is not None:
         return load_hf_config(hf_config, mlm_head=mlm_head), None
-    from .catalog import load_catalog
+    from estimator.catalog.core import load_catalog
 
     assert name is not None
     model = load_catalog().model(name)

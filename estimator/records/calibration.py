@@ -84,7 +84,7 @@ Schema (``schema_version: 1``; throughput in TFLOP/s = 1e12 FLOP/s, bandwidth in
       notes: ["..."]               # optional
     torch_model:                    # optional (profiler/torch_model.py, gpucost profile --torch-model SPEC):
       id: mnist-mlp                 # a training step of the user's own nn.Module; full schema in
-      spec: builtin:mnist-mlp       # estimator/torch_model_record.py
+      spec: builtin:mnist-mlp       # estimator/records/torch_model.py
       params: 648010
       batch_size: 64
       flops_per_sample: 3098000.0   # training (forward + backward) FLOPs per sample, FlopCounterMode
@@ -110,10 +110,9 @@ A dtype (or the bandwidth section) that was not measured carries only ``skipped:
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,8 +121,9 @@ from typing import Any
 
 import yaml
 
-from .errors import CatalogError
-from .vocab import DEFAULT_CALIBRATION_FILE, PROFILE_DTYPES  # noqa: F401  (re-exported)
+from estimator.errors import CatalogError
+from estimator.records.checks import Check as _Check
+from estimator.vocab import DEFAULT_CALIBRATION_FILE, PROFILE_DTYPES  # noqa: F401  (re-exported)
 
 SCHEMA_VERSION = 1
 # The version of the measuring method (profiler/): bump it whenever what is measured or how changes,
@@ -133,7 +133,6 @@ DTYPES = PROFILE_DTYPES
 BACKENDS = ("cpu", "cuda", "rocm")
 TELEMETRY_SOURCES = ("nvml", "procfs")
 
-_STATS_KEYS = ("min", "median", "max")
 _TOP = {
     "schema_version", "benchmark_version", "created_utc", "command", "partial", "duration_s", "device",
     "software", "telemetry", "matmul", "mlp", "bandwidth", "notes", "model", "collectives", "torch_model",
@@ -145,74 +144,6 @@ _DEVICE_NUM = ("max_sm_clock_mhz", "power_limit_w")
 _DEVICE_STR = ("compute_capability",)
 _SOFTWARE = ("python", "torch", "cuda", "hip", "driver", "cuda_driver", "platform")
 _RUN_STATS = ("best_tflops", "median_tflops", "worst_tflops", "stdev_pct", "iterations")
-
-
-class _Check:
-    """Validation helpers that raise CatalogError(file, entry, field, problem)."""
-
-    def __init__(self, file: str):
-        self.file = file
-
-    def fail(self, entry: str | None, field: str | None, problem: str) -> CatalogError:
-        return CatalogError(self.file, entry, field, problem)
-
-    def mapping(self, value: Any, entry: str | None, field: str | None) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(entry, field, f"must be a mapping, got {type(value).__name__}")
-        return value
-
-    def keys(self, data: Mapping[str, Any], entry: str | None, allowed: Iterable[str],
-             required: Iterable[str] = ()) -> None:
-        allowed = set(allowed)
-        for name in required:
-            if name not in data:
-                raise self.fail(entry, name, "is required")
-        for name in data:
-            if name not in allowed:
-                raise self.fail(entry, str(name), "is not a known field")
-
-    def number(self, data: Mapping[str, Any], entry: str | None, field: str, *, optional: bool = False,
-               minimum: float = 0.0, positive: bool = False) -> None:
-        value = data.get(field)
-        if value is None:
-            if optional:
-                return
-            raise self.fail(entry, field, "is required" if field not in data else "must be a number, got null")
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric or not math.isfinite(value) or value < minimum or (positive and value <= 0):
-            bound = f"> {minimum:g}" if positive else f">= {minimum:g}"
-            raise self.fail(entry, field, f"must be a finite number {bound}, got {value!r}")
-
-    def integer(self, data: Mapping[str, Any], entry: str | None, field: str, *, optional: bool = False,
-                minimum: int = 0) -> None:
-        value = data.get(field)
-        if value is None:
-            if optional:
-                return
-            raise self.fail(entry, field, "is required")
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(entry, field, f"must be an integer >= {minimum}, got {value!r}")
-
-    def string(self, data: Mapping[str, Any], entry: str | None, field: str, *, optional: bool = False,
-               choices: Sequence[str] | None = None) -> None:
-        value = data.get(field)
-        if value is None:
-            if optional:
-                return
-            raise self.fail(entry, field, "is required")
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(entry, field, f"must be a non-empty string, got {value!r}")
-        if choices is not None and value not in choices:
-            raise self.fail(entry, field, f"must be one of {', '.join(choices)}, got {value!r}")
-
-    def stats(self, data: Mapping[str, Any], entry: str, field: str) -> None:
-        value = data.get(field)
-        if value is None:
-            return
-        value = self.mapping(value, entry, field)
-        self.keys(value, f"{entry}.{field}", _STATS_KEYS, _STATS_KEYS)
-        for key in _STATS_KEYS:
-            self.number(value, f"{entry}.{field}", key, minimum=-math.inf)
 
 
 def _check_run_stats(check: _Check, data: Mapping[str, Any], entry: str) -> None:
@@ -388,12 +319,12 @@ def validate_calibration(data: Any, file: str = "<calibration>") -> dict[str, An
 
     if top.get("model") is not None:
         _check_model(check, top["model"])
-    if top.get("collectives") is not None:  # gpucost profile --comm (estimator/collectives.py)
-        from .collectives import validate_collectives
+    if top.get("collectives") is not None:  # gpucost profile --comm (estimator/records/collectives.py)
+        from estimator.records.collectives import validate_collectives
 
         validate_collectives(top["collectives"], file)
-    if top.get("torch_model") is not None:  # gpucost profile --torch-model (estimator/torch_model_record.py)
-        from .torch_model_record import validate_torch_model
+    if top.get("torch_model") is not None:  # gpucost profile --torch-model (estimator/records/torch_model.py)
+        from estimator.records.torch_model import validate_torch_model
 
         validate_torch_model(top["torch_model"], file)
 
@@ -419,7 +350,7 @@ def validate_calibration(data: Any, file: str = "<calibration>") -> dict[str, An
 def read_calibration(path: str | Path) -> dict[str, Any]:
     """Read and validate a calibration file. Raises CatalogError naming the file and field (and for
     a missing, unreadable, non-UTF-8 or malformed file)."""
-    from .catalog import load_yaml_file
+    from estimator.catalog.fields import load_yaml_file
 
     path = Path(path)
     try:

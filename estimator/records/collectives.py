@@ -67,7 +67,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .calibration import _Check as _CalibrationCheck
+from estimator.records.checks import Check as _CalibrationCheck
 
 SCHEMA_VERSION = 1
 # The version of the measuring method (profiler/comm.py): bump it when what or how it measures changes.

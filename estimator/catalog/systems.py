@@ -20,8 +20,9 @@ import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import _records, load_catalog
-from .errors import CatalogError
+from estimator.catalog.fields import _records
+from estimator.catalog.records import Accelerator
+from estimator.errors import CatalogError
 
 SYSTEMS_FILE = "systems.yaml"
 LAYOUT_RUNS_FILE = "layout_runs.yaml"
@@ -264,13 +265,18 @@ def _one_of(file: str, entry: str, field: str, value: str | None, allowed: tuple
         raise CatalogError(file, entry, field, f"must be one of {', '.join(allowed)}, got {value!r}")
 
 
+def _accelerator_ids(directory: Path) -> set[str]:
+    """The accelerator ids of ``<directory>/gpus.yaml`` (each entry validated as the catalog does)."""
+    return {a.id for a in _records(directory / "gpus.yaml", "accelerators", Accelerator)}
+
+
 def load_systems(directory: Path) -> tuple[System, ...]:
     """Load and cross-check ``<directory>/systems.yaml``: accelerator ids exist in gpus.yaml, kinds
     are known, each accelerator is the default of at most one system, aliases are unique, and the
     optional bandwidth fields are positive."""
     directory = Path(directory)
     systems = _records(directory / SYSTEMS_FILE, "systems", System)
-    accelerators = {a.id for a in load_catalog(directory).accelerators}
+    accelerators = _accelerator_ids(directory)
     names: dict[str, str] = {}
     defaults: dict[str, str] = {}
     for system in systems:
@@ -316,7 +322,7 @@ def load_layout_runs(directory: Path) -> tuple[LayoutRun, ...]:
     within 1%."""
     directory = Path(directory)
     runs = _records(directory / LAYOUT_RUNS_FILE, "layout_runs", LayoutRun)
-    accelerators = {a.id for a in load_catalog(directory).accelerators}
+    accelerators = _accelerator_ids(directory)
     systems = {s.id: s for s in load_systems(directory)}
     file = LAYOUT_RUNS_FILE
     for run in runs:

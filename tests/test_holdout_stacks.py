@@ -1,0 +1,63 @@
+"""The published steps by training stack (benchmarks/holdout_stacks.py, benchmarks/stack_runs.yaml):
+each row runs through `gpucost estimate` as a user types it, the stack flags are passed only where
+the CLI has them, and a broken rows file is one error line."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import math
+import sys
+from pathlib import Path
+
+from estimator.catalog.fields import load_yaml_file
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = load_yaml_file(ROOT / "benchmarks" / "stack_runs.yaml")["rows"]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("holdout_stacks", ROOT / "benchmarks" / "holdout_stacks.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stack_flags_go_on_the_command_only_where_the_cli_lists_them():
+    module = _module()
+    row = next(r for r in ROWS if r["stack"] == "fsdp" and r["compile"])
+    without = module.command(row, set())
+    assert "--stack" not in without and "--compile" not in without and "--master-weights" not in without
+    with_flags = module.command(row, {"--stack", "--compile", "--master-weights"})
+    assert with_flags[with_flags.index("--stack") + 1] == "fsdp" and "--compile" in with_flags
+    assert with_flags[with_flags.index("--master-weights") + 1] == row["master_weights"]
+
+
+def test_unpublished_choices_are_left_to_the_layout_search():
+    module = _module()
+    row = next(r for r in ROWS if r["recompute"] is None and r["zero_stage"] is None)
+    args = module.command(row, set())
+    assert "--recompute" not in args and "--zero-stage" not in args and "--no-flash-attention" not in args
+
+
+def test_held_out_rows_run_and_every_split_and_stack_is_summarised():
+    module = _module()
+    held = [r for r in ROWS if r["split"] == "holdout"]
+    result = module.check(held)
+    assert all(r["failure"] is None and math.isfinite(r["ratio"]) and r["ratio"] > 0 for r in result["rows"])
+    assert set(result["by_split"]) == {"holdout"}
+    assert {"all", "megatron", "deepspeed"} <= set(result["by_split"]["holdout"])
+    assert result["by_split"]["holdout"]["all"]["rows"] == len(held)
+
+
+def test_a_broken_rows_file_is_one_error_line_and_exit_2(tmp_path):
+    module = _module()
+    broken = tmp_path / "rows.yaml"
+    broken.write_text("rows: [\n")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = module.main(["--file", str(broken)])
+    assert code == 2
+    assert len(err.getvalue().strip().splitlines()) == 1 and "rows.yaml" in err.getvalue()

@@ -1,0 +1,172 @@
+"""The step model's at-scale terms: NCCL's ring latency, per-layer ZeRO-3 collectives and their
+prefetch, the data-parallel gradient's bytes on the wire, and stragglers (docs/scale.md)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from estimator.catalog.core import load_catalog
+from estimator.model.hf_config import load_architecture
+from estimator.timing.layout import Layout
+from estimator.timing.step import (NCCL_BASE_LATENCY_S, NCCL_NET_HOP_S, NCCL_NVLINK_HOP_S, SLOW_HOST_EXCESS,
+                            SLOW_HOST_SHARE, _collective, links_for, ring_latency_s, shape_of, sharded_exposed_s,
+                            straggler_factor, time_layout)
+
+
+@pytest.fixture(scope="module")
+def dgx_a100():
+    catalog = load_catalog()
+    return catalog, catalog.accelerator("a100-sxm-80gb"), links_for(catalog.system_for("a100-sxm-80gb", None))
+
+
+def test_ring_latency_is_nccls_base_plus_one_hop_per_step():
+    # NVIDIA/nccl src/graph/tuning.cc: 2 nodes of 8 ranks, reduce-scatter: 15 steps, 1 of them between nodes
+    assert ring_latency_s("reduce_scatter", 16, 8) == pytest.approx(
+        NCCL_BASE_LATENCY_S + 14 * NCCL_NVLINK_HOP_S + 1 * NCCL_NET_HOP_S)
+    # an all-reduce ring walks it twice
+    assert ring_latency_s("all_reduce", 16, 8) == pytest.approx(
+        NCCL_BASE_LATENCY_S + 28 * NCCL_NVLINK_HOP_S + 2 * NCCL_NET_HOP_S)
+    assert ring_latency_s("all_gather", 1, 8) == 0.0
+
+
+def test_all_gather_latency_grows_with_every_node_but_all_reduce_takes_the_tree(dgx_a100):
+    _, _, links = dgx_a100
+    tiny = 1024.0  # bytes: latency-bound
+    gather = [_collective("all_gather", tiny, n, False, 1, links) for n in (16, 64, 256)]
+    reduce = [_collective("all_reduce", tiny, n, False, 1, links) for n in (16, 64, 256)]
+    # one rank per node: the ring's network hops grow linearly with the ranks
+    assert gather[2] / gather[0] == pytest.approx(
+        ring_latency_s("all_gather", 256, 1) / ring_latency_s("all_gather", 16, 1), rel=0.01)
+    assert gather[2] > 10 * gather[0]
+    # the all-reduce's tree grows with log2 of the ranks only
+    assert reduce[2] / reduce[0] < 2.5
+    assert reduce[2] < gather[2]
+
+
+def test_a_collective_in_chunks_pays_the_latency_of_each_chunk(dgx_a100):
+    _, _, links = dgx_a100
+    size = 4e8
+    one = _collective("all_gather", size, 64, False, 1, links)
+    eighty = _collective("all_gather", size, 64, False, 1, links, chunks=80)
+    assert eighty - one == pytest.approx(79 * ring_latency_s("all_gather", 64, 1), rel=1e-6)
+
+
+def test_no_straggler_stretch_on_one_host_and_the_published_excess_at_thousands():
+    assert straggler_factor(1) == pytest.approx(1 + SLOW_HOST_EXCESS * SLOW_HOST_SHARE)
+    # MegaScale's 12,288 GPUs are 1,536 hosts: a slow one is all but certain
+    assert straggler_factor(1536) == pytest.approx(1 + SLOW_HOST_EXCESS * (1 - (1 - SLOW_HOST_SHARE) ** 1536))
+    assert straggler_factor(1536) > 1 + 0.99 * SLOW_HOST_EXCESS
+    factors = [straggler_factor(k) for k in (1, 8, 32, 128, 512, 2048)]
+    assert factors == sorted(factors)
+    assert straggler_factor(32, slow_host_share=0.0) == 1.0
+
+
+@pytest.fixture(scope="module")
+def llama70_shape():
+    return shape_of(load_architecture("llama-3.1-70b"), 4096)
+
+
+def _zero3(num_devices: int, tp: int = 8) -> Layout:
+    return Layout(tensor_parallel=tp, pipeline_parallel=1, data_parallel=num_devices // tp, micro_batch=1,
+                  global_batch=num_devices // tp * 4, recompute="full", zero_stage=3)
+
+
+def test_zero3_per_layer_collectives_pay_one_latency_per_layer(dgx_a100, llama70_shape):
+    catalog, acc, links = dgx_a100
+    layout = _zero3(512)  # DP 64, one member per node (TP 8 fills it), 80 layers, 4 micro-batches
+    per_layer = time_layout(llama70_shape, layout, acc, "bf16", links)
+    whole = time_layout(llama70_shape, layout, acc, "bf16", links, sharded_per_layer=False)
+    layers, m = 80, layout.num_micro_batches
+    ring = ring_latency_s("all_gather", 64, 1)  # the reduce-scatter ring has the same steps
+    tree = links.latency_inter_s * math.log2(64)
+    # per layer: a reduce-scatter and an all-gather for the step's reduction (one all-reduce's bytes) and
+    # an all-gather for every micro-batch's forward and backward; whole model: one all-reduce and 2m gathers
+    expected = (2 * layers * ring - tree) + 2 * m * (layers - 1) * ring
+    extra = per_layer.breakdown_s["data_parallel"] - whole.breakdown_s["data_parallel"]
+    assert extra == pytest.approx(expected, rel=0.02)
+
+
+def test_zero2_reduces_per_layer_only_when_the_stack_does(dgx_a100, llama70_shape):
+    catalog, acc, links = dgx_a100
+    layout = Layout(tensor_parallel=8, pipeline_parallel=1, data_parallel=64, micro_batch=1, global_batch=64,
+                    recompute="full", zero_stage=2)
+    bucketed = time_layout(llama70_shape, layout, acc, "bf16", links)
+    layered = time_layout(llama70_shape, layout, acc, "bf16", links, zero2_per_layer=True)
+    ring = ring_latency_s("reduce_scatter", 64, 1)
+    tree = links.latency_inter_s * math.log2(64)
+    assert layered.breakdown_s["data_parallel"] - bucketed.breakdown_s["data_parallel"] == pytest.approx(
+        2 * 80 * ring - tree, rel=0.02)
+
+
+def test_prefetch_shows_only_the_first_layer_when_compute_is_longer():
+    # every layer's collectives shorter than its compute: only the first layer's show, once per pass
+    assert sharded_exposed_s(1.0, 2.0, 10, forward_s=5.0, backward_s=10.0, micro_batches=3, zero_stage=3) == \
+        pytest.approx(3 * 1.0 + 3 * (2.0 + 1.0))
+    # no compute to hide behind: all of it shows
+    assert sharded_exposed_s(1.0, 2.0, 10, forward_s=0.0, backward_s=0.0, micro_batches=3, zero_stage=3) == \
+        pytest.approx(3 * 10 * 1.0 + 3 * 10 * 3.0)
+    # ZeRO 2 gathers the updated weights once per step, and reduce-scatters every micro-batch
+    assert sharded_exposed_s(1.0, 2.0, 10, forward_s=0.0, backward_s=0.0, micro_batches=3, zero_stage=2) == \
+        pytest.approx(10 * 1.0 + 3 * 10 * 2.0)
+
+
+def test_prefetch_never_makes_a_step_slower(dgx_a100, llama70_shape):
+    catalog, acc, links = dgx_a100
+    for devices in (64, 512, 2048):
+        layout = _zero3(devices)
+        exposed = time_layout(llama70_shape, layout, acc, "bf16", links)
+        overlapped = time_layout(llama70_shape, layout, acc, "bf16", links, prefetch=True)
+        assert overlapped.step_time_s <= exposed.step_time_s
+        assert math.isfinite(overlapped.step_time_s) and overlapped.step_time_s > 0
+
+
+def test_fp32_gradient_reduction_doubles_the_data_parallel_bytes(dgx_a100, llama70_shape):
+    catalog, acc, links = dgx_a100
+    layout = Layout(tensor_parallel=8, pipeline_parallel=1, data_parallel=64, micro_batch=1, global_batch=256,
+                    recompute="full", zero_stage=1)
+    bf16 = time_layout(llama70_shape, layout, acc, "bf16", links)
+    fp32 = time_layout(llama70_shape, layout, acc, "bf16", links, grad_reduce_bytes=4.0)
+    latency = links.latency_inter_s * math.log2(64)
+    bf16_bytes_s = bf16.breakdown_s["data_parallel"] - latency
+    assert fp32.breakdown_s["data_parallel"] - latency == pytest.approx(2 * bf16_bytes_s, rel=0.05)
+
+
+def test_stragglers_stretch_compute_by_the_expected_slowest_host(dgx_a100, llama70_shape):
+    catalog, acc, links = dgx_a100
+    layout = _zero3(1024)
+    plain = time_layout(llama70_shape, layout, acc, "bf16", links)
+    slow = time_layout(llama70_shape, layout, acc, "bf16", links, stragglers=True)
+    stretch = straggler_factor(1024 // 8)
+    assert "stragglers" not in plain.breakdown_s
+    assert slow.breakdown_s["stragglers"] == pytest.approx(
+        (plain.breakdown_s["compute"] + plain.breakdown_s.get("tensor_parallel", 0.0)) * (stretch - 1), rel=1e-6)
+    assert slow.step_time_s == pytest.approx(plain.step_time_s + slow.breakdown_s["stragglers"], rel=1e-9)
+
+
+def test_every_published_stack_row_cites_its_source_and_converts_its_metric_to_seconds():
+    from pathlib import Path
+
+    from estimator.catalog.fields import load_yaml_file
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "stack_runs.yaml"
+    rows = load_yaml_file(path, label=path.name)["rows"]
+    assert len({row["id"] for row in rows}) == len(rows)
+    for row in rows:
+        assert row["split"] in ("train", "holdout") and row["stack"] in ("megatron", "deepspeed", "fsdp", "hf")
+        assert row["source"] and row["quote"], row["id"]
+        assert bool(row.get("model")) != bool(row.get("hf_config")), row["id"]
+        if row.get("hf_config"):
+            assert (path.parents[1] / row["hf_config"]).is_file(), row["id"]
+        assert row["global_batch"] % (row["micro_batch"] * row["data_parallel"]) == 0, row["id"]
+        assert row["tensor_parallel"] * row["pipeline_parallel"] * row["context_parallel"] * row["data_parallel"] \
+            == row["num_gpus"], row["id"]
+        metric, value = row["reported"]["metric"], row["reported"]["value"]
+        tokens = row["global_batch"] * row["seq_len"]
+        if "per GPU" in metric or "/GPU" in metric:  # tokens per second per GPU
+            assert row["step_time_s"] == pytest.approx(tokens / (value * row["num_gpus"]), rel=1e-3), row["id"]
+        elif "T/s" in metric or "Tokens Per Second" in metric:  # tokens per second in all
+            assert row["step_time_s"] == pytest.approx(tokens / value, rel=1e-3), row["id"]
+        else:  # an iteration time, as published
+            assert row["step_time_s"] == pytest.approx(value), row["id"]
