@@ -25,7 +25,7 @@ from estimator.plan import Plan
 from estimator.request import EstimateRequest
 from estimator.timing.throughput import ThroughputKind, device_hours
 
-SCHEMA_VERSION = 1  # of the JSON/YAML record (README "JSON output")
+SCHEMA_VERSION = 1  # of the JSON/YAML record (docs/json.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class Estimate:
         check_finite(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict. Its keys are a stable contract (see README "JSON output")."""
+        """A JSON-ready dict. Its keys are a stable contract (docs/json.md)."""
         data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
         data["assumptions"] = list(self.assumptions)
         data["warnings"] = list(self.warnings)
@@ -142,12 +142,13 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     ``estimate(EstimateRequest(...))`` or the same fields as keywords:
     ``estimate(params="175B", tokens="300B", gpu="a100", num_gpus=1024, tflops=80, precision="tf32")``.
     """
+    if request is not None and not isinstance(request, EstimateRequest):  # estimate("7B", gpu="h100")
+        raise InputError(f"estimate() takes an EstimateRequest or keyword options, got {type(request).__name__} "
+                         f"{request!r} as its first argument (write estimate(params=\"7B\", tokens=\"1T\", gpu=\"h100\"))")
     if request is None:
         request = EstimateRequest(**options)
     elif options:
         request = request.with_(**options)
-    elif not isinstance(request, EstimateRequest):
-        raise InputError(f"estimate() takes an EstimateRequest or keyword options, got {type(request).__name__}")
     from estimator.resolve import resolve
 
     catalog = catalog or load_catalog()

@@ -270,6 +270,32 @@ class EstimateRequest:
         return replace(self, **changes)
 
 
+def _keywords_only(init: Any) -> Any:
+    """Wrap the dataclass ``__init__`` so that a positional value or an unknown keyword is an
+    InputError naming it (with close matches), not Python's TypeError."""
+    import difflib
+    import functools
+
+    @functools.wraps(init)
+    def checked(self: EstimateRequest, *args: Any, **options: Any) -> None:
+        if args:
+            raise InputError(f"EstimateRequest takes keyword options only (params=\"7B\", gpu=\"h100\", ...), "
+                             f"got {len(args)} positional value(s): {args[0]!r}")
+        known = [f for f in EstimateRequest.__dataclass_fields__ if EstimateRequest.__dataclass_fields__[f].init]
+        for name in options:
+            if name not in known:
+                matches = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+                hint = (f"did you mean {', '.join(repr(m) for m in matches)}?" if matches
+                        else "see help(estimator.EstimateRequest) for the options")
+                raise InputError(f"unknown estimate option {name!r}; {hint}")
+        init(self, **options)
+
+    return checked
+
+
+EstimateRequest.__init__ = _keywords_only(EstimateRequest.__init__)  # type: ignore[method-assign]
+
+
 def _enum(kind: type, value: Any, name: str) -> Any:
     try:
         return kind(value.strip().lower() if isinstance(value, str) else value)

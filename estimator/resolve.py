@@ -17,7 +17,7 @@ from typing import Any
 
 from estimator.catalog.records import Accelerator
 from estimator.catalog.core import Catalog
-from estimator.errors import InputError
+from estimator.errors import CatalogError, InputError, UnknownNameError
 from estimator.plan import Plan
 from estimator.catalog.pricing import PriceChoice, resolve_price
 from estimator.request import DEFAULT_GPU, EstimateRequest
@@ -62,6 +62,19 @@ class Resolved:
     scope_source: str = ""
     band_source: str = ""
     warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _check_calibration_device(record: Any, catalog: Catalog, file: str) -> None:
+    """A calibration file's ``device.catalog_id`` must name a catalog accelerator (or be null):
+    CatalogError naming the file and the field, with close matches, where it does not."""
+    catalog_id = record.device.catalog_id
+    if catalog_id is None:
+        return
+    try:
+        catalog.accelerator(catalog_id)
+    except UnknownNameError as exc:
+        raise CatalogError(file, "device", "catalog_id", f"{exc} (a catalogs/gpus.yaml id, or null for a "
+                                                          "device the catalog does not know)") from None
 
 
 def _accelerator(request: EstimateRequest, catalog: Catalog, record: Any) -> Accelerator:
@@ -117,6 +130,7 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
         from estimator.records.calibration import load_calibration
 
         record = load_calibration(request.calibration)
+        _check_calibration_device(record, catalog, str(request.calibration))
     acc = _accelerator(request, catalog, record)
     peak_for(acc, request.precision)
     price = resolve_price(acc, price=request.price, provider=request.provider, catalog=catalog)

@@ -1,7 +1,8 @@
 """gpucost profiler: measure what the local device delivers and write a calibration file.
 
-Needs torch (and nvidia-ml-py on NVIDIA GPUs): ``pip install "gpucost[profile]"``. The entry point
-is :func:`profile` (what ``gpucost profile`` runs). Modules, one concept each: ``api`` (that entry
+Needs torch (and nvidia-ml-py on NVIDIA GPUs): ``pip install ".[profile]"`` from the checkout, after
+the torch build this machine needs (CPU or CUDA; docs/profile.md). The entry point is
+:func:`profile` (what ``gpucost profile`` runs). Modules, one concept each: ``api`` (that entry
 point), ``device`` (what device is this), ``nvml`` (the only pynvml user), ``telemetry``
 (clock/power/throttle sampling), ``timing`` (how a kernel is timed), ``kernels`` (what is timed),
 ``model`` (a model's own training step), ``run`` (the sweep and the calibration record),

@@ -150,3 +150,10 @@ def test_the_cli_repeats_the_memory_defaults_exactly():
     assert (models.DEFAULT_WEIGHT_BYTES, models.DEFAULT_GRAD_BYTES, models.DEFAULT_OPTIMIZER_BYTES,
             models.DEFAULT_RESERVE_GB) == (memory.DEFAULT_WEIGHT_BYTES, memory.DEFAULT_GRAD_BYTES,
                                            memory.DEFAULT_OPTIMIZER_BYTES, memory.DEFAULT_RESERVE_GB)
+
+
+def test_a_tensor_parallel_size_that_does_not_divide_the_heads_is_refused(cli):
+    result = cli("models", "show", "llama-3.1-8b", "--tensor-parallel", "3")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("Error: tensor parallel size 3 must divide the 32 attention heads and the 8 KV "
+                                     "heads (or be a multiple of the KV heads) of llama-3.1-8b")

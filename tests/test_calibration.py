@@ -157,7 +157,7 @@ def test_calibration_write_failure_keeps_old_file_and_leaves_no_temp_file(tmp_pa
     monkeypatch.setattr(calibration, "dump_calibration", explode)
     newer = sample_record()
     newer["notes"] = ["newer"]
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CatalogError, match="cal.yaml: cannot be written: disk full"):
         write_calibration(newer, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cal.yaml"]

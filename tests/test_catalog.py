@@ -117,3 +117,27 @@ def test_a_broken_catalog_is_one_error_line_from_the_cli(broken_catalog, monkeyp
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: gpus.yaml: entry 'h100-sxm', field 'tdp_w': tdp_w must be positive")
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(("written", "target"), [
+    ("RTX 4090", "rtx-4090"), ("rtx_4090", "rtx-4090"), ("NVIDIA H100", "h100-sxm"), ("h100 sxm5", "h100-sxm"),
+    ("NVIDIA H100 80GB HBM3", "h100-sxm"), ("A100 SXM4 80GB", "a100-sxm-80gb"), ("AMD Instinct MI300X", "mi300x"),
+    ("  H800  ", "h800-sxm"),
+])
+def test_a_gpu_written_with_spaces_or_a_vendor_word_is_found(written, target):
+    assert CATALOG.accelerator(written).id == target
+
+
+def test_no_loose_spelling_of_a_gpu_is_shared_by_two_accelerators():
+    from estimator.catalog.core import loose_gpu_name
+
+    owners: dict[str, set[str]] = {}
+    for acc in CATALOG.accelerators:
+        for name in (acc.id, *acc.aliases, *acc.device_names):
+            owners.setdefault(loose_gpu_name(name), set()).add(acc.id)
+    assert {k: v for k, v in owners.items() if len(v) > 1} == {}
+
+
+def test_a_loose_spelling_of_an_unknown_gpu_still_gets_close_matches():
+    with pytest.raises(UnknownNameError, match="did you mean"):
+        CATALOG.accelerator("H10 0X")

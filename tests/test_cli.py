@@ -157,3 +157,47 @@ def test_the_installed_console_script_finds_its_catalogs_from_any_directory(tmp_
     out = subprocess.run([script, *GPT3, "--format", "json"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["wall_clock_days"] == pytest.approx(44.5, rel=0.005)
+
+
+def test_compare_takes_a_provider_and_keeps_only_its_offers(cli):
+    result = cli("compare", "--params", "7B", "--tokens", "1T", "--num-gpus", "64", "--provider", "lambda",
+                 "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = result.json()["rows"]
+    assert rows and all(r["price_source"].startswith("lambda ") for r in rows)
+    wrong = cli("compare", "--params", "7B", "--tokens", "1T", "--num-gpus", "64", "--provider", "lambdaa")
+    assert wrong.exit_code == 2 and "did you mean 'lambda'" in wrong.stderr
+
+
+def test_compare_answers_a_deadline_with_the_devices_each_accelerator_needs(cli):
+    result = cli("compare", "--model", "llama-3.1-8b", "--tokens", "1T", "--deadline", "30d", "--gpu", "h100,a100",
+                 "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = {r["gpu"]: r for r in result.json()["rows"]}
+    alone = cli("estimate", "--model", "llama-3.1-8b", "--tokens", "1T", "--deadline", "30d", "--gpu", "a100",
+                "--format", "json").json()
+    assert rows["a100-sxm-80gb"]["num_gpus"] == alone["num_gpus"]
+    assert rows["h100-sxm"]["num_gpus"] != rows["a100-sxm-80gb"]["num_gpus"]
+
+
+def test_compare_answers_a_budget_with_the_tokens_it_buys_on_each(cli):
+    result = cli("compare", "--model", "llama-3.1-8b", "--budget", "50K", "--gpu", "h100,a100", "--num-gpus", "8",
+                 "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = result.json()["rows"]
+    alone = cli("estimate", "--model", "llama-3.1-8b", "--budget", "50K", "--gpu", "h100", "--num-gpus", "8",
+                "--format", "json").json()
+    h100 = next(r for r in rows if r["gpu"] == "h100-sxm")
+    assert h100["tokens"] == pytest.approx(alone["tokens"])
+    assert rows[0]["tokens"] >= rows[1]["tokens"]  # the most tokens for the money first
+    table = cli("compare", "--model", "llama-3.1-8b", "--budget", "50K", "--gpu", "h100,a100", "--num-gpus", "8")
+    assert "tokens" in table.stdout.splitlines()[0]
+
+
+def test_csv_cells_hold_no_python_reprs(cli):
+    result = cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1T",
+                 "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    row = next(csv.DictReader(io.StringIO(result.stdout)))
+    assert "layout.tensor_parallel=1" in row["layouts"] and "step_time_s=" in row["layouts"]
+    assert not any("{'" in cell or "['" in cell for cell in row.values())

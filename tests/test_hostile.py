@@ -193,7 +193,13 @@ def test_an_unknown_catalog_field_gets_a_close_match(tmp_path, cli, monkeypatch)
     (lambda: estimate(params="7B", tokens="1T", num_gpus=True), InputError, "--num-gpus must be a whole number, got True"),
     (lambda: EstimateRequest(params="7B", tokens="1T", zero_stage="1"), InputError, "--zero-stage must be one of 0, 1, 2, 3"),
     (lambda: EstimateRequest(params="7B", tokens="1T", precision=None), InputError, "--precision must be one of"),
-    (lambda: EstimateRequest(bogus=1), TypeError, "bogus"),
+    (lambda: EstimateRequest(bogus=1), InputError, "unknown estimate option 'bogus'"),
+    (lambda: EstimateRequest(parms="7B"), InputError, "unknown estimate option 'parms'; did you mean 'params'?"),
+    (lambda: estimate(parms="7B", tokens="1T"), InputError, "unknown estimate option 'parms'; did you mean 'params'?"),
+    (lambda: EstimateRequest("7B"), InputError, "EstimateRequest takes keyword options only"),
+    (lambda: estimate("7B", gpu="h100"), InputError, "estimate() takes an EstimateRequest or keyword options"),
+    (lambda: EstimateRequest(params="7B", tokens="1T").with_(gpus="h100"), InputError,
+     "unknown estimate option 'gpus'; did you mean 'gpu'"),
     (lambda: load_catalog().price("h1000"), UnknownNameError, "unknown GPU 'h1000'"),
     (lambda: load_catalog().accelerator(None), InputError, "a GPU name must be a string"),
     (lambda: load_catalog().system("nope"), UnknownNameError, "unknown system 'nope'"),
@@ -202,8 +208,40 @@ def test_the_library_raises_domain_errors_naming_the_parameter(call, kind, text)
     with pytest.raises(kind) as info:
         call()
     assert text in str(info.value)
-    if kind is not TypeError:  # an unknown keyword is Python's own TypeError, as for any function
-        assert isinstance(info.value, GpucostError)
+    assert isinstance(info.value, GpucostError)
+
+
+def test_nan_bytes_per_parameter_are_refused_by_the_memory_model():
+    from estimator.model.memory import training_memory
+    from estimator.model.report import resolve_architecture
+
+    arch, _ = resolve_architecture("llama-3.1-8b", None)
+    with pytest.raises(InputError, match="weight_bytes must be a finite, non-negative number"):
+        training_memory(arch, seq_len=8192, weight_bytes=float("nan"))
+
+
+def test_writing_a_calibration_over_a_directory_is_one_domain_error(tmp_path):
+    from calibration_samples import cpu_example
+    from estimator.records.calibration import write_calibration
+
+    with pytest.raises(GpucostError) as info:
+        write_calibration(cpu_example(), tmp_path)
+    assert str(info.value).startswith(f"{tmp_path}: is a directory, not a file")
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing half-written beside it
+
+
+def test_a_calibration_naming_an_unknown_gpu_names_the_file_and_field(cli, tmp_path):
+    import yaml
+
+    from calibration_samples import gpu_record
+
+    record = gpu_record()
+    record["device"]["catalog_id"] = "h999"
+    path = tmp_path / "h999.yaml"
+    path.write_text(yaml.safe_dump(record))
+    result = cli("estimate", "--calibration", str(path), "--params", "1B", "--tokens", "1B")
+    assert result.exit_code == 1
+    assert _error(result).startswith(f"Error: {path}: entry 'device', field 'catalog_id': unknown GPU 'h999'")
 
 
 def test_estimator_public_names_resolve():
@@ -224,11 +262,17 @@ def test_a_closed_pipe_ends_quietly(command):
     assert err == b"" and proc.returncode in (0, 141, -signal.SIGPIPE)
 
 
-def test_a_full_disk_is_one_line(tmp_path):
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered stdout", "PYTHONUNBUFFERED=1"])
+def test_a_full_disk_is_one_line(tmp_path, unbuffered):
+    """A block-buffered stdout keeps what it could not write; the interpreter's last flush at exit
+    then failed again ("Exception ignored ...", exit 120) unless PYTHONUNBUFFERED happened to be set."""
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
     with open("/dev/full", "w") as full:
-        result = subprocess.run([sys.executable, "-m", "estimator", "gpus"], cwd=ROOT, stdout=full,
+        result = subprocess.run([sys.executable, "-m", "estimator", "gpus"], cwd=ROOT, stdout=full, env=env,
                                 stderr=subprocess.PIPE, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr == "Error: cannot write the output: No space left on device\n"

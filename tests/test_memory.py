@@ -165,6 +165,11 @@ def test_expert_parallelism_needs_a_moe_model():
     (dict(seq_len=0), "seq_len must be a positive integer"),
     (dict(seq_len=8, recompute="some"), "recompute must be one of none, selective, full"),
     (dict(seq_len=8, micro_batch=0), "micro_batch must be a positive integer"),
+    (dict(seq_len=8, weight_bytes=float("nan")), "weight_bytes must be a finite, non-negative number"),
+    (dict(seq_len=8, optimizer_bytes=float("inf")), "optimizer_bytes must be a finite, non-negative number"),
+    (dict(seq_len=8, grad_bytes=-2), "grad_bytes must be a finite, non-negative number"),
+    (dict(seq_len=8, parallel=Parallelism(tensor=5)), "tensor parallel size 5 must divide the 12 attention heads"),
+    (dict(seq_len=8, parallel=Parallelism(pipeline=64)), "pipeline parallel size 64 exceeds the 12 layers"),
 ])
 def test_training_memory_rejects_bad_inputs(kwargs, message):
     with pytest.raises(InputError, match=message):

@@ -293,8 +293,12 @@ def test_profile_without_torch_says_how_to_install_it(profile_cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     result = profile_cli("profile", "--device", "cpu")
     assert result.exit_code == 1
-    assert result.stderr.strip() == ("Error: torch is not installed; install the profiler with: "
-                                     "pip install 'gpucost[profile]'")
+    message = result.stderr.strip()
+    assert message.startswith("Error: torch is not installed") and "\n" not in message
+    # gpucost is not on PyPI: the command must install from the checkout, with a CPU or CUDA torch first
+    assert "gpucost[profile]" not in message and 'pip install ".[profile]"' in message
+    assert "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in message
+    assert "CUDA" in message
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")

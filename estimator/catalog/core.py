@@ -63,13 +63,31 @@ class Catalog:
     def _model_index(self) -> dict[str, Model]:
         return {k.lower(): m for m in self.models for k in (m.id, *m.aliases)}
 
+    @functools.cached_property
+    def _accelerator_loose_index(self) -> dict[str, Accelerator]:
+        """:func:`loose_gpu_name` of every id, alias and driver name -> its accelerator; a spelling
+        two accelerators share is left out (never guessed)."""
+        index: dict[str, Accelerator] = {}
+        shared: set[str] = set()
+        for acc in self.accelerators:
+            for name in (acc.id, *acc.aliases, *acc.device_names):
+                key = loose_gpu_name(name)
+                if index.get(key, acc) is not acc:
+                    shared.add(key)
+                index[key] = acc
+        return {k: a for k, a in index.items() if k not in shared}
+
     def accelerator(self, name: str) -> Accelerator:
-        """The accelerator with id or alias ``name``; UnknownNameError (with close matches) if none."""
+        """The accelerator with id or alias ``name``; UnknownNameError (with close matches) if none.
+        Spaces, hyphens, underscores, case and a leading vendor word do not matter: ``RTX 4090``,
+        ``rtx_4090`` and ``NVIDIA H100`` are found, as are the names the driver prints."""
         if not isinstance(name, str):
             raise InputError(f"a GPU name must be a string, got {type(name).__name__} {name!r}")
         found = self._accelerator_index.get(" ".join(name.strip().lower().split()))
         if found is None:
             found = self.match_device_name(name)  # the name the driver prints, e.g. "NVIDIA H100 80GB HBM3"
+        if found is None and name.strip():
+            found = self._accelerator_loose_index.get(loose_gpu_name(name))
         if found is None:
             if not name.strip():
                 raise InputError("--gpu must not be empty")
@@ -171,6 +189,18 @@ class Catalog:
             if any(" ".join(n.lower().split()) == wanted for n in acc.device_names):
                 return acc
         return None
+
+
+VENDOR_WORDS = ("nvidia", "geforce", "tesla", "amd", "instinct", "google", "cloud")
+
+
+def loose_gpu_name(name: str) -> str:
+    """``"NVIDIA RTX 4090"`` -> ``"rtx4090"``: lower case, leading vendor words dropped, no spaces,
+    hyphens or underscores (how a look-up forgives the ways one chip is written)."""
+    words = name.lower().replace("_", " ").replace("-", " ").split()
+    while len(words) > 1 and words[0] in VENDOR_WORDS:
+        words = words[1:]
+    return "".join(words)
 
 
 @functools.lru_cache(maxsize=8)

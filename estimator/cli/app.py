@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. Every failure is one ``Error: ...`` line on stderr:
     domain errors with their own code, usage errors 2, Ctrl-C 130, a closed stdout (``| head``)
     ends quietly with the SIGPIPE status, and an unexpected error 70 (``GPUCOST_DEBUG=1`` shows
-    its traceback)."""
+    its traceback). Bare ``gpucost`` prints the help, exit 0."""
     command = typer.main.get_command(_app_for(sys.argv[1:] if argv is None else argv))
     try:
         try:
@@ -129,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             return SIGPIPE_EXIT
         return exc.code if isinstance(exc.code, int) else 1
     except OSError as exc:  # a full disk or a closed stdout: say so, no traceback
+        if not exc.filename:
+            # stdout's buffer still holds what could not be written (a block-buffered stdout, no
+            # PYTHONUNBUFFERED): without this the interpreter's last flush fails again at exit,
+            # printing "Exception ignored ..." and exiting 120
+            _silence_stdout()
         where = f" {exc.filename}" if exc.filename else " the output"
         _error(f"cannot {'read or write' if exc.filename else 'write'}{where}: {exc.strerror or exc}")
         return 1
@@ -136,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         _error("the input is nested too deeply")
         return 2
     except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # click >= 8.2: a group run bare; older click printed help
+            typer.echo(exc.format_message())  # type: ignore[attr-defined]
+            return 0
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # a click/typer usage error
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""

@@ -20,7 +20,8 @@ from estimator.vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES, Flop
 FLOPS_METHODS = tuple(m.value for m in FlopsMethod)
 TIME_MODELS = tuple(m.value for m in TimeModel)
 from estimator.completion import (complete_dataset, complete_gpu, complete_model, complete_precision, complete_provider, complete_system)
-from estimator.cli.options import Format, check_format, choices_metavar, completer, records, terminal_width, wrap_list
+from estimator.cli.options import (Format, Wide, check_format, choices_metavar, completer, paragraph, records, terminal_width,
+                                   wrap_list)
 
 COUNT = "a whole number; 1K = 1,000"
 Model = Annotated[Optional[str], typer.Option(autocompletion=complete_model, help="Catalog model (see `gpucost models`), e.g. gpt3-175b, deepseek-v3.")]
@@ -37,9 +38,11 @@ NumGpusList = Annotated[Optional[list[str]], typer.Option("--num-gpus", help=f"N
 Mfu = Annotated[Optional[float], typer.Option(help="Model FLOPs utilisation while training: fraction of the dense peak, in (0, 1] (the flat time model). Default: by kind of run (see `gpucost validate`), printed.")]
 Tflops = Annotated[Optional[str], typer.Option(help="Achieved TFLOP/s per device (the flat time model, instead of --mfu).")]
 GpuHours = Annotated[Optional[str], typer.Option(help="Reported device-hours: report the throughput and MFU they imply (the inverse question).")]
-Calibration = Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see README, Calibrated estimates).")]
+Calibration = Annotated[Optional[Path], typer.Option(help="A `gpucost profile` file: take the throughput from what was measured (see docs/profile.md, Calibrated estimates).")]
 Price = Annotated[Optional[str], typer.Option(help="USD per device-hour. Default: the catalog's default offer for the GPU.")]
 Provider = Annotated[Optional[str], typer.Option(autocompletion=complete_provider, help="Take the price from this provider (or price id) in the catalog, e.g. aws, lambda.")]
+Deadline = Annotated[Optional[str], typer.Option(help=f"Finish within this wall-clock time, e.g. 30d or 12h (units: {DURATION_UNITS_TEXT}): answers the devices needed.")]
+Budget = Annotated[Optional[str], typer.Option(help="USD to spend (1M, 250K): answers the tokens it buys for the model, or with --chinchilla the compute-optimal size.")]
 Pue = Annotated[float, typer.Option(show_default=True, help="Power usage effectiveness for energy (facility / IT power), 1-10.")]
 TimeModelOpt = Annotated[Optional[str], typer.Option("--time-model", metavar=choices_metavar(TIME_MODELS), autocompletion=completer(TIME_MODELS), help="step (parallel layout, communication, bubble; the default when the architecture is known) or flat (device-hours / devices at one MFU).")]
 System = Annotated[Optional[str], typer.Option(autocompletion=complete_system, help="Node type (see `gpucost systems`), e.g. dgx-h100. Default: the accelerator's default system.")]
@@ -137,10 +140,19 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _emit_estimate(est: Estimate, fmt: str) -> None:
+NARROW = 100  # below this many columns an estimate puts each basis under its value, not beside it
+
+
+def _emit_estimate(est: Estimate, fmt: str, wide: bool = False) -> None:
     if fmt in ("table", "markdown"):
-        width = terminal_width() if fmt == "table" else None
-        typer.echo(render({}, fmt, rows=estimate_rows(est), headers=("quantity", "value", "basis"), width=width))
+        width = terminal_width(wide) if fmt == "table" else None
+        rows = estimate_rows(est)
+        if width is not None and width < NARROW:
+            rows = [(q, f"{v}\n{b}" if b else v)
+                    for q, v, b in rows]
+            typer.echo(render({}, fmt, rows=rows, headers=("quantity", "value (basis below)"), width=width))
+        else:
+            typer.echo(render({}, fmt, rows=rows, headers=("quantity", "value", "basis"), width=width))
         if len(est.layouts) > 1:
             typer.echo("\nlayouts (fastest first):\n" + render({}, fmt, rows=layout_rows(est), width=width,
                                                                  headers=("layout", "step time", "MFU (detailed count)", "memory/device")))
@@ -183,8 +195,8 @@ def estimate_cmd(
     measured_num_gpus: Annotated[Optional[str], typer.Option(help="How many of them. Default: 1.")] = None,
     price: Price = None,
     provider: Provider = None,
-    deadline: Annotated[Optional[str], typer.Option(help=f"Finish within this wall-clock time, e.g. 30d or 12h (units: {DURATION_UNITS_TEXT}): answers the devices needed.")] = None,
-    budget: Annotated[Optional[str], typer.Option(help="USD to spend (1M, 250K): answers the tokens it buys for the model, or with --chinchilla the compute-optimal size.")] = None,
+    deadline: Deadline = None,
+    budget: Budget = None,
     chinchilla: Annotated[bool, typer.Option("--chinchilla", help="With --budget: choose params and tokens compute-optimally (20 tokens per parameter, Hoffmann et al. 2022).")] = False,
     time_model: TimeModelOpt = None,
     system: System = None,
@@ -206,6 +218,7 @@ def estimate_cmd(
     electricity_price: Annotated[float, typer.Option(show_default=True, help="Electricity price, USD per kWh (default: US industrial average 2024, EIA).")] = DEFAULT_ELECTRICITY_USD_PER_KWH,
     life_years: Annotated[float, typer.Option(show_default=True, help="Amortisation life of an owned accelerator, years (for the cost of owning).")] = DEFAULT_LIFE_YEARS,
     format: Format = "table",
+    wide: Wide = False,
 ) -> None:
     """Training compute, wall-clock, device-hours, cost and energy of one run.
 
@@ -225,7 +238,7 @@ def estimate_cmd(
         recompute=recompute, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
         num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
-    _emit_estimate(estimate(request), format)
+    _emit_estimate(estimate(request), format, wide)
 
 
 def compare_cmd(
@@ -260,8 +273,12 @@ def compare_cmd(
     flash_attention: FlashAttention = None,
     goodput: Goodput = None,
     scope: Scope = None,
+    provider: Provider = None,
+    deadline: Deadline = None,
+    budget: Budget = None,
     all_offers: Annotated[bool, typer.Option("--all-offers", help="One row per price offer, not just each GPU's default.")] = False,
     format: Format = "table",
+    wide: Wide = False,
 ) -> None:
     """One row per accelerator (and price offer), cheapest first: which GPU is cheapest for this run?
 
@@ -277,7 +294,8 @@ def compare_cmd(
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         virtual_stages=virtual_stages, context_parallel=context_parallel, expert_parallel=expert_parallel,
         zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch, recompute=recompute,
-        sequence_parallel=sequence_parallel, flash_attention=flash_attention, goodput=goodput, scope=scope)
+        sequence_parallel=sequence_parallel, flash_attention=flash_attention, goodput=goodput, scope=scope,
+        provider=provider, deadline_s=deadline, budget_usd=budget)
     from estimator.compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,
@@ -288,15 +306,24 @@ def compare_cmd(
               f"{r.price_usd_per_gpu_hour:g}" if r.price_usd_per_gpu_hour else "-",
               usd(r.cost_usd) if r.fits else "-", r.layout_text if r.fits else f"does not fit: {r.note}",
               r.price_source or "no price in catalog") for r in rows]
-    typer.echo(render(records("rows", data, format), format, rows=table, width=terminal_width(), headers=(
-        "gpu", "devices", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout",
-        "price source")))
+    headers = ("gpu", "devices", "TFLOP/s/device", "MFU", "days", "device-hours", "$/device-h", "cost", "layout",
+               "price source")
+    if base.budget_usd is not None:  # what the budget buys on each
+        table = [(*t[:2], si(r.tokens) if r.fits and r.tokens else "-", *t[2:]) for t, r in zip(table, rows)]
+        headers = (*headers[:2], "tokens", *headers[2:])
+    width = terminal_width(wide)
+    typer.echo(render(records("rows", data, format), format, rows=table, width=width, headers=headers,
+                      optional=("price source", "$/device-h", "TFLOP/s/device", "device-hours", "layout")))
     if format in ("table", "markdown") and rows:
         first = rows[0]
-        each = f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed"
-        typer.echo(f"\n{si(first.flops, 'FLOP')} ({first.flops_method}); {each}; "
-                   f"{base.precision}; time model: {first.time_model}"
-                   + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"))
+        each = ("the devices each needs to finish within the deadline" if base.deadline_s is not None
+                else f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed")
+        compute = (f"FLOPs: what {usd(base.budget_usd)} buys on each ({first.flops_method})" if base.budget_usd is not None
+                   else f"{si(first.flops, 'FLOP')} ({first.flops_method})")
+        typer.echo(paragraph(f"\n{compute}; {each}; "
+                             f"{base.precision}; time model: {first.time_model}"
+                             + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"),
+                             width))
 
 
 def _split_names(values: list[str] | str | None, option: str = "--gpu") -> list[str] | None:

@@ -13,7 +13,7 @@ from estimator.errors import InputError
 from estimator.vocab import RECOMPUTE_MODES
 from estimator.completion import complete_gpu, complete_model
 from estimator.vocab import FORMATS as SHOW_FORMATS
-from estimator.cli.options import Format, choices_metavar, completer
+from estimator.cli.options import Format, Wide, choices_metavar, completer, terminal_width
 
 if TYPE_CHECKING:
     from estimator.model.report import ModelReport
@@ -31,8 +31,9 @@ def _gb(value: float) -> str:
     return f"{value:,.2f}"
 
 
-def render_report(report: ModelReport, fmt: str) -> str:
-    """Render a :class:`~estimator.model.report.ModelReport`: tables (table/markdown) or json/yaml/csv."""
+def render_report(report: ModelReport, fmt: str, width: int | None = None) -> str:
+    """Render a :class:`~estimator.model.report.ModelReport`: tables (table/markdown) or json/yaml/csv;
+    with ``width`` (a terminal's), the tables and titles are fitted to it."""
     if fmt not in SHOW_FORMATS:
         raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(SHOW_FORMATS)}")
     if fmt in ("json", "yaml", "csv"):
@@ -46,20 +47,32 @@ def render_report(report: ModelReport, fmt: str) -> str:
 
     style = "github" if fmt == "markdown" else "simple"
 
+    if fmt != "table":
+        width = None
+
     def table(rows: list, headers: list[str], align: tuple[str, ...] | None = None) -> str:
+        if width is not None:
+            from estimator.render import fit_table
+
+            rows, headers, _ = fit_table(rows, headers, width)
         return tabulate(rows, headers=headers, tablefmt=style, disable_numparse=True,
                         colalign=align or ("left",) + ("right",) * (len(headers) - 1))
 
+    def title(text: str) -> str:
+        from estimator.cli.options import paragraph
+
+        return paragraph(text, width)
+
     a = report.architecture
-    title = (f"{report.model} ({a['model_type']}): {a['num_layers']} layers, d_model {a['hidden_size']}, "
+    heading = (f"{report.model} ({a['model_type']}): {a['num_layers']} layers, d_model {a['hidden_size']}, "
              f"{a['num_heads']} heads / {a['num_kv_heads']} KV, FFN {a['ffn_size']}"
              f"{' SwiGLU' if a['gated_ffn'] else ''}, vocab {a['vocab_size']}")
     if "moe" in a:
         m = a["moe"]
-        title += (f"; MoE {m['num_experts']} experts, top-{m['experts_per_token']}"
+        heading += (f"; MoE {m['num_experts']} experts, top-{m['experts_per_token']}"
                   f"{', ' + str(m['num_shared_experts']) + ' shared' if m['num_shared_experts'] else ''}"
                   f", {m['num_moe_layers']} MoE layers")
-    parts = [title, ""]
+    parts = [title(heading), ""]
 
     total, active = report.params_breakdown, report.params_active_breakdown
     rows = [(k, _n(v), _n(active.get(k, 0))) for k, v in total.items()]
@@ -81,7 +94,7 @@ def render_report(report: ModelReport, fmt: str) -> str:
     ]
     if f.mtp_forward is not None:
         rows.append(("MTP forward (not included)", f"{f.mtp_forward:.4g}"))
-    parts += [f"FLOPs per token at seq_len {report.seq_len} ({report.seq_len_source}); attention: {attn}",
+    parts += [title(f"FLOPs per token at seq_len {report.seq_len} ({report.seq_len_source}); attention: {attn}"),
               table(rows, ["quantity", "FLOPs/token"]), ""]
 
     m = report.memory
@@ -99,7 +112,7 @@ def render_report(report: ModelReport, fmt: str) -> str:
          f"flash attention {'on' if m.flash_attention else 'off'} (Korthikanti et al. 2022)"),
         ("total", _gb(m.total_gb), f"{_n(m.params_per_device)} params on this device"),
     ]
-    parts += [f"Training memory per device (most loaded; GB = 1e9 bytes): {layout}",
+    parts += [title(f"Training memory per device (most loaded; GB = 1e9 bytes): {layout}"),
               table(rows, ["item", "GB", "assumption"], ("left", "right", "left"))]
 
     if report.fit is not None:
@@ -143,6 +156,7 @@ def show(
     optimizer_bytes: Annotated[float, typer.Option(help="Bytes per parameter for optimizer states (AdamW mixed precision: 12).")] = DEFAULT_OPTIMIZER_BYTES,
     mlm_head: Annotated[bool, typer.Option("--mlm-head/--no-mlm-head", help="BERT: count the masked-LM head (BertForMaskedLM) too.")] = False,
     format: Format = "table",
+    wide: Wide = False,
 ) -> None:
     """Show a model's exact parameter breakdown, FLOPs per token (forward/train, 6N vs detailed)
     and training memory per device, optionally with a fit check on a GPU."""
@@ -183,7 +197,7 @@ def show(
         optimizer_bytes=optimizer_bytes, gpu=accelerator, reserve_gb=reserve_gb,
         search={"tensor": tensor_parallel, "pipeline": pipeline_parallel, "expert": expert_parallel},
     )
-    typer.echo(render_report(report, format))
+    typer.echo(render_report(report, format, terminal_width(wide)))
 
 
 __all__ = ["render_report", "show"]

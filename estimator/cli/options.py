@@ -33,12 +33,18 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def terminal_width() -> int | None:
+Wide = Annotated[bool, typer.Option("--wide", help="Print every column in full, whatever the terminal's width "
+                                                     "(tables are fitted to a terminal; piped output is never cut).")]
+
+
+def terminal_width(wide: bool = False) -> int | None:
     """The terminal's width when stdout is one (tables are fitted to it), else None: piped output
-    keeps whole lines."""
+    and ``--wide`` keep whole lines."""
     import shutil
     import sys
 
+    if wide:
+        return None
     try:
         if not sys.stdout.isatty():
             return None
@@ -55,6 +61,16 @@ def wrap_list(items: list[str], width: int | None, indent: str = "  - ") -> str:
 
     return "\n".join(textwrap.fill(item, width=width, initial_indent=indent, subsequent_indent=" " * len(indent),
                                     break_long_words=True, break_on_hyphens=False) for item in items)
+
+
+def paragraph(text: str, width: int | None) -> str:
+    """Prose under a table, wrapped to the terminal's ``width`` when given (its line breaks kept)."""
+    if not width:
+        return text
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width=width, break_long_words=True, break_on_hyphens=False) if line else ""
+                     for line in text.split("\n"))
 
 
 def records(key: str, data: list, fmt: str) -> object:

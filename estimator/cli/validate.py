@@ -7,10 +7,10 @@ import typer
 from estimator.estimate import SCHEMA_VERSION
 from estimator.numbers import si
 from estimator.render import render
-from estimator.cli.options import Format, check_format as _check_format
+from estimator.cli.options import Format, Wide, check_format as _check_format, paragraph, terminal_width
 
 
-def validate_cmd(*, format: Format = "table") -> None:
+def validate_cmd(*, format: Format = "table", wide: Wide = False) -> None:
     """Back-test gpucost against published runs: the default (flat) estimate against every run's
     reported device-hours, and the step-time model against every published layout's step time."""
     from estimator.validate import validate
@@ -27,6 +27,7 @@ def validate_cmd(*, format: Format = "table") -> None:
     if format not in ("table", "markdown"):
         typer.echo(render({"schema_version": SCHEMA_VERSION, **result.to_dict(), "step": step.to_dict()}, format))
         return
+    width = terminal_width(wide) if format == "table" else None
     table = [(c.id, c.accelerator, c.precision, c.scope, c.kind, si(c.flops, "FLOP"),
               f"{c.reported_gpu_hours:,.0f}" if c.reported_gpu_hours else "-", f"{c.estimated_gpu_hours:,.0f}",
               f"{c.gpu_hours_low:,.0f} - {c.gpu_hours_high:,.0f}",
@@ -35,24 +36,27 @@ def validate_cmd(*, format: Format = "table") -> None:
               f"{c.implied_mfu:.1%}" if c.implied_mfu is not None else "-") for c in result.runs]
     typer.echo(render({}, format, rows=table, headers=(
         "run", "gpu", "precision", "scope", "kind", "FLOPs (6ND)", "reported device-h", "estimated device-h",
-        "range device-h", "error", "in range", "implied MFU")))
+        "range device-h", "error", "in range", "implied MFU"), width=width,
+        optional=("range device-h", "kind", "precision", "scope", "FLOPs (6ND)", "implied MFU")))
     n = result.num_with_hours
     low_q, high_q = (round(100 * q) for q in result.band_quantiles)
-    typer.echo(f"\n{n} runs report device-hours: median absolute error {result.median_abs_error:.0%}, "
+    typer.echo(paragraph(f"\n{n} runs report device-hours: median absolute error {result.median_abs_error:.0%}, "
                f"{result.num_within_1_5x} of {n} ({result.num_within_1_5x / n:.0%}) within a factor of 1.5, "
                f"{result.num_inside_range} of {n} ({result.num_inside_range / n:.0%}) inside the printed range "
-               f"(the {low_q}th-{high_q}th percentile of the runs' leave-one-out error around their kind's median).")
+               f"(the {low_q}th-{high_q}th percentile of the runs' leave-one-out error around their kind's median).", width))
     rows = [(d.kind, f"{d.mfu:.1%}", f"{d.band_low:.1%} - {d.band_high:.1%}", str(d.num_runs), d.basis,
              d.fallback_note or "") for d in result.defaults]
-    typer.echo(f"\nDefault MFU while training by kind of run (goodput {result.goodput:.0%} applied on top; "
-               "estimator/timing/utilisation.py):\n" + render({}, format, rows=rows, headers=(
-                   "kind", "MFU", "band", "runs", "median over", "fallback")))
+    typer.echo(paragraph(f"\nDefault MFU while training by kind of run (goodput {result.goodput:.0%} applied on top; "
+                         "estimator/timing/utilisation.py):", width) + "\n" + render({}, format, rows=rows, headers=(
+                   "kind", "MFU", "band", "runs", "median over", "fallback"), width=width,
+                   optional=("fallback", "median over")))
 
     table = [(r.id, r.accelerator, f"{r.num_devices:,}", r.layout.split(", micro-batch")[0],
               f"{r.implied_step_time_s:.3g}", f"{r.predicted_step_time_s:.3g}", f"{r.error:+.1%}") for r in step.rows]
     typer.echo("\nStep-time model on published layouts (seconds per optimizer step):\n" + render({}, format, rows=table, headers=(
-        "layout run", "gpu", "devices", "layout", "implied s", "predicted s", "error")))
-    typer.echo(f"\n{len(step.rows)} published layouts: median absolute error {step.median_abs_error:.1%}, "
+        "layout run", "gpu", "devices", "layout", "implied s", "predicted s", "error"), width=width,
+        optional=("layout", "devices", "gpu")))
+    typer.echo(paragraph(f"\n{len(step.rows)} published layouts: median absolute error {step.median_abs_error:.1%}, "
                f"mean {step.mean_abs_error:.1%}, max {step.max_abs_error:.1%}; {step.num_within_10pct} within 10%, "
                f"{step.num_within_25pct} within 25%. Implied = the reported TFLOP/s, MFU or iteration time turned "
-               "into seconds by each source's own FLOPs formula (catalogs/layout_runs.yaml).")
+               "into seconds by each source's own FLOPs formula (catalogs/layout_runs.yaml).", width))

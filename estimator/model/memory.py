@@ -286,6 +286,18 @@ def training_memory(arch: Architecture, *, seq_len: int, micro_batch: int = 1, p
     if not isinstance(arch, Architecture):
         raise InputError(f"an Architecture is required, got {type(arch).__name__}")
     parallel = parallel or Parallelism()
+    for name, value in (("weight_bytes", weight_bytes), ("grad_bytes", grad_bytes),
+                        ("optimizer_bytes", optimizer_bytes)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise InputError(f"{name} must be a finite, non-negative number of bytes per parameter, got {value!r}")
+    t = parallel.tensor
+    # Megatron splits the query heads over the tensor ranks, and the KV heads too (or replicates
+    # each on t / num_kv_heads ranks when there are fewer KV heads than ranks)
+    if arch.num_heads % t or (arch.num_kv_heads % t and t % arch.num_kv_heads):
+        raise InputError(f"tensor parallel size {t} must divide the {arch.num_heads} attention heads and the "
+                         f"{arch.num_kv_heads} KV heads (or be a multiple of the KV heads) of {arch.name}")
+    if parallel.pipeline > arch.num_layers:
+        raise InputError(f"pipeline parallel size {parallel.pipeline} exceeds the {arch.num_layers} layers of {arch.name}")
     if parallel.expert > 1 and not arch.is_moe:
         raise InputError("expert parallelism needs a mixture-of-experts model")
     if arch.moe is not None and arch.moe.num_experts % parallel.expert:

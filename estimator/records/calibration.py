@@ -417,6 +417,9 @@ def write_calibration(record: Mapping[str, Any], path: str | Path) -> Path:
     """
     path = Path(path)
     validate_calibration(record, str(path))
+    if path.is_dir():
+        raise CatalogError(str(path), None, None, "is a directory, not a file: give a file name such as "
+                                                  f"{path / 'gpucost-calibration.yaml'}")
     folder = path.parent if str(path.parent) else Path(".")
     try:
         handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=f".{path.name}.",
@@ -430,11 +433,13 @@ def write_calibration(record: Mapping[str, Any], path: str | Path) -> Path:
             os.fsync(handle.fileno())
         os.chmod(handle.name, 0o666 & ~_umask())  # a temporary file is private (0600); the result is not
         os.replace(handle.name, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(handle.name)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # a full disk, a folder made meanwhile: one line naming the file
+            raise CatalogError(str(path), None, None, f"cannot be written: {exc.strerror or exc}") from None
         raise
     return path
 
