@@ -53,7 +53,7 @@ interrupted by another process) and at the median step, best / median / worst TF
 the step count, the throughput of each fifth of the steps; a note when more than 5% of the steps
 were interrupted.
 
-Errors name the SPEC in one line: InputError for what the user gave (import failure, no such
+Finding the callable: :mod:`profiler.torch_model_spec`. Errors name the SPEC in one line: InputError for what the user gave (import failure, no such
 callable, wrong return type, wrong device, a loss that is not a scalar), GpucostError for what
 happened on the device (out of memory, the step raised). Ctrl-C keeps the dtypes already timed
 and marks the section ``partial: true``.
@@ -63,17 +63,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import difflib
-import importlib
-import importlib.util
 import inspect
 import math
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,10 +78,10 @@ from estimator.errors import GpucostError, InputError
 from estimator.records.torch_model import BUSY_SHARE, SLOW_STEP
 
 from .memory import DeviceMemory
+from .torch_model_spec import RETURN_FORMS as _RETURN, Resolved, _first_line, _on_path, resolve_spec
 from .run import Budget, is_out_of_memory
 from .timing import Timing, clock_for, measure
 
-BUILTIN_PREFIX = "builtin:"
 DEFAULT_OPTIMIZER = "AdamW(lr=0.001)"
 # Warm-up and timed seconds per dtype: thousands of steps of a small model, at least 3 of a big one.
 # 30 s on a CPU: a shared VM's speed flips between levels 30% apart every few to tens of seconds,
@@ -98,124 +92,9 @@ INTERRUPTED = "not measured: the run was interrupted"
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 TRAIN_DTYPES = ("fp32", "tf32", "bf16", "fp16")
 _FP8 = "not measured: an fp8 training step needs scaled-matmul recipes (Transformer Engine, torchao)"
-_RETURN = "(model, batch) or a dict with 'model' and 'batch'"
 _DICT_KEYS = ("model", "batch", "loss_fn", "optimizer", "id", "notes")
 MEMORY_FORMATS = ("nchw", "channels_last")  # --memory-format: passed to a callable that takes memory_format
 _DEVICE_WORDS = ("same device", "two devices", "different device", "device type", "but got", "expected device")
-
-
-# -- finding the callable ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A SPEC resolved to its callable: ``model_id`` is the id the file will use unless the
-    callable's dict gives one; ``folder`` joins sys.path while the callable runs (file specs)."""
-
-    spec: str
-    function: Callable[..., Any]
-    model_id: str
-    folder: str | None = None
-
-
-@contextlib.contextmanager
-def _on_path(folder: str | None) -> Iterator[None]:
-    if folder is None or folder in sys.path:
-        yield
-        return
-    sys.path.insert(0, folder)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(folder)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0].strip()
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-
-
-def _syntax() -> str:
-    return "use module:callable, path/to/file.py:callable, or builtin:NAME (builtins: mnist-mlp, resnet-50)"
-
-
-def resolve_spec(spec: str, cwd: str | Path | None = None) -> Resolved:
-    """Find the callable that SPEC names (imports its module; does not call it). Raises
-    InputError naming the SPEC: bad syntax, unknown builtin, module or file not found, import
-    failed, no such attribute, not callable."""
-    from .builtin_models import BUILTINS
-
-    if not isinstance(spec, str) or not spec.strip():
-        raise InputError(f"--torch-model needs a SPEC; {_syntax()}")
-    spec = spec.strip()
-    if spec.startswith(BUILTIN_PREFIX):
-        name = spec[len(BUILTIN_PREFIX):]
-        if name not in BUILTINS:
-            close = difflib.get_close_matches(name, list(BUILTINS), n=1, cutoff=0.5)
-            hint = f"did you mean builtin:{close[0]}?" if close else f"builtins: {', '.join(BUILTINS)}"
-            raise InputError(f"--torch-model {spec}: unknown builtin {name!r}; {hint}")
-        return Resolved(spec, BUILTINS[name], name)
-    target, colon, attribute = spec.rpartition(":")
-    if not colon or not target or not attribute:
-        raise InputError(f"--torch-model {spec}: expected a ':' between the module or file and the callable; {_syntax()}")
-    cwd = str(cwd or os.getcwd())
-    is_file = target.endswith(".py") or "/" in target or os.sep in target
-    if is_file:
-        path = Path(target) if Path(target).is_absolute() else Path(cwd) / target
-        if not path.is_file():
-            raise InputError(f"--torch-model {spec}: file {target} not found")
-        folder = str(path.resolve().parent)
-        module_name = f"_gpucost_torch_model_{path.stem}"
-        with _on_path(folder):
-            try:
-                loader_spec = importlib.util.spec_from_file_location(module_name, path)
-                if loader_spec is None or loader_spec.loader is None:
-                    raise InputError(f"--torch-model {spec}: {target} cannot be imported as a Python file")
-                module = importlib.util.module_from_spec(loader_spec)
-                sys.modules[module_name] = module
-                loader_spec.loader.exec_module(module)
-            except InputError:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - whatever the user's file raises, in one line
-                sys.modules.pop(module_name, None)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                raise InputError(f"--torch-model {spec}: importing {target} failed: {_first_line(exc)}") from None
-        where = target
-    else:
-        folder = cwd
-        with _on_path(folder):
-            try:
-                module = importlib.import_module(target)
-            except ModuleNotFoundError as exc:
-                if exc.name and (target == exc.name or target.startswith(exc.name + ".")):
-                    raise InputError(f"--torch-model {spec}: no module named {target!r} in the current directory "
-                                     "or on PYTHONPATH") from None
-                raise InputError(f"--torch-model {spec}: importing {target} failed: {_first_line(exc)}") from None
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:  # noqa: BLE001
-                raise InputError(f"--torch-model {spec}: importing {target} failed: {_first_line(exc)}") from None
-        where = f"module {target}"
-    value: Any = module
-    walked = []
-    for part in attribute.split("."):
-        if not hasattr(value, part):
-            owner = where if not walked else f"{where}: {'.'.join(walked)}"
-            names = [n for n in dir(value) if not n.startswith("_")]
-            close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise InputError(f"--torch-model {spec}: {owner} has no attribute {part!r}{hint}")
-        value = getattr(value, part)
-        walked.append(part)
-    if not callable(value):
-        raise InputError(f"--torch-model {spec}: {attribute} is a {type(value).__name__}, not a callable that returns "
-                         f"{_RETURN}")
-    if isinstance(value, nn.Module):
-        raise InputError(f"--torch-model {spec}: {attribute} is a model instance; name a function that returns "
-                         f"{_RETURN}")
-    return Resolved(spec, value, getattr(value, "__name__", attribute.split(".")[-1]), folder if is_file else cwd)
 
 
 # -- calling it and checking what it returned -----------------------------------------------------
