@@ -414,8 +414,9 @@ def run_profile(plan: Plan, device: torch.device, info: DeviceInfo, *, command: 
             total += len(targets)
             for key in targets:
                 if progress:
-                    progress(done, total, f"{Item(key[0], key[1], key[2], plan.items[0].budget).label}, back to "
-                                          f"back for {plan.sustained.window_s:g} s (sustained)")
+                    size = "x".join(map(str, key[2])) if key[0] == "matmul" else f"width {key[2][0]}, {key[2][1]} tokens"
+                    progress(done, total, f"{key[0]} {key[1]} {size}, back to back for {plan.sustained.window_s:g} s "
+                                          "(sustained)")
                 figures, reason = _run_sustained(key, device, clock, plan, read, source)
                 if figures is not None:
                     sustained[key[:2]] = {**_head(key), **figures}
