@@ -36,7 +36,7 @@ from estimator.catalog.fields import _records
 from estimator.catalog.core import load_catalog  # noqa: E402
 from estimator.errors import CatalogError, GpucostError  # noqa: E402
 from estimator.estimate import estimate  # noqa: E402
-from estimator.timing.utilisation import (DEFAULT_GOODPUT, SCOPE_OVERHEAD, accelerator_peak, reported_device_hours,  # noqa: E402
+from estimator.timing.utilisation import (DEFAULT_GOODPUT, SCOPE_OVERHEAD, reported_device_hours,  # noqa: E402
     run_kind)
 
 HOLDOUT_FILE = ROOT / "benchmarks" / "holdout_runs.yaml"
@@ -68,8 +68,7 @@ def check(runs: tuple[Run, ...], catalog: Any = None) -> dict:
         reported = reported_device_hours(run)
         ratio = reported / est.gpu_hours
         rows.append({
-            "id": run.id, "kind": run_kind(total, run.params, run.precision,
-                                               peak_tflops=accelerator_peak(catalog.accelerator(run.accelerator))).label, "accelerator": est.gpu,
+            "id": run.id, "kind": run_kind(total, run.params, run.precision).label, "accelerator": est.gpu,
             "precision": run.precision, "scope": run.scope, "reported_device_hours": reported,
             "estimated_device_hours": est.gpu_hours,
             "band_device_hours": [est.range.gpu_hours_low, est.range.gpu_hours_high],

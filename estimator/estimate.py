@@ -104,6 +104,8 @@ class Estimate:
     mfu_while_training: float | None = None  # the inverse question: implied MFU / assumed goodput
     default_wall_clock_days: float | None = None  # a ported run: the estimate from FLOPs at the default MFU
     scope: str = "pretrain"
+    stack: dict[str, Any] | None = None  # the training stack (--stack) and, eager, its kernels and memory peak
+    finetune: dict[str, Any] | None = None  # method, lora_rank, lora_targets, trainable_params, frozen_weights_gb
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -155,7 +157,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     parts = resolve(request, catalog)
     work, acc, rate, price = parts.workload, parts.accelerator, parts.throughput, parts.price
     num_gpus = parts.num_gpus
-    assumptions = [f"training FLOPs: {work.flops_method}"]
+    assumptions = [f"training FLOPs: {work.flops_method}", *work.finetune_notes]
     warnings = list(parts.warnings)
     if rate.peak_tflops is None:
         warnings.append(f"{acc.id} has no {request.precision} peak in the catalog; MFU is unknown")
@@ -168,10 +170,16 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     hours = device_hours(work.flops, rate.achieved_tflops) * overhead
     step = parts.step
     assumptions.append(f"throughput: {rate.achieved_tflops:.4g} TFLOP/s per device, {rate.source}")
-    if step is None:
-        devices_note = "" if parts.num_gpus_given else " (default; set --num-gpus)"
-        assumptions.append(f"devices: {num_gpus} x {acc.id}{devices_note}, perfect scaling (time = device-hours / devices)")
+    if parts.devices_source:
+        devices_note = f", {parts.devices_source}"
     else:
+        devices_note = "" if parts.num_gpus_given else " (default; set --num-gpus)"
+    if step is None:
+        assumptions.append(f"devices: {num_gpus:,} x {acc.id}{devices_note}; perfect scaling "
+                           "(time = device-hours / devices)")
+    else:
+        if parts.devices_source:
+            assumptions.append(f"devices: {num_gpus:,} x {acc.id}, {parts.devices_source}")
         assumptions.extend(step.assumptions)
     if goodput < 1:
         assumptions.append(f"goodput: {goodput:.0%} of wall-clock trains ({parts.goodput_source}); "
@@ -214,7 +222,11 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         assumptions.append(f"owning: ${acc.purchase_price_usd:,.0f} per device amortised over {request.life_years:g} "
                            "years of continuous use, plus electricity")
     if work.flops_detailed is not None:
-        assumptions.append(f"detailed FLOPs at sequence length {work.seq_len}: {work.flops_detailed:.3g} "
+        causal = work.architecture is not None and work.architecture.causal and request.flash_attention is not False
+        assumptions.append(f"sequence length: {work.seq_len:,} ({work.seq_len_source})")
+        assumptions.append(f"detailed FLOPs at sequence length {work.seq_len}"
+                           + (" (causal attention at half the score matmuls, as the fused kernel runs them)"
+                              if causal else "") + f": {work.flops_detailed:.3g} "
                            f"({work.flops_detailed / work.flops_6nd - 1:+.1%} vs 6ND); the time uses "
                            + ("the detailed count" if work.flops == work.flops_detailed
                               else "6ND (--flops-method detailed to switch)"))
@@ -257,9 +269,19 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
         system=step.system.id if step else None,
         layouts=tuple(LayoutSummary(c.layout.to_dict(), c.step_time_s, c.mfu, c.memory_gb)
                       for c in step.ranked) if step else (),
+        stack=asdict(step.stack) if step is not None and step.stack is not None else None,
         goodput=goodput, mfu_while_training=mfu_while_training, default_wall_clock_days=default_days, scope=request.scope or "pretrain",
+        finetune=_finetune_dict(work.finetune),
         assumptions=tuple(assumptions), warnings=tuple(warnings),
     )
+
+
+def _finetune_dict(spec: Any) -> dict[str, Any] | None:
+    """The JSON of a fine-tune (estimator.model.finetune.FinetuneSpec), None for pre-training."""
+    if spec is None:
+        return None
+    return {"method": spec.method, "lora_rank": spec.rank, "lora_targets": list(spec.targets),
+            "trainable_params": spec.trainable_params, "frozen_weights_gb": spec.frozen_weight_bytes / 1e9}
 
 
 __all__ = ["Estimate", "LayoutSummary", "Range", "SCHEMA_VERSION", "check_finite", "estimate"]

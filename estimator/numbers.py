@@ -75,6 +75,30 @@ def parse_count(text: str | int, *, what: str = "value", maximum: int = 10**9) -
     return int(value)
 
 
+SEQ_LEN_GRAMMAR = "a whole number of tokens such as 8192, 8,192 or 8K (K = 1,024 and M = 1,048,576 here)"
+
+
+def parse_seq_len(text: str | int, *, what: str = "--seq-len", maximum: int = 10**7) -> int:
+    """A sequence length in tokens: ``8192``, ``8,192``, or with a binary suffix as model cards write
+    them, ``8K`` = 8,192 and ``128K`` = 131,072, ``1M`` = 1,048,576 (context lengths are powers of
+    two; ``parse_count``'s K is 1,000). Raises InputError naming ``what``."""
+    if isinstance(text, str) and text.strip()[-1:].lower() in ("k", "m"):
+        cleaned = text.strip()
+        try:
+            if cleaned[:-1].strip()[-1:].isalpha():  # one suffix only: "1KK" is not a length
+                raise InputError("two suffixes")
+            mantissa = parse_quantity(cleaned[:-1], what=what)
+        except InputError:
+            raise InputError(f"{what} must be {SEQ_LEN_GRAMMAR}, got {text!r}") from None
+        value = mantissa * (2**10 if cleaned[-1].lower() == "k" else 2**20)
+        if value != int(value):
+            raise InputError(f"{what} must be a whole number of tokens, got {text!r} = {value:g}")
+        if value > maximum:
+            raise InputError(f"{what} must be at most {maximum:,}, got {text!r}")
+        return int(value)
+    return parse_count(text, what=what, maximum=maximum)
+
+
 def parse_duration_s(text: str, *, what: str = "--deadline") -> float:
     """Return a duration in seconds: ``"30d"`` -> 2592000, ``"12h"``, ``"2w"``, ``"90min"``,
     ``"90"`` (days). Units: s, min, h, d, w, y. At least one second, at most 1000 years."""

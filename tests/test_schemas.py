@@ -37,7 +37,7 @@ DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 
 def _catalog_specs() -> list[tuple[str, str, str, type, dict[str, tuple[str, ...]]]]:
     """(schema name, catalog file, list key, record class, enumerated fields) per catalog file."""
-    from estimator.catalog import records as catalog, systems
+    from estimator.catalog import records as catalog, stacks, systems
 
     datasets = [("datasets", "datasets.yaml", "datasets", catalog.Dataset, {})] if hasattr(catalog, "Dataset") else []
     return datasets + [
@@ -45,11 +45,15 @@ def _catalog_specs() -> list[tuple[str, str, str, type, dict[str, tuple[str, ...
         ("prices", "prices.yaml", "prices", catalog.Price, {"offer": catalog.OFFERS}),
         ("models", "models.yaml", "models", catalog.Model, {}),
         ("runs", "runs.yaml", "runs", catalog.Run, {"scope": catalog.RUN_SCOPES}),
+        ("sample_runs", "sample_runs.yaml", "sample_runs", catalog.SampleRun, {}),
         ("systems", "systems.yaml", "systems", systems.System,
          {"scale_up": systems.SCALE_UP_KINDS, "scale_out": systems.SCALE_OUT_KINDS}),
         ("layout_runs", "layout_runs.yaml", "layout_runs", systems.LayoutRun,
          {"precision": systems.PRECISIONS, "recompute": systems.RECOMPUTE_MODES,
           "flops_convention": systems.FLOPS_CONVENTIONS}),
+        ("stacks", "stacks.yaml", "stacks", stacks.Stack, {"engine": stacks.ENGINES}),
+        ("stack_runs", "stack_runs.yaml", "stack_runs", stacks.StackRun,
+         {"split": stacks.SPLITS, "recompute": systems.RECOMPUTE_MODES, "master_weights": stacks.MASTER_WEIGHTS}),
     ]
 
 
@@ -458,6 +462,9 @@ def test_the_sample_gpu_record_with_collectives_is_valid():
     ("systems", "systems.yaml", lambda d: d["systems"][0].update(scale_up="carrier-pigeon")),
     ("layout_runs", "layout_runs.yaml", lambda d: d["layout_runs"][0].update(tensor_parallel=True)),
     ("datasets", "datasets.yaml", lambda d: d["datasets"][0].update(samples="many")),
+    ("stacks", "stacks.yaml", lambda d: d["stacks"][0].update(engine="magic")),
+    ("stacks", "stacks.yaml", lambda d: d["stacks"][-1].update(attention_fraction=1.5)),
+    ("stack_runs", "stack_runs.yaml", lambda d: d["stack_runs"][0].update(split="both")),
 ])
 def test_broken_catalogs_are_rejected(schema, file, mutate):
     if not (CATALOGS / file).exists():

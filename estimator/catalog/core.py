@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from estimator.catalog.fields import _records, catalog_dir
-from estimator.catalog.records import OFFERS, RUN_SCOPES, Accelerator, Dataset, Model, Price, Run
+from estimator.catalog.records import OFFERS, RUN_SCOPES, Accelerator, Dataset, Model, Price, Run, SampleRun
 from estimator.catalog.systems import load_systems
 from estimator.errors import CatalogError, InputError, UnknownNameError
 
@@ -117,6 +117,24 @@ class Catalog:
             if run.scope is not None and run.scope not in RUN_SCOPES:
                 raise CatalogError("runs.yaml", run.id, "scope", f"must be one of {', '.join(RUN_SCOPES)}, got {run.scope!r}")
         return runs
+
+    @functools.cached_property
+    def sample_runs(self) -> tuple[SampleRun, ...]:
+        """Published throughput of sample-counted workloads (catalogs/sample_runs.yaml), loaded on first use."""
+        path = self.directory / "sample_runs.yaml"
+        rows = _records(path, "sample_runs", SampleRun) if path.exists() else ()
+        ids = {a.id for a in self.accelerators}
+        models = {m.id: m for m in self.models}
+        for row in rows:
+            if row.accelerator not in ids:
+                raise CatalogError("sample_runs.yaml", row.id, "accelerator",
+                                   f"{row.accelerator!r} is not an id in gpus.yaml")
+            if row.model not in models or models[row.model].forward_flops_per_sample is None:
+                raise CatalogError("sample_runs.yaml", row.id, "model",
+                                   f"{row.model!r} is not a models.yaml id with forward_flops_per_sample")
+            if not row.samples_per_s > 0 or row.num_devices < 1:
+                raise CatalogError("sample_runs.yaml", row.id, "samples_per_s", "must be positive, on 1 or more devices")
+        return rows
 
     @functools.cached_property
     def datasets(self) -> tuple[Dataset, ...]:

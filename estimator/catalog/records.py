@@ -95,6 +95,24 @@ class Dataset:
     aliases: tuple[str, ...] = ()
     seq_len: int | None = None
     notes: str | None = None
+    finetune_batch: int | None = None  # a fine-tuning set's published batch (sequences per optimizer step)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRun:
+    """Published training throughput of a workload counted in samples (catalogs/sample_runs.yaml): the
+    runs the default utilisation of a non-transformer model comes from."""
+
+    id: str
+    model: str  # a models.yaml id with forward_flops_per_sample
+    accelerator: str
+    num_devices: int
+    precision: str
+    samples_per_s: float  # all devices together, while training
+    setting: str
+    source: str
+    retrieved: _dt.date
+    notes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

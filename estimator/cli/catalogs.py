@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Optional
 
 import typer
@@ -95,6 +96,30 @@ def systems_cmd(*, gpu: Annotated[Optional[str], typer.Option(autocompletion=com
     if format in ("table", "markdown"):
         typer.echo(paragraph("\nScale-up GB/s is per accelerator and direction; bus bandwidths (GB/s) are published "
                              "nccl-tests measurements (see --format json for sources).", width))
+
+
+def stacks_cmd(*, format: Format = "table", wide: Wide = False) -> None:
+    """List the training stacks (`estimate --stack NAME`): engine, the parallelism each runs, torch.compile,
+    master weights, attention and loss path (see --format json for every number and its source)."""
+    from estimator.catalog.stacks import load_stacks
+    from estimator.catalog.fields import catalog_dir
+
+    _check_format(format)
+    width = terminal_width(wide)
+    stacks = load_stacks(catalog_dir())
+    data = [{f: (dict(getattr(s, f)) if isinstance(getattr(s, f), Mapping) else getattr(s, f))
+             for f in s.__dataclass_fields__} for s in stacks]
+    short = {"data": "DP", "zero1": "Z1", "zero2": "Z2", "zero3": "Z3", "tensor": "TP", "pipeline": "PP",
+             "context": "CP", "expert": "EP", "sequence": "SP"}
+    table = [(s.id, s.frameworks[0], s.engine, " ".join(short[p] for p in s.parallelism), "yes" if s.compile else "-",
+              "/".join(s.master_weights), f"{s.allocator_reserve_gb:g}") for s in stacks]
+    typer.echo(render(records("stacks", data, format), format, rows=table, headers=(
+        "id", "framework", "engine", "parallelism", "compile", "master weights", "reserve GB"),
+        width=width, optional=("reserve GB", "framework"), whole=("id",)))
+    if format in ("table", "markdown"):
+        typer.echo(paragraph("\nfused: Megatron-style kernels (the step model's layer); eager: every op of the modules, "
+                             "timed\nfrom its probed kernels and bytes (benchmarks/stack_probe.py). Default --stack: "
+                             "megatron.", width))
 
 
 def datasets_cmd(*, format: Format = "table", wide: Wide = False) -> None:

@@ -15,7 +15,7 @@ from estimator.timing.layout import describe_layout
 from estimator.numbers import DURATION_UNITS_TEXT, count, days, si, usd
 from estimator.render import render
 from estimator.request import DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PUE, EstimateRequest
-from estimator.vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES, FlopsMethod, TimeModel
+from estimator.vocab import DEFAULT_PRECISION, FINETUNE_METHODS, PRECISIONS, RECOMPUTE_MODES, FlopsMethod, TimeModel
 
 FLOPS_METHODS = tuple(m.value for m in FlopsMethod)
 TIME_MODELS = tuple(m.value for m in TimeModel)
@@ -31,7 +31,7 @@ ActiveParams = Annotated[Optional[str], typer.Option(help="Parameters active per
 Flops = Annotated[Optional[str], typer.Option(help="Total training FLOPs instead of a model, e.g. 3.15e23.")]
 Tokens = Annotated[Optional[str], typer.Option(help="Training tokens, e.g. 300B. Default: the model's published count.")]
 FlopsMethodOpt = Annotated[str, typer.Option("--flops-method", metavar=choices_metavar(FLOPS_METHODS), autocompletion=completer(FLOPS_METHODS), show_default=True, help="FLOPs for the time: 6nd (Kaplan; the MFU defaults are derived with it) or detailed (needs a model with an architecture).")]
-SeqLen = Annotated[Optional[str], typer.Option(help=f"Training sequence length ({COUNT}) for the detailed FLOPs, memory and the step model. Default: the model's.")]
+SeqLen = Annotated[Optional[str], typer.Option(help="Training sequence length in tokens (8192, or 8K: K = 1,024 and M = 1,048,576 for lengths, as model cards write them; 128K = 131,072) for the detailed FLOPs, memory and the step model. Default: the catalog's published pre-training length, else the config's original_max_position_embeddings, else 4,096 (or the context window if shorter), as the assumptions say.")]
 Precision = Annotated[str, typer.Option(metavar=choices_metavar(PRECISIONS), autocompletion=complete_precision, show_default=True, help="Training precision (bfloat16, float16, float32, tf32 spellings accepted); picks the dense peak.")]
 NumGpus = Annotated[Optional[str], typer.Option(help=f"Number of devices ({COUNT}). Default: 1.")]
 NumGpusList = Annotated[Optional[list[str]], typer.Option("--num-gpus", help=f"Number of devices ({COUNT}); repeat it for a scaling table (--num-gpus 256 --num-gpus 1024). Default: 1.")]
@@ -54,9 +54,15 @@ EP = Annotated[Optional[str], typer.Option("--expert-parallel", help="Expert-par
 Zero = Annotated[Optional[int], typer.Option("--zero-stage", help="ZeRO stage 0-3 over the data-parallel ranks (1: the distributed optimizer). Default: searched.")]
 GlobalBatch = Annotated[Optional[str], typer.Option(help="Sequences per optimizer step. Default: the model's published batch, else about 4M tokens (printed).")]
 MicroBatch = Annotated[Optional[str], typer.Option(help="Sequences per micro-batch per pipeline. Default: searched.")]
+Finetune = Annotated[Optional[str], typer.Option(metavar=choices_metavar(FINETUNE_METHODS), autocompletion=completer(FINETUNE_METHODS), help="Fine-tune the model: full (every weight), lora (adapters on frozen bf16 weights) or qlora (adapters on frozen 4-bit NF4 weights). Sets a fine-tuning batch (32 sequences, or the dataset's published one) and sequence length (the dataset's, else 2048).")]
+LoraRank = Annotated[Optional[str], typer.Option(help="LoRA rank r (with --finetune lora/qlora). Default: 16.")]
+LoraTargets = Annotated[Optional[str], typer.Option(help="Projections LoRA adapts, comma-separated from q,k,v,o,gate,up,down, or all. Default: all of them (every linear projection of the blocks).")]
 Recompute = Annotated[Optional[str], typer.Option(metavar=choices_metavar(RECOMPUTE_MODES), autocompletion=completer(RECOMPUTE_MODES), help="Activation recomputation. Default: searched.")]
 SeqParallel = Annotated[Optional[bool], typer.Option("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. 2022). Default: on.")]
-FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="Fused kernels: an attention kernel (FlashAttention) that keeps the scores on chip, and a SwiGLU that saves only its input. Default: on; off for 2021-22 era stacks.")]
+FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="Megatron-family fused kernels: an attention kernel (FlashAttention) that keeps the scores on chip, and a SwiGLU that saves only its input. Default: on; off for 2021-22 era stacks.")]
+StackOpt = Annotated[Optional[str], typer.Option("--stack", metavar="[megatron|deepspeed|fsdp|hf]", help="The training software (see `gpucost stacks`): what it launches and keeps per layer, and the parallelism it runs. Default: megatron.")]
+CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile (with --stack fsdp or hf). Default: off.")]
+MasterWeights = Annotated[Optional[str], typer.Option("--master-weights", metavar="[fp32|bf16]", help="fp32: mixed precision, fp32 master weights and AdamW states (16 B/param); bf16: weights, gradients and AdamW states in bf16 (8 B/param). Default: fp32.")]
 Layouts = Annotated[int, typer.Option("--layouts", show_default=True, help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
 Dataset = Annotated[Optional[str], typer.Option(autocompletion=complete_dataset, help="Train on this dataset (see `gpucost datasets`): samples per epoch, e.g. imagenet, mnist, squad.")]
 Samples = Annotated[Optional[str], typer.Option(help="Samples per epoch (images, sequences), e.g. 1.28M; instead of --dataset.")]
@@ -78,6 +84,11 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
                                                      else f" ({est.epochs:g} epochs)" if est.epochs != 1 else ""))
     elif est.tokens is not None:
         work.append(f"{si(est.tokens)} tokens")
+    if est.finetune is not None:
+        ft = est.finetune
+        work.append("full fine-tune" if ft["method"] == "full" else
+                    f"{'QLoRA' if ft['method'] == 'qlora' else 'LoRA'} rank {ft['lora_rank']}: "
+                    f"{si(ft['trainable_params'])} trainable")
     mfu = f"MFU {est.mfu:.1%} of {est.peak_tflops:g} dense {est.precision}" if est.mfu is not None else "MFU unknown"
     if est.mfu_while_training is not None:
         mfu += f" ({est.mfu_while_training:.1%} while training at the assumed goodput)"
@@ -209,8 +220,14 @@ def estimate_cmd(
     global_batch: GlobalBatch = None,
     micro_batch: MicroBatch = None,
     recompute: Recompute = None,
+    finetune: Finetune = None,
+    lora_rank: LoraRank = None,
+    lora_targets: LoraTargets = None,
     sequence_parallel: SeqParallel = None,
     flash_attention: FlashAttention = None,
+    stack: StackOpt = None,
+    compile: CompileOpt = None,
+    master_weights: MasterWeights = None,
     layouts: Layouts = 2,
     goodput: Goodput = None,
     scope: Scope = None,
@@ -236,7 +253,8 @@ def estimate_cmd(
         context_parallel=context_parallel,
         expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
         recompute=recompute, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
-        num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
+        finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets,
+        stack=stack, compile=compile, master_weights=master_weights, num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
     _emit_estimate(estimate(request), format, wide)
 
@@ -269,8 +287,14 @@ def compare_cmd(
     global_batch: GlobalBatch = None,
     micro_batch: MicroBatch = None,
     recompute: Recompute = None,
+    finetune: Finetune = None,
+    lora_rank: LoraRank = None,
+    lora_targets: LoraTargets = None,
     sequence_parallel: SeqParallel = None,
     flash_attention: FlashAttention = None,
+    stack: StackOpt = None,
+    compile: CompileOpt = None,
+    master_weights: MasterWeights = None,
     goodput: Goodput = None,
     scope: Scope = None,
     provider: Provider = None,
@@ -294,8 +318,9 @@ def compare_cmd(
         time_model=time_model, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
         virtual_stages=virtual_stages, context_parallel=context_parallel, expert_parallel=expert_parallel,
         zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch, recompute=recompute,
-        sequence_parallel=sequence_parallel, flash_attention=flash_attention, goodput=goodput, scope=scope,
-        provider=provider, deadline_s=deadline, budget_usd=budget)
+        sequence_parallel=sequence_parallel, flash_attention=flash_attention, stack=stack, compile=compile,
+        master_weights=master_weights, goodput=goodput, scope=scope, provider=provider, deadline_s=deadline,
+        budget_usd=budget, finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets)
     from estimator.compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,
@@ -316,13 +341,20 @@ def compare_cmd(
                       optional=("price source", "$/device-h", "TFLOP/s/device", "device-hours", "layout")))
     if format in ("table", "markdown") and rows:
         first = rows[0]
+        same = len({r.num_gpus for r in rows}) == 1
         each = ("the devices each needs to finish within the deadline" if base.deadline_s is not None
-                else f"{first.num_gpus:,} device(s) each" if not counts or len(counts) == 1 else "devices as listed")
+                else f"{first.num_gpus:,} device(s) each" if same and (counts or first.num_gpus == 1)
+                else "devices as listed" if counts else "the fewest devices that hold it on each, as listed")
         compute = (f"FLOPs: what {usd(base.budget_usd)} buys on each ({first.flops_method})" if base.budget_usd is not None
                    else f"{si(first.flops, 'FLOP')} ({first.flops_method})")
-        typer.echo(paragraph(f"\n{compute}; {each}; "
-                             f"{base.precision}; time model: {first.time_model}"
-                             + ("" if first.time_model == "step" else f"; throughput = {first.throughput_source}"),
+        sources = {r.throughput_source for r in rows}
+        throughput = ("" if first.time_model == "step" else
+                      f"; throughput = {first.throughput_source}" if len(sources) == 1 else
+                      "; throughput = each accelerator's default MFU for the kind of run at its machine balance "
+                      "(peak / HBM bandwidth; docs/defaults.md)" if all(
+                          (r.throughput_source or "default MFU").startswith("default MFU") for r in rows) else
+                      "; throughput per accelerator (see --format json)")
+        typer.echo(paragraph(f"\n{compute}; {each}; {base.precision}; time model: {first.time_model}{throughput}",
                              width))
 
 

@@ -138,7 +138,7 @@ def show(
     name: Annotated[Optional[str], typer.Argument(autocompletion=complete_model, help="Catalog model id or alias, e.g. llama-3.1-70b.")] = None,
     *,
     hf_config: Annotated[Optional[Path], typer.Option("--hf-config", help="A Hugging Face config.json to read instead of a catalog model (read from disk; no network).")] = None,
-    seq_len: Annotated[Optional[int], typer.Option(help="Sequence length in tokens. Default: the catalog's pre-training length, else the config's (original) max_position_embeddings.")] = None,
+    seq_len: Annotated[Optional[str], typer.Option(help="Sequence length in tokens (8192, or 8K: K = 1,024 and M = 1,048,576 for lengths, as model cards write them). Default: the catalog's pre-training length, else the config's original_max_position_embeddings, else 4,096 or the context window if shorter.")] = None,
     micro_batch: Annotated[int, typer.Option(help="Micro-batch size per device (sequences) for activation memory.")] = 1,
     data_parallel: Annotated[int, typer.Option(help="Data-parallel size (ZeRO shards over it).")] = 1,
     tensor_parallel: Annotated[Optional[int], typer.Option(help="Tensor-parallel size. Default 1; the --gpu device search tries 1-8 unless given.")] = None,
@@ -168,14 +168,13 @@ def show(
     if recompute not in RECOMPUTE_MODES:
         raise InputError(f"unknown --recompute {recompute!r}; use one of {', '.join(RECOMPUTE_MODES)}")
     arch, catalog_seq_len = resolve_architecture(name, hf_config, mlm_head=mlm_head)
-    if seq_len is not None:
-        source = "--seq-len"
-    elif catalog_seq_len is not None:
-        seq_len, source = catalog_seq_len, "catalog pre-training length"
-    elif arch.default_seq_len is not None:
-        seq_len, source = arch.default_seq_len, "config.json (original_)max_position_embeddings"
-    else:
+    from estimator.numbers import parse_seq_len
+    from estimator.vocab import resolve_seq_len
+
+    given = parse_seq_len(seq_len) if seq_len is not None else None
+    if given is None and catalog_seq_len is None and arch.default_seq_len is None:
         raise InputError("the config gives no sequence length; pass --seq-len")
+    seq_len, source = resolve_seq_len(given, catalog_seq_len, arch.default_seq_len, arch.max_position_embeddings)
     for option, value in (("--tensor-parallel", tensor_parallel), ("--pipeline-parallel", pipeline_parallel),
                           ("--expert-parallel", expert_parallel)):
         if value is not None and value < 1:

@@ -90,9 +90,10 @@ def profile(
     hf_config: Annotated[Optional[Path], typer.Option(
         "--hf-config", help="Like --model, for a Hugging Face config.json read from disk; the file name "
                             "(without .json) is the model id in the calibration file.")] = None,
-    seq_len: Annotated[Optional[int], typer.Option(
-        help="With --model: sequence length of the timed step. Default: the catalog's training length, "
-             "else the config's.")] = None,
+    seq_len: Annotated[Optional[str], typer.Option(
+        help="With --model: sequence length of the timed step (2048, or 2K: K = 1,024 for lengths). Default: "
+             "the catalog's training length, else the config's original_max_position_embeddings, else 4,096 "
+             "or the context window if shorter.")] = None,
     micro_batch: Annotated[Optional[int], typer.Option(
         help="With --model: sequences per step. Default: the largest power of two that fits in memory and "
              "keeps a step short (a few seconds on a GPU, ~10 s on a CPU).")] = None,
@@ -136,6 +137,10 @@ def profile(
     device = _check_device(device)
     if sustained_s is not None and not 0 <= sustained_s <= 3600:
         raise InputError(f"--sustained-s must be from 0 to 3600 seconds, got {sustained_s:g}")
+    if seq_len is not None:
+        from estimator.numbers import parse_seq_len
+
+        seq_len = parse_seq_len(seq_len)
     if torch_model is not None:  # profiler/torch_model.py: the user's own nn.Module
         for option, value in (("--model", model), ("--hf-config", hf_config), ("--comm", comm or None),
                               ("--seq-len", seq_len), ("--max-layers", max_layers), ("--nproc", nproc)):
@@ -186,9 +191,11 @@ def profile(
     arch = None
     if profiling_model:
         arch, catalog_seq_len, model_id, source = _resolve_model(model, hf_config)
-        seq_len = seq_len or catalog_seq_len or arch.default_seq_len
-        if seq_len is None:
+        if seq_len is None and catalog_seq_len is None and arch.default_seq_len is None:
             raise InputError(f"{model_id} gives no sequence length; pass --seq-len")
+        from estimator.vocab import resolve_seq_len
+
+        seq_len = resolve_seq_len(seq_len, catalog_seq_len, arch.default_seq_len, arch.max_position_embeddings)[0]
         arch.check_seq_len(seq_len)
     _check_output(output)
     _import_torch()

@@ -13,19 +13,23 @@ from estimator.cli.options import Format, Wide, check_format as _check_format, p
 def validate_cmd(*, format: Format = "table", wide: Wide = False) -> None:
     """Back-test gpucost against published runs: the default (flat) estimate against every run's
     reported device-hours, and the step-time model against every published layout's step time."""
-    from estimator.validate import validate
-    from estimator.validate_step import validate_step
+    from estimator.validation.runs import validate
+    from estimator.validation.stack_runs import validate_stacks
+    from estimator.validation.layouts import validate_step
 
     _check_format(format)
     result = validate()
     step = validate_step()
+    stacks = validate_stacks()
     if format == "csv":  # one row per check; the summaries are derived from them
         rows = [{"check": "flat", **r} for r in result.to_dict()["runs"]]
         rows += [{"check": "step", **r} for r in step.to_dict()["rows"]]
+        rows += [{"check": "stack", **r} for r in stacks.to_dict()["rows"]]
         typer.echo(render(rows, format))
         return
     if format not in ("table", "markdown"):
-        typer.echo(render({"schema_version": SCHEMA_VERSION, **result.to_dict(), "step": step.to_dict()}, format))
+        typer.echo(render({"schema_version": SCHEMA_VERSION, **result.to_dict(), "step": step.to_dict(),
+                           "stacks": stacks.to_dict()}, format))
         return
     width = terminal_width(wide) if format == "table" else None
     table = [(c.id, c.accelerator, c.precision, c.scope, c.kind, si(c.flops, "FLOP"),
@@ -60,3 +64,20 @@ def validate_cmd(*, format: Format = "table", wide: Wide = False) -> None:
                f"mean {step.mean_abs_error:.1%}, max {step.max_abs_error:.1%}; {step.num_within_10pct} within 10%, "
                f"{step.num_within_25pct} within 25%. Implied = the reported TFLOP/s, MFU or iteration time turned "
                "into seconds by each source's own FLOPs formula (catalogs/layout_runs.yaml).", width))
+
+    table = [(r.id, r.stack, r.split, r.mode, f"{r.measured_step_time_s:.4g}", f"{r.predicted_step_time_s:.4g}",
+              f"{r.time_error:+.1%}", f"{r.measured_memory_gb:.4g}" if r.measured_memory_gb else "-",
+              f"{r.predicted_memory_gb:.4g}", f"{r.memory_error:+.1%}" if r.memory_error is not None else "-")
+             for r in stacks.rows]
+    typer.echo("\nStacks on measured training steps (" + ", ".join(stacks.files) + "):\n" + render({}, format, rows=table, headers=(
+        "run", "stack", "split", "mode", "measured s", "predicted s", "time error", "measured GB", "predicted GB",
+        "memory error"), width=width, optional=("mode", "measured GB", "predicted GB")))
+    lines = []
+    for s in stacks.summaries:
+        memory = (f"; peak memory {s.num_memory_within_15pct} of {s.num_memory_rows} within 15%, median |error| "
+                  f"{s.median_abs_memory_error:.1%}" if s.median_abs_memory_error is not None else "")
+        lines.append(f"{s.stack} {s.split.replace('_', '-')}: step time {s.num_time_within_15pct} of {s.num_rows} "
+                     f"within 15%, median |error| {s.median_abs_time_error:.1%}{memory}")
+    lines.append("train: the rows the stack's fitted constants were fitted on (benchmarks/stack_single_gpu.py --fit); "
+                 "held-out: never fitted.")
+    typer.echo(paragraph("\n".join(lines), width))

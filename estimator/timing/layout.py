@@ -114,12 +114,13 @@ def tensor_sizes(num_heads: int, num_kv_heads: int, per_node: int) -> list[int]:
 
 
 def candidates(*, num_devices: int, num_layers: int, num_heads: int, num_kv_heads: int, seq_len: int,
-               global_batch: int, per_node: int, num_experts: int | None, fixed: dict[str, Any]) -> Iterator[Layout]:
+               global_batch: int, per_node: int, num_experts: int | None, fixed: dict[str, Any],
+               micro_batches: tuple[int, ...] = (1, 2, 4, 8)) -> Iterator[Layout]:
     """Every layout worth timing for these sizes; a size in ``fixed`` (a request field name) is held.
 
     TP: within a node, dividing heads; PP: dividing the layers (at most 128 stages); CP: 1, or for
     sequences of 16K tokens and more a power of two up to 32 dividing the sequence; EP: a power of
-    two dividing the experts and the data-parallel size; micro-batch 1, 2, 4, 8 (dividing the
+    two dividing the experts and the data-parallel size; micro-batch 1, 2, 4, 8 or ``micro_batches`` (dividing the
     sequences per data-parallel rank); recompute none/selective/full; ZeRO 1 (the distributed
     optimizer), 0 and 3; with PP > 1, 1, 2 or 4 interleaved chunks per stage (at least one layer
     each), or the ``virtual_stages`` given.
@@ -144,7 +145,7 @@ def candidates(*, num_devices: int, num_layers: int, num_heads: int, num_kv_head
                 if fixed.get("micro_batch"):
                     micros = [fixed["micro_batch"]] if per_rank % fixed["micro_batch"] == 0 else []
                 else:
-                    micros = [b for b in (1, 2, 4, 8) if per_rank % b == 0]
+                    micros = [b for b in micro_batches if per_rank % b == 0]
                 if fixed.get("expert_parallel"):
                     eps = [fixed["expert_parallel"]] if d % fixed["expert_parallel"] == 0 else []
                 elif num_experts:

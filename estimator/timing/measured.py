@@ -13,7 +13,10 @@ The median of the chosen measurement is the central figure and its worst..best t
 stragglers that one device never sees. No single-device training step has been published next to
 at-scale runs on the same chips, but best-matmul throughput has: the at-scale figure is
 ``AT_SCALE_FRACTION_OF_MATMUL[peak class]`` x the file's best matmul for the precision, capped by the
-single-device training step, where for each peak class of :mod:`estimator.timing.utilisation`
+single-device training step, where for each peak class (dense 16-bit peak under or at least
+``PEAK_EDGE_TFLOPS``; the classes the per-kind defaults of :mod:`estimator.timing.utilisation` had
+before they moved with machine balance; these fractions were derived then and are kept until a
+calibrated run at scale replaces them)
 
     AT_SCALE_FRACTION_OF_MATMUL = the median default MFU while training of the class's dense 16-bit
         kinds (estimator.timing.utilisation, derived from catalogs/runs.yaml: <500 TFLOP/s 0.476, 0.434,
@@ -38,6 +41,7 @@ from estimator.errors import InputError
 from estimator.numbers import count
 from estimator.timing.throughput import Throughput, ThroughputKind
 
+PEAK_EDGE_TFLOPS = 500.0  # the peak classes below: dense 16-bit peak under or at least 500 TFLOP/s
 AT_SCALE_FRACTION_OF_MATMUL = {"<500": 0.50, ">=500": 0.33}  # by peak class; see the module docstring
 MAMF_FRACTION = {"<500": 271.2 / 312, ">=500": 794.5 / 989}  # A100, H100 bf16 (stas00 MAMF table)
 STALE_AFTER_DAYS = 180
@@ -121,9 +125,10 @@ def calibrated_throughput(
         band = (min(step.worst_tflops, achieved), max(step.best_tflops, achieved))
         source = f"calibration: {label} {precision} (median) on {where}"
     elif matmul_best is not None:
-        from estimator.timing.utilisation import accelerator_peak, peak_class
+        from estimator.timing.utilisation import accelerator_peak
 
-        fraction = AT_SCALE_FRACTION_OF_MATMUL[peak_class(accelerator_peak(acc))]
+        peak = accelerator_peak(acc)
+        fraction = AT_SCALE_FRACTION_OF_MATMUL[">=500" if peak and peak >= PEAK_EDGE_TFLOPS else "<500"]
         achieved = fraction * matmul_best
         cap = step.median_tflops if step is not None else None
         source = (f"calibration: {fraction} x best {precision} matmul {matmul_best:.4g} TFLOP/s on "

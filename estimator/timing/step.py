@@ -112,6 +112,7 @@ SLOW_HOST_EXCESS = 0.10
 ERROR_BAND = 0.15  # the printed band around a step-model estimate (see `gpucost validate`)
 DEFAULT_BATCH_TOKENS = 4 * 2**20  # global batch when neither the user nor the catalog gives one
 MAX_CANDIDATES = 20000
+MAX_PLANNED_DEVICES = 1 << 17  # the largest run a device count is searched up to (131,072)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,11 +224,24 @@ class Shape:
     kv_dim: float
     num_dense_layers: int
     num_moe_layers: int
-    train_model_per_token: float
+    train_model_per_token: float  # the full s x s scores (PaLM appendix B)
     total_params: float
     expert_params: float
     top_k: int
     num_experts: int
+    # the same count with the masked half of causal scores skipped: what a fused (flash) kernel executes
+    train_model_per_token_causal: float = 0.0
+    layers_forward_per_token: float = 0.0  # forward of the transformer layers (full recompute reruns it)
+    layers_forward_per_token_causal: float = 0.0
+
+    def executed(self, flash_attention: bool) -> tuple[float, float, float]:
+        """(training model FLOPs per token, forward FLOPs of the layers per token, share of the score
+        matmuls run) under the convention the time is computed with: a fused kernel on causal attention
+        skips the masked half of the scores, so the count it is reported against skips it too (one
+        convention for the time and for MFU/HFU, so neither can exceed what the chip did)."""
+        if flash_attention and self.causal:
+            return self.train_model_per_token_causal, self.layers_forward_per_token_causal, 0.5
+        return self.train_model_per_token, self.layers_forward_per_token, 1.0
 
 
 @functools.lru_cache(maxsize=64)
@@ -267,12 +281,19 @@ def shape_of(arch: Architecture, seq_len: int) -> Shape:
         counts = count_params(arch)
         expert_params = float(counts.breakdown.get("experts", 0))
     fpt = flops_per_token(arch, seq_len)
+    fpt_causal = flops_per_token(arch, seq_len, causal=True)
+
+    def layers_forward(f: Any) -> float:
+        return f.forward - f.breakdown.get("output_head", 0.0) - f.breakdown.get("pooler", 0.0)
+
     head = 2 * h * arch.vocab_size if (arch.lm_head or arch.mlm_head) else 0.0
     return Shape(arch=arch, seq_len=seq_len, causal=arch.causal, layer_gemms=tuple(dense), moe_gemms=tuple(moe_gemms),
                  score_flops_per_token=2 * arch.num_heads * seq_len * (qk + v), head_flops_per_token=head,
                  kv_dim=kv_dim, num_dense_layers=arch.num_dense_layers, num_moe_layers=arch.num_moe_layers,
                  train_model_per_token=fpt.train_model, total_params=float(count_params(arch).total),
-                 expert_params=expert_params, top_k=top_k, num_experts=num_experts)
+                 expert_params=expert_params, top_k=top_k, num_experts=num_experts,
+                 train_model_per_token_causal=fpt_causal.train_model, layers_forward_per_token=layers_forward(fpt),
+                 layers_forward_per_token_causal=layers_forward(fpt_causal))
 
 
 def ring_latency_s(op: str, group: int, members_per_node: int) -> float:
@@ -338,11 +359,32 @@ def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: 
     return max(1, chunks) * latency + size_bytes * factor / bw
 
 
+def _matmul_seconds(flops: float, m: float, n: float, k: float, batch: float, flop_rate: float, hbm: float,
+                    kernel_s: float) -> float:
+    """A matmul on the roofline: the longer of its FLOPs at the achievable rate and its 16-bit
+    operands and result at the HBM bandwidth, plus one kernel launch."""
+    moved = 2.0 * batch * (m * k + k * n + m * n)
+    return max(flops / flop_rate, moved / hbm) + kernel_s
+
+
+def gemm_seconds(gemms: tuple[tuple[float, float, float, float], ...], tokens: float, split: int, flop_rate: float,
+                 hbm: float, kernel_s: float) -> float:
+    """Seconds of a layer's matmuls (:class:`Shape` rows: FLOPs per token, m-factor, n, k) for ``tokens``
+    tokens, split ``split`` ways (tensor parallelism); routed experts run one matmul per local expert."""
+    total = 0.0
+    for flops_per_token, m_factor, n, k in gemms:
+        m = tokens * m_factor
+        experts = 1.0 / m_factor if m_factor < 1 else 1.0
+        total += _matmul_seconds(flops_per_token * tokens / split, m, n / split, k, experts, flop_rate, hbm, kernel_s)
+    return total
+
+
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
                 constants: Constants = Constants(), e_max: float | None = None,
                 grad_reduce_bytes: float = 2.0, sharded_per_layer: bool = True, zero2_per_layer: bool = False,
-                prefetch: bool = False, stragglers: bool = False) -> StepTime:
+                prefetch: bool = False, stragglers: bool = False, stack: Any = None,
+                finetune: Any = None) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
     The at-scale terms take the training stack's choices as arguments (defaults: today's stack):
@@ -353,7 +395,18 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ``zero2_per_layer``: ZeRO-2 does so too (FSDP's SHARD_GRAD_OP) instead of one bucketed reduction;
     ``prefetch``: each layer's collectives run beside the neighbouring layer's compute and only what is
     longer shows (:func:`sharded_exposed_s`; FSDP's forward and backward prefetch); ``stragglers``
-    stretches the compute by the expected slowest host (:func:`straggler_factor`)."""
+    stretches the compute by the expected slowest host (:func:`straggler_factor`).
+    ``stack`` (a :class:`estimator.timing.stacks.StackChoice`): an eager stack's micro-batch and
+    optimizer step replace the fused layer's (estimator/timing/stacks.py), and it reduces gradients in
+    its weights' dtype; None is the fused stack.
+
+    ``finetune`` (an :class:`estimator.model.finetune.FinetuneSpec`) with frozen weights (LoRA,
+    QLoRA): their matmuls run the input-gradient backward only (one backward matmul per forward
+    matmul, not two), the adapters' matmuls run forward and backward, QLoRA dequantises every
+    NF4 weight before each forward and backward use (HBM-bound: read 4.127 bits, write 2 bytes per
+    weight, one kernel per matrix), the gradient reduction and optimizer step cover the adapters, and
+    ZeRO-3 gathers the frozen weights as stored. Model FLOPs (the MFU numerator) are the fine-tune's
+    own count (FinetuneSpec.train_model_per_token)."""
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -369,18 +422,10 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     act_bytes = 2.0  # 16-bit activations on the wire
 
     def matmul_time(flops: float, m: float, n: float, k: float, batch: float = 1.0) -> float:
-        """A matmul on the roofline: the longer of its FLOPs at the achievable rate and its 16-bit
-        operands and result at the HBM bandwidth, plus one kernel launch."""
-        moved = act_bytes * batch * (m * k + k * n + m * n)
-        return max(flops / flop_rate, moved / hbm) + constants.kernel_overhead_s
+        return _matmul_seconds(flops, m, n, k, batch, flop_rate, hbm, constants.kernel_overhead_s)
 
     def gemm_time(gemms: tuple[tuple[float, float, float, float], ...], split: int) -> float:
-        total = 0.0
-        for flops_per_token, m_factor, n, k in gemms:
-            m = tokens * m_factor
-            experts = 1.0 / m_factor if m_factor < 1 else 1.0  # routed experts: one matmul per local expert
-            total += matmul_time(flops_per_token * tokens / split, m, n / split, k, batch=experts)
-        return total
+        return gemm_seconds(gemms, tokens, split, flop_rate, hbm, constants.kernel_overhead_s)
 
     # attention scores: one batched matmul over micro-batch x local heads, each (s/c) x s x head width;
     # a fused kernel (flash attention) keeps the scores on chip and skips the masked half when causal
@@ -424,6 +469,46 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     head = shape.head_flops_per_token * tokens / t
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
+    eager = stack is not None and stack.eager
+    if eager:  # every op the stack's modules launch, on one device (TP, PP, CP, EP refused before)
+        from estimator.timing.stacks import eager_compute
+
+        timed = eager_compute(shape, stack, tokens=tokens, recompute=layout.recompute, flop_rate=flop_rate,
+                              peak_flops=peak * 1e12, hbm_bytes_per_s=hbm)
+        fwd, head_time, compute = timed.forward_s, 0.0, timed.compute_s
+        recompute = fwd if full else 0.0
+    frozen = finetune is not None and finetune.frozen
+    if frozen:
+        # frozen weights: no weight-gradient matmul (the backward keeps the input gradient only); the
+        # adapters' matmuls (2 forward, 4 backward, 2 more recomputed); QLoRA's dequantisation. Timed as the
+        # stack times its matmuls (an eager stack: its sustained matmul rate and launch cost).
+        rate, kernel_s = ((flop_rate * stack.stack.matmul_fraction_of_mamf, stack.stack.device_s_per_kernel) if eager
+                          else (flop_rate, constants.kernel_overhead_s))
+
+        def gemms_s(gemms: tuple[tuple[float, float, float, float], ...]) -> float:
+            return gemm_seconds(gemms, tokens, t, rate, hbm, kernel_s)
+
+        head_s = gemms_s(((shape.head_flops_per_token, 1, arch.vocab_size, h),)) if shape.head_flops_per_token else 0.0
+        weight_grads = layers_dense * gemms_s(shape.layer_gemms) + layers_moe * gemms_s(shape.moe_gemms) + head_s
+        adapters = layers_dense * gemms_s(finetune.adapter_gemms) + layers_moe * gemms_s(finetune.adapter_moe_gemms)
+        passes = 3 if full else 2  # forward, backward (input gradient), and the recomputed forward
+        dequant, dequant_kernels = 0.0, 0.0
+        if finetune.quantized_params:
+            from estimator.model.finetune import BF16_BYTES, NF4_BYTES_PER_PARAM
+
+            stage_quantized = finetune.quantized_params / (t * p) * uneven
+            dequant_kernels = passes * layers_total / p * uneven * finetune.quantized_matrices_per_layer
+            dequant = passes * stage_quantized * (NF4_BYTES_PER_PARAM + BF16_BYTES) / hbm + dequant_kernels * kernel_s
+        device_delta = -weight_grads + (passes + 1) * adapters + dequant
+        if eager:  # the host launches the adapters' and dequantisation kernels, not the weight gradients'
+            adapter_kernels = (passes + 1) * (layers_dense * len(finetune.adapter_gemms)
+                                               + layers_moe * len(finetune.adapter_moe_gemms))
+            skipped = layers_dense * len(shape.layer_gemms) + layers_moe * len(shape.moe_gemms) + 1
+            host_per = stack.stack.compiled["host_s_per_kernel"] if stack.compile else stack.stack.host_s_per_op
+            compute = max(timed.device_s + device_delta,
+                          timed.host_s + (adapter_kernels + dequant_kernels - skipped) * host_per)
+        else:
+            compute += device_delta
     num_layers_stage = layers_total / p * uneven
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
@@ -440,7 +525,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     # data parallel: gradients of this device's parameters (bf16), expert parameters over d / e ranks
     dense_params = (shape.total_params - shape.expert_params) / (t * p)
     expert_params = shape.expert_params / (t * p * e)
-    grad_bytes = grad_reduce_bytes
+    grad_bytes = stack.weight_bytes if eager else grad_reduce_bytes  # an eager stack reduces in its weights' dtype
+    if frozen:  # only the adapters have gradients and optimizer states
+        dense_params, expert_params = finetune.trainable_params / (t * p), 0.0
     dp_time = _collective("all_reduce", dense_params * grad_bytes, d, inside_dp, dp_node, links)
     if e > 1:
         exp_inside, exp_node = group_span(t * c * p * e, d // e, links.per_node)
@@ -451,7 +538,11 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     layers_here = max(1, math.ceil(num_layers_stage))
     chunks = layers_here if layered else 1
     sharded_bytes = dense_params + expert_params
-    gather = _collective("all_gather", sharded_bytes * 2.0, d, inside_dp, dp_node, links, chunks=chunks)
+    gather_bytes = sharded_bytes * 2.0
+    if frozen and layout.zero_stage == 3:  # FSDP gathers the frozen weights as stored (bf16, or NF4 under QLoRA)
+        held = (shape.total_params - shape.expert_params) / (t * p) + shape.expert_params / (t * p * e)
+        gather_bytes = finetune.weight_bytes * held / shape.total_params
+    gather = _collective("all_gather", gather_bytes, d, inside_dp, dp_node, links, chunks=chunks)
     scatter = _collective("reduce_scatter", sharded_bytes * grad_bytes, d, inside_dp, dp_node, links, chunks=chunks)
     if layered and prefetch:
         # every collective one layer at a time, beside the neighbouring layer's compute
@@ -473,12 +564,26 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
         dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
     shard = d if layout.zero_stage >= 1 else 1
     optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
+    if stack is not None and (eager or stack.master_weights == "bf16"):
+        from estimator.timing.stacks import optimizer_seconds
+
+        optimizer = optimizer_seconds(stack, dense_params + expert_params, hbm) / shard
 
     step_time = pipeline_time + dp_exposed + optimizer
     tokens_step = layout.global_batch * s
-    model_flops = shape.train_model_per_token * tokens_step
+    # model and hardware FLOPs in the convention the time was computed in (Shape.executed); a fine-tune with
+    # frozen weights counts no weight gradients for them and its adapters' work (FinetuneSpec)
+    per_token, layers_forward, score_share = shape.executed(flash_attention)
+    if finetune is not None:
+        per_token = finetune.train_model_per_token(per_token)
+    model_flops = per_token * tokens_step
     per_device_peak = peak * 1e12 * layout.num_devices
-    hw_extra = (recompute / max(fwd, 1e-30)) * (model_flops / 3) if fwd else 0.0
+    if full:  # every layer's forward again (not the output head)
+        hw_extra = layers_forward * tokens_step
+    elif selective:  # the attention-score matmuls' forward again
+        hw_extra = shape.score_flops_per_token * score_share * layers_total * tokens_step
+    else:
+        hw_extra = 0.0
     breakdown = {
         "compute": m * compute, "tensor_parallel": m * tp_comm, "context_parallel": m * cp_comm,
         "expert_parallel": m * ep_comm, "pipeline_p2p": m * pp_comm * layout.virtual_stages,
@@ -492,16 +597,211 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                     hfu=(model_flops + hw_extra) / (step_time * per_device_peak))
 
 
-def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True) -> float:
-    """Training memory (decimal GB) on the most loaded device of ``layout`` (estimator.model.memory)."""
+def eager_memory(arch: Architecture, stack: Any, layout: Layout, seq_len: int, finetune: Any = None) -> Any:
+    """An eager stack's peak memory (estimator.timing.stacks.StackMemory) for ``layout``; with a frozen-weight
+    fine-tune, gradients and AdamW states for the adapters only, the frozen weights as stored (bf16 or NF4,
+    so no autocast copies of them) and the adapters in the stack's weight dtype."""
+    from estimator.timing.stacks import stack_memory
+
+    frozen = finetune is not None and finetune.frozen
+    memory = stack_memory(arch, stack, seq_len=seq_len, micro_batch=layout.micro_batch, recompute=layout.recompute,
+                          data_parallel=layout.data_parallel, zero_stage=layout.zero_stage,
+                          num_micro_batches=layout.num_micro_batches,
+                          trainable_params=min(finetune.trainable_params, finetune.frozen_params) if frozen else None)
+    if frozen:
+        shard = layout.data_parallel if layout.zero_stage >= 3 else 1
+        memory = replace(memory, weights_bytes=(finetune.frozen_weight_bytes + finetune.trainable_params
+                                                * stack.weight_bytes) / shard, weight_copies_bytes=0.0)
+    return memory
+
+
+def layout_memory(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
+                  stack: Any = None, finetune: Any = None) -> Any:
+    """Training memory on the most loaded device of ``layout``: a MemoryBreakdown (estimator.model.memory),
+    or an eager ``stack``'s peak allocated memory from estimator.timing.stacks; bf16 master weights hold
+    2 + 2 + 4 bytes per parameter. Both have ``total_bytes``. A fine-tune with frozen weights
+    (``finetune``) holds gradients and optimizer states for its adapters only, and its frozen weights as
+    stored (bf16 or NF4): no autocast copies of them."""
     from estimator.model.memory import Parallelism, training_memory
+
+    if stack is not None and stack.eager:
+        from estimator.timing.stacks import stack_memory
+
+        return eager_memory(arch, stack, layout, seq_len, finetune)
+    states = {} if stack is None or stack.master_weights == "fp32" else dict(weight_bytes=2.0, grad_bytes=2.0,
+                                                                             optimizer_bytes=4.0)
 
     par = Parallelism(data=layout.data_parallel, tensor=layout.tensor_parallel, pipeline=layout.pipeline_parallel,
                       expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
                       zero_stage=layout.zero_stage)
-    mem = training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
-                          parallel=par, recompute=layout.recompute, flash_attention=flash_attention)
-    return mem.total_bytes / 1e9
+    return training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
+                           parallel=par, recompute=layout.recompute, flash_attention=flash_attention,
+                           finetune=finetune, **states)
+
+
+def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
+                     stack: Any = None, finetune: Any = None) -> float:
+    """Training memory (decimal GB) on the most loaded device of ``layout`` (:func:`layout_memory`)."""
+    return layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack,
+                         finetune=finetune).total_bytes / 1e9
+
+
+_LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
+                  "zero_stage", "micro_batch", "recompute", "sequence_parallel")
+
+
+def usable_memory_gb(acc: Accelerator, stack: Any = None) -> float:
+    """What one device holds for training (decimal GB): its capacity less the reserve for the CUDA
+    context, NCCL buffers and the allocator's slack (the stack's, else estimator.model.memory's)."""
+    from estimator.model.memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
+
+    reserve = stack.stack.allocator_reserve_gb if stack is not None else DEFAULT_RESERVE_GB
+    return capacity_bytes(acc.memory_gb) / GB - reserve
+
+
+def stack_and_fixed(request: EstimateRequest, work: Any, catalog: Catalog) -> tuple[Any, dict[str, Any]]:
+    """(the training stack, the layout sizes the request and the stack fix): an eager stack times
+    data-parallel and ZeRO layouts only, and a stack that cannot run a kind of parallelism holds it at 1."""
+    from estimator.timing.stacks import stack_choice
+
+    arch = work.architecture
+    fixed = {name: getattr(request, name) for name in _LAYOUT_FIELDS}
+    stack = stack_choice(request, catalog.directory)  # refuses a layout the stack cannot run
+    if stack.eager and fixed["recompute"] == "selective":
+        raise InputError(f"--stack {stack.stack.id} recomputes whole layers (gradient checkpointing): "
+                         "use --recompute full or none")
+    for name, kind in (("tensor_parallel", "tensor"), ("pipeline_parallel", "pipeline"),
+                       ("context_parallel", "context"), ("expert_parallel", "expert")):
+        if stack.eager and (fixed[name] or 1) > 1:  # the stack may run it; its eager layer is timed on one device
+            raise InputError(f"the eager step model of --stack {stack.stack.id} times data-parallel and ZeRO layouts; "
+                             f"--{name.replace('_', '-')} {fixed[name]} is not modelled for it: drop it")
+        if fixed[name] is None and (stack.eager or not stack.stack.runs(kind)) and (kind != "expert" or arch.moe):
+            fixed[name] = 1
+    return stack, fixed
+
+
+def leanest_layout(request: EstimateRequest, work: Any, acc: Accelerator, system: Any, catalog: Catalog,
+                   num_gpus: int) -> tuple[Layout, float] | None:
+    """The layout of ``num_gpus`` devices that needs the least memory, and that memory (GB): the
+    candidates the step model searches, with what the request leaves open set to its most frugal
+    value (ZeRO 3, full recompute). A memory check only, nothing is timed; None when no layout
+    splits the devices. It stops at the first layout that fits."""
+    arch = work.architecture
+    batch, _ = default_global_batch(request, work, num_gpus)
+    stack, fixed = stack_and_fixed(request, work, catalog)
+    frugal = {**fixed, "zero_stage": 3 if fixed["zero_stage"] is None else fixed["zero_stage"],
+              "recompute": fixed["recompute"] or "full"}
+    flash = request.flash_attention is not False
+    usable = usable_memory_gb(acc, stack)
+    best: tuple[Layout, float] | None = None
+    seen = 0
+    for layout in candidates(num_devices=num_gpus, num_layers=arch.num_layers, num_heads=arch.num_heads,
+                             num_kv_heads=arch.num_kv_heads, seq_len=work.seq_len, global_batch=batch,
+                             per_node=system.scale_up_group,
+                             num_experts=arch.moe.num_experts if arch.moe else None, fixed=frugal):
+        if (layout.virtual_stages > 1 and fixed["virtual_stages"] is None) or (
+                layout.micro_batch > 1 and fixed["micro_batch"] is None):
+            continue  # interleaving and larger micro-batches only add memory
+        seen += 1
+        if seen > MAX_CANDIDATES:
+            break
+        memory = layout_memory_gb(arch, layout, work.seq_len, flash_attention=flash, stack=stack,
+                                  finetune=getattr(work, "finetune", None))
+        if best is None or memory < best[1]:
+            best = (layout, memory)
+        if memory <= usable:
+            break
+    return best
+
+
+def device_counts(per_node: int, start: int = 1) -> Any:
+    """The device counts a run is planned on, in order from ``start``: powers of two up to a node,
+    then whole nodes."""
+    n = 1
+    while n < per_node:
+        if n >= start:
+            yield n
+        n *= 2
+    k = max(1, -(-start // per_node))
+    while k * per_node <= MAX_PLANNED_DEVICES:
+        yield k * per_node
+        k += 1
+
+
+def _planned(per_node: int, n: int) -> int:
+    """The smallest planned device count (:func:`device_counts`) of at least ``n``."""
+    return next(device_counts(per_node, n), n)
+
+
+def search_devices(per_node: int, ok: Any, start: int = 1) -> int | None:
+    """The fewest planned devices (:func:`device_counts`) from ``start`` for which ``ok(n)`` holds,
+    assuming it keeps holding for more devices: from ``start`` up through the powers of two until it
+    holds (a power-of-two count splits a power-of-two batch and layer count; doubling a count of 5
+    nodes would keep its factor 5), then a binary search over whole nodes between the last count that
+    failed and the first that held. The answer always holds; where ``ok`` is not monotone (a count in
+    between that no layout splits) a smaller one may hold too. None if none up to
+    ``MAX_PLANNED_DEVICES`` does."""
+    n = _planned(per_node, start)
+    failed = None
+    while n <= MAX_PLANNED_DEVICES:
+        if ok(n):
+            break
+        failed = n
+        n = _planned(per_node, 1 << n.bit_length())  # the next power of two: batches and layers split it
+    else:
+        return None
+    if failed is None:
+        return n
+    lo = _planned(per_node, failed + 1)
+    if lo >= n:  # below a node the planned counts double: nothing lies between
+        return n
+    lo_k, hi_k = lo // per_node, n // per_node  # whole nodes: the answer is in [lo_k, hi_k]
+    while lo_k < hi_k:
+        mid = (lo_k + hi_k) // 2
+        if ok(mid * per_node):
+            hi_k = mid
+        else:
+            lo_k = mid + 1
+    return hi_k * per_node
+
+
+def fewest_devices(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog,
+                   start: int = 1) -> int:
+    """The fewest devices (powers of two up to a node, whole nodes above it) on which some layout
+    of ``work`` fits memory (:func:`leanest_layout`), searched by doubling and bisection on the
+    memory check alone. Raises InputError when none up to ``MAX_PLANNED_DEVICES`` does."""
+    system = catalog.system_for(acc.id, request.system)
+    stack, fixed = stack_and_fixed(request, work, catalog)
+    check_fixed_layout(request, work, system, fixed)
+    per_node = system.scale_up_group
+    usable = usable_memory_gb(acc, stack)
+
+    def fits(n: int) -> bool:
+        if n > per_node and not system.scale_out_nics_per_node:
+            return False
+        found = leanest_layout(request, work, acc, system, catalog, n)
+        return found is not None and found[1] <= usable
+
+    found = search_devices(per_node, fits, start)
+    if found is None:
+        fixed = ", ".join(f"{k.replace('_', '-')} {v}" for k in _LAYOUT_FIELDS
+                          if (v := getattr(request, k)) is not None and v is not False)
+        raise InputError(f"no layout of up to {MAX_PLANNED_DEVICES:,} x {acc.id} ({acc.memory_gb:g} GB) holds "
+                         f"{work.model} at sequence length {work.seq_len:,}" + (f" with {fixed}" if fixed else "")
+                         + ": lower --seq-len" + (" or change the layout options" if fixed else "")
+                         + ", or use larger devices")
+    return found
+
+
+def memory_text(arch: Architecture, layout: Layout, seq_len: int, flash_attention: bool, stack: Any = None,
+                finetune: Any = None) -> str:
+    """What fills one device's memory in ``layout``, in GB."""
+    mem = layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack, finetune=finetune)
+    if not hasattr(mem, "weights_bytes"):  # an eager stack's peak, by its own parts
+        return f"{mem.total_bytes / 1e9:.1f} GB ({mem.describe()})"
+    return (f"{mem.total_bytes / 1e9:.1f} GB: weights {mem.weights_bytes / 1e9:.1f}, gradients "
+            f"{mem.gradients_bytes / 1e9:.1f}, optimizer states {mem.optimizer_bytes / 1e9:.1f}, activations "
+            f"{mem.activations_bytes / 1e9:.1f}")
 
 
 @dataclass(frozen=True)
@@ -520,6 +820,7 @@ class StepEstimate:
     error_band: float = ERROR_BAND
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    stack: Any = None  # estimator.timing.stacks.StackReport
 
 
 def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> tuple[int, str]:
@@ -527,6 +828,12 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
     else about ``DEFAULT_BATCH_TOKENS`` tokens, at least one sequence per device."""
     if request.global_batch is not None:
         return request.global_batch, "--global-batch"
+    finetune_batch = getattr(work, "finetune_batch", None)
+    if finetune_batch is not None:  # a fine-tune: tens of sequences, not a pre-training batch
+        sequences, source = finetune_batch
+        batch = num_gpus * math.ceil(sequences / num_gpus) if sequences % num_gpus else sequences
+        return batch, (source + (f", rounded up to {batch:,}, a multiple of the {num_gpus:,} devices"
+                                 if batch != sequences else "") + "; set --global-batch")
     record = work.catalog_model
     published = getattr(record, "global_batch_tokens", None) if record is not None else None
     if published:
@@ -545,20 +852,54 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
                    f"{work.seq_len:,}) rounded up to a multiple of the {num_gpus:,} devices; set --global-batch")
 
 
-def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
-                  calibration: Any = None, constants: Constants = Constants()) -> StepEstimate:
-    """Time ``work`` on ``num_gpus`` x ``acc`` with the step model: the fastest layout that fits
-    memory among the candidates the request leaves open (or the layout it fixes)."""
+def request_choices(request: EstimateRequest) -> dict[str, Any]:
+    """The memory-relevant choices the user made (None where the search or a default decides), so
+    that advice never repeats one of them."""
+    return {"recompute": request.recompute, "zero_stage": request.zero_stage, "micro_batch": request.micro_batch,
+            "finetune": getattr(request, "finetune", None), "num_gpus": request.num_gpus}
+
+
+def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layout: Layout, acc: Accelerator,
+                       e_max: float, flash: bool, finetune: Any = None) -> tuple[list[str], Any]:
+    """What the stack launches and keeps, in words and as a :class:`~estimator.timing.stacks.StackReport`:
+    its kernels and, for an eager stack, the micro-batch's device and host time and the memory peak by part."""
+    from estimator.timing.stacks import eager_compute, stack_report
+
+    default = "" if request.stack else " (the default: the step model's own fused kernels; --stack hf|fsdp|deepspeed)"
+    lines = [f"stack: {stack.describe()}{default}"]
+    if not stack.eager:
+        lines.append(("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash
+                      else "attention: unfused (the scores and their softmax go through HBM)")
+                     + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
+                        if request.sequence_parallel is not False else ", no sequence parallelism"))
+        return lines, stack_report(stack)
+
+    peak = acc.peak_for(request.precision) * 1e12
+    timed = eager_compute(shape, stack, tokens=layout.micro_batch * shape.seq_len, recompute=layout.recompute,
+                          flop_rate=peak * e_max, peak_flops=peak,
+                          hbm_bytes_per_s=acc.memory_bandwidth_gbps * 1e9 * HBM_EFFICIENCY)
+    memory = eager_memory(shape.arch, stack, layout, shape.seq_len, finetune)
+    lines += [
+        f"attention: {stack.stack.attention}, at {stack.stack.attention_fraction:.0%} of the dense peak",
+        f"per micro-batch: {timed.kernels:,.0f} kernels; device {timed.device_s:.3g} s ("
+        + ", ".join(f"{k} {v:.3g}" for k, v in timed.parts_s.items()) + f" s), host {timed.host_s:.3g} s "
+        f"({'compiled graph' if stack.compile else 'eager Python and dispatch'}): {timed.bound}-bound",
+        f"memory (torch.cuda.max_memory_allocated): {memory.describe()}",
+    ]
+    if finetune is not None and finetune.frozen:
+        lines.insert(-1, "fine-tune: the frozen weights' matmuls skip their weight gradients and the adapters' add theirs "
+                         "(in the step time; the micro-batch line above is the whole model's)")
+    return lines, stack_report(stack, timed, memory)
+
+
+def check_fixed_layout(request: EstimateRequest, work: Any, system: Any, fixed: dict[str, Any] | None = None) -> None:
+    """InputError when a layout size the request (or ``fixed``, the sizes the request and the stack
+    fix) sets cannot apply to ``work`` on ``system``, whatever the device count."""
     arch = work.architecture
-    system = catalog.system_for(acc.id, request.system)
-    links = links_for(system, calibration)
     seq_len = work.seq_len
-    batch, batch_source = default_global_batch(request, work, num_gpus)
-    fixed = {name: getattr(request, name) for name in ("tensor_parallel", "pipeline_parallel", "virtual_stages",
-                                                         "context_parallel", "expert_parallel", "zero_stage",
-                                                         "micro_batch", "recompute", "sequence_parallel")}
-    flash = request.flash_attention is not False
-    per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
+    per_node = system.scale_up_group
+    if fixed is None:
+        fixed = {name: getattr(request, name) for name in _LAYOUT_FIELDS}
     if fixed["tensor_parallel"] and fixed["tensor_parallel"] > per_node:
         raise InputError(f"--tensor-parallel {fixed['tensor_parallel']} exceeds the {per_node} "
                          f"accelerators of a {system.id} node (tensor parallelism stays within a node)")
@@ -584,13 +925,28 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                              f"{arch.moe.num_experts} experts of {work.model}")
     if fixed["context_parallel"] and seq_len % fixed["context_parallel"]:
         raise InputError(f"--context-parallel {fixed['context_parallel']} does not divide the sequence length {seq_len}")
+
+
+def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog: Catalog, *, num_gpus: int,
+                  calibration: Any = None, constants: Constants = Constants()) -> StepEstimate:
+    """Time ``work`` on ``num_gpus`` x ``acc`` with the step model: the fastest layout that fits
+    memory among the candidates the request leaves open (or the layout it fixes)."""
+    arch = work.architecture
+    system = catalog.system_for(acc.id, request.system)
+    links = links_for(system, calibration)
+    seq_len = work.seq_len
+    batch, batch_source = default_global_batch(request, work, num_gpus)
+    stack, fixed = stack_and_fixed(request, work, catalog)
+    flash = request.flash_attention is not False
+    per_node = system.scale_up_group  # a node, or a TPU slice's ICI domain
+    check_fixed_layout(request, work, system, fixed)
     if num_gpus > per_node and not system.scale_out_nics_per_node:
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
+    finetune = getattr(work, "finetune", None)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
-    from estimator.model.memory import DEFAULT_RESERVE_GB, GB, capacity_bytes
-
-    usable_gb = capacity_bytes(acc.memory_gb) / GB - DEFAULT_RESERVE_GB  # CUDA context, NCCL buffers
+    reserve_gb = stack.stack.allocator_reserve_gb  # CUDA context, NCCL buffers, allocator slack
+    usable_gb = usable_memory_gb(acc, stack)
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
     # less, so ZeRO 0 never wins. ZeRO 2 (gradients sharded too: DeepSpeed's stage 2, Llama 3's FSDP
     # that keeps the weights gathered after forward) moves the same bytes again, so it takes the same
@@ -598,7 +954,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     # with ZeRO 2 before a slower one is. ZeRO 3 gathers the weights for every micro-batch: only when
     # nothing fits with ZeRO 2. Every candidate is timed (cheap), then memory is checked fastest first
     # until enough layouts fit.
-    stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1, 3]
+    stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1 if stack.stack.runs("zero1") else 2, 3]
     timed: list[StepTime] = []
     checked = 0
     closest: dict[int, float] = {}  # ZeRO stage -> the least memory any of its layouts needs (GB)
@@ -608,18 +964,22 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                                  num_kv_heads=arch.num_kv_heads, seq_len=seq_len, global_batch=batch,
                                  per_node=per_node,
                                  num_experts=arch.moe.num_experts if arch.moe else None,
-                                 fixed={**fixed, "zero_stage": zero}):
+                                 fixed={**fixed, "zero_stage": zero},
+                                 # an eager stack pays its launches per micro-batch: larger ones amortise them
+                                 micro_batches=(1, 2, 4, 8, 16, 32, 64) if stack.eager else (1, 2, 4, 8)):
+            if stack.eager and layout.recompute == "selective":
+                continue  # eager stacks checkpoint whole layers
             checked += 1
             if checked > MAX_CANDIDATES:
                 break
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
-                                       e_max=e_max, flash_attention=flash))
+                                       e_max=e_max, flash_attention=flash, stack=stack, finetune=finetune))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         also_zero2 = zero == 1 and fixed["zero_stage"] is None  # ZeRO 2: the same time, less memory
         for candidate in pending:
             options = [candidate.layout] + ([replace(candidate.layout, zero_stage=2)] if also_zero2 else [])
             for layout in options:
-                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash)
+                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash, stack=stack, finetune=finetune)
                 closest[layout.zero_stage] = min(memory, closest.get(layout.zero_stage, math.inf))
                 if memory <= usable_gb:
                     timed.append(replace(candidate, layout=layout, memory_gb=memory))
@@ -635,30 +995,43 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                          f"{arch.num_layers} layers, the global batch of {batch:,} a multiple of DP x micro-batch"
                          + (f", {fixed_text}" if fixed_text else "") + "); change --num-gpus or --global-batch")
     if not timed:
+        leanest = leanest_layout(request, work, acc, system, catalog, num_gpus)
+        fill = (f"; the leanest layout ({leanest[0].describe()}) needs "
+                + memory_text(arch, leanest[0], seq_len, flash, stack, finetune)
+                + f" of {usable_gb:.1f} GB usable") if leanest is not None else ""
+        try:
+            fewest = f"; the fewest that fit: {fewest_devices(request, work, acc, catalog, num_gpus + 1):,} devices"
+        except InputError:
+            fewest = "; no device count up to the largest searched fits it"
+        from estimator.model.memory import what_would_fit
+
+        options = what_would_fit(arch, acc.memory_gb, num_gpus=num_gpus, seq_len=seq_len, given=request_choices(request),
+                                 finetune=finetune, flash_attention=flash, devices=False)
         raise InputError(f"no layout of {num_gpus:,} x {acc.id} ({acc.memory_gb:g} GB) holds {work.model} at sequence "
                          f"length {seq_len:,} and a global batch of {batch:,}"
-                         + (f" with {fixed_text}" if fixed_text else "")
-                         + ": the run does not fit; use more devices, recompute, ZeRO, or larger devices")
+                         + (f" with {fixed_text}" if fixed_text else "") + fill + fewest
+                         + " (--num-gpus, or leave it out for the fewest)"
+                         + (f"; on {num_gpus:,} device{'s' if num_gpus > 1 else ''}: {options}" if options else ""))
     timed.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
     best = timed[0]
     tokens_per_s = batch * seq_len / best.step_time_s
     assumptions = [
         f"layout: {best.layout.describe()} (the fastest that fits memory, of {checked:,} layouts timed)",
         f"step: {best.step_time_s:.3g} s for {batch:,} sequences of {seq_len:,} tokens ({batch_source}); "
-        f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%} of the detailed count, HFU {best.hfu:.1%}",
+        f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%} of the "
+        + ("fine-tune's count (the detailed count less the frozen weights' gradients, plus the adapters)"
+           if finetune is not None and finetune.frozen else "detailed count") + f", HFU {best.hfu:.1%}",
         "step breakdown: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g} s" for k, v in best.breakdown_s.items()),
         f"matmuls at {e_max:.3f} x the dense peak at most ({e_source}), "
         f"or their bytes at the HBM bandwidth if longer, + {constants.kernel_overhead_s * 1e6:.3g} us per kernel; elementwise work at "
         f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
         f"links: {links.source}; {constants.dp_overlap:.0%} of data-parallel traffic hidden behind backward; "
         "tensor, context and expert-parallel collectives not overlapped",
-        ("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash else
-         "attention: unfused (the scores and their softmax go through HBM)")
-        + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
-           if request.sequence_parallel is not False else ", no sequence parallelism"),
         f"memory: {best.memory_gb:.1f} GB on the most loaded device, of {usable_gb:.1f} GB usable (the datasheet's "
-        f"{acc.memory_gb:g} GB are GiB, {usable_gb + DEFAULT_RESERVE_GB:.1f}e9 bytes, less {DEFAULT_RESERVE_GB:g} GB reserved)",
+        f"{acc.memory_gb:g} GB are GiB, {usable_gb + reserve_gb:.1f}e9 bytes, less {reserve_gb:g} GB reserved)",
     ]
+    stack_lines, report = _stack_assumptions(request, stack, shape, best.layout, acc, e_max, flash, finetune)
+    assumptions[5:5] = stack_lines
     warnings = []
     if best.layout.zero_stage == 3 and 2 in closest:
         warnings.append(f"no layout fits with ZeRO 1 or 2 (the closest needs {closest[2]:.1f} GB of {usable_gb:.1f} "
@@ -674,8 +1047,11 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     return StepEstimate(layout=best.layout, step_time_s=best.step_time_s, tokens_per_s=tokens_per_s, mfu=best.mfu,
                         hfu=best.hfu, breakdown_s=best.breakdown_s, memory_gb=best.memory_gb, system=system,
                         ranked=tuple(timed[:max(1, request.num_layouts)]), assumptions=tuple(assumptions),
-                        warnings=tuple(warnings))
+                        warnings=tuple(warnings), stack=report)
 
 
-__all__ = ["Constants", "ring_latency_s", "sharded_exposed_s", "straggler_factor", "KERNEL_OVERHEAD_S", "Links", "StepEstimate", "StepTime", "default_global_batch", "layout_memory_gb", "links_for",
+__all__ = ["Constants", "ring_latency_s", "sharded_exposed_s", "straggler_factor", "KERNEL_OVERHEAD_S", "Links", "StepEstimate",
+           "StepTime", "check_fixed_layout", "default_global_batch", "device_counts", "stack_and_fixed",
+           "fewest_devices", "layout_memory", "layout_memory_gb", "leanest_layout", "links_for", "memory_text",
+           "search_devices", "usable_memory_gb",
            "matmul_fraction", "shape_of", "step_estimate", "time_layout"]

@@ -81,33 +81,45 @@ def _band(peak: float | None, achieved: float, low: float, high: float) -> tuple
 
 def default_utilisation_for(acc: Accelerator, params: float | None, active_params: float | None,
                             precision: str) -> Any:
-    """The per-kind default utilisation (:mod:`estimator.timing.utilisation`) of a run on ``acc``; a bare
-    ``--flops`` (no parameter count) takes the dense 20-100B kind, and says so."""
-    from estimator.timing.utilisation import Kind, accelerator_peak, default_utilisation, peak_class, precision_class, utilisation_for
+    """The per-kind default utilisation (:mod:`estimator.timing.utilisation`) of a run on ``acc``, at its
+    machine balance; a bare ``--flops`` (no parameter count) takes the dense 20-100B kind, and says so."""
+    from estimator.timing.utilisation import Kind, default_utilisation, machine_balance, precision_class, utilisation_for
 
-    peak = accelerator_peak(acc)
+    balance = machine_balance(acc)
     if params is None:
-        return default_utilisation(Kind("dense", precision_class(precision), "20-100B", peak_class(peak)))
-    return utilisation_for(params, active_params, precision, peak_tflops=peak)
+        return default_utilisation(Kind("dense", precision_class(precision), "20-100B")).at(balance)
+    return utilisation_for(params, active_params, precision, balance=balance)
 
 
 def datasheet_throughput(acc: Accelerator, precision: str, *, mfu: float | None = None,
-                         params: float | None = None, active_params: float | None = None) -> Throughput:
+                         params: float | None = None, active_params: float | None = None,
+                         in_samples: bool = False) -> Throughput:
     """``mfu`` (default: the per-kind default MFU while training, :mod:`estimator.timing.utilisation`) x
-    the dense peak, with the kind's band (or, for a given ``mfu``, the band of its kind around it)."""
+    the dense peak, with the kind's band (or, for a given ``mfu``, the band of its kind around it).
+    ``in_samples``: a workload counted in samples with forward FLOPs per sample (a convnet), which
+    takes the default of the published sample-counted runs instead of the token runs'."""
     peak = peak_for(acc, precision)
     if peak is None:
         have = ", ".join(p for p in PRECISIONS if acc.peak_for(p)) or "none"
         raise InputError(f"{acc.id} has no {precision} peak in the catalog (it has: {have}); "
                          f"choose another --precision or give --tflops")
-    u = default_utilisation_for(acc, params, active_params, precision)
+    from estimator.timing.utilisation import BALANCE_EXPONENT, BALANCE_REF
+
+    if in_samples:
+        from estimator.timing.utilisation import machine_balance, sample_utilisation
+
+        u = sample_utilisation(precision, balance=machine_balance(acc))
+    else:
+        u = default_utilisation_for(acc, params, active_params, precision)
     if mfu is not None:
         return Throughput(mfu * peak, peak, "given --mfu x dense peak", ThroughputKind.GIVEN,
                           _band(peak, mfu * peak, u.band_low, u.band_high))
     runs = (f"median of {u.num_runs} published runs of {u.basis}, only {u.kind_runs} of its own kind"
-            if u.fallback_note else f"{u.num_runs} published runs")
+            if u.fallback_note else f"{u.num_runs} {u.basis}" if in_samples else f"{u.num_runs} published runs")
     missing = "; no parameter count, so the dense 20-100B kind" if params is None else ""
-    source = f"default MFU {u.mfu:.1%} while training for {u.kind.label} ({runs}{missing}; `gpucost validate`)"
+    where = (f" at {u.balance:.0f} FLOP/byte (peak / HBM bandwidth; runs moved by x balance^-{BALANCE_EXPONENT:g})"
+             if u.balance != BALANCE_REF else "")
+    source = f"default MFU {u.mfu:.1%} while training for {u.kind.label}{where} ({runs}{missing}; `gpucost validate`)"
     return Throughput(u.mfu * peak, peak, source, ThroughputKind.DATASHEET, _band(peak, u.mfu * peak, u.band_low,
                                                                                   u.band_high))
 

@@ -1,4 +1,4 @@
-"""Default utilisation by kind of run, goodput, and what reported hours cover, derived from published runs.
+"""Default utilisation by kind of run and machine balance, goodput, and what reported hours cover, derived from published runs.
 
 A default estimate from parameters and tokens alone needs three numbers that a single "default MFU"
 used to mix together:
@@ -13,21 +13,29 @@ used to mix together:
 
 Kinds
 -----
-``run_kind(params, active_params, precision, peak_tflops=...)`` classifies a run by architecture
-(``dense``, or ``moe`` when fewer parameters are active per token than the model has), precision class
-(``16-bit``: bf16 and fp16, and tf32/fp32, which take the 16-bit fraction of their own lower peak as
-:mod:`estimator.timing.throughput` does; ``fp8``), size class of the ACTIVE parameters (``<20B``, ``20-100B``,
-``>100B``) and the accelerator's peak class: dense 16-bit peak ``<500`` or ``>=500`` TFLOP/s
-(``PEAK_EDGE_TFLOPS``). That gives 2 x 2 x 3 x 2 = 24 kinds.
+``run_kind(params, active_params, precision)`` classifies a run by architecture (``dense``, or ``moe``
+when fewer parameters are active per token than the model has), precision class (``16-bit``: bf16 and
+fp16, and tf32/fp32, which take the 16-bit fraction of their own lower peak as
+:mod:`estimator.timing.throughput` does; ``fp8``) and size class of the ACTIVE parameters (``<20B``,
+``20-100B``, ``>100B``): 2 x 2 x 3 = 12 kinds.
 
-Why a peak class: the catalog's runs on A100 (312 TFLOP/s) and TPU v4 (275) imply a median MFU about
-1.7 times that of the runs on H100 and H800 (989). The newer chips tripled the matmul peak while HBM
-bandwidth grew 1.7x and NVLink 1.5x, so the memory-bound and communication share of a step grows, and
-the largest achievable matmul is a smaller share of the peak (shared/REFERENCE.md section 3, "MAMF":
-0.87 of the bf16 peak on A100 SXM, 0.80 on H100 SXM). Any edge between 312 and 989 splits the runs the
-same way; 500 is a round number between them. Chips above it without runs of their own (H200, B200,
-MI300X) take the H100-class figures because no published run says otherwise; for the MI300X, whose
-largest achievable matmul is 0.51 of its peak, that is likely optimistic.
+The accelerator: machine balance, not a peak class
+--------------------------------------------------
+The catalog's runs on A100 and TPU v4 imply about twice the MFU of the runs on H100 and H800: the newer
+chips tripled the matmul peak while HBM bandwidth grew 1.6x, so the memory-bound share of a step
+(norms, activations, optimizer, attention softmax, small matmuls) grows. The default therefore moves
+with the accelerator's machine balance ``balance = dense 16-bit peak / HBM bandwidth`` (FLOP per byte;
+:func:`machine_balance`: A100 SXM 80GB 153, A100 40GB 201, TPU v4 229, H100/H800 295, H200 206, L40S
+419, RTX 4090 164), as a roofline argument gives it: ``MFU(balance) = MFU_ref x (BALANCE_REF /
+balance) ** BALANCE_EXPONENT``, at most ``MFU_CAP``. ``BALANCE_EXPONENT`` is fitted on the runs
+(:func:`balance_exponent`: the least-squares slope of ln MFU on ln balance within groups of one
+architecture and size, so the mix of model sizes on each chip does not pass for a hardware effect);
+it comes out 1.0, i.e. the runs' achieved FLOP/s tracked HBM bandwidth more than peak. A smooth
+function has no edge to fall off: an L40S (362 TFLOP/s, 0.86 TB/s) gets about a quarter of an H100's
+rate, not three quarters. What it does not hold: the node's links (the runs were all on NVLink/ICI
+and InfiniBand-class networks, so their effect cannot be separated; over PCIe, data-parallel traffic
+adds a few percent at a 4M-token batch, which the step model counts when the architecture is known)
+and anything that separates two chips of equal balance.
 
 The rule (``derive_defaults``; ``RULE``)
 ----------------------------------------
@@ -36,31 +44,37 @@ The rule (``derive_defaults``; ``RULE``)
   ``SCOPE_OVERHEAD`` (below) to pre-training hours, so both scopes describe the same quantity. Runs that
   report only a throughput are left out: their MFU is measured while training and omits lost time.
 - Implied MFU on the 16-bit basis: ``m = 6 N D / (pre-training device-hours x 3600 x dense 16-bit
-  peak)``. Pooling on one basis lets FP8 and 16-bit runs be compared; for an FP8 kind the value is
-  converted to the FP8 peak by ``FP8_PEAK_RATIO`` (16-bit peak / FP8 peak, 0.5 on every catalog
-  accelerator that has both), i.e. FP8 is credited with no speed-up over 16-bit unless FP8 runs show
-  one. (DeepSeek-V3, the one FP8 pre-training, implies 0.35 of the BF16 peak, above its class.)
-- Per kind: the median of ``m`` over the kind's runs when there are at least ``MIN_RUNS`` (4) of them;
-  otherwise fall back to the first wider class that has ``MIN_RUNS``, keeping the peak class longest
-  because it moves MFU most: (peak, arch, size, any precision) -> (peak, size, any architecture) ->
-  (peak) -> all runs. The fallback and the count are stated in ``Utilisation.fallback_note`` and
-  ``num_runs``.
+  peak)``, moved to ``BALANCE_REF`` by ``x (balance / BALANCE_REF) ** BALANCE_EXPONENT``. Pooling on
+  one basis lets FP8 and 16-bit runs be compared; for an FP8 kind the value is converted to the FP8
+  peak by ``FP8_PEAK_RATIO`` (16-bit peak / FP8 peak, 0.5 on every catalog accelerator that has both),
+  i.e. FP8 is credited with no speed-up over 16-bit unless FP8 runs show one.
+- Per kind: the median of the moved ``m`` over the kind's runs when there are at least ``MIN_RUNS``
+  (4) of them; otherwise fall back to the first wider class that has ``MIN_RUNS``: (arch, size, any
+  precision) -> (size, any architecture) -> all runs. The fallback and the count are stated in
+  ``Utilisation.fallback_note`` and ``num_runs``.
 - Goodput: reported device-hours include lost time, so the median implied MFU is an *effective* MFU.
   ``Utilisation.mfu`` is the MFU while training, ``effective / DEFAULT_GOODPUT``; an estimate applies
   goodput separately (device-hours = FLOPs / (mfu x goodput x peak x 3600)), so at the default goodput
   the product reproduces the runs' hours, and a user's ``--goodput`` or ``--mfu`` changes one factor.
-- Band: for every counted run, the ratio of its ``m`` to the median its kind gets WITHOUT it (the same
-  rule on the other runs: ``leave_one_out_ratios``). That is the error of a default on a run it was not
-  derived from, which is the error a user's run meets; the in-sample ratio to a median that includes
-  the run is narrower than the error on new runs. The ratios are pooled (no kind has enough runs to
-  estimate its own tails) and the band is the kind's MFU x their ``BAND_QUANTILES`` (5th and 95th
-  percentiles, linear interpolation between order statistics): a stated 90% band. A run of lower MFU
-  takes longer: the printed device-hours range is FLOPs / (band_high ... band_low). ``gpucost
-  validate`` prints the share of the catalog's runs inside their band; the hold-out
-  (benchmarks/holdout_runs.py) measures it on runs the defaults never saw.
-- Rounding: MFU, band ends, ``FP8_PEAK_RATIO`` and ``SCOPE_OVERHEAD`` to 3 decimals. ``DEFAULTS``
-  holds the rounded results; tests/test_utilisation.py fails when ``derive_defaults(load_catalog())``
-  differs.
+- Band: for every counted run, the ratio of its ``m`` to what its default would be WITHOUT it (the
+  exponent refitted and the kind's median taken on the other runs, at the run's own balance:
+  ``leave_one_out_ratios``). That is the error of a default on a run it was not derived from, which
+  is the error a user's run meets. The ratios are pooled and the band is the kind's MFU x their
+  ``BAND_QUANTILES`` (5th and 95th percentiles, linear interpolation between order statistics): a
+  stated 90% band. ``gpucost validate`` prints the share of the catalog's runs inside their band; the
+  hold-out (benchmarks/holdout_runs.py) measures it on runs the defaults never saw.
+- Rounding: MFU, band ends, ``FP8_PEAK_RATIO`` and ``SCOPE_OVERHEAD`` to 3 decimals, the exponent to
+  2. ``DEFAULTS`` holds the rounded results at ``BALANCE_REF``; tests/test_utilisation.py fails when
+  ``derive_defaults(load_catalog())`` or ``derive_balance_exponent`` differ.
+
+Workloads counted in samples
+----------------------------
+A model trained on samples with forward FLOPs per sample (ResNet-50 on ImageNet) is not a transformer
+and its runs are not token runs: :func:`derive_sample_default` takes the median MFU of the published
+sample-counted runs in ``catalogs/sample_runs.yaml`` (NVIDIA DeepLearningExamples' ResNet-50 on DGX
+A100 and DGX-1 V100; torchvision's on an H200, channels_last and NCHW), moved to ``BALANCE_REF`` with
+the same exponent (they agree after the move: 0.08-0.10 at 300 FLOP/byte, the NCHW row 0.04). Their
+throughput is measured while training, so no goodput is divided out.
 
 Scope overhead
 --------------
@@ -103,8 +117,10 @@ ARCHS = ("dense", "moe")
 PRECISION_CLASSES = ("16-bit", "fp8")
 SIZE_CLASSES = ("<20B", "20-100B", ">100B")
 SIZE_EDGES = (20e9, 100e9)  # active parameters: < 20B, 20B to 100B, > 100B
-PEAK_CLASSES = ("<500", ">=500")
-PEAK_EDGE_TFLOPS = 500.0  # dense 16-bit peak: A100 312, TPU v4 275 below; H100/H800/H200 989, B200, MI300X above
+# Machine balance: dense 16-bit peak FLOP/s per byte/s of HBM bandwidth. A default MFU is stored at
+# BALANCE_REF and moves with an accelerator's balance as (BALANCE_REF / balance) ** BALANCE_EXPONENT.
+BALANCE_REF = 300.0  # FLOP/byte, about an H100 SXM's (989.4 TFLOP/s / 3.35 TB/s = 295)
+MFU_CAP = 0.80  # no default above the median maximum achievable matmul fraction (stas00 MAMF table)
 MIN_RUNS = 4  # fewer runs than this in a kind: fall back to the wider class
 BAND_QUANTILES = (0.05, 0.95)  # the printed band: 5th-95th percentile (a stated 90% band)
 BAND_COVERAGE = BAND_QUANTILES[1] - BAND_QUANTILES[0]
@@ -141,24 +157,22 @@ SCOPE_OVERHEAD_SOURCE = ("median all / pre-training device-hours of 3 pre-traini
 
 @dataclass(frozen=True, slots=True, order=True)
 class Kind:
-    """A kind of training run: architecture, precision class, size class of the ACTIVE parameters, and
-    the peak class of the accelerator (its dense 16-bit peak below or at least ``PEAK_EDGE_TFLOPS``)."""
+    """A kind of training run: architecture, precision class and size class of the ACTIVE parameters.
+    (The accelerator enters through its machine balance, continuously: :meth:`Utilisation.at`.)"""
 
     arch: str  # "dense" | "moe"
     precision: str  # "16-bit" | "fp8"
     size: str  # "<20B" | "20-100B" | ">100B"
-    peak: str  # "<500" | ">=500" (TFLOP/s, dense 16-bit)
 
     @property
     def label(self) -> str:
-        return f"{self.arch} {self.precision} {self.size} on {self.peak} TFLOP/s"
+        return f"{self.arch} {self.precision} {self.size}"
 
     def __str__(self) -> str:
         return self.label
 
 
-ALL_KINDS: tuple[Kind, ...] = tuple(Kind(a, p, s, k) for k in PEAK_CLASSES for a in ARCHS
-                                    for p in PRECISION_CLASSES for s in SIZE_CLASSES)
+ALL_KINDS: tuple[Kind, ...] = tuple(Kind(a, p, s) for a in ARCHS for p in PRECISION_CLASSES for s in SIZE_CLASSES)
 
 
 def precision_class(precision: str) -> str:
@@ -178,24 +192,26 @@ def size_class(active_params: float) -> str:
     return SIZE_CLASSES[1] if active_params <= SIZE_EDGES[1] else SIZE_CLASSES[2]
 
 
-def peak_class(peak_16bit_tflops: float | None) -> str:
-    """``>=500`` for an accelerator whose dense 16-bit peak is at least ``PEAK_EDGE_TFLOPS``, else ``<500``
-    (also when the peak is unknown)."""
-    return PEAK_CLASSES[1] if peak_16bit_tflops and peak_16bit_tflops >= PEAK_EDGE_TFLOPS else PEAK_CLASSES[0]
+def machine_balance(acc: Any) -> float | None:
+    """FLOP per byte: the accelerator's dense 16-bit peak (else its largest dense peak) over its HBM
+    bandwidth; None when either is unknown. A100 SXM 80GB 312 / 2.039 = 153, H100 SXM 295, L40S 419."""
+    peak = accelerator_peak(acc)
+    bandwidth = getattr(acc, "memory_bandwidth_gbps", None)
+    if not peak or not bandwidth:
+        return None
+    return peak * 1e12 / (bandwidth * 1e9)
 
 
-def run_kind(params: float, active_params: float | None = None, precision: str = "bf16", *,
-             peak_tflops: float | None) -> Kind:
+def run_kind(params: float, active_params: float | None = None, precision: str = "bf16") -> Kind:
     """The kind of a run: ``params`` are ALL parameters, ``active_params`` those used per token (MoE;
-    default ``params``, i.e. dense), ``peak_tflops`` the accelerator's dense 16-bit peak (see
-    :func:`accelerator_peak`). A model is ``moe`` when fewer parameters are active than it has."""
+    default ``params``, i.e. dense). A model is ``moe`` when fewer parameters are active than it has."""
     if not params > 0 or not math.isfinite(params):
         raise ValueError(f"parameters must be a positive number, got {params!r}")
     active = params if active_params is None else active_params
     if active > params * (1 + 1e-9):
         raise ValueError(f"active parameters ({active:g}) exceed the parameters ({params:g})")
     arch = "moe" if active < params * (1 - 1e-9) else "dense"
-    return Kind(arch, precision_class(precision), size_class(active), peak_class(peak_tflops))
+    return Kind(arch, precision_class(precision), size_class(active))
 
 
 # -- the per-kind defaults -----------------------------------------------------------------------
@@ -206,20 +222,22 @@ class Utilisation:
     """The default utilisation for one kind of run, and where it comes from.
 
     ``mfu`` and the band are MFU *while training*, as a fraction of the dense peak at the kind's
-    precision; multiply by ``goodput`` (``effective_mfu``) for the share of the peak that reported
-    device-hours imply."""
+    precision, at machine balance ``balance`` (FLOP/byte; :data:`BALANCE_REF` as stored, an
+    accelerator's own after :meth:`at`); multiply by ``goodput`` (``effective_mfu``) for the share of
+    the peak that reported device-hours imply."""
 
     kind: Kind
     mfu: float
     band_low: float
     band_high: float
     num_runs: int  # runs behind ``mfu`` (of the class it was taken from)
-    basis: str  # the class the median was taken over, e.g. the kind's label or "all runs on >=500 TFLOP/s"
+    basis: str  # the class the median was taken over, e.g. the kind's label or "all runs"
     rule_text: str
     fallback_note: str | None  # why a wider class was used, or None
     goodput: float = DEFAULT_GOODPUT
-    level: int = 0  # 0 the kind itself; 1 (peak, arch, size); 2 (peak, size); 3 peak; 4 all runs
+    level: int = 0  # 0 the kind itself; 1 (arch, size); 2 size; 3 all runs
     kind_runs: int = 0  # counted runs of the kind itself
+    balance: float = BALANCE_REF
 
     @property
     def effective_mfu(self) -> float:
@@ -230,22 +248,38 @@ class Utilisation:
     def effective_band(self) -> tuple[float, float]:
         return self.band_low * self.goodput, self.band_high * self.goodput
 
+    def at(self, balance: float | None, exponent: float | None = None) -> "Utilisation":
+        """This default on an accelerator of machine ``balance`` (FLOP/byte): MFU and band x
+        (BALANCE_REF / balance) ** BALANCE_EXPONENT, at most ``MFU_CAP``; unchanged for None."""
+        if balance is None or not balance > 0:
+            return self
+        exponent = BALANCE_EXPONENT if exponent is None else exponent
+        factor = min((BALANCE_REF / balance) ** exponent, MFU_CAP / self.mfu)
+        rule = (f"{self.rule_text}; at machine balance {balance:.0f} FLOP/byte (dense 16-bit peak / HBM bandwidth): "
+                f"x ({BALANCE_REF:g} / {balance:.0f})^{exponent:g}" + (f", capped at {MFU_CAP:.0%}" if factor
+                                                                         == MFU_CAP / self.mfu else ""))
+        return Utilisation(kind=self.kind, mfu=self.mfu * factor, band_low=self.band_low * factor,
+                           band_high=self.band_high * factor, num_runs=self.num_runs, basis=self.basis,
+                           rule_text=rule, fallback_note=self.fallback_note, goodput=self.goodput, level=self.level,
+                           kind_runs=self.kind_runs, balance=balance)
+
 
 def _basis_label(level: int, kind: Kind) -> str:
-    on = f"on {kind.peak} TFLOP/s"
-    return (kind.label, f"{kind.arch} {kind.size} {on}, any precision", f"{kind.size} {on}, any architecture",
-            f"all runs {on}", "all runs")[level]
+    return (kind.label, f"{kind.arch} {kind.size}, any precision", f"{kind.size}, any architecture",
+            "all runs")[level]
 
 
 def _make(kind: Kind, mfu: float, band_low: float, band_high: float, num_runs: int, level: int,
-          level0_runs: int, pooled_runs: int, ratio_band: tuple[float, float], goodput: float) -> Utilisation:
+          level0_runs: int, pooled_runs: int, ratio_band: tuple[float, float], goodput: float,
+          exponent: float) -> Utilisation:
     basis = _basis_label(level, kind)
     lo_q, hi_q = (round(q * 100) for q in BAND_QUANTILES)
     fp8 = " converted to the FP8 peak (x 16-bit/FP8 peak ratio)" if kind.precision == "fp8" else ""
-    rule = (f"median implied MFU of {num_runs} published runs ({basis}; 6ND / (pre-training device-hours x "
-            f"3600 x dense 16-bit peak)){fp8}, divided by goodput {goodput:.2f}: {mfu:.2f} while training; "
+    rule = (f"median MFU of {num_runs} published runs ({basis}; 6ND / (pre-training device-hours x 3600 x dense "
+            f"16-bit peak), each moved to machine balance {BALANCE_REF:g} FLOP/byte by x (its balance / "
+            f"{BALANCE_REF:g})^{exponent:g}){fp8}, divided by goodput {goodput:.2f}: {mfu:.3f} while training; "
             f"band = {lo_q}th-{hi_q}th percentile of the leave-one-out implied/predicted ratio over all "
-            f"{pooled_runs} runs ({ratio_band[0]:.2f}-{ratio_band[1]:.2f}): {band_low:.2f}-{band_high:.2f}")
+            f"{pooled_runs} runs ({ratio_band[0]:.2f}-{ratio_band[1]:.2f}): {band_low:.3f}-{band_high:.3f}")
     note = None
     if level:
         note = (f"{level0_runs} run{'s' if level0_runs != 1 else ''} of kind {kind.label} (fewer than "
@@ -255,46 +289,35 @@ def _make(kind: Kind, mfu: float, band_low: float, band_high: float, num_runs: i
                        kind_runs=level0_runs)
 
 
-# Stored results of derive_defaults(load_catalog()) (see RULE): kind -> (mfu while training, band_low,
-# band_high, runs behind the value, fallback level, runs of the kind itself). 39 runs with hours are
-# counted; their leave-one-out implied/predicted ratio has 5th-95th percentiles 0.526-1.543.
-# Regenerate with `python -c "from estimator.timing.utilisation import *; from estimator.catalog import
-# load_catalog as L; c = L(); print(stored_table(derive_defaults(c.runs, c.accelerators, c.models)))"`.
+# Stored results of derive_defaults(load_catalog()) (see RULE): kind -> (mfu while training at
+# BALANCE_REF, band_low, band_high, runs behind the value, fallback level, runs of the kind itself).
+# Regenerate with `python -c "from estimator.timing.utilisation import *; from estimator.catalog.core import
+# load_catalog as L; c = L(); print(derive_balance_exponent(c.runs, c.accelerators, c.models),
+# stored_table(derive_defaults(c.runs, c.accelerators, c.models)))"`.
+BALANCE_EXPONENT = 1.0  # fitted: see derive_balance_exponent
 _POOLED_RUNS = 39
-_RATIO_BAND = (0.526, 1.543)
+_RATIO_BAND = (0.487, 1.643)
 RATIO_BAND = _RATIO_BAND  # the band as a ratio to a kind's median MFU (5th-95th percentile)
-_STORED: dict[tuple[str, str, str, str], tuple[float, float, float, int, int, int]] = {
-    ("dense", "16-bit", "20-100B", "<500"): (0.476, 0.25, 0.735, 5, 0, 5),
-    ("dense", "16-bit", "20-100B", ">=500"): (0.31, 0.163, 0.478, 5, 2, 2),
-    ("dense", "16-bit", "<20B", "<500"): (0.434, 0.228, 0.67, 11, 0, 11),
-    ("dense", "16-bit", "<20B", ">=500"): (0.215, 0.113, 0.332, 9, 0, 9),
-    ("dense", "16-bit", ">100B", "<500"): (0.346, 0.182, 0.534, 4, 0, 4),
-    ("dense", "16-bit", ">100B", ">=500"): (0.267, 0.14, 0.412, 19, 3, 1),
-    ("dense", "fp8", "20-100B", "<500"): (0.238, 0.125, 0.367, 5, 1, 0),
-    ("dense", "fp8", "20-100B", ">=500"): (0.155, 0.081, 0.239, 5, 2, 0),
-    ("dense", "fp8", "<20B", "<500"): (0.217, 0.114, 0.335, 11, 1, 0),
-    ("dense", "fp8", "<20B", ">=500"): (0.108, 0.057, 0.167, 9, 1, 0),
-    ("dense", "fp8", ">100B", "<500"): (0.173, 0.091, 0.267, 4, 1, 0),
-    ("dense", "fp8", ">100B", ">=500"): (0.133, 0.07, 0.205, 19, 3, 0),
-    ("moe", "16-bit", "20-100B", "<500"): (0.476, 0.25, 0.735, 5, 2, 0),
-    ("moe", "16-bit", "20-100B", ">=500"): (0.31, 0.163, 0.478, 5, 2, 1),
-    ("moe", "16-bit", "<20B", "<500"): (0.434, 0.228, 0.67, 11, 2, 0),
-    ("moe", "16-bit", "<20B", ">=500"): (0.244, 0.128, 0.377, 4, 0, 4),
-    ("moe", "16-bit", ">100B", "<500"): (0.346, 0.182, 0.534, 4, 2, 0),
-    ("moe", "16-bit", ">100B", ">=500"): (0.267, 0.14, 0.412, 19, 3, 0),
-    ("moe", "fp8", "20-100B", "<500"): (0.238, 0.125, 0.367, 5, 2, 0),
-    ("moe", "fp8", "20-100B", ">=500"): (0.155, 0.081, 0.239, 5, 2, 2),
-    ("moe", "fp8", "<20B", "<500"): (0.217, 0.114, 0.335, 11, 2, 0),
-    ("moe", "fp8", "<20B", ">=500"): (0.122, 0.064, 0.188, 4, 1, 0),
-    ("moe", "fp8", ">100B", "<500"): (0.173, 0.091, 0.267, 4, 2, 0),
-    ("moe", "fp8", ">100B", ">=500"): (0.133, 0.07, 0.205, 19, 3, 0),
+_STORED: dict[tuple[str, str, str], tuple[float, float, float, int, int, int]] = {
+    ("dense", "16-bit", "20-100B"): (0.27, 0.132, 0.444, 7, 0, 7),
+    ("dense", "16-bit", "<20B"): (0.233, 0.114, 0.383, 20, 0, 20),
+    ("dense", "16-bit", ">100B"): (0.258, 0.126, 0.424, 5, 0, 5),
+    ("dense", "fp8", "20-100B"): (0.135, 0.066, 0.222, 7, 1, 0),
+    ("dense", "fp8", "<20B"): (0.116, 0.057, 0.191, 20, 1, 0),
+    ("dense", "fp8", ">100B"): (0.129, 0.063, 0.212, 5, 1, 0),
+    ("moe", "16-bit", "20-100B"): (0.279, 0.136, 0.458, 10, 2, 1),
+    ("moe", "16-bit", "<20B"): (0.241, 0.117, 0.396, 4, 0, 4),
+    ("moe", "16-bit", ">100B"): (0.258, 0.126, 0.424, 5, 2, 0),
+    ("moe", "fp8", "20-100B"): (0.139, 0.068, 0.228, 10, 2, 2),
+    ("moe", "fp8", "<20B"): (0.12, 0.058, 0.197, 4, 1, 0),
+    ("moe", "fp8", ">100B"): (0.129, 0.063, 0.212, 5, 2, 0),
 }
 FP8_PEAK_RATIO = 0.5  # dense 16-bit peak / dense FP8 peak (median over catalog accelerators with both)
 
 
 def _build_stored() -> dict[Kind, Utilisation]:
     return {Kind(*key): _make(Kind(*key), *vals[:4], level=vals[4], level0_runs=vals[5], pooled_runs=_POOLED_RUNS,
-                              ratio_band=_RATIO_BAND, goodput=DEFAULT_GOODPUT)
+                              ratio_band=_RATIO_BAND, goodput=DEFAULT_GOODPUT, exponent=BALANCE_EXPONENT)
             for key, vals in _STORED.items()}
 
 
@@ -303,7 +326,7 @@ RULE = __doc__
 
 
 def default_utilisation(kind: Kind) -> Utilisation:
-    """The stored default utilisation for ``kind`` (see :data:`RULE`)."""
+    """The stored default utilisation for ``kind`` at ``BALANCE_REF`` (see :data:`RULE`)."""
     try:
         return DEFAULTS[kind]
     except KeyError:
@@ -311,9 +334,9 @@ def default_utilisation(kind: Kind) -> Utilisation:
 
 
 def utilisation_for(params: float, active_params: float | None = None, precision: str = "bf16", *,
-                    peak_tflops: float | None) -> Utilisation:
-    """``default_utilisation(run_kind(params, active_params, precision, peak_tflops=peak_tflops))``."""
-    return default_utilisation(run_kind(params, active_params, precision, peak_tflops=peak_tflops))
+                    balance: float | None) -> Utilisation:
+    """``default_utilisation(run_kind(params, active_params, precision)).at(balance)``."""
+    return default_utilisation(run_kind(params, active_params, precision)).at(balance)
 
 
 # -- deriving them from a catalog ----------------------------------------------------------------
@@ -370,15 +393,13 @@ def total_params(run: Any, models: Any = None) -> float:
 
 
 def accelerator_peak(acc: Any) -> float | None:
-    """The peak that sets an accelerator's peak class: dense 16-bit, else its largest dense peak."""
+    """The peak in an accelerator's machine balance: dense 16-bit, else its largest dense peak."""
     return peak_16bit(acc) or max(acc.peak_tflops.values(), default=None)
 
 
-def kind_of_run(run: Any, accelerators: Any, models: Any = None) -> Kind:
-    """The kind of a catalog run (``run.params`` is the ACTIVE count) on its accelerator."""
-    acc = _index(accelerators).get(run.accelerator.lower())
-    return run_kind(total_params(run, models), run.params, run.precision,
-                    peak_tflops=accelerator_peak(acc) if acc is not None else None)
+def kind_of_run(run: Any, accelerators: Any = None, models: Any = None) -> Kind:
+    """The kind of a catalog run (``run.params`` is the ACTIVE count)."""
+    return run_kind(total_params(run, models), run.params, run.precision)
 
 
 def implied_mfu_16bit(run: Any, accelerators: Any) -> float | None:
@@ -412,57 +433,98 @@ class _Counted:
     kind: Kind
     mfu16: float  # implied MFU on the 16-bit basis, over PRE-TRAINING hours (scope:all hours / overhead)
     scope: str
+    balance: float = BALANCE_REF  # the accelerator's machine balance, FLOP/byte
 
 
 def counted_runs(runs: Iterable[Any], accelerators: Any, models: Any = None,
                  scope_overhead: float = SCOPE_OVERHEAD) -> list[_Counted]:
     """The runs the defaults are derived from: every run with device-hours (or days x devices) and a
     scope; a ``scope: all`` run's hours are divided by ``scope_overhead`` to pre-training hours."""
+    accs = _index(accelerators)
     out = []
     for run in runs:
         scope = getattr(run, "scope", None)
         m = implied_mfu_16bit(run, accelerators)
-        if m is not None and scope in ("pretrain", "all"):
+        balance = machine_balance(accs[run.accelerator.lower()]) if run.accelerator.lower() in accs else None
+        if m is not None and scope in ("pretrain", "all") and balance:
             out.append(_Counted(run.id, kind_of_run(run, accelerators, models),
-                                m * (scope_overhead if scope == "all" else 1.0), scope))
+                                m * (scope_overhead if scope == "all" else 1.0), scope, balance))
     return out
+
+
+def balance_exponent(counted: list[_Counted]) -> float:
+    """The exponent b of MFU ~ balance^-b: the least-squares slope of ln(MFU) on ln(balance) within
+    groups of the same architecture and size (each group its own intercept, so the runs' mix of sizes
+    does not pass for an effect of the hardware), negated, rounded to 2 decimals."""
+    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for c in counted:
+        groups.setdefault((c.kind.arch, c.kind.size), []).append((math.log(c.balance), math.log(c.mfu16)))
+    num = den = 0.0
+    for points in groups.values():
+        mx = sum(x for x, _ in points) / len(points)
+        my = sum(y for _, y in points) / len(points)
+        num += sum((x - mx) * (y - my) for x, y in points)
+        den += sum((x - mx) ** 2 for x, _ in points)
+    if den == 0:
+        raise ValueError("the runs span one machine balance: no exponent can be fitted")
+    return round(-num / den, 2)
+
+
+def derive_balance_exponent(runs: Iterable[Any], accelerators: Any, models: Any = None) -> float:
+    """:func:`balance_exponent` of the catalog's counted runs (what ``BALANCE_EXPONENT`` stores)."""
+    runs = list(runs)
+    return balance_exponent(counted_runs(runs, accelerators, models, derive_scope_overhead(runs)[0]))
+
+
+def _at_reference(c: _Counted, exponent: float) -> float:
+    """A run's MFU moved to ``BALANCE_REF``: x (its balance / BALANCE_REF) ** exponent."""
+    return c.mfu16 * (c.balance / BALANCE_REF) ** exponent
 
 
 def _levels(kind: Kind) -> tuple:
     return (
         lambda k: k == kind,
-        lambda k: (k.peak, k.arch, k.size) == (kind.peak, kind.arch, kind.size),
-        lambda k: (k.peak, k.size) == (kind.peak, kind.size),
-        lambda k: k.peak == kind.peak,
+        lambda k: (k.arch, k.size) == (kind.arch, kind.size),
+        lambda k: k.size == kind.size,
         lambda k: True,
     )
 
 
-def _class_median(kind: Kind, counted: list[_Counted]) -> tuple[float, int, int, int]:
-    """(median 16-bit-basis MFU, runs behind it, level used, runs of the kind itself)."""
+def _class_median(kind: Kind, counted: list[_Counted], exponent: float) -> tuple[float, int, int, int]:
+    """(median 16-bit-basis MFU at BALANCE_REF, runs behind it, level used, runs of the kind itself)."""
     own = sum(c.kind == kind for c in counted)
+    last = len(_levels(kind)) - 1
     for level, member in enumerate(_levels(kind)):
-        values = [c.mfu16 for c in counted if member(c.kind)]
-        if len(values) >= MIN_RUNS or level == 4:
+        values = [_at_reference(c, exponent) for c in counted if member(c.kind)]
+        if len(values) >= MIN_RUNS or level == last:
             if not values:
                 raise ValueError("no counted runs to derive defaults from")
             return median(values), len(values), level, own
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def leave_one_out_ratios(counted: list[_Counted]) -> list[float]:
-    """Each run's implied MFU over its kind's median with that run left out (the same fallback rule on
-    the other runs): how far a run the defaults were not derived from lands from its default."""
-    return [c.mfu16 / _class_median(c.kind, [d for d in counted if d is not c])[0] for c in counted]
+def leave_one_out_ratios(counted: list[_Counted], exponent: float | None = None) -> list[float]:
+    """Each run's implied MFU over what its default would be with that run left out: the exponent
+    refitted (unless ``exponent`` is given) and its kind's median taken without it, at its own
+    balance. How far a run the defaults were not derived from lands from its default."""
+    out = []
+    for c in counted:
+        others = [d for d in counted if d is not c]
+        b = balance_exponent(others) if exponent is None else exponent
+        predicted = _class_median(c.kind, others, b)[0] * (BALANCE_REF / c.balance) ** b
+        out.append(c.mfu16 / predicted)
+    return out
 
 
 def derive_defaults(runs: Iterable[Any], accelerators: Any, models: Any = None,
                     goodput: float = DEFAULT_GOODPUT) -> dict[Kind, Utilisation]:
-    """Recompute the per-kind defaults from published runs (see :data:`RULE`), rounded as stored."""
+    """Recompute the per-kind defaults at ``BALANCE_REF`` from published runs (see :data:`RULE`),
+    rounded as stored."""
     runs = list(runs)
     counted = counted_runs(runs, accelerators, models, derive_scope_overhead(runs)[0])
+    exponent = balance_exponent(counted)
     ratio = fp8_peak_ratio(accelerators)
-    medians = {kind: _class_median(kind, counted) for kind in ALL_KINDS}
+    medians = {kind: _class_median(kind, counted, exponent) for kind in ALL_KINDS}
     residuals = leave_one_out_ratios(counted)
     ratio_band = tuple(round(percentile(residuals, q), DECIMALS) for q in BAND_QUANTILES)
     out = {}
@@ -473,14 +535,73 @@ def derive_defaults(runs: Iterable[Any], accelerators: Any, models: Any = None,
         band = (round(mfu * percentile(residuals, BAND_QUANTILES[0]), DECIMALS),
                 round(mfu * percentile(residuals, BAND_QUANTILES[1]), DECIMALS))
         out[kind] = _make(kind, mfu, *band, n, level=level, level0_runs=own, pooled_runs=len(counted),
-                          ratio_band=ratio_band, goodput=goodput)
+                          ratio_band=ratio_band, goodput=goodput, exponent=exponent)
     return out
 
 
-def stored_table(defaults: Mapping[Kind, Utilisation]) -> dict[tuple[str, str, str, str], tuple]:
+def stored_table(defaults: Mapping[Kind, Utilisation]) -> dict[tuple[str, str, str], tuple]:
     """The compact form of ``_STORED`` for a set of defaults (to regenerate the constants)."""
-    return {(k.arch, k.precision, k.size, k.peak): (u.mfu, u.band_low, u.band_high, u.num_runs, u.level, u.kind_runs)
+    return {(k.arch, k.precision, k.size): (u.mfu, u.band_low, u.band_high, u.num_runs, u.level, u.kind_runs)
             for k, u in sorted(defaults.items())}
+
+
+# -- workloads counted in samples (convnets) ------------------------------------------------------
+
+SAMPLE_KIND = Kind("convnet", "16-bit", "all sizes")
+
+
+def sample_run_mfu(run: Any, accelerators: Any, models: Any) -> tuple[float, float] | None:
+    """(MFU on the dense 16-bit peak, machine balance) of a catalogs/sample_runs.yaml row: 3 x the
+    model's forward FLOPs per sample x samples per second per device / the peak; None without one."""
+    acc = _index(accelerators).get(run.accelerator.lower())
+    model = _index(models).get(run.model.lower())
+    peak = peak_16bit(acc) if acc is not None else None
+    balance = machine_balance(acc) if acc is not None else None
+    if not peak or not balance or model is None or not model.forward_flops_per_sample:
+        return None
+    return 3.0 * model.forward_flops_per_sample * run.samples_per_s / run.num_devices / (peak * 1e12), balance
+
+
+def derive_sample_default(sample_runs: Iterable[Any], accelerators: Any, models: Any,
+                          exponent: float = BALANCE_EXPONENT) -> Utilisation:
+    """The default utilisation of a workload counted in samples: the median over the published
+    sample runs of their MFU moved to ``BALANCE_REF`` (x (balance / BALANCE_REF) ** exponent, the
+    exponent fitted on the token runs), band from their own leave-one-out ratios (5th-95th
+    percentiles). Their rates are measured while training, so no goodput is divided out."""
+    points = [p for p in (sample_run_mfu(r, accelerators, models) for r in sample_runs) if p is not None]
+    if len(points) < 2:
+        raise ValueError("fewer than 2 sample runs to derive the convnet default from")
+    moved = [m * (b / BALANCE_REF) ** exponent for m, b in points]
+    mfu = round(median(moved), DECIMALS)
+    ratios = [x / median(moved[:i] + moved[i + 1:]) for i, x in enumerate(moved)]
+    band = tuple(round(percentile(ratios, q), DECIMALS) for q in BAND_QUANTILES)
+    rule = (f"median MFU of {len(points)} published sample-counted runs (catalogs/sample_runs.yaml: 3 x forward "
+            f"FLOPs per sample x samples/s per device / dense 16-bit peak, each moved to machine balance "
+            f"{BALANCE_REF:g} FLOP/byte by x (its balance / {BALANCE_REF:g})^{exponent:g}, the exponent of the token "
+            f"runs): {mfu:.3f} while training; band = {round(BAND_QUANTILES[0] * 100)}th-"
+            f"{round(BAND_QUANTILES[1] * 100)}th percentile of their leave-one-out ratios ({band[0]:.2f}-{band[1]:.2f})")
+    return Utilisation(kind=SAMPLE_KIND, mfu=mfu, band_low=round(mfu * band[0], DECIMALS),
+                       band_high=round(mfu * band[1], DECIMALS), num_runs=len(points),
+                       basis="published sample-counted runs (ResNet-50)", rule_text=rule, fallback_note=None,
+                       level=0, kind_runs=len(points))
+
+
+# derive_sample_default(catalog.sample_runs, ...) as stored: (mfu at BALANCE_REF, band_low, band_high, runs)
+_SAMPLE_STORED = (0.087, 0.048, 0.102, 6)
+
+
+def sample_utilisation(precision: str = "bf16", *, balance: float | None) -> Utilisation:
+    """The stored default of a workload counted in samples (see :func:`derive_sample_default`) at
+    ``balance``; for FP8, converted to the FP8 peak as the token kinds are (no speed-up credited)."""
+    mfu, low, high, n = _SAMPLE_STORED
+    if precision_class(precision) == "fp8":
+        mfu, low, high = (round(v * FP8_PEAK_RATIO, DECIMALS) for v in (mfu, low, high))
+    kind = Kind(SAMPLE_KIND.arch, precision_class(precision), SAMPLE_KIND.size)
+    rule = (f"median MFU of {n} published sample-counted runs (catalogs/sample_runs.yaml), moved to machine balance "
+            f"{BALANCE_REF:g} FLOP/byte: {mfu:.3f} while training")
+    return Utilisation(kind=kind, mfu=mfu, band_low=low, band_high=high, num_runs=n,
+                       basis="published sample-counted runs (ResNet-50)", rule_text=rule, fallback_note=None,
+                       level=0, kind_runs=n).at(balance)
 
 
 def derive_scope_overhead(runs: Iterable[Any]) -> tuple[float, list[tuple[str, float]]]:
@@ -524,8 +645,10 @@ def goodput_evidence(runs: Iterable[Any], accelerators: Any) -> list[tuple[str, 
 
 
 __all__ = [
-    "ALL_KINDS", "BAND_COVERAGE", "BAND_QUANTILES", "DEFAULTS", "DEFAULT_GOODPUT", "FP8_PEAK_RATIO",
-    "GOODPUT_SOURCES", "RATIO_BAND", "Kind", "MIN_RUNS", "RULE", "SCOPE_OVERHEAD",
+    "ALL_KINDS", "BALANCE_EXPONENT", "BALANCE_REF", "BAND_COVERAGE", "BAND_QUANTILES", "DEFAULTS",
+    "DEFAULT_GOODPUT", "FP8_PEAK_RATIO", "GOODPUT_SOURCES", "MFU_CAP", "RATIO_BAND", "Kind", "MIN_RUNS", "RULE",
+    "SAMPLE_KIND", "SCOPE_OVERHEAD", "balance_exponent", "derive_balance_exponent", "derive_sample_default",
+    "machine_balance", "sample_run_mfu", "sample_utilisation",
     "SCOPE_OVERHEAD_SOURCE", "Utilisation", "counted_runs", "default_utilisation",
     "derive_defaults", "derive_scope_overhead", "fp8_peak_ratio", "goodput_evidence",
     "implied_mfu_16bit", "kind_of_run", "percentile", "precision_class", "reported_device_hours", "run_kind",

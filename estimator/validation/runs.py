@@ -82,7 +82,7 @@ def reported_gpu_hours(run: Run) -> float | None:
 
 def check_run(run: Run, catalog: Catalog) -> RunCheck:
     """Compare one run's reported device-hours with gpucost's default estimate."""
-    from estimator.timing.utilisation import accelerator_peak, run_kind
+    from estimator.timing.utilisation import run_kind
 
     total = run.total_params or run.params
     est = estimate(params=total, active_params=run.params, tokens=run.tokens, gpu=run.accelerator,
@@ -98,8 +98,7 @@ def check_run(run: Run, catalog: Catalog) -> RunCheck:
     band = est.range
     return RunCheck(
         id=run.id, accelerator=run.accelerator, precision=run.precision, scope=est.scope,
-        kind=run_kind(total, run.params, run.precision,
-                      peak_tflops=accelerator_peak(catalog.accelerator(run.accelerator))).label, num_devices=run.num_devices,
+        kind=run_kind(total, run.params, run.precision).label, num_devices=run.num_devices,
         flops=est.flops, reported_gpu_hours=reported, estimated_gpu_hours=est.gpu_hours,
         gpu_hours_low=band.gpu_hours_low, gpu_hours_high=band.gpu_hours_high,
         error=(est.gpu_hours - reported) / reported if reported else None,

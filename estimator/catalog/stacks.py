@@ -1,0 +1,224 @@
+"""Training software stacks (``catalogs/stacks.yaml``): what each stack launches and keeps per
+transformer layer, which parallelism it runs, and the source of each number.
+
+A :class:`Stack` is loaded with :func:`estimator.catalog.fields._records` (fields converted by their
+annotations, unknown fields refused with a close match) and cross-checked here: the engine and the
+parallelism names are known, every number has a source, an eager stack has the per-layer
+tables the eager step model reads, and each table is a mapping of non-negative numbers. :mod:`estimator.timing.stacks` turns a stack into step time and memory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from estimator.catalog.fields import _records
+from estimator.errors import CatalogError
+
+STACKS_FILE = "stacks.yaml"
+#: fused: Megatron-style kernels, timed by the step model's layer (estimator/timing/step.py);
+#: eager: every op of the modules launched and timed from the probed bytes and kernels.
+ENGINES = ("fused", "eager")
+PARALLELISM = ("data", "zero1", "zero2", "zero3", "tensor", "pipeline", "context", "expert", "sequence")
+MASTER_WEIGHTS = ("fp32", "bf16")
+LAYER_KINDS = ("gated_rmsnorm", "gelu_tanh_layernorm", "gelu_layernorm")
+MODES = ("amp", "bf16")
+#: what the eager step model reads from an eager stack
+EAGER_TABLES = ("host_s_per_op", "matmul_fraction_of_mamf", "device_s_per_kernel", "attention_fraction", "saved_bytes_per_token_per_layer",
+                "saved_bytes_per_token_outside", "traffic_bytes_per_token_per_layer",
+                "traffic_bytes_per_token_outside", "kernels_per_layer", "kernels_outside", "logits",
+                "weight_copy_bytes_per_param", "weight_cast_traffic_bytes_per_param", "compiled")
+_DESCRIPTIONS = ("attention", "loss", "overlap", "zero3_gather")
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """One training stack. Numbers are per token per transformer layer unless the name says
+    otherwise; tables are keyed by layer kind (``gated_rmsnorm``, ``gelu_layernorm``), then mode
+    (``amp``: fp32 weights under autocast bf16; ``bf16``: the model in bf16)."""
+
+    id: str
+    name: str
+    frameworks: tuple[str, ...]
+    engine: str
+    parallelism: tuple[str, ...]
+    compile: bool
+    master_weights: tuple[str, ...]
+    attention: str
+    loss: str
+    overlap: str
+    zero3_gather: str
+    allocator_reserve_gb: float
+    sources: Mapping[str, Any]
+    retrieved: _dt.date
+    kernels_per_layer_forward: int | None = None
+    elementwise_bytes_per_token_per_layer: Mapping[str, Any] | None = None
+    host_s_per_op: float | None = None
+    matmul_fraction_of_mamf: float | None = None
+    device_s_per_kernel: float | None = None
+    attention_fraction: float | None = None
+    saved_bytes_per_token_per_layer: Mapping[str, Any] | None = None
+    saved_bytes_per_token_outside: Mapping[str, Any] | None = None
+    traffic_bytes_per_token_per_layer: Mapping[str, Any] | None = None
+    traffic_bytes_per_token_outside: Mapping[str, Any] | None = None
+    kernels_per_layer: Mapping[str, Any] | None = None
+    kernels_outside: Mapping[str, Any] | None = None
+    dropout: Mapping[str, Any] | None = None
+    logits: Mapping[str, Any] | None = None
+    weight_copy_bytes_per_param: float | None = None
+    weight_cast_traffic_bytes_per_param: float | None = None
+    compiled: Mapping[str, Any] | None = None
+    notes: str | None = None
+
+    def runs(self, parallelism: str) -> bool:
+        """Whether this stack can run ``parallelism`` (one of :data:`PARALLELISM`)."""
+        return parallelism in self.parallelism
+
+
+def _numbers(label: str, field: str, value: Any, path: str = "") -> None:
+    """Every leaf of a table is a non-negative finite number."""
+    if isinstance(value, Mapping):
+        if not value:
+            raise CatalogError(STACKS_FILE, label, field, f"{path or 'the table'} is empty")
+        for key, inner in value.items():
+            _numbers(label, field, inner, f"{path}.{key}" if path else str(key))
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise CatalogError(STACKS_FILE, label, field, f"{path or 'value'} must be a non-negative number, got {value!r}")
+
+
+def _check(stack: Stack) -> None:
+    label = stack.id
+    if stack.engine not in ENGINES:
+        raise CatalogError(STACKS_FILE, label, "engine", f"must be one of {', '.join(ENGINES)}, got {stack.engine!r}")
+    for name in stack.parallelism:
+        if name not in PARALLELISM:
+            raise CatalogError(STACKS_FILE, label, "parallelism", f"{name!r} is not one of {', '.join(PARALLELISM)}")
+    if "data" not in stack.parallelism:
+        raise CatalogError(STACKS_FILE, label, "parallelism", "every stack runs data parallelism; add 'data'")
+    for mode in stack.master_weights:
+        if mode not in MASTER_WEIGHTS:
+            raise CatalogError(STACKS_FILE, label, "master_weights", f"{mode!r} is not one of {', '.join(MASTER_WEIGHTS)}")
+    for f in fields(Stack):
+        value = getattr(stack, f.name)
+        if isinstance(value, Mapping) and f.name != "sources":
+            _numbers(label, f.name, value)
+    numbers = [f.name for f in fields(Stack) if f.name not in ("id", "sources", "retrieved", "name", "notes",
+                                                                 "frameworks", "engine", "parallelism", "compile",
+                                                                 *_DESCRIPTIONS)
+               and getattr(stack, f.name) is not None]
+    for name in numbers:
+        if not isinstance(stack.sources.get(name), str) or not stack.sources[name].strip():
+            raise CatalogError(STACKS_FILE, label, "sources", f"has no source for {name!r}")
+    if stack.engine == "eager":
+        for name in EAGER_TABLES:
+            if getattr(stack, name) is None:
+                raise CatalogError(STACKS_FILE, label, name, "is required for an eager stack")
+        for name in ("saved_bytes_per_token_per_layer", "traffic_bytes_per_token_per_layer", "kernels_per_layer",
+                     "saved_bytes_per_token_outside", "traffic_bytes_per_token_outside", "kernels_outside", "logits"):
+            table = getattr(stack, name)
+            for kind in LAYER_KINDS:
+                for mode in MODES:
+                    if mode not in table.get(kind, {}):
+                        raise CatalogError(STACKS_FILE, label, name, f"has no {kind}.{mode} entry")
+
+
+def load_stacks(directory: Path) -> tuple[Stack, ...]:
+    """Load and cross-check ``<directory>/stacks.yaml`` (see the module docstring)."""
+    stacks = _records(Path(directory) / STACKS_FILE, "stacks", Stack)
+    for stack in stacks:
+        _check(stack)
+    return stacks
+
+
+@dataclass(frozen=True, slots=True)
+class StackRun:
+    """A measured training step of a stack (for ``gpucost validate`` and benchmarks/stack_single_gpu.py):
+    the run as ``gpucost estimate`` takes it (the model by ``architecture``, a file of
+    ``architectures/``, or by ``model``, a catalog id; a parallel size left out is searched), the
+    measured step time and peak memory (``torch.cuda.max_memory_allocated``, decimal GB), and whether
+    the stack's fitted constants were fitted on it (``split: train``) or not (``held_out``)."""
+
+    id: str
+    stack: str
+    accelerator: str
+    num_gpus: int
+    seq_len: int
+    micro_batch: int
+    global_batch: int
+    step_time_s: float
+    split: str
+    source: str
+    retrieved: _dt.date
+    recompute: str = "none"
+    compile: bool = False
+    master_weights: str = "fp32"
+    architecture: str | None = None
+    model: str | None = None
+    precision: str = "bf16"
+    tensor_parallel: int | None = None
+    pipeline_parallel: int | None = None
+    context_parallel: int | None = None
+    expert_parallel: int | None = None
+    zero_stage: int | None = None
+    flash_attention: bool | None = None
+    sequence_parallel: bool | None = None
+    peak_memory_gb: float | None = None
+    notes: str | None = None
+
+    def options(self) -> list[str]:
+        """The ``gpucost estimate`` arguments of this run (without the model)."""
+        args = ["--gpu", self.accelerator, "--num-gpus", str(self.num_gpus), "--global-batch", str(self.global_batch),
+                "--micro-batch", str(self.micro_batch), "--seq-len", str(self.seq_len), "--recompute", self.recompute,
+                "--precision", self.precision, "--stack", self.stack]
+        for name in ("tensor_parallel", "pipeline_parallel", "context_parallel", "expert_parallel", "zero_stage"):
+            if getattr(self, name) is not None:
+                args += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
+        for name in ("flash_attention", "sequence_parallel"):
+            if getattr(self, name) is not None:
+                args.append(f"--{'' if getattr(self, name) else 'no-'}{name.replace('_', '-')}")
+        if self.compile:
+            args.append("--compile")
+        if self.master_weights != "fp32":
+            args += ["--master-weights", self.master_weights]
+        return args
+
+
+SPLITS = ("train", "held_out")
+
+
+def load_stack_runs(file: Path, stacks: tuple[Stack, ...]) -> tuple[StackRun, ...]:
+    """Load a file of measured stack runs (``stack_runs:`` list): stacks, architectures, splits and
+    modes are known, and each stack can run what the row says."""
+    file = Path(file)
+    runs = _records(file, "stack_runs", StackRun)
+    by_id = {s.id: s for s in stacks}
+    for run in runs:
+        stack = by_id.get(run.stack)
+        if stack is None:
+            raise CatalogError(file.name, run.id, "stack", f"{run.stack!r} is not a stack id in {STACKS_FILE}")
+        if run.split not in SPLITS:
+            raise CatalogError(file.name, run.id, "split", f"must be one of {', '.join(SPLITS)}, got {run.split!r}")
+        if run.master_weights not in stack.master_weights:
+            raise CatalogError(file.name, run.id, "master_weights", f"{run.stack} keeps {', '.join(stack.master_weights)}")
+        if run.compile and not stack.compile:
+            raise CatalogError(file.name, run.id, "compile", f"{run.stack} does not use torch.compile")
+        if run.recompute not in ("none", "selective", "full"):
+            raise CatalogError(file.name, run.id, "recompute", f"must be none, selective or full, got {run.recompute!r}")
+        if run.global_batch % (run.micro_batch * run.num_gpus):
+            raise CatalogError(file.name, run.id, "global_batch", "is not a multiple of micro_batch x num_gpus")
+        if (run.architecture is None) == (run.model is None):
+            raise CatalogError(file.name, run.id, "architecture", "give the model by architecture or by model, one")
+        if run.architecture and not (file.parent / "architectures" / f"{run.architecture}.json").is_file():
+            raise CatalogError(file.name, run.id, "architecture", f"no file architectures/{run.architecture}.json")
+        if run.zero_stage is not None and run.zero_stage > 3:
+            raise CatalogError(file.name, run.id, "zero_stage", f"must be 1, 2 or 3 (leave it out for 0), got {run.zero_stage}")
+    return runs
+
+
+__all__ = ["ENGINES", "LAYER_KINDS", "MASTER_WEIGHTS", "MODES", "PARALLELISM", "SPLITS", "STACKS_FILE", "Stack",
+           "StackRun", "load_stack_runs", "load_stacks"]
