@@ -37,9 +37,11 @@ def test_stack_flags_go_on_the_command_only_where_the_cli_lists_them():
 
 def test_unpublished_choices_are_left_to_the_layout_search():
     module = _module()
-    row = next(r for r in ROWS if r["recompute"] is None and r["zero_stage"] is None)
-    args = module.command(row, set())
-    assert "--recompute" not in args and "--zero-stage" not in args and "--no-flash-attention" not in args
+    flags = {"recompute": "--recompute", "zero_stage": "--zero-stage", "flash_attention": "--no-flash-attention",
+             "sequence_parallel": "--no-sequence-parallel"}
+    for name, flag in flags.items():
+        row = next(r for r in ROWS if r[name] is None)
+        assert flag not in module.command(row, set()), (row["id"], flag)
 
 
 def test_held_out_rows_run_and_every_split_and_stack_is_summarised():

@@ -72,7 +72,18 @@ class Stack:
     weight_copy_bytes_per_param: float | None = None
     weight_cast_traffic_bytes_per_param: float | None = None
     compiled: Mapping[str, Any] | None = None
+    # at-scale choices of the stack (estimator/timing/step.py time_layout); absent: the step model's defaults
+    grad_reduce_bytes: float | None = None  # bytes per gradient element on the data-parallel wire
+    zero2_per_layer: bool | None = None  # ZeRO 2 reduces one layer at a time (else one bucketed reduction)
+    zero3_per_layer: bool | None = None  # ZeRO 3 gathers and scatters one layer at a time
+    prefetch: bool | None = None  # ZeRO 3 / per-layer collectives run beside the neighbouring layer's compute
     notes: str | None = None
+
+    def scale_arguments(self) -> dict[str, Any]:
+        """The at-scale arguments of :func:`estimator.timing.step.time_layout` this stack sets."""
+        chosen = {"grad_reduce_bytes": self.grad_reduce_bytes, "zero2_per_layer": self.zero2_per_layer,
+                  "sharded_per_layer": self.zero3_per_layer, "prefetch": self.prefetch}
+        return {k: v for k, v in chosen.items() if v is not None}
 
     def runs(self, parallelism: str) -> bool:
         """Whether this stack can run ``parallelism`` (one of :data:`PARALLELISM`)."""

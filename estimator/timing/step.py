@@ -379,11 +379,17 @@ def gemm_seconds(gemms: tuple[tuple[float, float, float, float], ...], tokens: f
     return total
 
 
+#: the at-scale arguments of time_layout when neither the caller nor the stack's catalog entry sets them
+#: (the step model's fitted convention: 16-bit gradients, ZeRO 3 per layer, ZeRO 2 bucketed, no prefetch)
+SCALE_DEFAULTS = {"grad_reduce_bytes": 2.0, "sharded_per_layer": True, "zero2_per_layer": False, "prefetch": False}
+
+
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
                 constants: Constants = Constants(), e_max: float | None = None,
-                grad_reduce_bytes: float = 2.0, sharded_per_layer: bool = True, zero2_per_layer: bool = False,
-                prefetch: bool = False, stragglers: bool = False, stack: Any = None) -> StepTime:
+                grad_reduce_bytes: float | None = None, sharded_per_layer: bool | None = None,
+                zero2_per_layer: bool | None = None, prefetch: bool | None = None, stragglers: bool = False,
+                stack: Any = None) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
     The at-scale terms take the training stack's choices as arguments (defaults: today's stack):
@@ -397,7 +403,14 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     stretches the compute by the expected slowest host (:func:`straggler_factor`).
     ``stack`` (a :class:`estimator.timing.stacks.StackChoice`): an eager stack's micro-batch and
     optimizer step replace the fused layer's (estimator/timing/stacks.py), and it reduces gradients in
-    its weights' dtype; None is the fused stack."""
+    its weights' dtype; None is the fused stack. A stack's catalog entry sets the at-scale arguments it
+    gives (:meth:`estimator.catalog.stacks.Stack.scale_arguments`: its gradient bytes, per-layer ZeRO and
+    prefetch) where the caller gives none; what it leaves out keeps the defaults above."""
+    scale = {**SCALE_DEFAULTS, **(stack.stack.scale_arguments() if stack is not None else {})}
+    grad_reduce_bytes = scale["grad_reduce_bytes"] if grad_reduce_bytes is None else grad_reduce_bytes
+    sharded_per_layer = scale["sharded_per_layer"] if sharded_per_layer is None else sharded_per_layer
+    zero2_per_layer = scale["zero2_per_layer"] if zero2_per_layer is None else zero2_per_layer
+    prefetch = scale["prefetch"] if prefetch is None else prefetch
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
