@@ -77,12 +77,16 @@ class Stack:
     zero2_per_layer: bool | None = None  # ZeRO 2 reduces one layer at a time (else one bucketed reduction)
     zero3_per_layer: bool | None = None  # ZeRO 3 gathers and scatters one layer at a time
     prefetch: bool | None = None  # ZeRO 3 / per-layer collectives run beside the neighbouring layer's compute
+    # bytes moved per parameter of this device for every micro-batch to accumulate its gradients outside
+    # the weight-gradient matmul (0: fused into it, as Megatron's gradient_accumulation_fusion)
+    grad_accumulation_bytes_per_param: float | None = None
     notes: str | None = None
 
     def scale_arguments(self) -> dict[str, Any]:
         """The at-scale arguments of :func:`estimator.timing.step.time_layout` this stack sets."""
         chosen = {"grad_reduce_bytes": self.grad_reduce_bytes, "zero2_per_layer": self.zero2_per_layer,
-                  "sharded_per_layer": self.zero3_per_layer, "prefetch": self.prefetch}
+                  "sharded_per_layer": self.zero3_per_layer, "prefetch": self.prefetch,
+                  "grad_accumulation_bytes": self.grad_accumulation_bytes_per_param}
         return {k: v for k, v in chosen.items() if v is not None}
 
     def runs(self, parallelism: str) -> bool:
