@@ -210,3 +210,20 @@ def test_the_stack_entry_sets_the_at_scale_terms_unless_the_caller_does(dgx_a100
     # the default stack keeps the step model's fitted convention (catalogs/layout_runs.yaml answers unchanged)
     megatron = time_layout(llama70_shape, layout, acc, "bf16", links, stack=StackChoice(stacks["megatron"]))
     assert megatron.step_time_s == time_layout(llama70_shape, layout, acc, "bf16", links).step_time_s
+
+
+def test_validate_gives_each_stack_its_error_at_scale_train_and_held_out_apart():
+    """gpucost validate back-tests the published steps at scale (catalogs/stack_runs_at_scale.yaml,
+    from benchmarks/stack_runs.yaml) per stack, the rows read from papers (held out) apart from the
+    projects' own documents (train), and apart from the one-device rows."""
+    from estimator.validate_stacks import validate_stacks
+
+    result = validate_stacks()
+    at_scale = [r for r in result.rows if r.num_gpus > 1]
+    assert max(r.num_gpus for r in at_scale) == 12288 and "stack_runs_at_scale.yaml" in result.files
+    groups = {(s.stack, s.split): s for s in result.summaries if s.at_scale}
+    assert {("megatron", "held_out"), ("deepspeed", "held_out"), ("deepspeed", "train"), ("fsdp", "train")} <= set(groups)
+    for (stack, split), summary in groups.items():
+        mine = [abs(r.time_error) for r in at_scale if r.stack == stack and r.split == split]
+        assert summary.num_rows == len(mine) and summary.num_time_within_15pct == sum(e <= 0.15 for e in mine)
+    assert all(not s.at_scale for s in result.summaries if s.stack == "hf")
