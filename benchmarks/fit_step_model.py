@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from estimator.catalog.core import load_catalog  # noqa: E402
 from estimator.timing.step import Constants  # noqa: E402
 from estimator.catalog.systems import load_layout_runs  # noqa: E402
-from estimator.validate_step import check_layout_run  # noqa: E402
+from estimator.validation.layouts import check_layout_run  # noqa: E402
 
 GRID = {
     "kernel_overhead_s": [0.0, 5e-6, 10e-6, 20e-6],  # bounded to what a launch and tail cost (5-20 us)

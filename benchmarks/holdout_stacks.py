@@ -147,7 +147,7 @@ def render(result: dict) -> str:
 
 
 CATALOG_FILE = ROOT / "catalogs" / "stack_runs_at_scale.yaml"
-CATALOG_HEADER = """# Published training steps at scale, per stack, for `gpucost validate` (estimator/validate_stacks.py).
+CATALOG_HEADER = """# Published training steps at scale, per stack, for `gpucost validate` (estimator/validation/stack_runs.py).
 # Generated from benchmarks/stack_runs.yaml by `python benchmarks/holdout_stacks.py --write-catalog
 # catalogs/stack_runs_at_scale.yaml` (tests/test_holdout_stacks.py checks the two agree): there each row
 # has its reported metric as quoted, the conversion to seconds per step, the quote and the source of each

@@ -44,7 +44,7 @@ from estimator.catalog.fields import CATALOG_ENV  # noqa: E402
 from estimator.catalog.stacks import load_stack_runs, load_stacks  # noqa: E402
 from estimator.cli import main as gpucost  # noqa: E402
 from estimator.errors import GpucostError  # noqa: E402
-from estimator.validate_stacks import run_args  # noqa: E402
+from estimator.validation.stack_runs import run_args  # noqa: E402
 
 CATALOG = ROOT / "catalogs"
 RUNS_FILE = CATALOG / "stack_runs.yaml"

@@ -20,7 +20,7 @@ from estimator.model.flops import train_flops_6nd
 from estimator.numbers import parse_quantity
 from estimator.request import EstimateRequest
 from estimator.timing.throughput import Throughput, ThroughputKind
-from estimator.validate import validate
+from estimator.validation.runs import validate
 from estimator.vocab import FlopsMethod, TimeModel
 from estimator.workload import Workload, workload
 

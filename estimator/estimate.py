@@ -105,6 +105,7 @@ class Estimate:
     default_wall_clock_days: float | None = None  # a ported run: the estimate from FLOPs at the default MFU
     scope: str = "pretrain"
     stack: dict[str, Any] | None = None  # the training stack (--stack) and, eager, its kernels and memory peak
+    finetune: dict[str, Any] | None = None  # method, lora_rank, lora_targets, trainable_params, frozen_weights_gb
     assumptions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -156,7 +157,7 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     parts = resolve(request, catalog)
     work, acc, rate, price = parts.workload, parts.accelerator, parts.throughput, parts.price
     num_gpus = parts.num_gpus
-    assumptions = [f"training FLOPs: {work.flops_method}"]
+    assumptions = [f"training FLOPs: {work.flops_method}", *work.finetune_notes]
     warnings = list(parts.warnings)
     if rate.peak_tflops is None:
         warnings.append(f"{acc.id} has no {request.precision} peak in the catalog; MFU is unknown")
@@ -270,8 +271,17 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
                       for c in step.ranked) if step else (),
         stack=asdict(step.stack) if step is not None and step.stack is not None else None,
         goodput=goodput, mfu_while_training=mfu_while_training, default_wall_clock_days=default_days, scope=request.scope or "pretrain",
+        finetune=_finetune_dict(work.finetune),
         assumptions=tuple(assumptions), warnings=tuple(warnings),
     )
+
+
+def _finetune_dict(spec: Any) -> dict[str, Any] | None:
+    """The JSON of a fine-tune (estimator.model.finetune.FinetuneSpec), None for pre-training."""
+    if spec is None:
+        return None
+    return {"method": spec.method, "lora_rank": spec.rank, "lora_targets": list(spec.targets),
+            "trainable_params": spec.trainable_params, "frozen_weights_gb": spec.frozen_weight_bytes / 1e9}
 
 
 __all__ = ["Estimate", "LayoutSummary", "Range", "SCHEMA_VERSION", "check_finite", "estimate"]

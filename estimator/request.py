@@ -17,7 +17,8 @@ from typing import Any
 
 from estimator.errors import InputError
 from estimator.numbers import parse_count, parse_duration_s, parse_quantity, parse_seq_len
-from estimator.vocab import (DEFAULT_PRECISION, MASTER_WEIGHTS, RECOMPUTE_MODES, STACKS, ZERO_STAGES, FlopsMethod, TimeModel, choice, normalize_precision)
+from estimator.vocab import (DEFAULT_PRECISION, FINETUNE_METHODS, MASTER_WEIGHTS, RECOMPUTE_MODES, STACKS, ZERO_STAGES,
+                             FlopsMethod, TimeModel, choice, normalize_precision, parse_lora_targets)
 
 DEFAULT_GPU = "h100"
 DEFAULT_PUE = 1.2  # data-centre power usage effectiveness assumed for energy (typical hyperscale 1.1-1.2)
@@ -44,11 +45,12 @@ OPTION = {
     "measured_time_s": "--measured-time", "measured_gpu": "--measured-gpu", "measured_num_gpus": "--measured-num-gpus",
     "sequence_parallel": "--sequence-parallel", "flash_attention": "--flash-attention",
     "stack": "--stack", "compile": "--compile", "master_weights": "--master-weights",
+    "finetune": "--finetune", "lora_rank": "--lora-rank", "lora_targets": "--lora-targets",
 }
 _QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hours", "price", "budget_usd", "samples",
                "epochs", "flops_per_sample")
 _COUNTS = ("num_gpus", "seq_len", "tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel",
-           "expert_parallel", "global_batch", "micro_batch", "num_layouts", "measured_num_gpus")
+           "expert_parallel", "global_batch", "micro_batch", "num_layouts", "measured_num_gpus", "lora_rank")
 _NAMES = ("model", "gpu", "system", "provider", "dataset", "measured_gpu")
 _PATHS = ("hf_config", "calibration")
 LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
@@ -118,6 +120,9 @@ class EstimateRequest:
     stack: str | None = None  # the training software (catalogs/stacks.yaml); None: megatron, the step model's own
     compile: bool | None = None  # torch.compile (the fsdp and hf stacks)
     master_weights: str | None = None  # fp32: mixed precision, 16 B/param; bf16: weights, grads, AdamW in bf16
+    finetune: str | None = None  # full | lora | qlora (estimator.model.finetune); None: pre-training
+    lora_rank: int | None = None  # LoRA rank r; None: 16
+    lora_targets: tuple[str, ...] | None = None  # "q,k,v" or a list; None: q, k, v, o, gate, up, down
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -166,6 +171,10 @@ class EstimateRequest:
             set_(self, "recompute", choice(self.recompute, RECOMPUTE_MODES, what="--recompute"))
         if self.scope is not None:
             set_(self, "scope", choice(self.scope, ("pretrain", "all"), what="--scope"))
+        if self.finetune is not None:
+            set_(self, "finetune", choice(self.finetune, FINETUNE_METHODS, what="--finetune"))
+        if self.lora_targets is not None:
+            set_(self, "lora_targets", parse_lora_targets(self.lora_targets))
         if self.zero_stage is not None and (isinstance(self.zero_stage, bool) or self.zero_stage not in ZERO_STAGES):
             raise InputError(f"--zero-stage must be one of 0, 1, 2, 3, got {self.zero_stage!r}")
         if self.stack is not None:
@@ -199,6 +208,13 @@ class EstimateRequest:
 
     def _check_combinations(self) -> None:
         in_samples = self.dataset is not None or self.samples is not None
+        adapters = [OPTION[n] for n in ("lora_rank", "lora_targets") if getattr(self, n) is not None]
+        if adapters and self.finetune not in ("lora", "qlora"):
+            raise InputError(f"{' and '.join(adapters)} describe LoRA adapters; add --finetune lora or --finetune qlora")
+        if self.finetune is not None and not (self.model is not None or self.hf_config is not None):
+            raise InputError("--finetune needs a model with an architecture: --model NAME or --hf-config PATH")
+        if self.finetune is not None and (self.budget_usd is not None or self.chinchilla):
+            raise InputError("--budget answers the tokens of a pre-training run; drop --finetune or --budget")
         if self.epochs is not None and not in_samples:
             raise InputError("--epochs counts passes over --dataset NAME or --samples N; give one of them")
         if self.flops_per_sample is not None and not in_samples:

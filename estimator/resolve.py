@@ -425,7 +425,7 @@ def _min_devices_to_fit(work: Workload, acc: Accelerator, warnings: list[str]) -
 
     try:
         return min_devices(work.architecture, acc.memory_gb, seq_len=work.seq_len, zero_stage=3, recompute="full",
-                           flash_attention=True, sequence_parallel=True).num_devices
+                           flash_attention=True, sequence_parallel=True, finetune=work.finetune).num_devices
     except InputError as exc:
         warnings.append(f"memory check: {exc}")
         return None

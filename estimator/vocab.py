@@ -69,6 +69,35 @@ def choice(text: str, choices: tuple[str, ...], *, what: str) -> str:
     raise InputError(f"unknown {what} {text!r}; use one of {', '.join(choices)}")
 
 
+#: Fine-tuning methods (estimator.model.finetune) and the linear projections LoRA can adapt.
+FINETUNE_METHODS = ("full", "lora", "qlora")
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
+
+
+def parse_lora_targets(value: object) -> tuple[str, ...]:
+    """The LoRA targets of ``value`` (``"q,v"``, ``["q_proj", "v_proj"]``, ``"all"``) in canonical
+    order, or InputError naming the close match."""
+    if isinstance(value, str):
+        parts = [p.strip().lower() for p in value.split(",")]
+    elif isinstance(value, (list, tuple)) and all(isinstance(p, str) for p in value):
+        parts = [p.strip().lower() for p in value]
+    else:
+        raise InputError(f"--lora-targets must be a comma-separated list such as q,k,v,o, got {value!r}")
+    parts = [p[:-5] if p.endswith("_proj") else p for p in parts if p]
+    if parts == ["all"]:
+        return LORA_TARGETS
+    if not parts:
+        raise InputError(f"--lora-targets must name at least one of {', '.join(LORA_TARGETS)}, or all")
+    for part in parts:
+        if part not in LORA_TARGETS:
+            import difflib
+
+            close = difflib.get_close_matches(part, LORA_TARGETS, n=1)
+            raise InputError(f"unknown --lora-targets entry {part!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; use some of {', '.join(LORA_TARGETS)}, or all")
+    return tuple(t for t in LORA_TARGETS if t in parts)
+
+
 # An ordinary pre-training length, for a config.json whose only length is its context window: Llama 2
 # (arXiv 2307.09288 section 2.2), OLMo 2 (arXiv 2501.00656), Qwen2.5 (arXiv 2412.15115 section 3.1:
 # 4,096 tokens, then 32,768 in a final long-context stage) and DeepSeek-V3 (arXiv 2412.19437 section
@@ -100,7 +129,8 @@ def resolve_seq_len(given: int | None, catalog_seq_len: int | None, config_seq_l
 
 
 __all__ = [
-    "CATALOG_DTYPES", "DEFAULT_CALIBRATION_FILE", "ORDINARY_SEQ_LEN", "DEFAULT_PRECISION", "DEFAULT_SEQ_LEN", "FORMATS", "FlopsMethod", "PRECISIONS",
-    "PRECISION_ALIASES", "PROFILE_DTYPES", "MASTER_WEIGHTS", "RECOMPUTE_MODES", "STACKS", "TimeModel", "ZERO_STAGES", "choice",
+    "CATALOG_DTYPES", "DEFAULT_CALIBRATION_FILE", "ORDINARY_SEQ_LEN", "DEFAULT_PRECISION", "DEFAULT_SEQ_LEN",
+    "FINETUNE_METHODS", "FORMATS", "FlopsMethod", "LORA_TARGETS", "PRECISIONS", "PRECISION_ALIASES", "PROFILE_DTYPES",
+    "MASTER_WEIGHTS", "RECOMPUTE_MODES", "STACKS", "TimeModel", "ZERO_STAGES", "choice", "parse_lora_targets",
     "normalize_precision", "resolve_seq_len",
 ]

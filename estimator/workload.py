@@ -19,6 +19,8 @@ from estimator.model.flops import CHINCHILLA_TOKENS_PER_PARAM, train_flops_6nd
 from estimator.request import EstimateRequest
 from estimator.vocab import FlopsMethod, resolve_seq_len
 
+DEFAULT_FINETUNE_DATASET = "alpaca"  # the fine-tune's tokens when none are given: one epoch of it
+
 
 @dataclass(frozen=True, slots=True)
 class Workload:
@@ -41,6 +43,9 @@ class Workload:
     catalog_model: Model | None = field(default=None, repr=False, compare=False)
     architecture: Any = field(default=None, repr=False, compare=False)
     tokens_assumed: str | None = None  # why the tokens are a default, when no count was given or published
+    finetune: Any = field(default=None, repr=False, compare=False)  # estimator.model.finetune.FinetuneSpec
+    finetune_batch: tuple[int, str] | None = None  # (sequences per step, where from) of a fine-tune
+    finetune_notes: tuple[str, ...] = ()  # the fine-tuning defaults taken, for the assumptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +129,10 @@ def _samples_workload(request: EstimateRequest, catalog: Catalog, size: ModelSiz
             samples=total, epochs=epochs, dataset=dataset.id if dataset else None,
             catalog_model=size.record if size else None)
     if size is not None and size.architecture is not None:
-        seq_len = resolve_seq_len(request.seq_len or (dataset.seq_len if dataset else None), size.catalog_seq_len,
-                                  size.architecture.default_seq_len, size.architecture.max_position_embeddings)[0]
+        given = request.seq_len or (dataset.seq_len if dataset else None) or (
+            _finetune_seq_len(size) if _finetune_method(request, catalog) else None)
+        seq_len = resolve_seq_len(given, size.catalog_seq_len, size.architecture.default_seq_len,
+                                  size.architecture.max_position_embeddings)[0]
         return total * seq_len
     raise InputError(f"{size.name if size else 'the model'!r} gives no FLOPs per sample: add --flops-per-sample F "
                      "(forward FLOPs of one sample) or use a model with an architecture")
@@ -148,7 +155,16 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
     size = size or model_size(request, catalog)
     tok = tokens if tokens is not None else request.tokens
     assumed = None
-    if tok is None and size.published_tokens is not None:
+    method = _finetune_method(request, catalog)
+    if tok is None and method is not None and size.architecture is not None:
+        # a fine-tune does not inherit the pre-training tokens: one epoch of a common fine-tuning set
+        default_set = catalog.dataset(DEFAULT_FINETUNE_DATASET)
+        seq = request.seq_len or _finetune_seq_len(size)
+        tok = float(default_set.samples * seq)
+        assumed = (f"no --dataset, --samples or --tokens for the fine-tune: one epoch of {default_set.id} "
+                   f"({default_set.samples:,} sequences of {seq:,} tokens, {tok:.3g} tokens); the step time does not "
+                   "depend on it, the totals do")
+    elif tok is None and size.published_tokens is not None:
         tok = size.published_tokens
     elif tok is None and size.architecture is not None:
         # A step (layout, step time, MFU) needs no token count; the totals take the compute-optimal one.
@@ -163,19 +179,55 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
     method_text = ("6 x active params x tokens (Kaplan et al. 2020)" if size.active_params != size.params
                    else "6 x params x tokens (Kaplan et al. 2020)")
     arch, detailed, seq_len, seq_source = size.architecture, None, None, None
+    spec = None
+    notes: list[str] = []
+    if method is not None and arch is None:
+        raise InputError(f"--finetune needs a model with an architecture (its layers decide the adapters); "
+                         f"{size.name or 'a bare --params'} has none: use --model NAME with one, or --hf-config PATH")
     if arch is not None:
-        from estimator.model.flops import train_flops
+        from estimator.model.flops import flops_per_token
 
-        seq_len, seq_source = resolve_seq_len(request.seq_len, size.catalog_seq_len, arch.default_seq_len,
-                                              arch.max_position_embeddings)
+        if method is not None and request.seq_len is None:
+            seq_len = _finetune_seq_len(size)
+            seq_source = (f"fine-tuning default {seq_len:,} (torchtune's published fine-tuning runs; no --seq-len "
+                          "and no sequence length for the dataset)")
+        else:
+            seq_len, seq_source = resolve_seq_len(request.seq_len, size.catalog_seq_len, arch.default_seq_len,
+                                                  arch.max_position_embeddings)
         arch.check_seq_len(seq_len)
         # one convention with the step model's time: a fused (flash) kernel on causal attention runs
         # half the score matmuls, so the count it is reported against has half of them too
         causal = request.flash_attention is not False and arch.causal
-        detailed = train_flops(arch, tok, seq_len, causal=causal)
+        train_per_token = flops_per_token(arch, seq_len, causal=causal).train_model
+        if method is not None:
+            from estimator.model.finetune import finetune_spec
+
+            spec = finetune_spec(arch, method, rank=request.lora_rank, targets=request.lora_targets)
+            train_per_token = spec.train_model_per_token(train_per_token)
+            notes.append(spec.describe())
+            if request.finetune is None:
+                notes.append(f"fine-tuning: {catalog.dataset(request.dataset).id} is a fine-tuning set, so the whole "
+                             "model is fine-tuned (--finetune lora or qlora for adapters)")
+        detailed = train_per_token * tok
     elif request.seq_len is not None:
         raise InputError(f"--seq-len needs an architecture; {size.name!r} has none (pass its config.json with --hf-config)")
+    if spec is not None and spec.frozen:
+        # frozen weights: forward 2N + input gradients 2N per token; adapters 6 per parameter per token
+        six_nd = 4.0 * size.active_params * tok + 6.0 * spec.trainable_params * tok
+        method_text = ("4 x params x tokens + 6 x adapter params x tokens (Kaplan et al. 2020's 6ND; frozen "
+                       "weights: forward and input gradients, no weight gradients)")
     chosen = six_nd
+    finetune_batch = None
+    if method is not None:
+        dataset = catalog.dataset(request.dataset) if request.dataset is not None else None
+        if dataset is not None and dataset.finetune_batch:
+            finetune_batch = (dataset.finetune_batch, f"{dataset.id}'s published fine-tuning batch, "
+                                                      f"{dataset.finetune_batch:,} sequences")
+        else:
+            from estimator.model.finetune import DEFAULT_FINETUNE_BATCH
+
+            finetune_batch = (DEFAULT_FINETUNE_BATCH, f"fine-tuning default: {DEFAULT_FINETUNE_BATCH} sequences per step "
+                                                      "(BERT's SQuAD batch; tens of sequences, not a pre-training batch)")
     if request.flops_method is FlopsMethod.DETAILED:
         if detailed is None:
             raise InputError("--flops-method detailed needs a model with an architecture "
@@ -193,7 +245,25 @@ def build_workload(request: EstimateRequest, catalog: Catalog, *, tokens: float 
                     active_params=size.active_params, model=size.name, seq_len=seq_len, seq_len_source=seq_source,
                     flops_6nd=six_nd, flops_detailed=detailed, method=request.flops_method, samples=samples,
                     epochs=epochs, dataset=dataset_id, catalog_model=size.record, architecture=arch,
-                    tokens_assumed=assumed)
+                    tokens_assumed=assumed, finetune=spec, finetune_batch=finetune_batch, finetune_notes=tuple(notes))
+
+
+def _finetune_method(request: EstimateRequest, catalog: Catalog) -> str | None:
+    """full, lora or qlora: ``--finetune``, else full on a fine-tuning dataset (one with a published
+    fine-tuning batch), else None (pre-training)."""
+    if request.finetune is not None:
+        return request.finetune
+    if request.dataset is not None and catalog.dataset(request.dataset).finetune_batch:
+        return "full"
+    return None
+
+
+def _finetune_seq_len(size: ModelSize) -> int:
+    """A fine-tune's sequence length without --seq-len or a dataset's: the default, within the model's."""
+    from estimator.model.finetune import DEFAULT_FINETUNE_SEQ_LEN
+
+    longest = size.catalog_seq_len or (size.architecture.default_seq_len if size.architecture else None)
+    return min(DEFAULT_FINETUNE_SEQ_LEN, longest) if longest else DEFAULT_FINETUNE_SEQ_LEN
 
 
 

@@ -77,7 +77,7 @@ def test_the_validate_catalog_is_the_benchmark_rows_that_run(tmp_path):
 def test_each_catalog_row_gives_estimate_the_benchmark_command():
     from estimator.catalog.core import load_catalog
     from estimator.catalog.stacks import load_stack_runs, load_stacks
-    from estimator.validate_stacks import run_args
+    from estimator.validation.stack_runs import run_args
 
     catalog = load_catalog()
     runs = {r.id: r for r in load_stack_runs(ROOT / "catalogs" / "stack_runs_at_scale.yaml",

@@ -13,10 +13,10 @@ from estimator.estimate import Estimate, LayoutSummary, Range
 from estimator.plan import Plan
 from estimator.timing.layout import Layout
 from estimator.model.report import FitReport, FlopsReport, MemoryReport, ModelReport
-from estimator.validate import KindDefault, RunCheck, Validation
+from estimator.validation.runs import KindDefault, RunCheck, Validation
 from estimator.timing.stacks import StackReport
-from estimator.validate_stacks import StackCheck, StackSummary, StackValidation
-from estimator.validate_step import StepCheck, StepValidation
+from estimator.validation.stack_runs import StackCheck, StackSummary, StackValidation
+from estimator.validation.layouts import StepCheck, StepValidation
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "json.md").read_text()
 NAMED = set(re.findall(r"`([a-z_0-9]+)`", DOC))

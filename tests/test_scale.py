@@ -216,7 +216,7 @@ def test_validate_gives_each_stack_its_error_at_scale_train_and_held_out_apart()
     """gpucost validate back-tests the published steps at scale (catalogs/stack_runs_at_scale.yaml,
     from benchmarks/stack_runs.yaml) per stack, the rows read from papers (held out) apart from the
     projects' own documents (train), and apart from the one-device rows."""
-    from estimator.validate_stacks import validate_stacks
+    from estimator.validation.stack_runs import validate_stacks
 
     result = validate_stacks()
     at_scale = [r for r in result.rows if r.num_gpus > 1]

@@ -275,7 +275,7 @@ def test_the_visible_h200_rows_are_within_15_percent_on_time_and_memory():
     """../shared/measurements/h200-2026-12/README.md, Real training steps table (hf_train.py and
     hf_variants.py: transformers, one H200, amp / purebf16 / ckpt / compile): each row estimated
     with the issue's command (catalogs/stack_runs.yaml)."""
-    from estimator.validate_stacks import validate_stacks
+    from estimator.validation.stack_runs import validate_stacks
 
     result = validate_stacks()
     rows = {r.id: r for r in result.rows if r.stack == "hf"}  # the published rows of other stacks: test_scale.py

@@ -14,7 +14,7 @@ from estimator.errors import InputError
 from estimator.model.hf_config import architecture_for_model
 from estimator.timing.layout import Layout, group_span
 from estimator.timing.step import (DP_OVERLAP, ELEMENTWISE_BYTES_PER_HIDDEN, KERNEL_OVERHEAD_S, Constants, links_for, shape_of, time_layout)
-from estimator.validate_step import validate_step
+from estimator.validation.layouts import validate_step
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG = load_catalog()
@@ -64,7 +64,7 @@ def test_eight_4090s_pay_for_pcie_collectives():
 
 def test_more_micro_batches_shrink_the_bubble():
     from estimator.catalog.systems import load_layout_runs
-    from estimator.validate_step import run_architecture
+    from estimator.validation.layouts import run_architecture
 
     gpt3 = next(r for r in load_layout_runs(CATALOG.directory) if r.id == "korthikanti2022-175b-full")
     shape = shape_of(run_architecture(gpt3, CATALOG), 2048)

@@ -120,7 +120,7 @@ def test_fp8_is_credited_no_speedup_over_16_bit():
 
 
 def test_share_of_catalog_runs_inside_their_band_is_at_least_the_stated_coverage():
-    from estimator.validate import validate
+    from estimator.validation.runs import validate
 
     timed = [c for c in validate(CATALOG).runs if c.reported_gpu_hours]
     inside, n = sum(bool(c.inside_range) for c in timed), len(timed)

@@ -6,7 +6,7 @@ import pytest
 
 from estimator.catalog.core import load_catalog
 from estimator.timing.utilisation import BAND_COVERAGE, DEFAULT_GOODPUT, DEFAULTS, SCOPE_OVERHEAD, Kind
-from estimator.validate import reported_gpu_hours, validate
+from estimator.validation.runs import reported_gpu_hours, validate
 
 RESULT = validate()
 SIXTEEN_BIT = [c.implied_mfu for c in RESULT.runs if c.precision in ("bf16", "fp16") and c.implied_mfu is not None]
@@ -80,7 +80,7 @@ def test_validate_csv_has_one_row_per_run_and_per_published_layout(cli):
     import csv
     import io
 
-    from estimator.validate_step import validate_step
+    from estimator.validation.layouts import validate_step
 
     rows = list(csv.DictReader(io.StringIO(cli("validate", "--format", "csv").stdout)))
     assert [r["id"] for r in rows if r["check"] == "flat"] == [c.id for c in RESULT.runs]

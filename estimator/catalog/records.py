@@ -95,6 +95,7 @@ class Dataset:
     aliases: tuple[str, ...] = ()
     seq_len: int | None = None
     notes: str | None = None
+    finetune_batch: int | None = None  # a fine-tuning set's published batch (sequences per optimizer step)
 
 
 @dataclass(frozen=True, slots=True)

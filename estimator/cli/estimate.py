@@ -15,7 +15,7 @@ from estimator.timing.layout import describe_layout
 from estimator.numbers import DURATION_UNITS_TEXT, count, days, si, usd
 from estimator.render import render
 from estimator.request import DEFAULT_ELECTRICITY_USD_PER_KWH, DEFAULT_GPU, DEFAULT_LIFE_YEARS, DEFAULT_PUE, EstimateRequest
-from estimator.vocab import DEFAULT_PRECISION, PRECISIONS, RECOMPUTE_MODES, FlopsMethod, TimeModel
+from estimator.vocab import DEFAULT_PRECISION, FINETUNE_METHODS, PRECISIONS, RECOMPUTE_MODES, FlopsMethod, TimeModel
 
 FLOPS_METHODS = tuple(m.value for m in FlopsMethod)
 TIME_MODELS = tuple(m.value for m in TimeModel)
@@ -54,6 +54,9 @@ EP = Annotated[Optional[str], typer.Option("--expert-parallel", help="Expert-par
 Zero = Annotated[Optional[int], typer.Option("--zero-stage", help="ZeRO stage 0-3 over the data-parallel ranks (1: the distributed optimizer). Default: searched.")]
 GlobalBatch = Annotated[Optional[str], typer.Option(help="Sequences per optimizer step. Default: the model's published batch, else about 4M tokens (printed).")]
 MicroBatch = Annotated[Optional[str], typer.Option(help="Sequences per micro-batch per pipeline. Default: searched.")]
+Finetune = Annotated[Optional[str], typer.Option(metavar=choices_metavar(FINETUNE_METHODS), autocompletion=completer(FINETUNE_METHODS), help="Fine-tune the model: full (every weight), lora (adapters on frozen bf16 weights) or qlora (adapters on frozen 4-bit NF4 weights). Sets a fine-tuning batch (32 sequences, or the dataset's published one) and sequence length (the dataset's, else 2048).")]
+LoraRank = Annotated[Optional[str], typer.Option(help="LoRA rank r (with --finetune lora/qlora). Default: 16.")]
+LoraTargets = Annotated[Optional[str], typer.Option(help="Projections LoRA adapts, comma-separated from q,k,v,o,gate,up,down, or all. Default: all of them (every linear projection of the blocks).")]
 Recompute = Annotated[Optional[str], typer.Option(metavar=choices_metavar(RECOMPUTE_MODES), autocompletion=completer(RECOMPUTE_MODES), help="Activation recomputation. Default: searched.")]
 SeqParallel = Annotated[Optional[bool], typer.Option("--sequence-parallel/--no-sequence-parallel", help="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. 2022). Default: on.")]
 FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="Megatron-family fused kernels: an attention kernel (FlashAttention) that keeps the scores on chip, and a SwiGLU that saves only its input. Default: on; off for 2021-22 era stacks.")]
@@ -81,6 +84,11 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str, str]]:
                                                      else f" ({est.epochs:g} epochs)" if est.epochs != 1 else ""))
     elif est.tokens is not None:
         work.append(f"{si(est.tokens)} tokens")
+    if est.finetune is not None:
+        ft = est.finetune
+        work.append("full fine-tune" if ft["method"] == "full" else
+                    f"{'QLoRA' if ft['method'] == 'qlora' else 'LoRA'} rank {ft['lora_rank']}: "
+                    f"{si(ft['trainable_params'])} trainable")
     mfu = f"MFU {est.mfu:.1%} of {est.peak_tflops:g} dense {est.precision}" if est.mfu is not None else "MFU unknown"
     if est.mfu_while_training is not None:
         mfu += f" ({est.mfu_while_training:.1%} while training at the assumed goodput)"
@@ -212,6 +220,9 @@ def estimate_cmd(
     global_batch: GlobalBatch = None,
     micro_batch: MicroBatch = None,
     recompute: Recompute = None,
+    finetune: Finetune = None,
+    lora_rank: LoraRank = None,
+    lora_targets: LoraTargets = None,
     sequence_parallel: SeqParallel = None,
     flash_attention: FlashAttention = None,
     stack: StackOpt = None,
@@ -242,6 +253,7 @@ def estimate_cmd(
         context_parallel=context_parallel,
         expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
         recompute=recompute, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
+        finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets,
         stack=stack, compile=compile, master_weights=master_weights, num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
     _emit_estimate(estimate(request), format, wide)
@@ -275,6 +287,9 @@ def compare_cmd(
     global_batch: GlobalBatch = None,
     micro_batch: MicroBatch = None,
     recompute: Recompute = None,
+    finetune: Finetune = None,
+    lora_rank: LoraRank = None,
+    lora_targets: LoraTargets = None,
     sequence_parallel: SeqParallel = None,
     flash_attention: FlashAttention = None,
     stack: StackOpt = None,
@@ -305,7 +320,7 @@ def compare_cmd(
         zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch, recompute=recompute,
         sequence_parallel=sequence_parallel, flash_attention=flash_attention, stack=stack, compile=compile,
         master_weights=master_weights, goodput=goodput, scope=scope, provider=provider, deadline_s=deadline,
-        budget_usd=budget)
+        budget_usd=budget, finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets)
     from estimator.compare import compare
 
     rows = compare(base, gpus=_split_names(gpu), all_offers=all_offers, device_counts=counts,

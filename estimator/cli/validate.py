@@ -13,9 +13,9 @@ from estimator.cli.options import Format, Wide, check_format as _check_format, p
 def validate_cmd(*, format: Format = "table", wide: Wide = False) -> None:
     """Back-test gpucost against published runs: the default (flat) estimate against every run's
     reported device-hours, and the step-time model against every published layout's step time."""
-    from estimator.validate import validate
-    from estimator.validate_stacks import validate_stacks
-    from estimator.validate_step import validate_step
+    from estimator.validation.runs import validate
+    from estimator.validation.stack_runs import validate_stacks
+    from estimator.validation.layouts import validate_step
 
     _check_format(format)
     result = validate()

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from estimator.model.arch import Architecture
+from estimator.model.finetune import (ADAPTER_GRAD_BYTES, ADAPTER_OPTIMIZER_BYTES, ADAPTER_WEIGHT_BYTES,
+                                      BF16_BYTES, NF4_BYTES_PER_PARAM, FinetuneSpec)
 from estimator.model.params import ParamCount, count_params, norm_params
 from estimator.errors import InputError
 from estimator.vocab import RECOMPUTE_MODES, ZERO_STAGES
@@ -193,8 +195,9 @@ def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch:
 def activation_bytes(arch: Architecture, *, seq_len: int, micro_batch: int = 1, parallel: Parallelism | None = None,
                      recompute: str = "none", flash_attention: bool = False) -> tuple[float, float]:
     """(transformer-layer bytes, embedding + output-layer bytes) of activations on the most loaded
-    device: the first pipeline stage. With the 1F1B schedule that stage holds p micro-batches of
-    L/p layers each, i.e. L layers' worth whatever p is (Korthikanti et al. section 4.2.2).
+    device: the first pipeline stage. Full recomputation keeps every layer's input and, during the
+    backward pass, the activations of the one layer being recomputed. With the 1F1B schedule that
+    stage holds p micro-batches of L/p layers each, i.e. L layers' worth whatever p is (Korthikanti et al. section 4.2.2).
     The extras follow Megatron-LM's ``theoretical_memory_usage.py``: token ids (8*s*b*p) and the
     embedding dropout mask (s*b*h*p) for p micro-batches in flight; with p = 1 also the final
     norm, output layer and cross-entropy, 4*s*b*h*(1 + V/h); all divided by t."""
@@ -203,6 +206,12 @@ def activation_bytes(arch: Architecture, *, seq_len: int, micro_batch: int = 1, 
         arch, seq_len=seq_len, micro_batch=micro_batch, tensor=parallel.tensor,
         sequence_parallel=parallel.sequence_parallel, recompute=recompute, flash_attention=flash_attention)
     layers = per_layer * arch.num_layers
+    if recompute == "full":
+        # the backward pass reruns one layer's forward at a time and holds that layer's activations
+        # until its backward is done: one layer's worth without recomputation on top of the inputs
+        layers += activation_bytes_per_layer(
+            arch, seq_len=seq_len, micro_batch=micro_batch, tensor=parallel.tensor,
+            sequence_parallel=parallel.sequence_parallel, recompute="none", flash_attention=flash_attention)
     s, b, h, p, t = seq_len, micro_batch, arch.hidden_size, parallel.pipeline, parallel.tensor
     extras = 8.0 * s * b * p + s * b * h * p
     if p == 1 and (arch.lm_head or arch.mlm_head):
@@ -272,9 +281,16 @@ def _params_per_device(arch: Architecture, counts: ParamCount, parallel: Paralle
 def training_memory(arch: Architecture, *, seq_len: int, micro_batch: int = 1, parallel: Parallelism | None = None,
                     recompute: str = "none", flash_attention: bool = False,
                     weight_bytes: float = DEFAULT_WEIGHT_BYTES, grad_bytes: float = DEFAULT_GRAD_BYTES,
-                    optimizer_bytes: float = DEFAULT_OPTIMIZER_BYTES) -> MemoryBreakdown:
+                    optimizer_bytes: float = DEFAULT_OPTIMIZER_BYTES,
+                    finetune: FinetuneSpec | None = None) -> MemoryBreakdown:
     """Training memory on the most loaded device (bytes): weights, gradients and optimizer states
     (ZeRO, Rajbhandari et al. 2020) plus activations (Korthikanti et al. 2022, Table 2).
+
+    ``finetune`` (:mod:`estimator.model.finetune`) with LoRA or QLoRA: the frozen weights in bf16 or
+    NF4 (sharded only by ZeRO 3 / FSDP, which shards every weight), gradients and optimizer states
+    only for the adapters (``weight_bytes`` etc. then describe the adapters' 2 + 2 + 12 bytes), and
+    the adapters' rank-r intermediates on top of the layers' activations (none kept with full
+    recomputation). Full fine-tuning is pre-training's memory.
 
     Defaults: AdamW in mixed precision, 2 + 2 + 12 = 16 bytes per parameter; no recomputation; no
     flash attention; one device. MoE: total parameters are held (routed experts split over expert
@@ -312,10 +328,32 @@ def training_memory(arch: Architecture, *, seq_len: int, micro_batch: int = 1, p
                                        grad_bytes=grad_bytes, optimizer_bytes=optimizer_bytes)
     layers, other = activation_bytes(arch, seq_len=seq_len, micro_batch=micro_batch, parallel=parallel,
                                      recompute=recompute, flash_attention=flash_attention)
+    weights = dense_states.weights_bytes + expert_states.weights_bytes
+    grads = dense_states.gradients_bytes + expert_states.gradients_bytes
+    optimizer = dense_states.optimizer_bytes + expert_states.optimizer_bytes
+    if finetune is not None and finetune.frozen:
+        # this device's share of the frozen weights and of the adapters (which follow the weights they
+        # adapt), non-expert over the data-parallel ranks and routed experts over the expert-data ranks
+        expert_total = float(counts.breakdown.get("experts", 0))
+        expert_bytes = NF4_BYTES_PER_PARAM if finetune.method == "qlora" else BF16_BYTES
+        dense_bytes = (finetune.frozen_weight_bytes - expert_total * expert_bytes) / (counts.total - expert_total)
+        per_param = finetune.trainable_params / counts.total
+        z3 = parallel.zero_stage >= 3
+        frozen = (dense_bytes * non_expert / (parallel.data if z3 else 1)
+                  + expert_bytes * expert / (parallel.data // parallel.expert if z3 else 1))
+        adapters = [model_state_memory(n * per_param, data_parallel=d, zero_stage=parallel.zero_stage,
+                                       weight_bytes=ADAPTER_WEIGHT_BYTES, grad_bytes=ADAPTER_GRAD_BYTES,
+                                       optimizer_bytes=ADAPTER_OPTIMIZER_BYTES)
+                    for n, d in ((non_expert, parallel.data), (expert, parallel.data // parallel.expert))]
+        weights = frozen + sum(a.weights_bytes for a in adapters)
+        grads = sum(a.gradients_bytes for a in adapters)
+        optimizer = sum(a.optimizer_bytes for a in adapters)
+        weight_bytes, grad_bytes, optimizer_bytes = ADAPTER_WEIGHT_BYTES, ADAPTER_GRAD_BYTES, ADAPTER_OPTIMIZER_BYTES
+        if recompute != "full":
+            layers += (finetune.adapter_activation_bytes_per_token_layer * seq_len * micro_batch
+                       * math.ceil(arch.num_layers / parallel.pipeline) * parallel.pipeline / parallel.tensor)
     return MemoryBreakdown(
-        weights_bytes=dense_states.weights_bytes + expert_states.weights_bytes,
-        gradients_bytes=dense_states.gradients_bytes + expert_states.gradients_bytes,
-        optimizer_bytes=dense_states.optimizer_bytes + expert_states.optimizer_bytes,
+        weights_bytes=weights, gradients_bytes=grads, optimizer_bytes=optimizer,
         activations_bytes=layers + other, activations_layers_bytes=layers, activations_other_bytes=other,
         params_per_device=non_expert + expert, parallel=parallel, seq_len=seq_len, micro_batch=micro_batch,
         recompute=recompute, flash_attention=flash_attention, weight_bytes_per_param=weight_bytes,
@@ -379,7 +417,7 @@ def min_devices(arch: Architecture, memory_gb: float, *, seq_len: int, micro_bat
                 tensor: int | None = None, pipeline: int | None = None, expert: int | None = None,
                 reserve_gb: float = DEFAULT_RESERVE_GB, max_devices: int = 1 << 20,
                 weight_bytes: float = DEFAULT_WEIGHT_BYTES, grad_bytes: float = DEFAULT_GRAD_BYTES,
-                optimizer_bytes: float = DEFAULT_OPTIMIZER_BYTES) -> DevicePlan:
+                optimizer_bytes: float = DEFAULT_OPTIMIZER_BYTES, finetune: FinetuneSpec | None = None) -> DevicePlan:
     """The fewest devices of ``memory_gb`` each that hold one training replica's memory.
 
     Searches tensor sizes 1, 2, 4, 8 (within a node; they must divide the query and KV heads),
@@ -410,7 +448,7 @@ def min_devices(arch: Architecture, memory_gb: float, *, seq_len: int, micro_bat
                           zero_stage=zero_stage)
         mem = training_memory(arch, seq_len=seq_len, micro_batch=micro_batch, parallel=par, recompute=recompute,
                               flash_attention=flash_attention, weight_bytes=weight_bytes, grad_bytes=grad_bytes,
-                              optimizer_bytes=optimizer_bytes)
+                              optimizer_bytes=optimizer_bytes, finetune=finetune)
         return DevicePlan(num_devices=par.num_devices, parallel=par, memory=mem,
                           fit=fit_check(mem, memory_gb, **capacity_check))
 
@@ -449,7 +487,75 @@ def min_devices(arch: Architecture, memory_gb: float, *, seq_len: int, micro_bat
     return best
 
 
+# 8-bit optimizer states (Dettmers et al. 2021, "8-bit Optimizers via Block-wise Quantization",
+# arXiv 2110.02861; bitsandbytes' AdamW8bit): momentum and variance in 1 byte each beside the fp32
+# master weights: 4 + 1 + 1 = 6 bytes of the 12.
+OPTIMIZER_8BIT_BYTES = 6.0
+
+
+def what_would_fit(arch: Architecture, memory_gb: float, *, num_gpus: int, seq_len: int, given: Mapping[str, object],
+                   finetune: FinetuneSpec | None = None, flash_attention: bool = True,
+                   reserve_gb: float = DEFAULT_RESERVE_GB, devices: bool = True) -> str:
+    """What would make a run that does not fit ``num_gpus`` devices of ``memory_gb`` fit, each with the
+    memory per device it needs: the fewest devices, LoRA or QLoRA, full recomputation, ZeRO 3
+    (FSDP), 8-bit optimizer states. A choice the user already made (``given``: recompute,
+    zero_stage, micro_batch, finetune set to a value) is kept and never suggested again. ``devices``
+    False leaves the fewest devices out (the caller names them).
+
+    The base is the user's choices, else no recomputation, ZeRO 1 over several devices, micro-batch
+    1, no tensor or pipeline parallelism; each option changes one thing from it."""
+    from estimator.model.finetune import finetune_spec
+
+    usable = capacity_bytes(memory_gb) - reserve_gb * GB
+    recompute = str(given.get("recompute") or "none")
+    zero = given.get("zero_stage")
+    zero = int(zero) if zero is not None else (1 if num_gpus > 1 else 0)
+    micro = int(given.get("micro_batch") or 1)
+    method = finetune.method if finetune is not None else "full"
+
+    def need(*, rc: str = recompute, z: int = zero, spec: FinetuneSpec | None = finetune,
+             optimizer: float = DEFAULT_OPTIMIZER_BYTES, devices: int = num_gpus) -> float:
+        par = Parallelism(data=devices, zero_stage=z)
+        return training_memory(arch, seq_len=seq_len, micro_batch=micro, parallel=par, recompute=rc,
+                               flash_attention=flash_attention, optimizer_bytes=optimizer, finetune=spec).total_bytes
+
+    def text(label: str, required: float) -> str:
+        return f"{label} {required / GB:.1f} GB ({'fits' if required <= usable else 'still too much'})"
+
+    options = []
+    try:
+        if not devices:  # the caller names the fewest devices itself
+            raise InputError("")
+        fewest = min_devices(arch, memory_gb, seq_len=seq_len, micro_batch=micro,
+                             zero_stage=3 if given.get("zero_stage") is None else int(given["zero_stage"]),
+                             recompute="full" if given.get("recompute") is None else recompute,
+                             flash_attention=flash_attention, sequence_parallel=True, finetune=finetune,
+                             reserve_gb=reserve_gb, max_devices=1 << 16)
+        if fewest.num_devices > num_gpus:
+            par = fewest.parallel
+            options.append(f"at least {fewest.num_devices} devices (--num-gpus {fewest.num_devices}: TP {par.tensor} x "
+                           f"PP {par.pipeline} x DP {par.data}, ZeRO {par.zero_stage}, recompute "
+                           f"{fewest.memory.recompute}) {fewest.memory.total_bytes / GB:.1f} GB each")
+    except InputError:
+        pass
+    if method == "full":
+        options.append(text("--finetune lora (rank 16, frozen bf16 weights)", need(spec=finetune_spec(arch, "lora"))))
+    if method != "qlora":
+        options.append(text("--finetune qlora (NF4 weights)", need(spec=finetune_spec(arch, "qlora"))))
+    if given.get("recompute") is None:
+        options.append(text("--recompute full", need(rc="full")))
+    if given.get("zero_stage") is None and num_gpus > 1:
+        options.append(text(f"--zero-stage 3 (FSDP) over {num_gpus} devices", need(z=3)))
+    if method == "full":
+        options.append(text("8-bit AdamW states (bitsandbytes; Dettmers et al. 2021)",
+                            need(optimizer=OPTIMIZER_8BIT_BYTES)))
+    if not options:
+        return "larger devices" if devices else ""
+    return "; ".join(options) + f" (of {usable / GB:.1f} GB usable per device)"
+
+
 __all__ = [
+    "what_would_fit", "OPTIMIZER_8BIT_BYTES",
     "RECOMPUTE_MODES", "ZERO_STAGES", "DEFAULT_RESERVE_GB", "Parallelism", "ModelStateMemory", "MemoryBreakdown",
     "FitCheck", "DevicePlan", "model_state_memory", "activation_bytes_per_layer", "activation_bytes",
     "training_memory", "fit_check", "min_devices",

@@ -390,10 +390,11 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                 constants: Constants = Constants(), e_max: float | None = None,
                 grad_reduce_bytes: float | None = None, sharded_per_layer: bool | None = None,
                 zero2_per_layer: bool | None = None, prefetch: bool | None = None, stragglers: bool = False,
-                grad_accumulation_bytes: float | None = None, stack: Any = None) -> StepTime:
+                grad_accumulation_bytes: float | None = None, stack: Any = None,
+                finetune: Any = None) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
-    The at-scale terms take the training stack's choices as arguments (defaults: today's stack):
+    The at-scale terms take the training stack's choices as arguments (None: the stack's, else SCALE_DEFAULTS):
     ``grad_reduce_bytes`` bytes per gradient element on the data-parallel wire (2: bf16; 4: Megatron-LM's
     fp32 gradient reduction with bf16, ``accumulate_allreduce_grads_in_fp32``; FSDP's ``reduce_dtype``);
     ``sharded_per_layer``: ZeRO-3 gathers and scatters one layer at a time (FSDP wraps each block, DeepSpeed
@@ -409,7 +410,15 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     optimizer step replace the fused layer's (estimator/timing/stacks.py), and it reduces gradients in
     its weights' dtype; None is the fused stack. A stack's catalog entry sets the at-scale arguments it
     gives (:meth:`estimator.catalog.stacks.Stack.scale_arguments`: its gradient bytes, per-layer ZeRO and
-    prefetch) where the caller gives none; what it leaves out keeps the defaults above."""
+    prefetch, gradient accumulation) where the caller gives none; what neither sets is SCALE_DEFAULTS.
+
+    ``finetune`` (an :class:`estimator.model.finetune.FinetuneSpec`) with frozen weights (LoRA,
+    QLoRA): their matmuls run the input-gradient backward only (one backward matmul per forward
+    matmul, not two), the adapters' matmuls run forward and backward, QLoRA dequantises every
+    NF4 weight before each forward and backward use (HBM-bound: read 4.127 bits, write 2 bytes per
+    weight, one kernel per matrix), the gradient reduction and optimizer step cover the adapters, and
+    ZeRO-3 gathers the frozen weights as stored. Model FLOPs (the MFU numerator) are the fine-tune's
+    own count (FinetuneSpec.train_model_per_token)."""
     scale = {**SCALE_DEFAULTS, **(stack.stack.scale_arguments() if stack is not None else {})}
     grad_reduce_bytes = scale["grad_reduce_bytes"] if grad_reduce_bytes is None else grad_reduce_bytes
     sharded_per_layer = scale["sharded_per_layer"] if sharded_per_layer is None else sharded_per_layer
@@ -487,6 +496,38 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                               peak_flops=peak * 1e12, hbm_bytes_per_s=hbm)
         fwd, head_time, compute = timed.forward_s, 0.0, timed.compute_s
         recompute = fwd if full else 0.0
+    frozen = finetune is not None and finetune.frozen
+    if frozen:
+        # frozen weights: no weight-gradient matmul (the backward keeps the input gradient only); the
+        # adapters' matmuls (2 forward, 4 backward, 2 more recomputed); QLoRA's dequantisation. Timed as the
+        # stack times its matmuls (an eager stack: its sustained matmul rate and launch cost).
+        rate, kernel_s = ((flop_rate * stack.stack.matmul_fraction_of_mamf, stack.stack.device_s_per_kernel) if eager
+                          else (flop_rate, constants.kernel_overhead_s))
+
+        def gemms_s(gemms: tuple[tuple[float, float, float, float], ...]) -> float:
+            return gemm_seconds(gemms, tokens, t, rate, hbm, kernel_s)
+
+        head_s = gemms_s(((shape.head_flops_per_token, 1, arch.vocab_size, h),)) if shape.head_flops_per_token else 0.0
+        weight_grads = layers_dense * gemms_s(shape.layer_gemms) + layers_moe * gemms_s(shape.moe_gemms) + head_s
+        adapters = layers_dense * gemms_s(finetune.adapter_gemms) + layers_moe * gemms_s(finetune.adapter_moe_gemms)
+        passes = 3 if full else 2  # forward, backward (input gradient), and the recomputed forward
+        dequant, dequant_kernels = 0.0, 0.0
+        if finetune.quantized_params:
+            from estimator.model.finetune import BF16_BYTES, NF4_BYTES_PER_PARAM
+
+            stage_quantized = finetune.quantized_params / (t * p) * uneven
+            dequant_kernels = passes * layers_total / p * uneven * finetune.quantized_matrices_per_layer
+            dequant = passes * stage_quantized * (NF4_BYTES_PER_PARAM + BF16_BYTES) / hbm + dequant_kernels * kernel_s
+        device_delta = -weight_grads + (passes + 1) * adapters + dequant
+        if eager:  # the host launches the adapters' and dequantisation kernels, not the weight gradients'
+            adapter_kernels = (passes + 1) * (layers_dense * len(finetune.adapter_gemms)
+                                               + layers_moe * len(finetune.adapter_moe_gemms))
+            skipped = layers_dense * len(shape.layer_gemms) + layers_moe * len(shape.moe_gemms) + 1
+            host_per = stack.stack.compiled["host_s_per_kernel"] if stack.compile else stack.stack.host_s_per_op
+            compute = max(timed.device_s + device_delta,
+                          timed.host_s + (adapter_kernels + dequant_kernels - skipped) * host_per)
+        else:
+            compute += device_delta
     num_layers_stage = layers_total / p * uneven
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
@@ -495,7 +536,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                               pp_node, links) if p > 1 else 0.0
     # each micro-batch's gradients added into the step's outside the weight-gradient matmuls (a stream pass
     # over this device's gradients, on the pipeline's critical path); none in an eager stack's own tables
-    params_here = (shape.total_params - shape.expert_params) / (t * p) + shape.expert_params / (t * p * e)
+    params_here = (finetune.trainable_params / (t * p) if frozen else  # frozen weights have no gradient
+                   (shape.total_params - shape.expert_params) / (t * p) + shape.expert_params / (t * p * e))
     grad_accumulation = 0.0 if eager else params_here * grad_accumulation_bytes / hbm
     stage = compute + tp_comm + cp_comm + ep_comm + pp_comm * layout.virtual_stages + grad_accumulation
     m = layout.num_micro_batches
@@ -508,6 +550,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     dense_params = (shape.total_params - shape.expert_params) / (t * p)
     expert_params = shape.expert_params / (t * p * e)
     grad_bytes = stack.weight_bytes if eager else grad_reduce_bytes  # an eager stack reduces in its weights' dtype
+    if frozen:  # only the adapters have gradients and optimizer states
+        dense_params, expert_params = finetune.trainable_params / (t * p), 0.0
     dp_time = _collective("all_reduce", dense_params * grad_bytes, d, inside_dp, dp_node, links)
     if e > 1:
         exp_inside, exp_node = group_span(t * c * p * e, d // e, links.per_node)
@@ -518,7 +562,11 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     layers_here = max(1, math.ceil(num_layers_stage))
     chunks = layers_here if layered else 1
     sharded_bytes = dense_params + expert_params
-    gather = _collective("all_gather", sharded_bytes * 2.0, d, inside_dp, dp_node, links, chunks=chunks)
+    gather_bytes = sharded_bytes * 2.0
+    if frozen and layout.zero_stage == 3:  # FSDP gathers the frozen weights as stored (bf16, or NF4 under QLoRA)
+        held = (shape.total_params - shape.expert_params) / (t * p) + shape.expert_params / (t * p * e)
+        gather_bytes = finetune.weight_bytes * held / shape.total_params
+    gather = _collective("all_gather", gather_bytes, d, inside_dp, dp_node, links, chunks=chunks)
     scatter = _collective("reduce_scatter", sharded_bytes * grad_bytes, d, inside_dp, dp_node, links, chunks=chunks)
     if layered and prefetch:
         # every collective one layer at a time, beside the neighbouring layer's compute
@@ -547,8 +595,11 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
 
     step_time = pipeline_time + dp_exposed + optimizer
     tokens_step = layout.global_batch * s
-    # model and hardware FLOPs in the convention the time was computed in (Shape.executed)
+    # model and hardware FLOPs in the convention the time was computed in (Shape.executed); a fine-tune with
+    # frozen weights counts no weight gradients for them and its adapters' work (FinetuneSpec)
     per_token, layers_forward, score_share = shape.executed(flash_attention)
+    if finetune is not None:
+        per_token = finetune.train_model_per_token(per_token)
     model_flops = per_token * tokens_step
     per_device_peak = peak * 1e12 * layout.num_devices
     if full:  # every layer's forward again (not the output head)
@@ -571,19 +622,37 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                     hfu=(model_flops + hw_extra) / (step_time * per_device_peak))
 
 
+def eager_memory(arch: Architecture, stack: Any, layout: Layout, seq_len: int, finetune: Any = None) -> Any:
+    """An eager stack's peak memory (estimator.timing.stacks.StackMemory) for ``layout``; with a frozen-weight
+    fine-tune, gradients and AdamW states for the adapters only, the frozen weights as stored (bf16 or NF4,
+    so no autocast copies of them) and the adapters in the stack's weight dtype."""
+    from estimator.timing.stacks import stack_memory
+
+    frozen = finetune is not None and finetune.frozen
+    memory = stack_memory(arch, stack, seq_len=seq_len, micro_batch=layout.micro_batch, recompute=layout.recompute,
+                          data_parallel=layout.data_parallel, zero_stage=layout.zero_stage,
+                          num_micro_batches=layout.num_micro_batches,
+                          trainable_params=min(finetune.trainable_params, finetune.frozen_params) if frozen else None)
+    if frozen:
+        shard = layout.data_parallel if layout.zero_stage >= 3 else 1
+        memory = replace(memory, weights_bytes=(finetune.frozen_weight_bytes + finetune.trainable_params
+                                                * stack.weight_bytes) / shard, weight_copies_bytes=0.0)
+    return memory
+
+
 def layout_memory(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
-                  stack: Any = None) -> Any:
+                  stack: Any = None, finetune: Any = None) -> Any:
     """Training memory on the most loaded device of ``layout``: a MemoryBreakdown (estimator.model.memory),
     or an eager ``stack``'s peak allocated memory from estimator.timing.stacks; bf16 master weights hold
-    2 + 2 + 4 bytes per parameter. Both have ``total_bytes``."""
+    2 + 2 + 4 bytes per parameter. Both have ``total_bytes``. A fine-tune with frozen weights
+    (``finetune``) holds gradients and optimizer states for its adapters only, and its frozen weights as
+    stored (bf16 or NF4): no autocast copies of them."""
     from estimator.model.memory import Parallelism, training_memory
 
     if stack is not None and stack.eager:
         from estimator.timing.stacks import stack_memory
 
-        return stack_memory(arch, stack, seq_len=seq_len, micro_batch=layout.micro_batch, recompute=layout.recompute,
-                            data_parallel=layout.data_parallel, zero_stage=layout.zero_stage,
-                            num_micro_batches=layout.num_micro_batches)
+        return eager_memory(arch, stack, layout, seq_len, finetune)
     states = {} if stack is None or stack.master_weights == "fp32" else dict(weight_bytes=2.0, grad_bytes=2.0,
                                                                              optimizer_bytes=4.0)
 
@@ -591,13 +660,15 @@ def layout_memory(arch: Architecture, layout: Layout, seq_len: int, *, flash_att
                       expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
                       zero_stage=layout.zero_stage)
     return training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
-                           parallel=par, recompute=layout.recompute, flash_attention=flash_attention, **states)
+                           parallel=par, recompute=layout.recompute, flash_attention=flash_attention,
+                           finetune=finetune, **states)
 
 
 def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
-                     stack: Any = None) -> float:
+                     stack: Any = None, finetune: Any = None) -> float:
     """Training memory (decimal GB) on the most loaded device of ``layout`` (:func:`layout_memory`)."""
-    return layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack).total_bytes / 1e9
+    return layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack,
+                         finetune=finetune).total_bytes / 1e9
 
 
 _LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
@@ -659,7 +730,8 @@ def leanest_layout(request: EstimateRequest, work: Any, acc: Accelerator, system
         seen += 1
         if seen > MAX_CANDIDATES:
             break
-        memory = layout_memory_gb(arch, layout, work.seq_len, flash_attention=flash, stack=stack)
+        memory = layout_memory_gb(arch, layout, work.seq_len, flash_attention=flash, stack=stack,
+                                  finetune=getattr(work, "finetune", None))
         if best is None or memory < best[1]:
             best = (layout, memory)
         if memory <= usable:
@@ -746,9 +818,10 @@ def fewest_devices(request: EstimateRequest, work: Any, acc: Accelerator, catalo
     return found
 
 
-def memory_text(arch: Architecture, layout: Layout, seq_len: int, flash_attention: bool, stack: Any = None) -> str:
+def memory_text(arch: Architecture, layout: Layout, seq_len: int, flash_attention: bool, stack: Any = None,
+                finetune: Any = None) -> str:
     """What fills one device's memory in ``layout``, in GB."""
-    mem = layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack)
+    mem = layout_memory(arch, layout, seq_len, flash_attention=flash_attention, stack=stack, finetune=finetune)
     if not hasattr(mem, "weights_bytes"):  # an eager stack's peak, by its own parts
         return f"{mem.total_bytes / 1e9:.1f} GB ({mem.describe()})"
     return (f"{mem.total_bytes / 1e9:.1f} GB: weights {mem.weights_bytes / 1e9:.1f}, gradients "
@@ -780,6 +853,12 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
     else about ``DEFAULT_BATCH_TOKENS`` tokens, at least one sequence per device."""
     if request.global_batch is not None:
         return request.global_batch, "--global-batch"
+    finetune_batch = getattr(work, "finetune_batch", None)
+    if finetune_batch is not None:  # a fine-tune: tens of sequences, not a pre-training batch
+        sequences, source = finetune_batch
+        batch = num_gpus * math.ceil(sequences / num_gpus) if sequences % num_gpus else sequences
+        return batch, (source + (f", rounded up to {batch:,}, a multiple of the {num_gpus:,} devices"
+                                 if batch != sequences else "") + "; set --global-batch")
     record = work.catalog_model
     published = getattr(record, "global_batch_tokens", None) if record is not None else None
     if published:
@@ -798,11 +877,18 @@ def default_global_batch(request: EstimateRequest, work: Any, num_gpus: int) -> 
                    f"{work.seq_len:,}) rounded up to a multiple of the {num_gpus:,} devices; set --global-batch")
 
 
+def request_choices(request: EstimateRequest) -> dict[str, Any]:
+    """The memory-relevant choices the user made (None where the search or a default decides), so
+    that advice never repeats one of them."""
+    return {"recompute": request.recompute, "zero_stage": request.zero_stage, "micro_batch": request.micro_batch,
+            "finetune": getattr(request, "finetune", None), "num_gpus": request.num_gpus}
+
+
 def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layout: Layout, acc: Accelerator,
-                       e_max: float, flash: bool) -> tuple[list[str], Any]:
+                       e_max: float, flash: bool, finetune: Any = None) -> tuple[list[str], Any]:
     """What the stack launches and keeps, in words and as a :class:`~estimator.timing.stacks.StackReport`:
     its kernels and, for an eager stack, the micro-batch's device and host time and the memory peak by part."""
-    from estimator.timing.stacks import eager_compute, stack_memory, stack_report
+    from estimator.timing.stacks import eager_compute, stack_report
 
     default = "" if request.stack else " (the default: the step model's own fused kernels; --stack hf|fsdp|deepspeed)"
     lines = [f"stack: {stack.describe()}{default}"]
@@ -817,9 +903,7 @@ def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layou
     timed = eager_compute(shape, stack, tokens=layout.micro_batch * shape.seq_len, recompute=layout.recompute,
                           flop_rate=peak * e_max, peak_flops=peak,
                           hbm_bytes_per_s=acc.memory_bandwidth_gbps * 1e9 * HBM_EFFICIENCY)
-    memory = stack_memory(shape.arch, stack, seq_len=shape.seq_len, micro_batch=layout.micro_batch,
-                          recompute=layout.recompute, data_parallel=layout.data_parallel, zero_stage=layout.zero_stage,
-                          num_micro_batches=layout.num_micro_batches)
+    memory = eager_memory(shape.arch, stack, layout, shape.seq_len, finetune)
     lines += [
         f"attention: {stack.stack.attention}, at {stack.stack.attention_fraction:.0%} of the dense peak",
         f"per micro-batch: {timed.kernels:,.0f} kernels; device {timed.device_s:.3g} s ("
@@ -827,6 +911,9 @@ def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layou
         f"({'compiled graph' if stack.compile else 'eager Python and dispatch'}): {timed.bound}-bound",
         f"memory (torch.cuda.max_memory_allocated): {memory.describe()}",
     ]
+    if finetune is not None and finetune.frozen:
+        lines.insert(-1, "fine-tune: the frozen weights' matmuls skip their weight gradients and the adapters' add theirs "
+                         "(in the step time; the micro-batch line above is the whole model's)")
     return lines, stack_report(stack, timed, memory)
 
 
@@ -881,6 +968,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     if num_gpus > per_node and not system.scale_out_nics_per_node:
         raise InputError(f"{system.id} has no network between its scale-up domains: at most {per_node} devices")
     shape = shape_of(arch, seq_len)
+    finetune = getattr(work, "finetune", None)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
     reserve_gb = stack.stack.allocator_reserve_gb  # CUDA context, NCCL buffers, allocator slack
     usable_gb = usable_memory_gb(acc, stack)
@@ -910,13 +998,13 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
             if checked > MAX_CANDIDATES:
                 break
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
-                                       e_max=e_max, flash_attention=flash, stack=stack))
+                                       e_max=e_max, flash_attention=flash, stack=stack, finetune=finetune))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         also_zero2 = zero == 1 and fixed["zero_stage"] is None  # ZeRO 2: the same time, less memory
         for candidate in pending:
             options = [candidate.layout] + ([replace(candidate.layout, zero_stage=2)] if also_zero2 else [])
             for layout in options:
-                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash, stack=stack)
+                memory = layout_memory_gb(arch, layout, seq_len, flash_attention=flash, stack=stack, finetune=finetune)
                 closest[layout.zero_stage] = min(memory, closest.get(layout.zero_stage, math.inf))
                 if memory <= usable_gb:
                     timed.append(replace(candidate, layout=layout, memory_gb=memory))
@@ -933,23 +1021,31 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                          + (f", {fixed_text}" if fixed_text else "") + "); change --num-gpus or --global-batch")
     if not timed:
         leanest = leanest_layout(request, work, acc, system, catalog, num_gpus)
-        fill = (f"; the leanest layout ({leanest[0].describe()}) needs " + memory_text(arch, leanest[0], seq_len, flash, stack)
+        fill = (f"; the leanest layout ({leanest[0].describe()}) needs "
+                + memory_text(arch, leanest[0], seq_len, flash, stack, finetune)
                 + f" of {usable_gb:.1f} GB usable") if leanest is not None else ""
         try:
             fewest = f"; the fewest that fit: {fewest_devices(request, work, acc, catalog, num_gpus + 1):,} devices"
         except InputError:
             fewest = "; no device count up to the largest searched fits it"
+        from estimator.model.memory import what_would_fit
+
+        options = what_would_fit(arch, acc.memory_gb, num_gpus=num_gpus, seq_len=seq_len, given=request_choices(request),
+                                 finetune=finetune, flash_attention=flash, devices=False)
         raise InputError(f"no layout of {num_gpus:,} x {acc.id} ({acc.memory_gb:g} GB) holds {work.model} at sequence "
                          f"length {seq_len:,} and a global batch of {batch:,}"
                          + (f" with {fixed_text}" if fixed_text else "") + fill + fewest
-                         + " (--num-gpus, or leave it out for the fewest)")
+                         + " (--num-gpus, or leave it out for the fewest)"
+                         + (f"; on {num_gpus:,} device{'s' if num_gpus > 1 else ''}: {options}" if options else ""))
     timed.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
     best = timed[0]
     tokens_per_s = batch * seq_len / best.step_time_s
     assumptions = [
         f"layout: {best.layout.describe()} (the fastest that fits memory, of {checked:,} layouts timed)",
         f"step: {best.step_time_s:.3g} s for {batch:,} sequences of {seq_len:,} tokens ({batch_source}); "
-        f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%} of the detailed count, HFU {best.hfu:.1%}",
+        f"{tokens_per_s:,.0f} tokens/s; MFU {best.mfu:.1%} of the "
+        + ("fine-tune's count (the detailed count less the frozen weights' gradients, plus the adapters)"
+           if finetune is not None and finetune.frozen else "detailed count") + f", HFU {best.hfu:.1%}",
         "step breakdown: " + ", ".join(f"{k.replace('_', ' ')} {v:.3g} s" for k, v in best.breakdown_s.items()),
         f"matmuls at {e_max:.3f} x the dense peak at most ({e_source}), "
         f"or their bytes at the HBM bandwidth if longer, + {constants.kernel_overhead_s * 1e6:.3g} us per kernel; elementwise work at "
@@ -959,7 +1055,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"memory: {best.memory_gb:.1f} GB on the most loaded device, of {usable_gb:.1f} GB usable (the datasheet's "
         f"{acc.memory_gb:g} GB are GiB, {usable_gb + reserve_gb:.1f}e9 bytes, less {reserve_gb:g} GB reserved)",
     ]
-    stack_lines, report = _stack_assumptions(request, stack, shape, best.layout, acc, e_max, flash)
+    stack_lines, report = _stack_assumptions(request, stack, shape, best.layout, acc, e_max, flash, finetune)
     assumptions[5:5] = stack_lines
     warnings = []
     if best.layout.zero_stage == 3 and 2 in closest:
