@@ -42,14 +42,20 @@ def profile(
     progress: Progress | None = None,
     notes: Sequence[str] = (),
     announce: Announce | None = None,
+    sustained_s: float | None = None,
 ) -> dict[str, Any]:
     """Measure ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and return the calibration record.
 
     Without ``arch``: the device sweep (quick, or ``full``) for ``dtypes`` (None: all the device
     supports). With ``arch`` (an :class:`estimator.model.arch.Architecture`): the model's own training
     step (:func:`profiler.model.profile_model`), plus the sweep when ``sweep`` or ``full``.
-    ``catalog`` names the device and its peaks (None: reported as unknown).
+    ``catalog`` names the device and its peaks (None: reported as unknown). ``sustained_s``: the
+    sustained window of each dtype's best matmul shape and MLP width (profiler/sustained.py; None:
+    5 s on a GPU, 1 s on a CPU; 0: none).
     """
+    if sustained_s is not None and (isinstance(sustained_s, bool) or not isinstance(sustained_s, (int, float))
+                                    or not 0 <= sustained_s <= 3600):
+        raise InputError(f"sustained_s must be a number of seconds from 0 to 3600, got {sustained_s!r}")
     if not isinstance(device, str):
         raise InputError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:0', got {device!r}")
     if dtypes is not None:
@@ -65,7 +71,7 @@ def profile(
     torch_device = resolve_device(device)
     info = describe(torch_device, catalog)
     plan = run.make_plan(info, dtypes, full=full, free_bytes=free_memory_bytes(torch_device),
-                     sweep=arch is None or sweep or full)
+                         sweep=arch is None or sweep or full, sustained_s=sustained_s)
     job, measured = None, []
     if arch is not None:
         from .model import check_supported, plan_dtypes, profile_model

@@ -37,8 +37,11 @@ from .comm import CommConfig, Launch, run_worker
 # A worker is started with this bootstrap: it takes SIGINT/SIGTERM (as a stop request) before it
 # imports torch, so a Ctrl-C during start-up cannot kill one worker and leave the others waiting
 # for it at the rendezvous.
+# torch without numpy (a [profile]-only install) warns "Failed to initialize NumPy" on import: nothing
+# here uses numpy, so the warning is filtered, as estimator/cli/profile_common.py does in the launcher.
 _BOOTSTRAP = (
-    "import signal, sys\n"
+    "import signal, sys, warnings\n"
+    "warnings.filterwarnings('ignore', message='Failed to initialize NumPy')\n"
     "stop = []\n"
     "for s in (signal.SIGINT, signal.SIGTERM):\n"
     "    signal.signal(s, lambda n, f: stop.append(n))\n"

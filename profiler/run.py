@@ -21,6 +21,7 @@ from .device import DeviceInfo, unsupported_reason
 from .kernels import (DTYPES, CacheFlush, Kernel, copy_kernel, matmul_flops, matmul_kernel, matmul_precision,
                       mlp_kernel, mlp_params, mlp_train_flops)
 from .nvml import THROTTLING_REASONS, open_device
+from .sustained import DRIFT_LIMIT_PCT, Window, run_window
 from .telemetry import DEFAULT_INTERVAL_S, Sampler, cpu_sample, read_cpu_clock_mhz, summarize
 from .timing import Timing, clock_for, measure
 
@@ -87,6 +88,7 @@ class Plan:
     flush_bytes: int = 64 * MIB
     optimizer: str = "adamw"
     notes: tuple[str, ...] = ()
+    sustained: Window | None = None  # each dtype's best matmul shape and MLP width, back to back (sustained.py)
 
 
 def _squares(*sizes: int) -> tuple[tuple[int, int, int], ...]:
@@ -155,13 +157,15 @@ _CPU_FP16 = "CPU fp16 matmul is usually emulated and very slow; measured with --
 
 
 def make_plan(info: DeviceInfo, dtypes: Sequence[str] | None = None, *, full: bool = False,
-              free_bytes: int | None = None, optimizer: str = "adamw", sweep: bool = True) -> Plan:
+              free_bytes: int | None = None, optimizer: str = "adamw", sweep: bool = True,
+              sustained_s: float | None = None) -> Plan:
     """The measurements for this device. ``dtypes`` None means every dtype the device supports.
 
     Order: copy bandwidth, matmul per dtype, MLP step per dtype (CPU fp32 matmul passes 2 and 3
     before the MLPs and at the end). Quick mode (default) takes about a minute; ``full`` sweeps
     many more shapes and widths. A CPU quick run skips fp16 unless it is asked for by name.
     ``sweep=False`` (``gpucost profile --model`` alone): nothing here, only the model step runs.
+    ``sustained_s``: the sustained window's seconds (None: the device kind's default, 0: none).
     """
     if not sweep:
         return Plan(mode="model", items=(), device_warmup_s=0.0, flush_bytes=0, optimizer=optimizer)
@@ -198,7 +202,8 @@ def make_plan(info: DeviceInfo, dtypes: Sequence[str] | None = None, *, full: bo
     notes = [f"fp16: {_CPU_FP16}"] if skipped["matmul"].get("fp16") == _CPU_FP16 else []
     return Plan(mode=mode, items=tuple(items), skipped=skipped,
                 device_warmup_s=(30.0 if full else 5.0) if kind == "gpu" else (3.0 if full else 1.0),
-                flush_bytes=flush_bytes_for(info), optimizer=optimizer, notes=tuple(notes))
+                flush_bytes=flush_bytes_for(info), optimizer=optimizer, notes=tuple(notes),
+                sustained=None if sustained_s == 0 else Window.default(kind, sustained_s))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -355,6 +360,7 @@ def run_profile(plan: Plan, device: torch.device, info: DeviceInfo, *, command: 
     sampler = Sampler(read, telemetry_interval_s) if read is not None else None
     partial, done, total = False, 0, len(plan.items) + (model is not None)
     model_section: dict[str, Any] | None = None
+    sustained: dict[tuple[str, str | None], dict[str, Any]] = {}  # (section, dtype) -> the window's figures
     try:
         if sampler is not None:
             sampler.__enter__()
@@ -403,6 +409,27 @@ def run_profile(plan: Plan, device: torch.device, info: DeviceInfo, *, command: 
                         best = pass_rates.setdefault(series, {})
                         best[item.pass_number] = max(best.get(item.pass_number, 0.0), kernel_work / timing.best_s)
             done += 1
+        if plan.sustained is not None:
+            targets = _sustained_targets(plan, times, work)
+            total += len(targets)
+            for key in targets:
+                if progress:
+                    size = "x".join(map(str, key[2])) if key[0] == "matmul" else f"width {key[2][0]}, {key[2][1]} tokens"
+                    progress(done, total, f"{key[0]} {key[1]} {size}, back to back for {plan.sustained.window_s:g} s "
+                                          "(sustained)")
+                figures, reason = _run_sustained(key, device, clock, plan, read, source)
+                if figures is not None:
+                    sustained[key[:2]] = {**_head(key), **figures}
+                    if abs(figures["drift_pct"]) > DRIFT_LIMIT_PCT:
+                        why = ("the clocks and power had not settled" if device.type == "cuda"
+                               else "the speed changed (on a shared CPU, other processes)")
+                        notes.append(f"{key[0]} {key[1]} sustained: the window's second half ran "
+                                     f"{figures['drift_pct']:+.1f}% against its first: {why} in "
+                                     f"{plan.sustained.window_s:g} s; a longer --sustained-s measures the settled "
+                                     "figure")
+                else:
+                    notes.append(f"{key[0]} {key[1]} sustained window: skipped: {reason}")
+                done += 1
         if progress:
             progress(done, total, "done")
     except KeyboardInterrupt:
@@ -415,12 +442,45 @@ def run_profile(plan: Plan, device: torch.device, info: DeviceInfo, *, command: 
         flush = None
     notes.extend(_drift_notes(pass_rates))
     record = _record(plan, info, command, created, time.monotonic() - started, partial, notes,
-                     times, work, skipped, sampler, source, telemetry_interval_s)
+                     times, work, skipped, sampler, source, telemetry_interval_s, sustained)
     if model_section is not None:
         record["model"] = model_section
     elif model is not None and partial:
         notes.append("the model step was interrupted: no model section")
     return record
+
+
+def _sustained_targets(plan: Plan, times: Mapping[Key, list[float]], work: Mapping[Key, float]) -> list[Key]:
+    """Per (section, dtype) of matmul and mlp, in plan order, the size with the highest median rate."""
+    best: dict[tuple[str, str | None], tuple[float, Key]] = {}
+    for key in dict.fromkeys(item.key for item in plan.items):
+        if key[0] in ("matmul", "mlp") and times.get(key):
+            rate = work[key] / Timing(tuple(times[key])).median_s
+            if rate > best.get(key[:2], (0.0, key))[0]:
+                best[key[:2]] = (rate, key)
+    return [key for _, key in best.values()]
+
+
+def _run_sustained(key: Key, device: torch.device, clock: Any, plan: Plan, read: Callable[[], Any] | None,
+                   source: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The sustained window of one size (no cache flush, no re-randomising: back to back), or why not."""
+    section, dtype, size = key
+    kernel = None
+    try:
+        kernel = (matmul_kernel(*size, dtype, device) if section == "matmul"
+                  else mlp_kernel(size[0], size[1], dtype, device, optimizer=plan.optimizer))
+        assert plan.sustained is not None
+        with matmul_precision(dtype or "fp32"):
+            return run_window(kernel.run, kernel.work, clock, plan.sustained, read=read, source=source,
+                              throttling_reasons=THROTTLING_REASONS), None
+    except (RuntimeError, ValueError, TypeError, NotImplementedError, MemoryError) as exc:
+        if is_out_of_memory(exc):
+            return None, "out of memory"
+        return None, f"failed: {(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]}"
+    finally:
+        del kernel
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def _drift_notes(pass_rates: Mapping[tuple[str, str | None], Mapping[int, float]],
@@ -439,8 +499,9 @@ def _drift_notes(pass_rates: Mapping[tuple[str, str | None], Mapping[int, float]
 def _record(plan: Plan, info: DeviceInfo, command: str, created: str, duration_s: float, partial: bool,
             notes: list[str], times: Mapping[Key, list[float]], work: Mapping[Key, float],
             skipped: Mapping[Key, str], sampler: Sampler | None, source: str | None,
-            interval_s: float) -> dict[str, Any]:
-    """Assemble the calibration record from the pooled per-size times."""
+            interval_s: float, sustained: Mapping[tuple[str, str | None], dict[str, Any]] | None = None
+            ) -> dict[str, Any]:
+    """Assemble the calibration record from the pooled per-size times and the sustained windows."""
     entries: dict[str, dict[str, list[dict[str, Any]]]] = {"matmul": {}, "mlp": {}, "bandwidth": {}}
     for key in dict.fromkeys(item.key for item in plan.items):  # plan order, each size once
         if key in times or key in skipped:
@@ -467,6 +528,13 @@ def _record(plan: Plan, info: DeviceInfo, command: str, created: str, duration_s
     else:
         bandwidth = {**bandwidth_rows[0], "peak_gbps": peak_gbps,
                      "pct_of_peak": _pct(bandwidth_rows[0]["best_gbps"], peak_gbps)}
+    matmul = _precision_section(entries["matmul"], plan.skipped["matmul"], info.peak_tflops, planned["matmul"], {})
+    mlp = _precision_section(entries["mlp"], plan.skipped["mlp"], info.peak_tflops, planned["mlp"],
+                             {"optimizer": plan.optimizer})
+    for (section, dtype), figures in (sustained or {}).items():
+        entry = (matmul if section == "matmul" else mlp).get(dtype)
+        if entry is not None and "best_tflops" in entry:
+            entry["sustained"] = figures
     return {
         "schema_version": SCHEMA_VERSION,
         "benchmark_version": BENCHMARK_VERSION,
@@ -477,10 +545,8 @@ def _record(plan: Plan, info: DeviceInfo, command: str, created: str, duration_s
         "device": info.record(),
         "software": dict(info.software),
         "telemetry": telemetry,
-        "matmul": _precision_section(entries["matmul"], plan.skipped["matmul"], info.peak_tflops,
-                                     planned["matmul"], {}),
-        "mlp": _precision_section(entries["mlp"], plan.skipped["mlp"], info.peak_tflops, planned["mlp"],
-                                  {"optimizer": plan.optimizer}),
+        "matmul": matmul,
+        "mlp": mlp,
         "bandwidth": bandwidth,
         "notes": notes,
     }

@@ -9,12 +9,14 @@
 - ``builtin:mnist-mlp`` / ``builtin:resnet-50`` -- the models of profiler/builtin_models.py.
 
 **The callable** is called with the keywords it accepts among ``device`` (the ``torch.device``
-being profiled) and ``batch_size`` (only when ``--micro-batch`` is given; a callable without that
-parameter then gets an error). It returns either
+being profiled), ``batch_size`` (only when ``--micro-batch`` is given; a callable without that
+parameter then gets an error) and ``memory_format`` (``nchw`` or ``channels_last``, only with
+``--memory-format``, likewise). It returns either
 
 - ``(model, batch)``, or
-- a dict ``{"model": ..., "batch": ..., "loss_fn": ..., "optimizer": ..., "id": ...}`` where only
-  ``model`` and ``batch`` are required;
+- a dict ``{"model": ..., "batch": ..., "loss_fn": ..., "optimizer": ..., "id": ..., "notes": [...]}``
+  where only ``model`` and ``batch`` are required (``notes``: lines for the section's notes, e.g.
+  the memory format the builtin ResNet-50 trains in);
 
 ``model`` is a ``torch.nn.Module``; ``batch`` is
 
@@ -32,8 +34,11 @@ builtins bring SGD with momentum 0.9, their published recipes. Samples per step:
 dimension of the first tensor of the inputs. ``id`` (the model's name in the calibration file):
 the dict's ``"id"``, the builtin's name, else the callable's ``__name__``.
 
-**What is timed**: the model and the batch are moved to the device; then one forward + backward
-pass under ``torch.utils.flop_counter.FlopCounterMode`` counts the FLOPs (training = forward +
+**What is timed**: the model and the batch are moved to the device; then forward + backward
+passes under ``torch.utils.flop_counter.FlopCounterMode`` on sub-batches of 2 and 4 samples count
+the FLOPs, scaled to the batch (:func:`count_flops`; their graphs are freed, and on a GPU the
+allocator's cache emptied, before any step is timed, so the timed step has the device's memory to
+itself at the batch the run trains with) (training = forward +
 backward as FlopCounterMode counts them: matmuls, convolutions, attention, 2 FLOPs per
 multiply-add; elementwise work -- activations, norms, the loss -- and the optimizer's update are not
 counted; the gradient of a batch that does not require grad is not computed, so the first layer's
@@ -48,7 +53,7 @@ interrupted by another process) and at the median step, best / median / worst TF
 the step count, the throughput of each fifth of the steps; a note when more than 5% of the steps
 were interrupted.
 
-Errors name the SPEC in one line: InputError for what the user gave (import failure, no such
+Finding the callable: :mod:`profiler.torch_model_spec`. Errors name the SPEC in one line: InputError for what the user gave (import failure, no such
 callable, wrong return type, wrong device, a loss that is not a scalar), GpucostError for what
 happened on the device (out of memory, the step raised). Ctrl-C keeps the dtypes already timed
 and marks the section ``partial: true``.
@@ -58,17 +63,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import difflib
-import importlib
-import importlib.util
 import inspect
 import math
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,10 +77,11 @@ from torch import nn
 from estimator.errors import GpucostError, InputError
 from estimator.records.torch_model import BUSY_SHARE, SLOW_STEP
 
+from .memory import DeviceMemory
+from .torch_model_spec import RETURN_FORMS as _RETURN, Resolved, _first_line, _on_path, resolve_spec
 from .run import Budget, is_out_of_memory
 from .timing import Timing, clock_for, measure
 
-BUILTIN_PREFIX = "builtin:"
 DEFAULT_OPTIMIZER = "AdamW(lr=0.001)"
 # Warm-up and timed seconds per dtype: thousands of steps of a small model, at least 3 of a big one.
 # 30 s on a CPU: a shared VM's speed flips between levels 30% apart every few to tens of seconds,
@@ -92,123 +92,9 @@ INTERRUPTED = "not measured: the run was interrupted"
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 TRAIN_DTYPES = ("fp32", "tf32", "bf16", "fp16")
 _FP8 = "not measured: an fp8 training step needs scaled-matmul recipes (Transformer Engine, torchao)"
-_RETURN = "(model, batch) or a dict with 'model' and 'batch'"
-_DICT_KEYS = ("model", "batch", "loss_fn", "optimizer", "id")
+_DICT_KEYS = ("model", "batch", "loss_fn", "optimizer", "id", "notes")
+MEMORY_FORMATS = ("nchw", "channels_last")  # --memory-format: passed to a callable that takes memory_format
 _DEVICE_WORDS = ("same device", "two devices", "different device", "device type", "but got", "expected device")
-
-
-# -- finding the callable ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A SPEC resolved to its callable: ``model_id`` is the id the file will use unless the
-    callable's dict gives one; ``folder`` joins sys.path while the callable runs (file specs)."""
-
-    spec: str
-    function: Callable[..., Any]
-    model_id: str
-    folder: str | None = None
-
-
-@contextlib.contextmanager
-def _on_path(folder: str | None) -> Iterator[None]:
-    if folder is None or folder in sys.path:
-        yield
-        return
-    sys.path.insert(0, folder)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(folder)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0].strip()
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-
-
-def _syntax() -> str:
-    return "use module:callable, path/to/file.py:callable, or builtin:NAME (builtins: mnist-mlp, resnet-50)"
-
-
-def resolve_spec(spec: str, cwd: str | Path | None = None) -> Resolved:
-    """Find the callable that SPEC names (imports its module; does not call it). Raises
-    InputError naming the SPEC: bad syntax, unknown builtin, module or file not found, import
-    failed, no such attribute, not callable."""
-    from .builtin_models import BUILTINS
-
-    if not isinstance(spec, str) or not spec.strip():
-        raise InputError(f"--torch-model needs a SPEC; {_syntax()}")
-    spec = spec.strip()
-    if spec.startswith(BUILTIN_PREFIX):
-        name = spec[len(BUILTIN_PREFIX):]
-        if name not in BUILTINS:
-            close = difflib.get_close_matches(name, list(BUILTINS), n=1, cutoff=0.5)
-            hint = f"did you mean builtin:{close[0]}?" if close else f"builtins: {', '.join(BUILTINS)}"
-            raise InputError(f"--torch-model {spec}: unknown builtin {name!r}; {hint}")
-        return Resolved(spec, BUILTINS[name], name)
-    target, colon, attribute = spec.rpartition(":")
-    if not colon or not target or not attribute:
-        raise InputError(f"--torch-model {spec}: expected a ':' between the module or file and the callable; {_syntax()}")
-    cwd = str(cwd or os.getcwd())
-    is_file = target.endswith(".py") or "/" in target or os.sep in target
-    if is_file:
-        path = Path(target) if Path(target).is_absolute() else Path(cwd) / target
-        if not path.is_file():
-            raise InputError(f"--torch-model {spec}: file {target} not found")
-        folder = str(path.resolve().parent)
-        module_name = f"_gpucost_torch_model_{path.stem}"
-        with _on_path(folder):
-            try:
-                loader_spec = importlib.util.spec_from_file_location(module_name, path)
-                if loader_spec is None or loader_spec.loader is None:
-                    raise InputError(f"--torch-model {spec}: {target} cannot be imported as a Python file")
-                module = importlib.util.module_from_spec(loader_spec)
-                sys.modules[module_name] = module
-                loader_spec.loader.exec_module(module)
-            except InputError:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - whatever the user's file raises, in one line
-                sys.modules.pop(module_name, None)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                raise InputError(f"--torch-model {spec}: importing {target} failed: {_first_line(exc)}") from None
-        where = target
-    else:
-        folder = cwd
-        with _on_path(folder):
-            try:
-                module = importlib.import_module(target)
-            except ModuleNotFoundError as exc:
-                if exc.name and (target == exc.name or target.startswith(exc.name + ".")):
-                    raise InputError(f"--torch-model {spec}: no module named {target!r} in the current directory "
-                                     "or on PYTHONPATH") from None
-                raise InputError(f"--torch-model {spec}: importing {target} failed: {_first_line(exc)}") from None
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:  # noqa: BLE001
-                raise InputError(f"--torch-model {spec}: importing {target} failed: {_first_line(exc)}") from None
-        where = f"module {target}"
-    value: Any = module
-    walked = []
-    for part in attribute.split("."):
-        if not hasattr(value, part):
-            owner = where if not walked else f"{where}: {'.'.join(walked)}"
-            names = [n for n in dir(value) if not n.startswith("_")]
-            close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise InputError(f"--torch-model {spec}: {owner} has no attribute {part!r}{hint}")
-        value = getattr(value, part)
-        walked.append(part)
-    if not callable(value):
-        raise InputError(f"--torch-model {spec}: {attribute} is a {type(value).__name__}, not a callable that returns "
-                         f"{_RETURN}")
-    if isinstance(value, nn.Module):
-        raise InputError(f"--torch-model {spec}: {attribute} is a model instance; name a function that returns "
-                         f"{_RETURN}")
-    return Resolved(spec, value, getattr(value, "__name__", attribute.split(".")[-1]), folder if is_file else cwd)
 
 
 # -- calling it and checking what it returned -----------------------------------------------------
@@ -228,6 +114,7 @@ class Workload:
     optimizer_name: str
     batch_size: int
     model_id: str
+    notes: tuple[str, ...] = ()  # the callable's own notes (the dict's "notes"), into the section's
 
 
 def _accepts(function: Callable[..., Any], name: str) -> bool:
@@ -283,13 +170,21 @@ def _loss_name(loss_fn: Any) -> str:
     return getattr(loss_fn, "__name__", None) or type(loss_fn).__name__
 
 
-def build_workload(resolved: Resolved, device: torch.device, batch_size: int | None = None) -> Workload:
+def build_workload(resolved: Resolved, device: torch.device, batch_size: int | None = None,
+                   memory_format: str | None = None) -> Workload:
     """Call the callable and check what it returned (see the module docstring). Raises
     InputError naming the SPEC for anything the user must change."""
     spec = resolved.spec
     kwargs: dict[str, Any] = {}
     if _accepts(resolved.function, "device"):
         kwargs["device"] = device
+    if memory_format is not None:
+        if memory_format not in MEMORY_FORMATS:
+            raise InputError(f"--memory-format {memory_format!r}: use one of {', '.join(MEMORY_FORMATS)}")
+        if not _accepts(resolved.function, "memory_format"):
+            raise InputError(f"--torch-model {spec}: --memory-format needs a callable with a memory_format "
+                             "parameter; lay out the model and batch in the callable instead")
+        kwargs["memory_format"] = memory_format
     if batch_size is not None:
         if not _accepts(resolved.function, "batch_size"):
             raise InputError(f"--torch-model {spec}: --micro-batch needs a callable with a batch_size parameter; "
@@ -306,6 +201,7 @@ def build_workload(resolved: Resolved, device: torch.device, batch_size: int | N
                                    "its batch; return a smaller example batch") from None
             raise InputError(f"--torch-model {spec}: the callable raised {_first_line(exc)}") from None
     loss_fn = optimizer = None
+    callable_notes: tuple[str, ...] = ()
     model_id = resolved.model_id
     if isinstance(returned, Mapping):
         unknown = [str(k) for k in returned if k not in _DICT_KEYS]
@@ -317,6 +213,10 @@ def build_workload(resolved: Resolved, device: torch.device, batch_size: int | N
             raise InputError(f"--torch-model {spec}: the returned dict has no {missing[0]!r}")
         model, batch = returned["model"], returned["batch"]
         loss_fn, optimizer = returned.get("loss_fn"), returned.get("optimizer")
+        notes = returned.get("notes") or ()
+        if isinstance(notes, str) or not all(isinstance(n, str) and n.strip() for n in notes):
+            raise InputError(f"--torch-model {spec}: the returned dict's 'notes' must be a list of strings")
+        callable_notes = tuple(n.strip() for n in notes)
         if returned.get("id") is not None:
             if not isinstance(returned["id"], str) or not returned["id"].strip():
                 raise InputError(f"--torch-model {spec}: the returned dict's 'id' must be a non-empty string")
@@ -399,7 +299,7 @@ def build_workload(resolved: Resolved, device: torch.device, batch_size: int | N
     else:
         loss_name = _loss_name(loss_fn)
     return Workload(model, args, call_kwargs, targets, loss_fn, loss_name, optimizer, describe_optimizer(optimizer),
-                    size, model_id)
+                    size, model_id, callable_notes)
 
 
 # -- the step ------------------------------------------------------------------------------------
@@ -414,13 +314,15 @@ class TorchModelStep:
         self.work, self.device, self.spec = work, device, spec
         self.dtype = "fp32"
 
-    def loss(self) -> torch.Tensor:
+    def loss(self, batch: tuple[tuple[Any, ...], dict[str, Any], Any] | None = None) -> torch.Tensor:
+        """The loss of the workload's batch, or of ``batch`` = (args, kwargs, targets) (a sub-batch)."""
         work = self.work
+        args, kwargs, targets = batch if batch is not None else (work.args, work.kwargs, work.targets)
         amp = _AMP.get(self.dtype)
         with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            output = work.model(*work.args, **work.kwargs)
+            output = work.model(*args, **kwargs)
             if work.loss_fn is not None:
-                loss = work.loss_fn(output, work.targets)
+                loss = work.loss_fn(output, targets)
             elif isinstance(output, torch.Tensor):
                 loss = output
             elif isinstance(output, Mapping) and "loss" in output:
@@ -472,31 +374,75 @@ def _device_error(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "device" in text and any(w in text for w in _DEVICE_WORDS)
 
 
-def _step_error(exc: BaseException, spec: str, device: torch.device, what: str, batch: int) -> GpucostError:
+def _step_error(exc: BaseException, spec: str, device: torch.device, what: str, batch: int,
+                memory: DeviceMemory | None = None) -> GpucostError:
     if is_out_of_memory(exc):
-        return GpucostError(f"--torch-model {spec}: out of memory on {device} during {what} at batch {batch}; "
-                            "return a smaller example batch (or pass --micro-batch if the callable takes batch_size)")
+        need = (memory or DeviceMemory(device)).needed(exc)
+        return GpucostError(f"--torch-model {spec}: out of memory on {device} during {what} at batch {batch}"
+                            + (f": {need}" if need else "") + "; pass a smaller --micro-batch (a callable that "
+                            "takes batch_size) or return a smaller example batch")
     if _device_error(exc):
         return InputError(f"--torch-model {spec}: the model and its batch must be on one device ({device}): "
                           f"{_first_line(exc)}")
     return GpucostError(f"--torch-model {spec}: {what} failed: {_first_line(exc)}")
 
 
-def count_flops(step: TorchModelStep) -> tuple[float, float]:
-    """(forward, forward + backward) FLOPs of one step of ``step``'s batch, as FlopCounterMode
-    counts them; runs one forward and backward (no optimizer step) and clears the gradients."""
+def sub_batch(work: Workload, keep: int) -> tuple[tuple[Any, ...], dict[str, Any], Any]:
+    """(args, kwargs, targets) with every tensor whose leading dimension is the batch cut to its first
+    ``keep`` samples (views, no copies); other tensors and values as they are."""
+    def cut(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value[:keep] if value.dim() > 0 and value.shape[0] == work.batch_size else value
+        if isinstance(value, tuple):
+            return tuple(cut(v) for v in value)
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: cut(v) for k, v in value.items()}
+        return value
+
+    return cut(work.args), cut(work.kwargs), cut(work.targets)
+
+
+def _count(step: TorchModelStep, batch: tuple[tuple[Any, ...], dict[str, Any], Any] | None) -> tuple[float, float]:
+    """(forward, forward + backward) FLOPs of one fp32 pass over ``batch`` (None: the whole batch);
+    the gradients are set to None after, and nothing of the pass outlives this call."""
     from torch.utils.flop_counter import FlopCounterMode
 
     step.dtype = "fp32"
     with precision("fp32"):
         with FlopCounterMode(display=False) as forward:
-            loss = step.loss()
+            loss = step.loss(batch)
         step.check(loss)
         with FlopCounterMode(display=False) as backward:
             loss.backward()
+    del loss
     step.work.optimizer.zero_grad(set_to_none=True)
     fwd = float(forward.get_total_flops())
     return fwd, fwd + float(backward.get_total_flops())
+
+
+def count_flops(step: TorchModelStep) -> tuple[float, float, str]:
+    """(forward, forward + backward) FLOPs of one step of ``step``'s whole batch, as FlopCounterMode
+    counts them, and how they were counted.
+
+    Counting runs a forward and backward in fp32 and keeps its graph while it counts; at the batch
+    a run trains with, that graph (fp32, no autocast) can need more memory than the training step
+    itself. So a batch of more than 4 is counted on sub-batches of 2 and 4 samples (the tensors'
+    first samples): every op FlopCounterMode counts (matmul, convolution, attention) does work in
+    proportion to the samples, so the batch's count is the count at 2 x batch / 2, which the count
+    at 4 (exactly twice that at 2) confirms. When it is not exactly twice (an op whose work does not
+    scale with the batch), or the batch is 4 or fewer, the whole batch is counted. Sub-batches
+    of 2, not 1: batch norm in training mode needs more than one value per channel.
+    """
+    batch = step.work.batch_size
+    if batch > 4:
+        two = _count(step, sub_batch(step.work, 2))
+        four = _count(step, sub_batch(step.work, 4))
+        if all(math.isclose(b, 2 * a, rel_tol=1e-9) for a, b in zip(two, four)):
+            scale = batch / 2
+            return two[0] * scale, two[1] * scale, "counted on sub-batches of 2 and 4 samples, scaled to the batch"
+    return (*_count(step, None), "counted on the whole batch")
 
 
 def _round(value: float, digits: int = 6) -> float:
@@ -553,6 +499,7 @@ def plan_dtypes(info: Any, requested: Sequence[str] | None) -> tuple[list[str], 
 
 def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtypes: Sequence[str] = ("fp32",),
                         skipped: Mapping[str, str] | None = None, batch_size: int | None = None,
+                        memory_format: str | None = None,
                         budget: Budget | None = None, progress: Callable[[str], None] | None = None,
                         command: str | None = None, holder: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the SPEC's model, count its FLOPs, time its training step per dtype and return the
@@ -579,15 +526,18 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
     holder = holder if holder is not None else {}
 
     say(f"building {spec}")
-    work = build_workload(resolved, device, batch_size)
+    work = build_workload(resolved, device, batch_size, memory_format)
     step = TorchModelStep(work, device, spec)
-    say(f"counting FLOPs of {work.model_id} (one forward + backward, FlopCounterMode)")
+    memory = DeviceMemory(device)
+    say(f"counting FLOPs of {work.model_id} (FlopCounterMode on sub-batches)")
     try:
-        forward, training = count_flops(step)
+        forward, training, counted = count_flops(step)
     except InputError:
         raise
     except (RuntimeError, MemoryError, ValueError, TypeError) as exc:
-        raise _step_error(exc, spec, device, "the forward and backward pass", work.batch_size) from None
+        raise _step_error(exc, spec, device, "the FLOP count's forward and backward pass", work.batch_size,
+                          memory) from None
+    memory.release()  # nothing of the count is referenced any more: give its blocks back before timing
     batch = work.batch_size
     section: dict[str, Any] = {
         "id": work.model_id, "spec": spec, "created_utc": created, "command": command, "partial": False,
@@ -598,6 +548,10 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
     }
     if command is None:
         del section["command"]
+    section["notes"].extend(work.notes)
+    if counted != "counted on the whole batch":
+        section["notes"].append(f"FLOPs {counted} {batch} (FlopCounterMode); the count's graph was freed before "
+                                "timing")
     if training == 0:
         section["notes"].append("FlopCounterMode counted no FLOPs in this model (no matmul, convolution or "
                                 "attention): TFLOP/s are 0; samples/s are measured all the same")
@@ -611,6 +565,8 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
             current = name
             step.dtype = name
             say(f"timing {work.model_id} {name} steps (batch {batch}, {work.optimizer_name})")
+            memory.release()
+            memory.reset_peak()
             try:
                 with precision(name):
                     timing = measure(step, clock, warmup_s=budget.warmup_s, budget_s=budget.budget_s,
@@ -619,11 +575,16 @@ def measure_torch_model(resolved: Resolved | str, *, device: torch.device, dtype
                 raise
             except (RuntimeError, MemoryError, ValueError, TypeError) as exc:
                 if is_out_of_memory(exc) and any("median_tflops" in r for r in section["results"].values()):
+                    need = memory.needed(exc)
                     section["results"][name] = {"skipped": "out of memory"}
-                    section["notes"].append(f"{name}: out of memory at batch {batch}")
+                    section["notes"].append(f"{name}: out of memory at batch {batch}" + (f" ({need})" if need else ""))
+                    memory.release()
                     continue
-                raise _step_error(exc, spec, device, f"a {name} training step", batch) from None
+                raise _step_error(exc, spec, device, f"a {name} training step", batch, memory) from None
             section["results"][name] = result = _result(timing, training, batch)
+            peak = memory.peak_bytes()
+            if peak:  # on a GPU: what the timed steps held at most, at the batch they trained with
+                result["peak_memory_gib"] = _round(peak / 2**30, 4)
             current = None
             if result["slow_steps"] > BUSY_SHARE * result["iterations"]:
                 section["notes"].append(
@@ -652,10 +613,12 @@ _RUN_MODEL_NOTE = "the model step was interrupted: no model section"  # profiler
 
 
 def profile_torch_model(spec: str | Resolved, device: str = "auto", dtypes: Sequence[str] | None = None, *,
-                        batch_size: int | None = None, sweep: bool = False, full: bool = False,
+                        batch_size: int | None = None, memory_format: str | None = None,
+                        sweep: bool = False, full: bool = False,
                         catalog: Any = None, command: str | None = None, progress: Any = None,
                         notes: Sequence[str] = (), budget: Budget | None = None,
-                        announce: Callable[..., None] | None = None) -> dict[str, Any]:
+                        announce: Callable[..., None] | None = None,
+                        sustained_s: float | None = None) -> dict[str, Any]:
     """The calibration record of a ``--torch-model`` profile: the ``torch_model`` section, plus the
     device sweep when ``sweep`` or ``full`` (else the sweep sections are empty, as for ``--model``).
     Ctrl-C: the record says ``partial: true`` and keeps what was timed; when the model had not
@@ -666,7 +629,8 @@ def profile_torch_model(spec: str | Resolved, device: str = "auto", dtypes: Sequ
     resolved = spec if isinstance(spec, Resolved) else resolve_spec(spec)
     torch_device = resolve_device(device)
     info = describe(torch_device, catalog)
-    plan = run.make_plan(info, dtypes, full=full, free_bytes=free_memory_bytes(torch_device), sweep=sweep or full)
+    plan = run.make_plan(info, dtypes, full=full, free_bytes=free_memory_bytes(torch_device), sweep=sweep or full,
+                         sustained_s=sustained_s)
     model_dtypes, model_skipped = plan_dtypes(info, dtypes)
     if announce is not None:
         announce(info, plan, [d for d in model_dtypes if d not in model_skipped])
@@ -675,7 +639,8 @@ def profile_torch_model(spec: str | Resolved, device: str = "auto", dtypes: Sequ
 
     def job(say: Callable[[str], None]) -> dict[str, Any]:
         return measure_torch_model(resolved, device=torch_device, dtypes=model_dtypes, skipped=model_skipped,
-                                   batch_size=batch_size, budget=budget, progress=say, command=command, holder=holder)
+                                   batch_size=batch_size, memory_format=memory_format, budget=budget, progress=say,
+                                   command=command, holder=holder)
 
     record = run.run_profile(plan, torch_device, info, progress=progress, extra_notes=notes, model=job,
                              command=command)

@@ -220,7 +220,7 @@ def test_profile_csv_output_has_one_row_per_measured_shape_and_width():
     import csv
     import io
 
-    from estimator.cli.profile import format_record
+    from estimator.cli.profile_common import format_record
 
     record = sample_record()
     rows = list(csv.DictReader(io.StringIO(format_record(record, "csv"))))

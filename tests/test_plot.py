@@ -37,7 +37,8 @@ def test_cpu_example_gives_the_matmul_and_mlp_sweeps_per_dtype():
 def test_gpu_record_has_shape_families_peaks_skips_and_collectives():
     matmul, mlp, comm = panels(gpu_record())
     labels = [s.label for s in matmul.series]
-    assert labels == ["bf16 m=n=k", "bf16 m x 8192 x 8192", "fp16 m=n=k"]
+    assert labels == ["bf16 m=n=k", "bf16 m x 8192 x 8192", "bf16 sustained (5 s back to back, median)",
+                      "fp16 m=n=k"]
     m_series = matmul.series[1]
     assert len(m_series.x) == 15 and m_series.skipped == ((31744.0, "out of memory"),)
     assert matmul.peaks == (("bf16, fp16 datasheet peak 312", 312.0, "bf16"),)  # one line for a shared peak
@@ -46,6 +47,21 @@ def test_gpu_record_has_shape_families_peaks_skips_and_collectives():
     assert [s.label for s in comm.series] == ["all_reduce (8 ranks)", "all_gather (8 ranks)"]
     assert comm.series[0].x[0] == 1024 and comm.series[0].x[-1] == 2**30
     assert all(b >= a for a, b in zip(comm.series[0].y, comm.series[0].y[1:]))
+
+
+def test_the_sustained_window_is_a_point_beside_the_burst_curve_with_a_note():
+    matmul, mlp = panels(gpu_record(collectives=False))
+    point = next(s for s in matmul.series if s.sustained)
+    assert (point.group, point.x, point.y) == ("bf16", (8192.0,), (251.3,))
+    burst = next(i for i in gpu_record()["matmul"]["bf16"]["shapes"] if (i["m"], i["n"], i["k"]) == (8192,) * 3)
+    change = 100 * (251.3 - burst["median_tflops"]) / burst["median_tflops"]
+    assert (f"bf16 sustained 251.3 TFLOP/s at 8192 (median, 5 s back to back), {change:+.1f}% from the burst "
+            f"median {burst['median_tflops']:.4g} of that size; clocks 1275-1410 MHz; throttled: sw_power_cap"
+            ) in matmul.notes
+    assert next(s for s in mlp.series if s.sustained).y == (214.6,)
+    text = text_plot(gpu_record(collectives=False), width=100)
+    assert "bf16 sustained (5 s back to back, median): 1 point(s), best 251.3 at 8192" in text
+    assert not any(s.sustained for s in panels(cpu_example())[0].series)  # a file from before the window
 
 
 def test_collectives_panel_only_with_a_collectives_section():

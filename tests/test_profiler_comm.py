@@ -28,8 +28,8 @@ from estimator.records.calibration import read_calibration, write_calibration  #
 from estimator.cli.profile_comm import format_comm, partial_path  # noqa: E402
 from estimator.records.collectives import OPS, bus_factor, link_figures  # noqa: E402
 from estimator.errors import GpucostError, InputError  # noqa: E402
-from profiler.comm import (IMPLS, CommConfig, backend_for, check_dtypes, element_count,  # noqa: E402
-                           launch_from_env, message_sizes)
+from profiler.comm import launch_from_env  # noqa: E402
+from profiler.comm_ops import IMPLS, CommConfig, backend_for, check_dtypes, element_count, message_sizes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -125,7 +125,7 @@ def test_config_round_trips_as_json_and_lists_the_hooks_in_effect():
 _CHECK_SCRIPT = r"""
 import datetime, json, os, sys, warnings
 import torch.distributed as dist
-from profiler.comm import IMPLS, GroupCtx, prepare
+from profiler.comm_ops import IMPLS, GroupCtx, prepare
 rank = int(os.environ["RANK"])
 store = dist.TCPStore("127.0.0.1", int(os.environ["MASTER_PORT"]), 2, is_master=False,
                       timeout=datetime.timedelta(seconds=30))
@@ -295,6 +295,26 @@ def test_multi_node_groups_are_measured_separately_with_a_faked_topology(tmp_pat
                       ("intra", "send_recv"): 2, ("inter", "all_reduce"): 2, ("inter", "send_recv"): 2}
     figures = link_figures(section)
     assert {("intra", "all_reduce"), ("inter", "all_reduce"), ("all", "all_reduce")} <= set(figures)
+
+
+def test_runs_without_numpy_as_a_profile_only_install_does(tmp_path):
+    """``pip install "gpucost[profile]"`` brings torch without numpy; torch's object collectives
+    (``all_gather_object``) fail there with "Numpy is not available". A sitecustomize that makes
+    ``import numpy`` fail stands in for that install, in the launcher and in both workers."""
+    blocker = tmp_path / "no_numpy"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['numpy'] = None  # import numpy fails\n")
+    env = _env(ops=["all_reduce"], sizes=[4096], hosts=["a", "b"])
+    env["PYTHONPATH"] = os.pathsep.join((str(blocker), env["PYTHONPATH"]))
+    probe = subprocess.run([PYTHON, "-c", "import torch\ntry:\n    import numpy\nexcept ImportError:\n"
+                            "    print('blocked')"], env=env, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "blocked", probe.stderr[-2000:]
+    result = _gpucost("--nproc", "2", "--device", "cpu", "--dtype", "fp32", "--output", str(tmp_path / "n.yaml"),
+                      "--format", "json", "-q", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    section = json.loads(result.stdout)["collectives"]
+    assert [r["host"] for r in section["ranks"]] == ["a", "b"]  # the identities crossed between the ranks
+    assert [r["rank"] for r in section["stragglers"]["ranks"]] == [0, 1]  # so did the straggler figures
 
 
 # -- errors before measuring ------------------------------------------------------------------------

@@ -179,11 +179,22 @@ def calibration_schema() -> dict[str, Any]:
             "else": {"required": list(run_stats), "properties": run_stats},
         }
 
+    def sustained(keys: tuple[str, ...]) -> dict[str, Any]:
+        """An entry's sustained window (profiler/sustained.py): its size, then the window's figures."""
+        pos = {"type": "number", "exclusiveMinimum": 0}
+        figures = {"window_s": pos, "warmup_s": num, "duration_s": pos, "iterations": count1, "median_tflops": pos,
+                   "mean_tflops": pos, "best_tflops": pos, "worst_tflops": pos, "stdev_pct": num,
+                   "drift_pct": {"type": "number", "minimum": -100}, "clock_mhz": stats, "power_w": stats,
+                   "throttled": opt({"type": "boolean"}), "reasons": strings}
+        required = list(keys) + [k for k in figures if k not in ("clock_mhz", "power_w")]
+        return opt(_obj(required, {**{k: count1 for k in keys}, **figures}))
+
     def precision_entry(section: str) -> dict[str, Any]:
         items_key = "shapes" if section == "matmul" else "widths"
         properties = {"best_tflops": True, "median_tflops": True, "peak_tflops": opt(num), "pct_of_peak": opt(num),
                       items_key: {"type": "array", "items": {"$ref": f"#/$defs/{items_key[:-1]}"}},
-                      "skipped": opt(text)}
+                      "skipped": opt(text),
+                      "sustained": sustained(("m", "n", "k") if section == "matmul" else ("width", "tokens", "params"))}
         if section == "mlp":
             properties["optimizer"] = opt(text)
         return {
@@ -215,7 +226,8 @@ def calibration_schema() -> dict[str, Any]:
         "then": _obj(["skipped"], {"skipped": text}),
         "else": _obj(list(torch_model_stats), {
             **torch_model_stats, "slow_steps": count0,
-            "segment_samples_per_s": {"type": "array", "items": pos, "minItems": 1, "maxItems": 5}}),
+            "segment_samples_per_s": {"type": "array", "items": pos, "minItems": 1, "maxItems": 5},
+            "peak_memory_gib": pos}),
     }
     torch_model = _obj(["id", "spec", "params", "batch_size", "flops_per_sample", "forward_flops_per_sample",
                         "optimizer", "results"], {
@@ -621,8 +633,9 @@ def test_calibration_schema_and_validator_agree_on_mutated_documents(sample):
     mapping: whatever the validator accepts the schema accepts (an editor never flags a good file),
     and whatever it refuses the schema refuses too, except for the cross-field rules."""
     base = _trimmed(as_json(cpu_example()) if sample == "cpu-example" else gpu_record())
-    # the GPU sample adds the collectives section and the GPU-only device fields to what the CPU one covers
-    wanted = ("",) if sample == "cpu-example" else ("collectives", "device")
+    # the GPU sample adds the collectives section, the GPU-only device fields and the sustained windows
+    # to what the CPU one covers
+    wanted = ("",) if sample == "cpu-example" else ("collectives", "device", "matmul", "mlp")
     schema = _validator("calibration.schema.json")
     too_strict, too_loose, checked = [], [], 0
     for path in _paths(base):

@@ -86,7 +86,8 @@ def test_profile_counts_the_mlp_training_flops_of_a_batch_that_needs_no_gradient
     """The profiled batch (data) does not require grad, so the first layer's backward computes the
     weight gradient only: training = 3 x forward - 2 x 784 x 500 per sample."""
     work = tm.build_workload(tm.resolve_spec("builtin:mnist-mlp"), CPU)
-    forward, training = tm.count_flops(tm.TorchModelStep(work, CPU, "builtin:mnist-mlp"))
+    forward, training, how = tm.count_flops(tm.TorchModelStep(work, CPU, "builtin:mnist-mlp"))
+    assert how == "counted on sub-batches of 2 and 4 samples, scaled to the batch"
     assert work.batch_size == 64 and work.optimizer_name == "SGD(lr=0.01, momentum=0.9)"
     assert forward == 64 * 1_294_000
     assert training == 64 * (3 * 1_294_000 - 2 * 784 * 500) == 64 * 3_098_000
@@ -115,6 +116,46 @@ def test_builtin_callables_return_a_model_batch_and_sgd():
     assert tm.describe_optimizer(small["optimizer"]) == "SGD(lr=0.1, momentum=0.9, weight_decay=0.0001)"
     mlp = mnist_mlp()
     assert mlp["batch"][0].shape == (64, 784) and mlp["batch"][1].dtype == torch.int64
+
+
+def test_resnet50_is_channels_last_on_cuda_nchw_on_a_cpu_and_the_option_chooses():
+    cpu = resnet_50(batch_size=2)
+    assert cpu["batch"][0].is_contiguous() and cpu["model"].conv1.weight.is_contiguous()
+    assert cpu["notes"] == ["memory format: NCHW (the default on a CPU; --memory-format channels_last lays it out "
+                            "NHWC)"]
+    nhwc = resnet_50(batch_size=2, memory_format="channels_last")
+    assert nhwc["batch"][0].is_contiguous(memory_format=torch.channels_last)
+    assert nhwc["model"].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc["notes"] == ["memory format: channels_last (NHWC) (--memory-format)"]
+    # the sub-batches the FLOP count runs on keep the layout
+    work = tm.build_workload(tm.resolve_spec("builtin:resnet-50"), CPU, batch_size=4, memory_format="channels_last")
+    args, _, _ = tm.sub_batch(work, 2)
+    assert args[0].shape[0] == 2 and args[0].is_contiguous(memory_format=torch.channels_last)
+    assert work.notes == ("memory format: channels_last (NHWC) (--memory-format)",)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resnet50_defaults_to_channels_last_on_cuda():
+    built = resnet_50(batch_size=2, device="cuda")
+    assert built["batch"][0].is_contiguous(memory_format=torch.channels_last)
+    assert built["notes"][0].startswith("memory format: channels_last (NHWC) (the default on CUDA")
+
+
+def test_memory_format_needs_a_callable_that_takes_it(in_tmp, tmp_path):
+    (tmp_path / "models.py").write_text(MODELS_FILE)
+    result = in_tmp("profile", "--device", "cpu", "--torch-model", "models.py:out_of_memory", "--memory-format",
+                    "nchw", "--quiet")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("Error: --torch-model models.py:out_of_memory: --memory-format needs a callable "
+                                     "with a memory_format parameter; lay out the model and batch in the callable "
+                                     "instead")
+    result = in_tmp("profile", "--device", "cpu", "--torch-model", "builtin:resnet-50", "--memory-format", "nhwc")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: unknown --memory-format 'nhwc'; use nchw or channels_last"
+    result = in_tmp("profile", "--device", "cpu", "--memory-format", "nchw")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: --memory-format applies to --torch-model (the layout its callable builds in)"
 
 
 # -- a real profile ------------------------------------------------------------------------------
@@ -230,6 +271,120 @@ def test_bf16_under_autocast_on_the_cpu_when_asked_for(tiny_budget):
     assert validate_torch_model(section) == section
 
 
+# -- counting at the training batch without a second graph -------------------------------------------
+
+
+class TinyAttention(nn.Module):
+    """A small model with every kind of op FlopCounterMode counts: convolution, matmul, attention."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3, padding=1)
+        self.norm = nn.BatchNorm1d(8)
+        self.qkv = nn.Linear(8, 24)
+        self.out = nn.Linear(8, 3)
+        self.seen: list[int] = []  # the batch of every forward
+
+    def forward(self, x):  # x: (batch, 4 channels, 16 positions)
+        self.seen.append(int(x.shape[0]))
+        h = self.norm(self.conv(x)).transpose(1, 2)  # (batch, 16, 8)
+        q, k, v = self.qkv(h).chunk(3, dim=-1)
+        h = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(h.mean(dim=1))
+
+
+def _full_batch_count(model, x, y):
+    with FlopCounterMode(display=False) as forward:
+        loss = nn.functional.cross_entropy(model(x), y)
+    with FlopCounterMode(display=False) as backward:
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return forward.get_total_flops(), forward.get_total_flops() + backward.get_total_flops()
+
+
+@pytest.mark.parametrize("batch", [5, 8, 24])
+def test_flops_at_batch_b_are_b_times_those_of_one_sample_counted_without_running_batch_b(batch):
+    torch.manual_seed(0)
+    model = TinyAttention()
+    x, y = torch.randn(batch, 4, 16), torch.randint(0, 3, (batch,))
+    one = _full_batch_count(copy.deepcopy(model), x[:2], y[:2])  # 2 samples: batch norm needs more than one
+    whole = _full_batch_count(copy.deepcopy(model), x, y)
+    work = tm.build_workload(tm.Resolved("test:tiny", lambda: (model, (x, y)), "tiny"), CPU)
+    forward, training, how = tm.count_flops(tm.TorchModelStep(work, CPU, "test:tiny"))
+    assert how == "counted on sub-batches of 2 and 4 samples, scaled to the batch"
+    assert (forward, training) == (one[0] * batch / 2, one[1] * batch / 2) == whole
+    assert max(model.seen) == 4  # the count never built a graph of the whole batch
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_hugging_face_llamas_flops_scale_from_the_sub_batches_to_the_full_count():
+    """benchmarks/hf_small.py's CPU model (what gpu_check.sh profiles): causal mask, SDPA, rotary
+    embeddings and the model's own loss; the count on 2 and 4 sequences scaled to 8 is the count of 8."""
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from hf_small import small_llama
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    resolved = tm.Resolved("hf_small.py:small_llama", small_llama, "small_llama")
+    scaled = tm.count_flops(tm.TorchModelStep(tm.build_workload(resolved, CPU, batch_size=8), CPU, "hf"))
+    work = tm.build_workload(resolved, CPU, batch_size=8)
+    whole = tm._count(tm.TorchModelStep(work, CPU, "hf"), None)
+    assert scaled[2] == "counted on sub-batches of 2 and 4 samples, scaled to the batch"
+    assert scaled[:2] == pytest.approx(whole, rel=1e-12)
+    assert work.model_id == "hf-small-llama" and work.batch_size == 8
+
+
+@pytest.mark.parametrize("batch", [3, 4])
+def test_a_batch_of_4_or_fewer_is_counted_whole(batch):
+    model = TinyAttention()
+    x, y = torch.randn(batch, 4, 16), torch.randint(0, 3, (batch,))
+    work = tm.build_workload(tm.Resolved("test:tiny", lambda: (model, (x, y)), "tiny"), CPU)
+    forward, training, how = tm.count_flops(tm.TorchModelStep(work, CPU, "test:tiny"))
+    assert how == "counted on the whole batch" and (forward, training) == _full_batch_count(copy.deepcopy(model), x, y)
+
+
+def test_the_counting_graphs_are_gone_before_the_first_timed_step(tiny_budget):
+    """What the timed steps' memory holds: no tensor of the count's forward passes is alive when the
+    first timed step starts (weak references to their activations are dead), so the peak of the
+    timed step is the step's own."""
+    import weakref
+
+    model = TinyAttention()
+    refs: list[weakref.ref] = []
+    alive_at_first_timed_step: list[int] = []
+
+    def hook(module, inputs, output):
+        if output.shape[0] < 8:  # a counting pass (sub-batch)
+            refs.append(weakref.ref(output))
+        elif not alive_at_first_timed_step:
+            alive_at_first_timed_step.append(sum(r() is not None for r in refs))
+
+    model.conv.register_forward_hook(hook)
+    x, y = torch.randn(8, 4, 16), torch.randint(0, 3, (8,))
+    section = tm.measure_torch_model(tm.Resolved("test:tiny", lambda: (model, (x, y)), "tiny"), device=CPU)
+    assert len(refs) == 2 and alive_at_first_timed_step == [0]
+    assert model.seen[:2] == [2, 4] and set(model.seen[2:]) == {8}  # counted at 2 and 4, timed at 8
+    assert section["batch_size"] == 8
+    assert section["notes"][0] == ("FLOPs counted on sub-batches of 2 and 4 samples, scaled to the batch 8 "
+                                   "(FlopCounterMode); the count's graph was freed before timing")
+
+
+def test_out_of_memory_says_what_was_in_use_what_was_asked_and_the_device_total():
+    from profiler.memory import describe_need, requested_bytes
+
+    cuda = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 11.00 GiB. GPU 0 has a total capacity "
+                                  "of 139.81 GiB of which 2.10 GiB is free.")
+    assert requested_bytes(cuda) == 11 * 2**30
+    cpu = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 3221225472 bytes.")
+    assert requested_bytes(cpu) == 3 * 2**30
+    assert requested_bytes(RuntimeError("out of memory")) is None
+    assert describe_need(int(130.5 * 2**30), 11 * 2**30, int(139.8 * 2**30)) == (
+        "it needed more than 141.5 GiB (130.5 GiB in use + 11.0 GiB requested; the device has 139.8 GiB)")
+    assert describe_need(None, 3 * 2**30, None) == "it asked for 3.00 GiB more"
+    assert describe_need(None, None, 2**30) == ""
+
+
 # -- SPEC errors: one line each, naming the SPEC ---------------------------------------------------
 
 
@@ -277,6 +432,20 @@ MODELS_FILE = textwrap.dedent("""
 
     def out_of_memory():
         return Hungry(), (torch.randn(3, 2), torch.randint(0, 2, (3,)))
+
+    class HungryAtEight(nn.Module):  # fits the FLOP count's sub-batches, not the training batch
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+
+        def forward(self, x):
+            if x.shape[0] > 4:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+                                   "12884901888 bytes. Error code 12 (Cannot allocate memory)")
+            return self.linear(x)
+
+    def out_of_memory_at_eight():
+        return HungryAtEight(), (torch.randn(8, 2), torch.randint(0, 2, (8,)))
 
     def raises():
         raise ValueError("no weights here")
@@ -327,7 +496,7 @@ MODELS_FILE = textwrap.dedent("""
                                    "cpu!"),
     ("models.py:raises", (), "--torch-model models.py:raises: the callable raised ValueError: no weights here"),
     ("models.py:unknown_key", (), "--torch-model models.py:unknown_key: the returned dict has unknown key 'lr'; "
-                                  "known: model, batch, loss_fn, optimizer, id"),
+                                  "known: model, batch, loss_fn, optimizer, id, notes"),
     ("models.py:scalar_input", (), "--torch-model models.py:scalar_input: cannot tell the batch size: the inputs hold "
                                    "no tensor with a leading batch dimension"),
     ("models.py:no_batch_size", ("--micro-batch", "4"), "--torch-model models.py:no_batch_size: --micro-batch needs a "
@@ -350,9 +519,24 @@ def test_out_of_memory_is_one_line_with_exit_1(in_tmp, tmp_path):
     (tmp_path / "models.py").write_text(MODELS_FILE)
     result = in_tmp("profile", "--device", "cpu", "--torch-model", "models.py:out_of_memory", "--quiet")
     assert result.exit_code == 1
+    total = f"{tm.DeviceMemory(CPU).total_bytes() / 2**30:.1f}"
     assert result.stderr.strip() == ("Error: --torch-model models.py:out_of_memory: out of memory on cpu during the "
-                                     "forward and backward pass at batch 3; return a smaller example batch (or pass "
-                                     "--micro-batch if the callable takes batch_size)")
+                                     "FLOP count's forward and backward pass at batch 3: it asked for 80.00 GiB more "
+                                     f"(the device has {total} GiB); pass a smaller --micro-batch (a callable that "
+                                     "takes batch_size) or return a smaller example batch")
+
+
+def test_a_batch_that_runs_out_of_memory_only_when_timed_says_what_it_needed(in_tmp, tmp_path):
+    """The FLOPs are counted on sub-batches of 2 and 4, so a batch of 8 that does not fit fails in its
+    training step, with the memory it asked for (the allocator's message) in the one line."""
+    (tmp_path / "models.py").write_text(MODELS_FILE)
+    result = in_tmp("profile", "--device", "cpu", "--torch-model", "models.py:out_of_memory_at_eight", "--quiet")
+    assert result.exit_code == 1
+    total = f"{tm.DeviceMemory(CPU).total_bytes() / 2**30:.1f}"
+    assert result.stderr.strip() == ("Error: --torch-model models.py:out_of_memory_at_eight: out of memory on cpu "
+                                     "during a fp32 training step at batch 8: it asked for 12.00 GiB more (the device "
+                                     f"has {total} GiB); pass a smaller --micro-batch (a callable that takes "
+                                     "batch_size) or return a smaller example batch")
 
 
 @pytest.mark.parametrize("args, message", [

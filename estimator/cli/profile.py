@@ -6,25 +6,18 @@ are imported inside the command, so importing the CLI never imports torch.
 
 from __future__ import annotations
 
-import json
-import os
-import shlex
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from estimator.completion import complete_dtype
-from estimator.errors import CatalogError, GpucostError, InputError
+from estimator.errors import InputError
 from estimator.vocab import DEFAULT_CALIBRATION_FILE, FORMATS, PROFILE_DTYPES as DTYPES, normalize_precision
+from estimator.cli.profile_common import _check_output, _command_line, _import_torch, catalog_or_note, format_record
 
 DEVICES = ("auto", "cpu", "cuda")
-# gpucost is installed from a checkout (it is not on PyPI): torch first, the build this machine needs
-NO_TORCH = ("torch is not installed; from the gpucost checkout run: pip install torch==2.13.0 --index-url "
-            "https://download.pytorch.org/whl/cpu (CPU; for a GPU, the CUDA build from pytorch.org/get-started) "
-            "&& pip install \".[profile]\"")
 
 
 def parse_dtypes(values: list[str] | None) -> list[str] | None:
@@ -52,38 +45,6 @@ def _check_device(device: str) -> str:
     raise InputError(f"unknown --device {device!r}; use one of {', '.join(DEVICES)} (or cuda:N)")
 
 
-def _check_output(output: Path) -> None:
-    """Fail before measuring, not after a long run, when the file cannot be written."""
-    folder = output.parent if str(output.parent) else Path(".")
-    if output.is_dir():
-        raise InputError(f"--output {output} is a directory; give a file name, "
-                         f"e.g. {output / DEFAULT_CALIBRATION_FILE}")
-    if not folder.is_dir():
-        raise InputError(f"--output {output}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"--output {output}: folder {folder} is not writable")
-
-
-def _command_line(device: str, dtypes: list[str] | None, full: bool, output: Path, fmt: str, quiet: bool,
-                  model: dict[str, Any] | None = None) -> str:
-    parts = ["gpucost", "profile", "--device", device]
-    for option, value in (model or {}).items():
-        if value is True:
-            parts.append(f"--{option}")
-        elif value is not None and value is not False:
-            parts += [f"--{option}", str(value)]
-    if dtypes:
-        parts += ["--precision", ",".join(dtypes)]
-    if full:
-        parts.append("--full")
-    parts += ["--output", str(output)]
-    if fmt != "table":
-        parts += ["--format", fmt]
-    if quiet:
-        parts.append("--quiet")
-    return " ".join(shlex.quote(p) for p in parts)
-
-
 def _resolve_model(model: str | None, hf_config: Path | None) -> tuple[Any, int | None, str, str]:
     """(architecture, the catalog's training seq_len or None, model id, source) for --model or
     --hf-config. Unknown name: UnknownNameError with close matches; no architecture: InputError."""
@@ -101,87 +62,6 @@ def _resolve_model(model: str | None, hf_config: Path | None) -> tuple[Any, int 
     else:
         source = f"{folder.parent.name}/models.yaml (inline architecture)"
     return arch, catalog_seq_len, arch.name, source
-
-
-def _import_torch() -> None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Failed to initialize NumPy" from CPU wheels
-            import torch  # noqa: F401  (only: is it installed?)
-    except ImportError as exc:
-        raise GpucostError(NO_TORCH) from exc
-
-
-def _summary_rows(record: dict[str, Any]) -> list:
-    from estimator.records.calibration import summary_rows
-
-    return summary_rows(record)
-
-
-def catalog_or_note(notes: list[str], say: Any) -> Any:
-    """The catalog, or None with a note (and a warning through ``say``) when it cannot be loaded:
-    a profile still runs, and reports the device as unknown."""
-    from estimator.catalog.core import load_catalog
-
-    try:
-        return load_catalog()
-    except CatalogError as exc:
-        notes.append(f"the accelerator catalog could not be loaded ({exc}); the device is reported as unknown")
-        say(f"Warning: {notes[-1]}")
-        return None
-
-
-def format_record(record: dict[str, Any], fmt: str) -> str:
-    """The record for stdout: json/yaml as in the file, table/markdown/csv as the summary rows."""
-    if fmt == "json":
-        return json.dumps(record, indent=2)
-    if fmt == "yaml":
-        from estimator.records.calibration import dump_calibration
-
-        return dump_calibration(record).rstrip("\n")
-    from estimator.cli.options import terminal_width
-    from estimator.render import render
-
-    headers = ("benchmark", "dtype", "best", "median", "peak", "% of peak", "detail")
-    if fmt == "csv":  # one row per measurement, as in the table
-        from estimator.records.profile_rows import shape_rows
-
-        return render(shape_rows(record), "csv")  # one row per shape, width, model step, copy and collective
-
-    device = record["device"]
-    telemetry = record["telemetry"]
-    where = f"{device['backend']}"
-    if device.get("num_threads"):
-        where += f", {device['num_threads']} threads used; {device.get('num_cores', '?')} cores, " \
-                 f"{device.get('num_logical_cpus', '?')} logical CPUs"
-    if device.get("compute_capability"):
-        where += f", compute capability {device['compute_capability']}"
-    throttled = {True: f"YES ({', '.join(telemetry['reasons'])})", False: "no",
-                 None: "unknown"}[telemetry["throttled"]]
-    clock = telemetry.get("clock_mhz")
-    clock_text = f"clock {clock['min']:.0f}-{clock['max']:.0f} MHz" if clock else "clock not read"
-    lines = [
-        f"device: {device['name']} ({where}); catalog: {device['catalog_id'] or 'unknown (no datasheet peak)'}",
-        f"torch {record['software'].get('torch')}"
-        + (f", CUDA {record['software']['cuda']}" if record["software"].get("cuda") else "")
-        + (f", driver {record['software']['driver']}" if record["software"].get("driver") else "")
-        + f"; {record['duration_s']:.0f} s" + ("; PARTIAL (interrupted)" if record["partial"] else "")
-        + f"; {clock_text}; throttled: {throttled}",
-        "",
-        render({}, "markdown" if fmt == "markdown" else "table", rows=_summary_rows(record), headers=headers,
-               width=terminal_width() if fmt == "table" else None),
-    ]
-    model = record.get("model")
-    if model:
-        for dtype, result in model["results"].items():
-            if "tokens_per_s" in result:
-                lines.append(f"{model['id']} {dtype}: {result['tokens_per_s']:,.4g} tokens/s (median), "
-                             f"{result['flops_per_token']:.4g} training FLOPs per token of the timed stack, "
-                             f"{result['iterations']} steps")
-    notes = list(record["notes"]) + [f"{model['id']}: {note}" for note in (model or {}).get("notes", [])]
-    if notes:
-        lines += ["", "notes:"] + [f"  - {note}" for note in notes]
-    return "\n".join(lines)
 
 
 def profile(
@@ -230,6 +110,15 @@ def profile(
     nproc: Annotated[Optional[int], typer.Option(
         help="With --comm and no launcher: start this many local worker processes "
              "(default: the visible GPUs, or 2 on a CPU).")] = None,
+    sustained_s: Annotated[Optional[float], typer.Option(
+        "--sustained-s", metavar="SECONDS",
+        help="After the sweep, run each dtype's best matmul shape and MLP width back to back for this long, as "
+             "training does (clocks and power settle; the file records both figures and estimate uses this one). "
+             "Default: 5 on a GPU, 1 on a CPU; 0 skips it.")] = None,
+    memory_format: Annotated[Optional[str], typer.Option(
+        "--memory-format", metavar="[nchw|channels_last]",
+        help="With --torch-model: the layout a callable that takes memory_format builds in (builtin:resnet-50: "
+             "channels_last on CUDA, nchw on a CPU by default).")] = None,
     torch_model: Annotated[Optional[str], typer.Option(
         "--torch-model", metavar="SPEC",
         help="Time a training step (forward, backward, optimizer) of your own PyTorch model: module:callable, "
@@ -246,6 +135,8 @@ def profile(
     if format not in FORMATS:
         raise InputError(f"unknown --format {format!r}; use one of {', '.join(FORMATS)}")
     device = _check_device(device)
+    if sustained_s is not None and not 0 <= sustained_s <= 3600:
+        raise InputError(f"--sustained-s must be from 0 to 3600 seconds, got {sustained_s:g}")
     if seq_len is not None:
         from estimator.numbers import parse_seq_len
 
@@ -260,18 +151,25 @@ def profile(
         dtypes, output = parse_dtypes(dtype), Path(output)
         _check_output(output)
         _import_torch()
-        from estimator.cli.profile_torch import profile_cli
+        from estimator.cli.profile_torch import profile_cli  # deferred (as profile_comm below): keeps the CLI's start-up light
 
+        if memory_format is not None and memory_format not in ("nchw", "channels_last"):
+            raise InputError(f"unknown --memory-format {memory_format!r}; use nchw or channels_last")
         profile_cli(spec=torch_model, device=device, dtypes=dtypes, full=full, sweep=sweep, micro_batch=micro_batch,
-                    output=output, fmt=format, quiet=quiet,
+                    output=output, fmt=format, quiet=quiet, sustained_s=sustained_s, memory_format=memory_format,
                     command=_command_line(device, dtypes, full, output, format, quiet,
-                                          {"torch-model": torch_model, "micro-batch": micro_batch, "sweep": sweep}))
+                                          {"torch-model": torch_model, "micro-batch": micro_batch,
+                                           "memory-format": memory_format, "sweep": sweep,
+                                           "sustained-s": sustained_s}))
         return
+    if memory_format is not None:
+        raise InputError("--memory-format applies to --torch-model (the layout its callable builds in)")
     if comm:
         from estimator.cli.profile_comm import profile_comm
 
         for option, value in (("--model", model), ("--hf-config", hf_config), ("--seq-len", seq_len),
-                              ("--micro-batch", micro_batch), ("--max-layers", max_layers), ("--sweep", sweep or None)):
+                              ("--micro-batch", micro_batch), ("--max-layers", max_layers), ("--sweep", sweep or None),
+                              ("--sustained-s", sustained_s)):
             if value is not None:
                 raise InputError(f"{option} does not apply to --comm; run the model profile separately")
         profile_comm(device=device, dtypes=parse_dtypes(dtype), full=full, output=Path(output), fmt=format,
@@ -325,12 +223,13 @@ def profile(
 
     model_options = {"model": model, "hf-config": hf_config, "seq-len": seq_len, "micro-batch": micro_batch,
                      "max-layers": max_layers, "sweep": sweep} if arch is not None else {}
+    model_options["sustained-s"] = f"{sustained_s:g}" if sustained_s is not None else None
     bar = ProgressBar(sys.stderr, enabled=not quiet)
     try:
         record = run(device, dtypes, full=full, arch=arch, model_id=model_id if arch is not None else None,
                      source=source if arch is not None else None, seq_len=seq_len, micro_batch=micro_batch,
                      max_layers=max_layers, sweep=sweep, catalog=catalog, progress=bar, notes=notes,
-                     announce=announce,
+                     announce=announce, sustained_s=sustained_s,
                      command=_command_line(device, dtypes, full, output, format, quiet, model_options))
     finally:
         bar.close()

@@ -17,14 +17,15 @@ from typing import Any
 
 import typer
 
-from estimator.records.calibration import BENCHMARK_VERSION, SCHEMA_VERSION, dump_calibration, read_calibration, write_calibration
+from estimator.records.calibration import BENCHMARK_VERSION, SCHEMA_VERSION, dump_calibration, write_calibration
 from estimator.records.collectives import format_bytes, format_gbps, format_seconds, summary_rows
-from estimator.errors import CatalogError, GpucostError, InputError
+from estimator.errors import GpucostError, InputError
+from estimator.cli.profile_common import _check_output, _command_line, _import_torch, existing_calibration
 
 TEST_ENV = "GPUCOST_COMM_TEST"  # JSON of CommConfig test/expert hooks (see profiler/comm.py); noted in the file
 NOT_MEASURED = "not measured: --comm"
 ROW_HEADERS = ("op", "group", "ranks", "dtype", "size", "time (median)", "best", "algbw GB/s", "busbw GB/s", "impl")
-SUMMARY_HEADERS = ("op", "group", "dtype", "large-message busbw GB/s", "small-message latency", "ranks")
+COMM_SUMMARY_HEADERS = ("op", "group", "dtype", "large-message busbw GB/s", "small-message latency", "ranks")
 
 
 def partial_path(output: Path) -> Path:
@@ -32,17 +33,6 @@ def partial_path(output: Path) -> Path:
     if output.suffix in (".yaml", ".yml"):
         return output.with_name(f"{output.stem}.partial{output.suffix}")
     return output.with_name(f"{output.name}.partial.yaml")
-
-
-def existing_calibration(output: Path) -> dict[str, Any] | None:
-    """The valid calibration file already at ``output`` (its other sections are kept), None if absent."""
-    if not output.exists():
-        return None
-    try:
-        return read_calibration(output)
-    except CatalogError as exc:
-        raise InputError(f"--output {output} exists and is not a valid calibration file ({exc}); "
-                         "remove it or choose another file") from None
 
 
 def _test_hooks() -> dict[str, Any]:
@@ -66,8 +56,6 @@ def _test_hooks() -> dict[str, Any]:
 
 def _command(device: str, dtypes: list[str] | None, full: bool, output: Path, fmt: str, quiet: bool,
              nproc: int | None, launcher: str, world_size: int) -> str:
-    from estimator.cli.profile import _command_line
-
     text = _command_line(device, dtypes, full, output, fmt, quiet, {"comm": True, "nproc": nproc})
     return f"{text} (under torchrun, {world_size} ranks)" if launcher == "torchrun" else text
 
@@ -133,7 +121,7 @@ def format_comm(record: dict[str, Any], fmt: str) -> str:
     summary = summary_rows(section)
     if summary:
         lines += ["", "summary per op (busbw: best median over the largest sizes; latency: median time of the "
-                      "smallest size):", render({}, style, rows=summary, headers=SUMMARY_HEADERS)]
+                      "smallest size):", render({}, style, rows=summary, headers=COMM_SUMMARY_HEADERS)]
     cross = section.get("cross_check")
     if cross:
         lines += ["", f"cross-check: an independent timing loop of dist.all_reduce ({cross['dtype']}, "
@@ -162,8 +150,6 @@ def profile_comm(*, device: str, dtypes: list[str] | None, full: bool, output: P
                  nproc: int | None) -> None:
     """Run the collective benchmark (under torchrun, or on ``nproc`` local workers) and write the
     ``collectives`` section of ``output``, keeping the file's other sections when it exists."""
-    from estimator.cli.profile import _check_output, _import_torch
-
     def say(message: str) -> None:
         if not quiet:
             typer.echo(message, err=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-
+from estimator.cli.profile_common import catalog_or_note, existing_calibration, format_record
 
 def format_torch_model(record: Mapping[str, Any], fmt: str) -> str:
     """stdout for ``--torch-model``: json/yaml the record as in the file; csv one row per dtype;
@@ -48,14 +48,13 @@ def format_torch_model(record: Mapping[str, Any], fmt: str) -> str:
     if notes:
         lines += ["", "notes:"] + [f"  - {note}" for note in notes]
     if record.get("matmul") or record.get("mlp"):  # --sweep: the device sweep's own table first
-        from estimator.cli.profile import format_record
-
         lines = [format_record(record, fmt), ""] + lines
     return "\n".join(lines)
 
 
 def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool, sweep: bool,
-                micro_batch: int | None, output: Path, fmt: str, quiet: bool, command: str) -> None:
+                micro_batch: int | None, output: Path, fmt: str, quiet: bool, command: str,
+                sustained_s: float | None = None, memory_format: str | None = None) -> None:
     """``gpucost profile --torch-model SPEC``: measure, print, and write ``output``: into an existing
     calibration file of the same device only the ``torch_model`` section is replaced; an
     interrupted run never replaces a complete file (estimator.records.calibration.output_for)."""
@@ -63,8 +62,6 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
     from profiler.torch_model import profile_torch_model, resolve_spec
 
     from estimator.records.calibration import output_for, write_calibration
-    from estimator.cli.profile_comm import existing_calibration
-    from estimator.cli.profile import catalog_or_note
     from estimator.records.torch_model import merge_torch_model
 
     def say(message: str) -> None:
@@ -85,8 +82,10 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
 
     bar = ProgressBar(sys.stderr, enabled=not quiet)
     try:
-        record = profile_torch_model(resolved, device, dtypes, batch_size=micro_batch, sweep=sweep, full=full,
-                                     catalog=catalog, command=command, progress=bar, notes=notes, announce=announce)
+        record = profile_torch_model(resolved, device, dtypes, batch_size=micro_batch, memory_format=memory_format,
+                                     sweep=sweep, full=full,
+                                     catalog=catalog, command=command, progress=bar, notes=notes, announce=announce,
+                                     sustained_s=sustained_s)
     finally:
         bar.close()
     if "torch_model" not in record and not (record.get("matmul") or record.get("mlp")):

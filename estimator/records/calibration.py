@@ -40,6 +40,24 @@ Schema (``schema_version: 1``; throughput in TFLOP/s = 1e12 FLOP/s, bandwidth in
           - {m: 8192, n: 8192, k: 8192, best_tflops: ..., median_tflops: ..., worst_tflops: ...,
              stdev_pct: 0.8, iterations: 40}
           - {m: 16384, n: 8192, k: 8192, skipped: "out of memory"}
+        sustained:                  # optional (files before it lack it): the best shape back to back
+          m: 4096                   # for window_s after warmup_s (profiler/sustained.py), no cache flush
+          n: 4096
+          k: 4096
+          window_s: 5.0
+          warmup_s: 1.0
+          duration_s: 5.01
+          iterations: 24000
+          median_tflops: 684.2      # the median iteration: what the estimator uses when present
+          mean_tflops: 683.9        # total work / total time of the window
+          best_tflops: ...
+          worst_tflops: ...
+          stdev_pct: ...
+          drift_pct: -0.4           # the window's second half against its first (clocks settling)
+          clock_mhz: {min, median, max}   # during the window, or null
+          power_w: {min, median, max}     # or null
+          throttled: true           # or false, or null (no reasons read)
+          reasons: [sw_power_cap]
       fp8: {skipped: "needs compute capability >= 8.9, this device has 8.0"}
     mlp:                            # training step of Linear(d,4d)-GELU-Linear(4d,d), 6*params*tokens
       bf16:
@@ -51,6 +69,7 @@ Schema (``schema_version: 1``; throughput in TFLOP/s = 1e12 FLOP/s, bandwidth in
         widths:
           - {width: 4096, tokens: 8192, params: 134238208, best_tflops: ..., median_tflops: ...,
              worst_tflops: ..., stdev_pct: ..., iterations: 20}
+        sustained: {width: 8192, tokens: 8192, params: ..., ...}   # optional, as matmul's
     model:                          # optional (profiler/model.py): training step of one model's own layers
       id: gpt2-small
       source: "..."
@@ -136,6 +155,33 @@ def _check_run_stats(check: _Check, data: Mapping[str, Any], entry: str) -> None
         raise check.fail(entry, "median_tflops", "must lie between worst_tflops and best_tflops")
 
 
+SUSTAINED_KEYS = ("window_s", "warmup_s", "duration_s", "iterations", "median_tflops", "mean_tflops", "best_tflops",
+                  "worst_tflops", "stdev_pct", "drift_pct", "clock_mhz", "power_w", "throttled", "reasons")
+
+
+def _check_sustained(check: _Check, value: Any, entry: str, item_keys: Sequence[str]) -> None:
+    """An entry's optional ``sustained`` window (profiler/sustained.py): the best size run back to back."""
+    data = check.mapping(value, entry.rsplit(".", 1)[0], "sustained")
+    check.keys(data, entry, {*item_keys, *SUSTAINED_KEYS},
+               (*item_keys, *(k for k in SUSTAINED_KEYS if k not in ("clock_mhz", "power_w"))))
+    for key in item_keys:
+        check.integer(data, entry, key, minimum=1)
+    for key in ("window_s", "duration_s", "median_tflops", "mean_tflops", "best_tflops", "worst_tflops"):
+        check.number(data, entry, key, positive=True)
+    check.number(data, entry, "warmup_s")
+    check.number(data, entry, "stdev_pct")
+    check.number(data, entry, "drift_pct", minimum=-100.0)
+    check.integer(data, entry, "iterations", minimum=1)
+    if not data["worst_tflops"] <= data["median_tflops"] <= data["best_tflops"]:
+        raise check.fail(entry, "median_tflops", "must lie between worst_tflops and best_tflops")
+    for key in ("clock_mhz", "power_w"):
+        check.stats(data, entry, key)
+    if not (data["throttled"] is None or isinstance(data["throttled"], bool)):
+        raise check.fail(entry, "throttled", f"must be true, false or null, got {data['throttled']!r}")
+    if not isinstance(data["reasons"], list) or not all(isinstance(r, str) for r in data["reasons"]):
+        raise check.fail(entry, "reasons", "must be a list of strings")
+
+
 def _check_precision_entry(check: _Check, section: str, dtype: str, value: Any) -> None:
     entry = f"{section}.{dtype}"
     data = check.mapping(value, section, dtype)
@@ -143,7 +189,7 @@ def _check_precision_entry(check: _Check, section: str, dtype: str, value: Any) 
         items_key, item_keys = "shapes", ("m", "n", "k")
     else:
         items_key, item_keys = "widths", ("width", "tokens", "params")
-    allowed = {"best_tflops", "median_tflops", "peak_tflops", "pct_of_peak", items_key, "skipped"}
+    allowed = {"best_tflops", "median_tflops", "peak_tflops", "pct_of_peak", items_key, "skipped", "sustained"}
     if section == "mlp":
         allowed.add("optimizer")
     check.keys(data, entry, allowed)
@@ -160,6 +206,10 @@ def _check_precision_entry(check: _Check, section: str, dtype: str, value: Any) 
     check.number(data, entry, "pct_of_peak", optional=True)
     if section == "mlp":
         check.string(data, entry, "optimizer", optional=True)
+    if data.get("sustained") is not None:
+        if "best_tflops" not in data:
+            raise check.fail(entry, "sustained", "needs the burst figures (best_tflops) beside it")
+        _check_sustained(check, data["sustained"], f"{entry}.sustained", item_keys)
     items = data.get(items_key, [])
     if not isinstance(items, list):
         raise check.fail(entry, items_key, "must be a list")
@@ -400,13 +450,24 @@ def write_calibration(record: Mapping[str, Any], path: str | Path) -> Path:
 @dataclass(frozen=True, slots=True)
 class Measurement:
     """One precision of one benchmark (matmul, MLP step, a model's step): TFLOP/s, or why it was
-    skipped. ``worst_tflops`` is the slowest iteration of the size whose median is the entry's."""
+    skipped. ``worst_tflops`` is the slowest iteration of the size whose median is the entry's.
+
+    What the estimator reads: where the entry has a ``sustained`` window (the best size back to
+    back for seconds, at the clocks the power limit allows, as a training run runs),
+    ``best_tflops`` and ``median_tflops`` are that window's median: a burst's best (the device
+    idle between iterations and cool) overstates every hour of a run (on one H200, bf16: burst
+    median 737-745 TFLOP/s, back to back 668-686). ``burst_best_tflops`` / ``burst_median_tflops``
+    keep the burst figures; files without the window read as before (sustained_tflops None).
+    """
 
     best_tflops: float | None = None
     median_tflops: float | None = None
     worst_tflops: float | None = None
     peak_tflops: float | None = None
     skipped: str | None = None
+    sustained_tflops: float | None = None
+    burst_best_tflops: float | None = None
+    burst_median_tflops: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -419,8 +480,16 @@ class Measurement:
             items = entry.get("widths") or entry.get("shapes") or []
             same = [i["worst_tflops"] for i in items if i.get("median_tflops") == entry["median_tflops"]]
             worst = min(same, default=entry["median_tflops"])
-        return cls(best_tflops=entry.get("best_tflops"), median_tflops=entry.get("median_tflops"), worst_tflops=worst,
-                   peak_tflops=entry.get("peak_tflops"), skipped=entry.get("skipped"))
+        best, median = entry.get("best_tflops"), entry.get("median_tflops")
+        window = entry.get("sustained") or {}
+        sustained = window.get("median_tflops")
+        if sustained is not None:
+            worst = min(worst, window["worst_tflops"]) if worst is not None else window["worst_tflops"]
+            return cls(best_tflops=sustained, median_tflops=sustained, worst_tflops=min(worst, sustained),
+                       peak_tflops=entry.get("peak_tflops"), skipped=entry.get("skipped"),
+                       sustained_tflops=sustained, burst_best_tflops=best, burst_median_tflops=median)
+        return cls(best_tflops=best, median_tflops=median, worst_tflops=worst, peak_tflops=entry.get("peak_tflops"),
+                   skipped=entry.get("skipped"), burst_best_tflops=best, burst_median_tflops=median)
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,11 +577,27 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
 
+def sustained_detail(window: Mapping[str, Any]) -> str:
+    """``8192x8192x8192 back to back 5 s; 1275-1410 MHz; throttled: sw_power_cap``
+    (the size, the window, the clocks and the throttle reasons seen)."""
+    size = (f"{window['m']}x{window['n']}x{window['k']}" if "m" in window
+            else f"width {window['width']}, {window['tokens']} tokens")
+    parts = [f"{size} back to back {window['window_s']:g} s"]
+    clock = window.get("clock_mhz")
+    if clock:
+        parts.append(f"{clock['min']:.0f}-{clock['max']:.0f} MHz")
+    throttled = window.get("throttled")
+    if throttled is not None:
+        parts.append(f"throttled: {', '.join(window['reasons'])}" if throttled else "not throttled")
+    return "; ".join(parts)
+
+
 def summary_rows(record: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str, str]]:
     """Rows (benchmark, dtype, best, median, peak, % of peak, detail) for a people-facing table.
 
     Throughput in TFLOP/s, bandwidth in GB/s; ``detail`` names the best shape or width, or why a
-    measurement was skipped.
+    measurement was skipped. An entry with a sustained window gets a second row, ``sustained``: its
+    best and median iteration back to back, % of peak of the median, the clocks and throttle reasons.
     """
     rows = []
     for section, label, items_key in (("matmul", "matmul TFLOP/s", "shapes"), ("mlp", "MLP train TFLOP/s", "widths")):
@@ -535,6 +620,12 @@ def summary_rows(record: Mapping[str, Any]) -> list[tuple[str, str, str, str, st
                 detail += f"; {num_skipped} skipped"
             rows.append((label, dtype, _fmt(entry["best_tflops"]), _fmt(entry["median_tflops"]),
                          _fmt(entry.get("peak_tflops")), _pct(entry.get("pct_of_peak")), detail))
+            window = entry.get("sustained")
+            if window:
+                rows.append((f"  sustained {label.split()[0]}", dtype, _fmt(window["best_tflops"]),
+                             _fmt(window["median_tflops"]), _fmt(entry.get("peak_tflops")),
+                             _pct(100 * window["median_tflops"] / entry["peak_tflops"]
+                                  if entry.get("peak_tflops") else None), sustained_detail(window)))
     model = record.get("model") or {}
     for dtype, result in (model.get("results") or {}).items():
         label = f"{model['id']} train TFLOP/s"

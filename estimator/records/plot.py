@@ -5,7 +5,9 @@ draw: matmul TFLOP/s against matrix size per dtype (one series per shape family:
 m = n = k, and each (n, k) swept over m, where on a GPU the wave-quantisation steps show: the
 throughput dips when the output tiles fill the SMs with a part-empty last wave), the MLP training
 step against its width, and, when the file has a ``collectives`` section, bus bandwidth against
-message size per op. Each datasheet peak is a horizontal line.
+message size per op. Each datasheet peak is a horizontal line. A dtype with a sustained window
+(its best size run back to back for seconds, profiler/sustained.py) gets one more point at that
+size beside its burst curve, and a note: the change from the burst, the clocks, the throttle reasons.
 
 :func:`text_plot` draws the panels as characters for a terminal (no dependency);
 :func:`write_image` draws them with matplotlib (the optional ``plot`` extra) into a PNG or SVG,
@@ -45,6 +47,7 @@ class Series:
     low: tuple[float, ...] = ()
     skipped: tuple[tuple[float, str], ...] = ()
     dashed: bool = False
+    sustained: bool = False  # the sustained window's point: one size back to back for seconds
 
     def dips(self, threshold_pct: float = DROP_PCT) -> list[tuple[float, float, float]]:
         """(x before, x, % change) where y falls by at least ``threshold_pct`` from one size to the next."""
@@ -90,6 +93,25 @@ def _size(x: float, panel: Panel) -> str:
     return str(int(x)) if x == int(x) else _fmt(x)
 
 
+def _sustained_note(dtype: str, entry: Mapping[str, Any], window: Mapping[str, Any], items_key: str,
+                    size_key: str) -> str:
+    """``bf16 sustained 251.3 TFLOP/s at 8192 (median, 5 s back to back), -6.0% from the burst median
+    267.3 of that size; clocks 1275-1410 MHz; throttled: sw_power_cap``."""
+    same = [i for i in entry.get(items_key, []) if "median_tflops" in i
+            and all(i.get(k) == window.get(k) for k in (("m", "n", "k") if size_key == "m" else ("width", "tokens")))]
+    text = (f"{dtype} sustained {_fmt(window['median_tflops'])} TFLOP/s at {window[size_key]} (median, "
+            f"{window['window_s']:g} s back to back)")
+    if same:
+        burst = float(same[0]["median_tflops"])
+        text += f", {100 * (window['median_tflops'] - burst) / burst:+.1f}% from the burst median {_fmt(burst)} of that size"
+    clock = window.get("clock_mhz")
+    if clock:
+        text += f"; clocks {clock['min']:.0f}-{clock['max']:.0f} MHz"
+    if window.get("throttled") is not None:
+        text += f"; throttled: {', '.join(window['reasons'])}" if window["throttled"] else "; not throttled"
+    return text
+
+
 def _tflops_panel(record: Mapping[str, Any], section: str) -> Panel | None:
     items_key = "shapes" if section == "matmul" else "widths"
     series: list[Series] = []
@@ -113,6 +135,13 @@ def _tflops_panel(record: Mapping[str, Any], section: str) -> Panel | None:
             series.append(Series(label=label, group=dtype, x=tuple(float(i[size_key]) for i in measured),
                                  y=tuple(float(i["best_tflops"]) for i in measured),
                                  low=tuple(float(i["median_tflops"]) for i in measured), skipped=skipped))
+        window = entry.get("sustained")
+        if window:
+            size_key = "m" if section == "matmul" else "width"
+            series.append(Series(label=f"{dtype} sustained ({window['window_s']:g} s back to back, median)",
+                                 group=dtype, x=(float(window[size_key]),), y=(float(window["median_tflops"]),),
+                                 sustained=True))
+            notes.append(_sustained_note(dtype, entry, window, items_key, size_key))
         if entry.get("peak_tflops"):
             peaks.append((dtype, float(entry["peak_tflops"]), dtype))
     if not any(s.x for s in series):
@@ -354,7 +383,10 @@ def figure(record: Mapping[str, Any]) -> Any:
         for index, s in enumerate(panel.series):
             color = DTYPE_COLORS.get(s.group) or colors.setdefault(s.group, f"C{len(colors) % 10}")
             style = "--" if s.dashed else "-." if " m x " in s.label else "-"  # an (n, k) family: dash-dot
-            if s.x:
+            if s.x and s.sustained:  # one size back to back: a large diamond beside its burst curve
+                ax.plot(s.x, s.y, linestyle="none", marker="D", markersize=7, markeredgecolor="black",
+                        color=color, label=s.label)
+            elif s.x:
                 ax.plot(s.x, s.y, style, marker="o", markersize=3.5, color=color, label=s.label)
                 if s.low and len(s.x) > 1:
                     ax.fill_between(s.x, s.low, s.y, color=color, alpha=0.15, linewidth=0)

@@ -24,7 +24,8 @@ Schema (inside a calibration file, ``schema_version: 1``)::
       results:                      # per dtype (fp32 tf32 bf16 fp16; fp8 only as skipped)
         fp32: {samples_per_s: 30100.0, median_samples_per_s: 31250.0, best_tflops: ..., median_tflops: ...,
                worst_tflops: ..., stdev_pct: 8.1, iterations: 20000, slow_steps: 12,   # slow_steps: optional
-               segment_samples_per_s: [31020.0, 30870.0, 26540.0, 31100.0, 31010.0]}   # optional
+               segment_samples_per_s: [31020.0, 30870.0, 26540.0, 31100.0, 31010.0],   # optional
+               peak_memory_gib: 47.07}   # optional: GPU only, peak allocated over the timed steps
         bf16: {skipped: "not measured by default on a CPU: ..."}
       notes: ["..."]                # optional
 
@@ -62,7 +63,7 @@ _ORDER = ("id", "spec", "created_utc", "command", "partial", "duration_s", "para
           "flops_per_sample", "forward_flops_per_sample", "optimizer", "loss", "results", "notes")
 _RATES = ("samples_per_s", "median_samples_per_s")
 _STATS = ("best_tflops", "median_tflops", "worst_tflops", "stdev_pct", "iterations")
-_RESULT_ORDER = (*_RATES, *_STATS, "slow_steps", "segment_samples_per_s")
+_RESULT_ORDER = (*_RATES, *_STATS, "slow_steps", "segment_samples_per_s", "peak_memory_gib")
 SEGMENTS = 5  # the timed steps are also reported as the throughput of each fifth of them, in order
 _REL_TOL = 2e-3  # the file keeps 6 significant digits; samples/s and TFLOP/s must agree within this
 SLOW_STEP = 2.0  # a step longer than this many median steps was interrupted (another process took the CPU)
@@ -82,6 +83,7 @@ class TorchModelResult:
     iterations: int | None = None
     slow_steps: int | None = None
     segment_samples_per_s: tuple[float, ...] | None = None
+    peak_memory_gib: float | None = None  # on a GPU: torch.cuda.max_memory_allocated over the timed steps
     skipped: str | None = None
 
     @property
@@ -229,6 +231,8 @@ def _check_result(result: Any, file: str, dtype: str, flops_per_sample: float) -
                                                    f"got {result['slow_steps']}")
     if not result["worst_tflops"] <= result["median_tflops"] <= result["best_tflops"]:
         raise _fail(file, where, "median_tflops", "must lie between worst_tflops and best_tflops")
+    if "peak_memory_gib" in result:
+        _number(result, file, where, "peak_memory_gib", positive=True)
     segments = result.get("segment_samples_per_s")
     if segments is not None and not (
             isinstance(segments, list) and 1 <= len(segments) <= SEGMENTS
