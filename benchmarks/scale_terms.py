@@ -5,17 +5,20 @@ Usage (from the repository root)::
     python benchmarks/scale_terms.py            # the table of docs/scale.md
     python benchmarks/scale_terms.py --rows     # and every row's predicted / reported under each setting
 
-The at-scale terms take the training stack's choices as arguments of
-``estimator.timing.step.time_layout``; until ``--stack`` passes them, this script runs every row of
-stack_runs.yaml through the same ``gpucost estimate`` command as benchmarks/holdout_stacks.py with
-``time_layout`` given each row's stack's choices (below), one setting at a time:
+Every row runs through the same ``gpucost estimate`` command as benchmarks/holdout_stacks.py (with
+``--stack`` and the kernels its source had), with ``estimator.timing.step.time_layout`` given one
+setting at a time. Each stack's entry in catalogs/stacks.yaml sets its at-scale terms (gradient bytes
+on the wire, per-layer ZeRO 2/3, prefetch, per-micro-batch gradient accumulation); a setting overrides
+some of them for every row of a stack:
 
-- gradient bytes on the wire: Megatron-LM reduces bf16 gradients in fp32 ("bfloat16 requires gradient
-  accumulation and all-reduce to be done in fp32", NVIDIA/Megatron-LM megatron/training/arguments.py,
-  ``accumulate_allreduce_grads_in_fp32``); Composer FSDP's DEFAULT mixed precision reduces in fp32 and
-  PURE in bf16 (the row's ``grad_reduce_dtype``); DeepSpeed rows keep 16-bit gradients.
-- per-layer ZeRO-2: FSDP's SHARD_GRAD_OP reduce-scatters and gathers one FSDP unit (a block) at a time.
-- prefetch: FSDP's forward and backward prefetch (each layer's collectives beside its neighbour's compute).
+- no stack terms: the step model's own defaults (``SCALE_DEFAULTS``) for every stack.
+- the stacks' catalog terms: what ``--stack`` gives (catalogs/stacks.yaml, each with its source).
+- Megatron fp32 gradients, no overlap: Megatron-LM reduces bf16 gradients in fp32 ("bfloat16 requires
+  gradient accumulation and all-reduce to be done in fp32", megatron/arguments.py at 285068c8) and the
+  2023 baseline had no --overlap-grad-reduce; the default stack nets both into the fitted convention.
+- Composer PURE rows in bf16: the FSDP rows whose ``grad_reduce_dtype`` is bf16 (Composer's PURE mixed
+  precision) reduce in bf16, not the fsdp stack's fp32.
+- prefetch: FSDP's forward and backward prefetch as a full overlap.
 - stragglers: MegaScale's slow-host share and excess (a cluster property, the same for every stack).
 
 Printed per split and stack: rows within 15%, median |error|, median predicted/reported, and that
@@ -40,23 +43,13 @@ import estimator.timing.step as step  # noqa: E402
 from estimator.catalog.fields import load_yaml_file  # noqa: E402
 
 
-def gradient_bytes(row: dict) -> float:
-    if row["stack"] == "megatron" and row["precision"] == "bf16":
-        return 4.0
-    if row["stack"] == "fsdp":
-        return 4.0 if row.get("grad_reduce_dtype", "fp32") == "fp32" else 2.0
-    return 2.0
-
-
 SETTINGS = {
-    "today's defaults (ring latency, per-layer ZeRO-3)": lambda row: {},
-    "+ the stack's gradient bytes": lambda row: {"grad_reduce_bytes": gradient_bytes(row)},
-    "+ FSDP ZeRO-2 per layer": lambda row: {"grad_reduce_bytes": gradient_bytes(row),
-                                            "zero2_per_layer": row["stack"] == "fsdp"},
-    "+ FSDP prefetch": lambda row: {"grad_reduce_bytes": gradient_bytes(row), "zero2_per_layer": row["stack"] == "fsdp",
-                                    "prefetch": row["stack"] == "fsdp"},
-    "gradient bytes + ZeRO-2 per layer + stragglers": lambda row: {
-        "grad_reduce_bytes": gradient_bytes(row), "zero2_per_layer": row["stack"] == "fsdp", "stragglers": True},
+    "no stack terms (the step model's defaults)": lambda row: dict(step.SCALE_DEFAULTS),
+    "the stacks' catalog terms (--stack)": lambda row: {},
+    "+ Megatron fp32 gradients, no overlap": lambda row: {"grad_reduce_bytes": 4.0} if row["stack"] == "megatron" else {},
+    "+ Composer PURE rows in bf16": lambda row: {"grad_reduce_bytes": 2.0} if row.get("grad_reduce_dtype") == "bf16" else {},
+    "+ FSDP prefetch": lambda row: {"prefetch": True} if row["stack"] == "fsdp" else {},
+    "+ stragglers": lambda row: {"stragglers": True},
 }
 GROUPS = (("holdout", "megatron", 1000), ("holdout", "deepspeed", 1000), ("train", "deepspeed", 128),
           ("train", "fsdp", 128))

@@ -10,7 +10,7 @@ What one run does, each step in a fresh process as a user would run it:
 
 1. **Profile**: ``python -m estimator profile --torch-model builtin:mnist-mlp --device cpu --dtype fp32
    --output TMP``: the MLP 784-500-500-10 (sigmoid), batch 64, SGD momentum 0.9, timed step by step
-   (profiler/torch_model.py), written to the calibration file's ``torch_model`` section.
+   (profiler/torch_model/step.py), written to the calibration file's ``torch_model`` section.
 2. **Estimate**: ``python -m estimator estimate --calibration TMP --model mnist-mlp --samples N --epochs E
    --precision fp32 --num-gpus 1 --format json``, the command a user runs. Its wall-clock is taken
    when it says it used the file's torch_model measurement; otherwise (the estimate does not read
@@ -18,7 +18,7 @@ What one run does, each step in a fresh process as a user would run it:
    and labelled a stand-in: N x E / ``estimator.records.torch_model.measured_samples_per_s`` (the
    profile's timed samples / its timed seconds). The error at the median step's rate is reported
    beside it.
-3. **Train for real**: the same model (profiler/builtin_models.py), batch size, optimizer and loss, for
+3. **Train for real**: the same model (profiler/torch_model/builtin.py), batch size, optimizer and loss, for
    N samples x E epochs. No dataset can be downloaded here, so the data are random tensors of MNIST's
    shape (N images of 28 x 28 = 784 floats in [0, 1), labels 0-9), held in memory; each epoch
    shuffles them (``torch.randperm``) and walks them in batches of 64 (the last one smaller), with
@@ -166,7 +166,7 @@ def _train_child(args: argparse.Namespace) -> None:
     import torch
     import torch.nn.functional as F
 
-    from profiler.builtin_models import mnist_mlp
+    from profiler.torch_model.builtin import mnist_mlp
 
     built = mnist_mlp(batch_size=args.batch_size)  # the profiled model and optimizer; its batch is unused
     model, optimizer = built["model"], built["optimizer"]

@@ -10,6 +10,6 @@ point), ``device`` (what device is this), ``nvml`` (the only pynvml user), ``tel
 :mod:`estimator.records.calibration`.
 """
 
-from .api import profile
+from profiler.api import profile
 
 __all__ = ["profile"]

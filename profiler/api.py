@@ -17,9 +17,9 @@ from estimator.catalog.core import Catalog
 from estimator.errors import InputError
 from estimator.vocab import PROFILE_DTYPES
 
-from . import run
-from .device import DeviceInfo, describe, free_memory_bytes, resolve_device
-from .run import Plan, Progress
+from profiler import run
+from profiler.device import DeviceInfo, describe, free_memory_bytes, resolve_device
+from profiler.run import Plan, Progress
 
 # announce(device info, plan, model dtypes to be measured): called once before measuring starts
 Announce = Callable[[DeviceInfo, Plan, Sequence[str]], None]
@@ -74,7 +74,7 @@ def profile(
                          sweep=arch is None or sweep or full, sustained_s=sustained_s)
     job, measured = None, []
     if arch is not None:
-        from .model import check_supported, plan_dtypes, profile_model
+        from profiler.model import check_supported, plan_dtypes, profile_model
 
         check_supported(arch)
         model_dtypes, model_skipped = plan_dtypes(info, dtypes)

@@ -19,7 +19,7 @@ from estimator.catalog.records import Accelerator
 from estimator.catalog.core import Catalog
 from estimator.errors import GpucostError, InputError
 
-from .nvml import NvmlStatic, open_device
+from profiler.nvml import NvmlStatic, open_device
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

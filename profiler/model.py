@@ -36,7 +36,7 @@ from estimator.errors import GpucostError, InputError
 from estimator.model.flops import flops_per_token
 from estimator.model.memory import training_memory
 
-from .timing import Timing, clock_for
+from profiler.timing import Timing, clock_for
 
 GIB = 2**30
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -348,7 +348,7 @@ class TrainStep:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    from .run import is_out_of_memory
+    from profiler.run import is_out_of_memory
 
     return is_out_of_memory(exc)
 
@@ -396,7 +396,7 @@ def plan_dtypes(info: Any, requested: Sequence[str] | None) -> tuple[list[str], 
     """(dtypes to list in the ``model`` section, reasons for those not to be measured) on the device
     ``info`` (a :class:`profiler.device.DeviceInfo`). ``requested`` None: the device's training
     precision (:func:`default_dtypes`), and on a CPU bf16 listed as skipped with why."""
-    from .device import unsupported_reason as device_reason
+    from profiler.device import unsupported_reason as device_reason
 
     def reason(dtype: str) -> str | None:
         return device_reason(info, dtype) or (_FP8 if dtype == "fp8" else None)
@@ -439,8 +439,8 @@ def profile_model(
     memory during a step halves the micro-batch, then drops a quarter of the layers. Raises
     GpucostError when the model cannot be built or does not fit, InputError for bad arguments.
     """
-    from .kernels import matmul_precision
-    from .device import free_memory_bytes
+    from profiler.kernels import matmul_precision
+    from profiler.device import free_memory_bytes
 
     check_supported(arch)
     dtypes = [dtype] if isinstance(dtype, str) else list(dtype)

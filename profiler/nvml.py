@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .telemetry import TelemetrySample
+from profiler.telemetry import TelemetrySample
 
 # nvmlClocksEventReason* (formerly nvmlClocksThrottleReason*) bits, from nvml.h.
 CLOCK_EVENT_REASONS: dict[int, str] = {

@@ -17,13 +17,12 @@ import torch
 
 from estimator.records.calibration import BENCHMARK_VERSION, SCHEMA_VERSION
 
-from .device import DeviceInfo, unsupported_reason
-from .kernels import (DTYPES, CacheFlush, Kernel, copy_kernel, matmul_flops, matmul_kernel, matmul_precision,
-                      mlp_kernel, mlp_params, mlp_train_flops)
-from .nvml import THROTTLING_REASONS, open_device
-from .sustained import DRIFT_LIMIT_PCT, Window, run_window
-from .telemetry import DEFAULT_INTERVAL_S, Sampler, cpu_sample, read_cpu_clock_mhz, summarize
-from .timing import Timing, clock_for, measure
+from profiler.device import DeviceInfo, unsupported_reason
+from profiler.kernels import DTYPES, CacheFlush, Kernel, copy_kernel, matmul_flops, matmul_kernel, matmul_precision, mlp_kernel, mlp_params, mlp_train_flops
+from profiler.nvml import THROTTLING_REASONS, open_device
+from profiler.sustained import DRIFT_LIMIT_PCT, Window, run_window
+from profiler.telemetry import DEFAULT_INTERVAL_S, Sampler, cpu_sample, read_cpu_clock_mhz, summarize
+from profiler.timing import Timing, clock_for, measure
 
 MIB = 2**20
 GIB = 2**30

@@ -37,8 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .telemetry import Sampler, summarize
-from .timing import Clock
+from profiler.telemetry import Sampler, summarize
+from profiler.timing import Clock
 
 SUSTAINED_S = {"gpu": 5.0, "cpu": 1.0}  # the window's timed seconds (--sustained-s)
 SUSTAINED_WARMUP_S = {"gpu": 1.0, "cpu": 0.3}

@@ -22,9 +22,9 @@ from estimator.errors import CatalogError
 
 @pytest.fixture(scope="module")
 def report():
-    """profiler/comm_report.py (pure, but importing the profiler package imports torch)."""
+    """profiler/comm/report.py (pure, but importing the profiler package imports torch)."""
     pytest.importorskip("torch")
-    from profiler import comm_report
+    from profiler.comm.worker import report as comm_report
 
     return comm_report
 
@@ -32,7 +32,7 @@ def report():
 @pytest.fixture(scope="module")
 def plan_groups():
     pytest.importorskip("torch")
-    from profiler.comm_topology import plan_groups
+    from profiler.comm.topology import plan_groups
 
     return plan_groups
 

@@ -37,9 +37,11 @@ def test_stack_flags_go_on_the_command_only_where_the_cli_lists_them():
 
 def test_unpublished_choices_are_left_to_the_layout_search():
     module = _module()
-    row = next(r for r in ROWS if r["recompute"] is None and r["zero_stage"] is None)
-    args = module.command(row, set())
-    assert "--recompute" not in args and "--zero-stage" not in args and "--no-flash-attention" not in args
+    flags = {"recompute": "--recompute", "zero_stage": "--zero-stage", "flash_attention": "--no-flash-attention",
+             "sequence_parallel": "--no-sequence-parallel"}
+    for name, flag in flags.items():
+        row = next(r for r in ROWS if r[name] is None)
+        assert flag not in module.command(row, set()), (row["id"], flag)
 
 
 def test_held_out_rows_run_and_every_split_and_stack_is_summarised():
@@ -61,3 +63,42 @@ def test_a_broken_rows_file_is_one_error_line_and_exit_2(tmp_path):
         code = module.main(["--file", str(broken)])
     assert code == 2
     assert len(err.getvalue().strip().splitlines()) == 1 and "rows.yaml" in err.getvalue()
+
+
+def test_the_validate_catalog_is_the_benchmark_rows_that_run(tmp_path):
+    """catalogs/stack_runs_at_scale.yaml is generated from benchmarks/stack_runs.yaml (--write-catalog):
+    regenerating it gives the same file, so the two cannot drift apart."""
+    module = _module()
+    written = module.write_catalog(ROWS, tmp_path / "stack_runs_at_scale.yaml")
+    assert (ROOT / "catalogs" / "stack_runs_at_scale.yaml").read_text() == (tmp_path / "stack_runs_at_scale.yaml").read_text()
+    assert "held_out" in written and "megascale2024-megatron-175b-12288" in written
+
+
+def test_each_catalog_row_gives_estimate_the_benchmark_command():
+    from estimator.catalog.core import load_catalog
+    from estimator.catalog.stacks import load_stack_runs, load_stacks
+    from estimator.validation.stack_runs import run_args
+
+    catalog = load_catalog()
+    runs = {r.id: r for r in load_stack_runs(ROOT / "catalogs" / "stack_runs_at_scale.yaml",
+                                             load_stacks(catalog.directory))}
+    module = _module()
+    flags = {"--stack", "--compile", "--master-weights"}
+    for row in ROWS:
+        if row["id"] not in runs:
+            continue
+        bench = module.command(row, flags)
+        ours = run_args(runs[row["id"]], catalog.directory)
+
+        def options(args):
+            pairs, i = set(), 1
+            while i < len(args):
+                if args[i] in ("--hf-config", "--format"):
+                    i += 2
+                    continue
+                takes = i + 1 < len(args) and not args[i + 1].startswith("--")
+                pairs.add((args[i], args[i + 1] if takes else None))
+                i += 2 if takes else 1
+            return pairs - {("--master-weights", "fp32")}
+
+        assert options(ours) == options(bench), row["id"]

@@ -195,7 +195,7 @@ def test_calibrated_throughput_takes_the_typed_record_only():
 
 
 def _with_torch_model(record: dict, model_id: str = "mnist-mlp", samples_per_s: float = 20_000.0) -> dict:
-    """A record with a `gpucost profile --torch-model` section (the shape profiler/torch_model.py writes)."""
+    """A record with a `gpucost profile --torch-model` section (the shape profiler/torch_model/step.py writes)."""
     flops = 3_098_000.0  # FlopCounterMode: the first layer's input needs no gradient
     tflops = samples_per_s * flops / 1e12
     record["torch_model"] = {

@@ -28,8 +28,8 @@ from estimator.records.calibration import read_calibration, write_calibration  #
 from estimator.cli.profile_comm import format_comm, partial_path  # noqa: E402
 from estimator.records.collectives import OPS, bus_factor, link_figures  # noqa: E402
 from estimator.errors import GpucostError, InputError  # noqa: E402
-from profiler.comm import launch_from_env  # noqa: E402
-from profiler.comm_ops import IMPLS, CommConfig, backend_for, check_dtypes, element_count, message_sizes  # noqa: E402
+from profiler.comm.worker import launch_from_env  # noqa: E402
+from profiler.comm.ops import IMPLS, CommConfig, backend_for, check_dtypes, element_count, message_sizes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -125,7 +125,7 @@ def test_config_round_trips_as_json_and_lists_the_hooks_in_effect():
 _CHECK_SCRIPT = r"""
 import datetime, json, os, sys, warnings
 import torch.distributed as dist
-from profiler.comm_ops import IMPLS, GroupCtx, prepare
+from profiler.comm.ops import IMPLS, GroupCtx, prepare
 rank = int(os.environ["RANK"])
 store = dist.TCPStore("127.0.0.1", int(os.environ["MASTER_PORT"]), 2, is_master=False,
                       timeout=datetime.timedelta(seconds=30))
@@ -414,7 +414,7 @@ def test_a_worker_that_dies_ends_the_run_with_one_line(tmp_path):
     proc, lines, reader = _start(["--nproc", "2", "--device", "cpu", "--output", str(tmp_path / "x.yaml")],
                                  _env(delay_s=0.3), tmp_path)
     _wait_for(lines, "all_reduce bf16 64 KiB")
-    workers = sorted(int(p) for p in subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "profiler.comm_launch"],
+    workers = sorted(int(p) for p in subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "profiler.comm.launch"],
                                                     capture_output=True, text=True).stdout.split())
     assert len(workers) == 2
     os.kill(workers[1], signal.SIGKILL)  # rank 1: started second
@@ -427,7 +427,7 @@ def test_a_worker_that_dies_ends_the_run_with_one_line(tmp_path):
     assert not any("Traceback" in line for line in lines)
     assert not (tmp_path / "x.yaml").exists()
     time.sleep(0.2)
-    assert subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "profiler.comm_launch"],
+    assert subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "profiler.comm.launch"],
                           capture_output=True).stdout == b""
 
 

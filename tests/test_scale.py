@@ -170,3 +170,60 @@ def test_every_published_stack_row_cites_its_source_and_converts_its_metric_to_s
             assert row["step_time_s"] == pytest.approx(tokens / value, rel=1e-3), row["id"]
         else:  # an iteration time, as published
             assert row["step_time_s"] == pytest.approx(value), row["id"]
+
+
+def test_unfused_gradient_accumulation_is_one_stream_pass_per_micro_batch(dgx_a100, llama70_shape):
+    """DeepSpeed's pipeline engine adds each micro-batch's bf16 gradients into fp32 ones (12 B per
+    parameter, catalogs/stacks.yaml): m passes over this device's parameters at the HBM stream rate,
+    on every stage and in the bubble, and none where the matmul accumulates (Megatron's fusion)."""
+    from estimator.timing.step import HBM_EFFICIENCY
+
+    catalog, acc, links = dgx_a100
+    layout = Layout(tensor_parallel=8, pipeline_parallel=4, data_parallel=8, micro_batch=1, global_batch=256,
+                    recompute="full", zero_stage=1)
+    fused = time_layout(llama70_shape, layout, acc, "bf16", links)
+    unfused = time_layout(llama70_shape, layout, acc, "bf16", links, grad_accumulation_bytes=12.0)
+    assert "gradient_accumulation" not in fused.breakdown_s
+    params_here = llama70_shape.total_params / (8 * 4)
+    per_micro_batch = params_here * 12.0 / (acc.memory_bandwidth_gbps * 1e9 * HBM_EFFICIENCY)
+    m = layout.num_micro_batches
+    assert unfused.breakdown_s["gradient_accumulation"] == pytest.approx(m * per_micro_batch)
+    bubble = (4 - 1) * per_micro_batch  # the slowest stage's pass also stretches the pipeline's fill and drain
+    assert unfused.step_time_s - fused.step_time_s == pytest.approx(m * per_micro_batch + bubble, rel=1e-6)
+
+
+def test_the_stack_entry_sets_the_at_scale_terms_unless_the_caller_does(dgx_a100, llama70_shape):
+    from estimator.catalog.stacks import load_stacks
+    from estimator.timing.stacks import StackChoice
+
+    catalog, acc, links = dgx_a100
+    stacks = {s.id: s for s in load_stacks(catalog.directory)}
+    layout = Layout(tensor_parallel=8, pipeline_parallel=1, data_parallel=64, micro_batch=1, global_batch=256,
+                    recompute="full", zero_stage=1)
+    fsdp = StackChoice(stacks["fsdp"])
+    assert stacks["fsdp"].grad_reduce_bytes == 4  # FSDP's reduce_dtype fp32 (torchtitan, Composer DEFAULT)
+    by_stack = time_layout(llama70_shape, layout, acc, "bf16", links, stack=fsdp)
+    by_hand = time_layout(llama70_shape, layout, acc, "bf16", links, grad_reduce_bytes=4.0, zero2_per_layer=True)
+    assert by_stack.breakdown_s["data_parallel"] == pytest.approx(by_hand.breakdown_s["data_parallel"])
+    overridden = time_layout(llama70_shape, layout, acc, "bf16", links, stack=fsdp, grad_reduce_bytes=2.0)
+    assert overridden.breakdown_s["data_parallel"] < by_stack.breakdown_s["data_parallel"]
+    # the default stack keeps the step model's fitted convention (catalogs/layout_runs.yaml answers unchanged)
+    megatron = time_layout(llama70_shape, layout, acc, "bf16", links, stack=StackChoice(stacks["megatron"]))
+    assert megatron.step_time_s == time_layout(llama70_shape, layout, acc, "bf16", links).step_time_s
+
+
+def test_validate_gives_each_stack_its_error_at_scale_train_and_held_out_apart():
+    """gpucost validate back-tests the published steps at scale (catalogs/stack_runs_at_scale.yaml,
+    from benchmarks/stack_runs.yaml) per stack, the rows read from papers (held out) apart from the
+    projects' own documents (train), and apart from the one-device rows."""
+    from estimator.validation.stack_runs import validate_stacks
+
+    result = validate_stacks()
+    at_scale = [r for r in result.rows if r.num_gpus > 1]
+    assert max(r.num_gpus for r in at_scale) == 12288 and "stack_runs_at_scale.yaml" in result.files
+    groups = {(s.stack, s.split): s for s in result.summaries if s.at_scale}
+    assert {("megatron", "held_out"), ("deepspeed", "held_out"), ("deepspeed", "train"), ("fsdp", "train")} <= set(groups)
+    for (stack, split), summary in groups.items():
+        mine = [abs(r.time_error) for r in at_scale if r.stack == stack and r.split == split]
+        assert summary.num_rows == len(mine) and summary.num_time_within_15pct == sum(e <= 0.15 for e in mine)
+    assert all(not s.at_scale for s in result.summaries if s.stack == "hf")

@@ -54,6 +54,8 @@ def _catalog_specs() -> list[tuple[str, str, str, type, dict[str, tuple[str, ...
         ("stacks", "stacks.yaml", "stacks", stacks.Stack, {"engine": stacks.ENGINES}),
         ("stack_runs", "stack_runs.yaml", "stack_runs", stacks.StackRun,
          {"split": stacks.SPLITS, "recompute": systems.RECOMPUTE_MODES, "master_weights": stacks.MASTER_WEIGHTS}),
+        ("stack_runs_at_scale", "stack_runs_at_scale.yaml", "stack_runs", stacks.StackRun,
+         {"split": stacks.SPLITS, "recompute": systems.RECOMPUTE_MODES, "master_weights": stacks.MASTER_WEIGHTS}),
     ]
 
 

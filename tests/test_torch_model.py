@@ -1,4 +1,4 @@
-"""`gpucost profile --torch-model SPEC` (profiler/torch_model.py, profiler/builtin_models.py) and the
+"""`gpucost profile --torch-model SPEC` (profiler/torch_model/step.py, profiler/torch_model/builtin.py) and the
 calibration file's `torch_model` section (estimator/records/torch_model.py).
 
 The built-in models have their published parameter counts and FlopCounterMode's FLOPs equal the
@@ -26,8 +26,8 @@ from estimator.records.calibration import partial_path, read_calibration, valida
 from estimator.errors import CatalogError, GpucostError, InputError  # noqa: E402
 from estimator.records.torch_model import (TorchModelRecord, measured_samples_per_s, merge_torch_model,  # noqa: E402
     validate_torch_model)
-from profiler import torch_model as tm  # noqa: E402
-from profiler.builtin_models import ResNet50, mnist_mlp, mnist_mlp_module, resnet_50  # noqa: E402
+from profiler.torch_model import step as tm  # noqa: E402
+from profiler.torch_model.builtin import ResNet50, mnist_mlp, mnist_mlp_module, resnet_50  # noqa: E402
 from profiler.device import describe_cpu  # noqa: E402
 from profiler.run import Budget  # noqa: E402
 

@@ -72,7 +72,22 @@ class Stack:
     weight_copy_bytes_per_param: float | None = None
     weight_cast_traffic_bytes_per_param: float | None = None
     compiled: Mapping[str, Any] | None = None
+    # at-scale choices of the stack (estimator/timing/step.py time_layout); absent: the step model's defaults
+    grad_reduce_bytes: float | None = None  # bytes per gradient element on the data-parallel wire
+    zero2_per_layer: bool | None = None  # ZeRO 2 reduces one layer at a time (else one bucketed reduction)
+    zero3_per_layer: bool | None = None  # ZeRO 3 gathers and scatters one layer at a time
+    prefetch: bool | None = None  # ZeRO 3 / per-layer collectives run beside the neighbouring layer's compute
+    # bytes moved per parameter of this device for every micro-batch to accumulate its gradients outside
+    # the weight-gradient matmul (0: fused into it, as Megatron's gradient_accumulation_fusion)
+    grad_accumulation_bytes_per_param: float | None = None
     notes: str | None = None
+
+    def scale_arguments(self) -> dict[str, Any]:
+        """The at-scale arguments of :func:`estimator.timing.step.time_layout` this stack sets."""
+        chosen = {"grad_reduce_bytes": self.grad_reduce_bytes, "zero2_per_layer": self.zero2_per_layer,
+                  "sharded_per_layer": self.zero3_per_layer, "prefetch": self.prefetch,
+                  "grad_accumulation_bytes": self.grad_accumulation_bytes_per_param}
+        return {k: v for k, v in chosen.items() if v is not None}
 
     def runs(self, parallelism: str) -> bool:
         """Whether this stack can run ``parallelism`` (one of :data:`PARALLELISM`)."""
@@ -139,7 +154,8 @@ def load_stacks(directory: Path) -> tuple[Stack, ...]:
 class StackRun:
     """A measured training step of a stack (for ``gpucost validate`` and benchmarks/stack_single_gpu.py):
     the run as ``gpucost estimate`` takes it (the model by ``architecture``, a file of
-    ``architectures/``, or by ``model``, a catalog id; a parallel size left out is searched), the
+    ``architectures/``, by ``hf_config``, a config.json path relative to the runs file, or by ``model``,
+    a catalog id; a parallel size, a recompute mode or a kernel choice left out is searched), the
     measured step time and peak memory (``torch.cuda.max_memory_allocated``, decimal GB), and whether
     the stack's fitted constants were fitted on it (``split: train``) or not (``held_out``)."""
 
@@ -154,16 +170,18 @@ class StackRun:
     split: str
     source: str
     retrieved: _dt.date
-    recompute: str = "none"
+    recompute: str | None = None  # left out: not published, left to the layout search
     compile: bool = False
     master_weights: str = "fp32"
     architecture: str | None = None
+    hf_config: str | None = None
     model: str | None = None
     precision: str = "bf16"
     tensor_parallel: int | None = None
     pipeline_parallel: int | None = None
     context_parallel: int | None = None
     expert_parallel: int | None = None
+    virtual_stages: int | None = None
     zero_stage: int | None = None
     flash_attention: bool | None = None
     sequence_parallel: bool | None = None
@@ -173,9 +191,11 @@ class StackRun:
     def options(self) -> list[str]:
         """The ``gpucost estimate`` arguments of this run (without the model)."""
         args = ["--gpu", self.accelerator, "--num-gpus", str(self.num_gpus), "--global-batch", str(self.global_batch),
-                "--micro-batch", str(self.micro_batch), "--seq-len", str(self.seq_len), "--recompute", self.recompute,
+                "--micro-batch", str(self.micro_batch), "--seq-len", str(self.seq_len),
+                *(["--recompute", self.recompute] if self.recompute is not None else []),
                 "--precision", self.precision, "--stack", self.stack]
-        for name in ("tensor_parallel", "pipeline_parallel", "context_parallel", "expert_parallel", "zero_stage"):
+        for name in ("tensor_parallel", "pipeline_parallel", "context_parallel", "expert_parallel", "virtual_stages",
+                     "zero_stage"):
             if getattr(self, name) is not None:
                 args += [f"--{name.replace('_', '-')}", str(getattr(self, name))]
         for name in ("flash_attention", "sequence_parallel"):
@@ -207,12 +227,17 @@ def load_stack_runs(file: Path, stacks: tuple[Stack, ...]) -> tuple[StackRun, ..
             raise CatalogError(file.name, run.id, "master_weights", f"{run.stack} keeps {', '.join(stack.master_weights)}")
         if run.compile and not stack.compile:
             raise CatalogError(file.name, run.id, "compile", f"{run.stack} does not use torch.compile")
-        if run.recompute not in ("none", "selective", "full"):
+        if run.recompute not in (None, "none", "selective", "full"):
             raise CatalogError(file.name, run.id, "recompute", f"must be none, selective or full, got {run.recompute!r}")
-        if run.global_batch % (run.micro_batch * run.num_gpus):
-            raise CatalogError(file.name, run.id, "global_batch", "is not a multiple of micro_batch x num_gpus")
-        if (run.architecture is None) == (run.model is None):
-            raise CatalogError(file.name, run.id, "architecture", "give the model by architecture or by model, one")
+        split = (run.tensor_parallel or 1) * (run.pipeline_parallel or 1) * (run.context_parallel or 1)
+        if run.num_gpus % split or run.global_batch % (run.micro_batch * (run.num_gpus // split)):
+            raise CatalogError(file.name, run.id, "global_batch", "is not a multiple of micro_batch x the data-parallel "
+                               "size (num_gpus / (tensor x pipeline x context parallel))")
+        if sum(x is not None for x in (run.architecture, run.hf_config, run.model)) != 1:
+            raise CatalogError(file.name, run.id, "architecture",
+                               "give the model by architecture, hf_config or model, one of them")
+        if run.hf_config and not (file.parent / run.hf_config).is_file():
+            raise CatalogError(file.name, run.id, "hf_config", f"no file {run.hf_config} (relative to {file.name})")
         if run.architecture and not (file.parent / "architectures" / f"{run.architecture}.json").is_file():
             raise CatalogError(file.name, run.id, "architecture", f"no file architectures/{run.architecture}.json")
         if run.zero_stage is not None and run.zero_stage > 3:

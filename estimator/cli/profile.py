@@ -141,7 +141,7 @@ def profile(
         from estimator.numbers import parse_seq_len
 
         seq_len = parse_seq_len(seq_len)
-    if torch_model is not None:  # profiler/torch_model.py: the user's own nn.Module
+    if torch_model is not None:  # profiler/torch_model/step.py: the user's own nn.Module
         for option, value in (("--model", model), ("--hf-config", hf_config), ("--comm", comm or None),
                               ("--seq-len", seq_len), ("--max-layers", max_layers), ("--nproc", nproc)):
             if value is not None:

@@ -22,7 +22,7 @@ from estimator.records.collectives import format_bytes, format_gbps, format_seco
 from estimator.errors import GpucostError, InputError
 from estimator.cli.profile_common import _check_output, _command_line, _import_torch, existing_calibration
 
-TEST_ENV = "GPUCOST_COMM_TEST"  # JSON of CommConfig test/expert hooks (see profiler/comm.py); noted in the file
+TEST_ENV = "GPUCOST_COMM_TEST"  # JSON of CommConfig test/expert hooks (see profiler/comm/worker.py); noted in the file
 NOT_MEASURED = "not measured: --comm"
 ROW_HEADERS = ("op", "group", "ranks", "dtype", "size", "time (median)", "best", "algbw GB/s", "busbw GB/s", "impl")
 COMM_SUMMARY_HEADERS = ("op", "group", "dtype", "large-message busbw GB/s", "small-message latency", "ranks")
@@ -39,7 +39,7 @@ def _test_hooks() -> dict[str, Any]:
     text = os.environ.get(TEST_ENV)
     if not text:
         return {}
-    from profiler.comm import CommConfig
+    from profiler.comm.ops import CommConfig
 
     try:
         hooks = json.loads(text)
@@ -156,7 +156,8 @@ def profile_comm(*, device: str, dtypes: list[str] | None, full: bool, output: P
 
     output = Path(output)
     _import_torch()
-    from profiler.comm import CommConfig, check_dtypes, launch_from_env, run_worker
+    from profiler.comm.ops import CommConfig, check_dtypes
+    from profiler.comm.worker import launch_from_env, run_worker
 
     hooks = _test_hooks()
     if nproc is not None and nproc < (1 if hooks.get("allow_one_rank") else 2):
@@ -180,7 +181,7 @@ def profile_comm(*, device: str, dtypes: list[str] | None, full: bool, output: P
     else:
         import torch
 
-        from profiler.comm_launch import launch_local
+        from profiler.comm.launch import launch_local
 
         cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         if device.startswith("cuda") and not torch.cuda.is_available():

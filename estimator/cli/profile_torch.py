@@ -1,5 +1,5 @@
 """``gpucost profile --torch-model SPEC``: time the user's own PyTorch model's training step
-(profiler/torch_model.py measures), print it, and write it into the calibration file. torch is
+(profiler/torch_model/step.py measures), print it, and write it into the calibration file. torch is
 imported inside the command, so importing the CLI never imports it."""
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def profile_cli(*, spec: str, device: str, dtypes: list[str] | None, full: bool,
     calibration file of the same device only the ``torch_model`` section is replaced; an
     interrupted run never replaces a complete file (estimator.records.calibration.output_for)."""
     from profiler.progress import ProgressBar
-    from profiler.torch_model import profile_torch_model, resolve_spec
+    from profiler.torch_model.step import profile_torch_model
+    from profiler.torch_model.spec import resolve_spec
 
     from estimator.records.calibration import output_for, write_calibration
     from estimator.records.torch_model import merge_torch_model

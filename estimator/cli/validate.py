@@ -68,7 +68,7 @@ def validate_cmd(*, format: Format = "table", wide: Wide = False) -> None:
     table = [(r.id, r.stack, r.split, r.mode, f"{r.measured_step_time_s:.4g}", f"{r.predicted_step_time_s:.4g}",
               f"{r.time_error:+.1%}", f"{r.measured_memory_gb:.4g}" if r.measured_memory_gb else "-",
               f"{r.predicted_memory_gb:.4g}", f"{r.memory_error:+.1%}" if r.memory_error is not None else "-")
-             for r in stacks.rows]
+             for r in stacks.rows if r.num_gpus == 1]  # the runs at scale are summarised below (--format json: each)
     typer.echo("\nStacks on measured training steps (" + ", ".join(stacks.files) + "):\n" + render({}, format, rows=table, headers=(
         "run", "stack", "split", "mode", "measured s", "predicted s", "time error", "measured GB", "predicted GB",
         "memory error"), width=width, optional=("mode", "measured GB", "predicted GB")))
@@ -76,8 +76,10 @@ def validate_cmd(*, format: Format = "table", wide: Wide = False) -> None:
     for s in stacks.summaries:
         memory = (f"; peak memory {s.num_memory_within_15pct} of {s.num_memory_rows} within 15%, median |error| "
                   f"{s.median_abs_memory_error:.1%}" if s.median_abs_memory_error is not None else "")
-        lines.append(f"{s.stack} {s.split.replace('_', '-')}: step time {s.num_time_within_15pct} of {s.num_rows} "
-                     f"within 15%, median |error| {s.median_abs_time_error:.1%}{memory}")
-    lines.append("train: the rows the stack's fitted constants were fitted on (benchmarks/stack_single_gpu.py --fit); "
-                 "held-out: never fitted.")
+        where = "at scale" if s.at_scale else "one device"
+        lines.append(f"{s.stack} {s.split.replace('_', '-')}, {where}: step time {s.num_time_within_15pct} of "
+                     f"{s.num_rows} within 15%, median |error| {s.median_abs_time_error:.1%}{memory}")
+    lines.append("train: the rows the stack's fitted constants were fitted on (benchmarks/stack_single_gpu.py --fit; "
+                 "at scale: read from the projects' own documents); held-out: never fitted (at scale: read from papers). "
+                 "At scale: published steps on 8 to 12,288 GPUs (stack_runs_at_scale.yaml; each row in --format json).")
     typer.echo(paragraph("\n".join(lines), width))

@@ -82,7 +82,7 @@ Schema (``schema_version: 1``; throughput in TFLOP/s = 1e12 FLOP/s, bandwidth in
         bf16: {flops_per_token: ..., tokens_per_s: ..., best_tflops: ..., median_tflops: ...,
                worst_tflops: ..., stdev_pct: ..., iterations: 10}
       notes: ["..."]               # optional
-    torch_model:                    # optional (profiler/torch_model.py, gpucost profile --torch-model SPEC):
+    torch_model:                    # optional (profiler/torch_model/step.py, gpucost profile --torch-model SPEC):
       id: mnist-mlp                 # a training step of the user's own nn.Module; full schema in
       spec: builtin:mnist-mlp       # estimator/records/torch_model.py
       params: 648010
@@ -112,7 +112,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path

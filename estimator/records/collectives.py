@@ -14,7 +14,7 @@ Schema (``schema_version: 1``; bytes, seconds, GB/s = 1e9 B/s, TFLOP/s)::
 
     collectives:
       schema_version: 1
-      benchmark_version: 1          # the measuring method (profiler/comm.py); bumped when it changes
+      benchmark_version: 1          # the measuring method (profiler/comm/worker.py); bumped when it changes
       created_utc: "2026-12-01T10:00:00Z"
       command: "gpucost profile --comm --nproc 2 --device cpu"
       partial: false                # true: interrupted; only what was measured is present
@@ -70,7 +70,7 @@ from typing import Any
 from estimator.records.checks import Check as _CalibrationCheck
 
 SCHEMA_VERSION = 1
-# The version of the measuring method (profiler/comm.py): bump it when what or how it measures changes.
+# The version of the measuring method (profiler/comm/worker.py): bump it when what or how it measures changes.
 BENCHMARK_VERSION = 1
 OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv")
 GROUPS = ("all", "intra", "inter")

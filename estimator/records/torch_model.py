@@ -1,5 +1,5 @@
 """The ``torch_model`` section of a calibration file: a training step of the user's own PyTorch
-model, timed by ``gpucost profile --torch-model SPEC`` (profiler/torch_model.py).
+model, timed by ``gpucost profile --torch-model SPEC`` (profiler/torch_model/step.py).
 
 Pure Python (no torch). The estimator reads the section through :func:`measured_samples_per_s`:
 a run of N samples of that model on the profiled device takes N / samples per second.

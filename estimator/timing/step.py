@@ -379,15 +379,22 @@ def gemm_seconds(gemms: tuple[tuple[float, float, float, float], ...], tokens: f
     return total
 
 
+#: the at-scale arguments of time_layout when neither the caller nor the stack's catalog entry sets them
+#: (the step model's fitted convention: 16-bit gradients, ZeRO 3 per layer, ZeRO 2 bucketed, no prefetch)
+SCALE_DEFAULTS = {"grad_reduce_bytes": 2.0, "sharded_per_layer": True, "zero2_per_layer": False, "prefetch": False,
+                  "grad_accumulation_bytes": 0.0}
+
+
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
                 flash_attention: bool = True, memory_gb: float | None = None,
                 constants: Constants = Constants(), e_max: float | None = None,
-                grad_reduce_bytes: float = 2.0, sharded_per_layer: bool = True, zero2_per_layer: bool = False,
-                prefetch: bool = False, stragglers: bool = False, stack: Any = None,
+                grad_reduce_bytes: float | None = None, sharded_per_layer: bool | None = None,
+                zero2_per_layer: bool | None = None, prefetch: bool | None = None, stragglers: bool = False,
+                grad_accumulation_bytes: float | None = None, stack: Any = None,
                 finetune: Any = None, compute_scale: float = 1.0) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
-    The at-scale terms take the training stack's choices as arguments (defaults: today's stack):
+    The at-scale terms take the training stack's choices as arguments (None: the stack's, else SCALE_DEFAULTS):
     ``grad_reduce_bytes`` bytes per gradient element on the data-parallel wire (2: bf16; 4: Megatron-LM's
     fp32 gradient reduction with bf16, ``accumulate_allreduce_grads_in_fp32``; FSDP's ``reduce_dtype``);
     ``sharded_per_layer``: ZeRO-3 gathers and scatters one layer at a time (FSDP wraps each block, DeepSpeed
@@ -396,9 +403,14 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ``prefetch``: each layer's collectives run beside the neighbouring layer's compute and only what is
     longer shows (:func:`sharded_exposed_s`; FSDP's forward and backward prefetch); ``stragglers``
     stretches the compute by the expected slowest host (:func:`straggler_factor`).
+    ``grad_accumulation_bytes``: bytes moved per parameter of this device every micro-batch to accumulate
+    its gradient outside the weight-gradient matmul (0: Megatron fuses it into the matmul; DeepSpeed's
+    pipeline engine adds each micro-batch's bf16 gradients into fp32 ones, ``update_hp_grads``).
     ``stack`` (a :class:`estimator.timing.stacks.StackChoice`): an eager stack's micro-batch and
     optimizer step replace the fused layer's (estimator/timing/stacks.py), and it reduces gradients in
-    its weights' dtype; None is the fused stack.
+    its weights' dtype; None is the fused stack. A stack's catalog entry sets the at-scale arguments it
+    gives (:meth:`estimator.catalog.stacks.Stack.scale_arguments`: its gradient bytes, per-layer ZeRO and
+    prefetch, gradient accumulation) where the caller gives none; what neither sets is SCALE_DEFAULTS.
 
     ``finetune`` (an :class:`estimator.model.finetune.FinetuneSpec`) with frozen weights (LoRA,
     QLoRA): their matmuls run the input-gradient backward only (one backward matmul per forward
@@ -411,6 +423,13 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ``compute_scale`` multiplies the device's own work (matmuls, elementwise, the optimizer): a
     calibration's measured step / the modelled one (estimator.timing.measured.measured_compute_scale);
     communication is not scaled."""
+    scale = {**SCALE_DEFAULTS, **(stack.stack.scale_arguments() if stack is not None else {})}
+    grad_reduce_bytes = scale["grad_reduce_bytes"] if grad_reduce_bytes is None else grad_reduce_bytes
+    sharded_per_layer = scale["sharded_per_layer"] if sharded_per_layer is None else sharded_per_layer
+    zero2_per_layer = scale["zero2_per_layer"] if zero2_per_layer is None else zero2_per_layer
+    prefetch = scale["prefetch"] if prefetch is None else prefetch
+    if grad_accumulation_bytes is None:
+        grad_accumulation_bytes = scale["grad_accumulation_bytes"]
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -520,7 +539,12 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ep_comm = layers_moe * ep_a2a * (6 + (2 if full else 0))
     pp_comm = 2 * _collective("p2p", activation / t if layout.sequence_parallel else activation, 2, inside_pp,
                               pp_node, links) if p > 1 else 0.0
-    stage = compute + tp_comm + cp_comm + ep_comm + pp_comm * layout.virtual_stages
+    # each micro-batch's gradients added into the step's outside the weight-gradient matmuls (a stream pass
+    # over this device's gradients, on the pipeline's critical path); none in an eager stack's own tables
+    params_here = (finetune.trainable_params / (t * p) if frozen else  # frozen weights have no gradient
+                   (shape.total_params - shape.expert_params) / (t * p) + shape.expert_params / (t * p * e))
+    grad_accumulation = 0.0 if eager else params_here * grad_accumulation_bytes / hbm
+    stage = compute + tp_comm + cp_comm + ep_comm + pp_comm * layout.virtual_stages + grad_accumulation
     m = layout.num_micro_batches
     bubble_factor = (p - 1) / layout.virtual_stages
     hosts = math.ceil(layout.num_devices / max(1, links.per_node))
@@ -593,6 +617,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     breakdown = {
         "compute": m * compute, "tensor_parallel": m * tp_comm, "context_parallel": m * cp_comm,
         "expert_parallel": m * ep_comm, "pipeline_p2p": m * pp_comm * layout.virtual_stages,
+        "gradient_accumulation": m * grad_accumulation,
         "pipeline_bubble": bubble_factor * stage, "stragglers": (m + bubble_factor) * stage * (slowest - 1.0),
         "data_parallel": dp_exposed, "optimizer": optimizer,
     }

@@ -1,6 +1,6 @@
 """Models built into ``gpucost profile --torch-model builtin:NAME``, to try without writing code.
 
-Each is a callable of the ``--torch-model`` kind (profiler/torch_model.py): it takes the optional
+Each is a callable of the ``--torch-model`` kind (profiler/torch_model/step.py): it takes the optional
 keywords ``batch_size`` and ``device`` and returns ``(model, (inputs, targets))``.
 
 ``builtin:mnist-mlp`` -- the MLP 784-500-500-10 of the course slides, trained on MNIST: two hidden

@@ -1,7 +1,7 @@
 """What the collective benchmark measures: the ops and their implementations, the payload dtypes,
 the message sizes and iteration budgets, the run's settings (:class:`CommConfig`), and each
 collective allocated and ready to run (:func:`prepare`). The method is described in
-:mod:`profiler.comm`; the loop that times these is :mod:`profiler.comm_bench`.
+:mod:`profiler.comm.worker`; the loop that times these is :mod:`profiler.comm.bench`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.distributed as dist
 from estimator.records.collectives import COMM_DTYPES, OPS
 from estimator.errors import GpucostError, InputError
 
-from .comm_report import DEFAULT_MARGIN_PCT
+from profiler.comm.report import DEFAULT_MARGIN_PCT
 
 TORCH_DTYPE = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 DEFAULT_DTYPES = ("bf16", "fp32")
@@ -77,7 +77,7 @@ class CommConfig:
     device: str = "auto"
     dtypes: tuple[str, ...] = DEFAULT_DTYPES
     full: bool = False
-    command: str = "profiler.comm"
+    command: str = "profiler.comm.worker"
     quiet: bool = True
     launcher: str = "torchrun"
     timeout_s: float = DEFAULT_TIMEOUT_S

@@ -2,7 +2,7 @@
 implementation, warms the groups up, runs the straggler matmul, sweeps the message sizes with a
 barrier before every timed iteration (MAX over ranks) and cross-checks the largest all_reduce
 against an independent loop. Every step ends in a small MAX all_reduce that carries the stop flag.
-Method: :mod:`profiler.comm`.
+Method: :mod:`profiler.comm.worker`.
 
 Ranks exchange their identities and straggler figures as JSON in uint8 tensors
 (:meth:`CommRun.gather`), not with ``dist.all_gather_object``: torch's object collectives need
@@ -25,16 +25,15 @@ import torch.distributed as dist
 
 from estimator.records.collectives import format_bytes
 
-from .comm_ops import (BUDGETS, BUFFERS_PER_SIZE, CROSS_CHECK_ROUNDS, EMULATION, IMPLS, MEMORY_FRACTION, TORCH_DTYPE,
-                       CommConfig, GroupCtx, element_count, prepare)
-from .comm_report import measured_row, straggler_notes, straggler_report
-from .comm_topology import Topology
-from .device import cpu_model_name
-from .kernels import matmul_kernel, matmul_precision
-from .nvml import THROTTLING_REASONS, open_device
-from .run import is_out_of_memory
-from .telemetry import Sampler, cpu_sample, read_cpu_clock_mhz, summarize
-from .timing import clock_for, measure
+from profiler.comm.ops import BUDGETS, BUFFERS_PER_SIZE, CROSS_CHECK_ROUNDS, EMULATION, IMPLS, MEMORY_FRACTION, TORCH_DTYPE, CommConfig, GroupCtx, element_count, prepare
+from profiler.comm.report import measured_row, straggler_notes, straggler_report
+from profiler.comm.topology import Topology
+from profiler.device import cpu_model_name
+from profiler.kernels import matmul_kernel, matmul_precision
+from profiler.nvml import THROTTLING_REASONS, open_device
+from profiler.run import is_out_of_memory
+from profiler.telemetry import Sampler, cpu_sample, read_cpu_clock_mhz, summarize
+from profiler.timing import clock_for, measure
 
 # -- the run --------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@
   (``my_models:build``, ``pkg.sub:Factory.make``: dots after the colon walk attributes);
 - ``path/to/file.py:callable`` -- a file, imported by path (its folder joins ``sys.path`` while it
   is imported and called, so it can import its neighbours);
-- ``builtin:mnist-mlp`` / ``builtin:resnet-50`` -- the models of profiler/builtin_models.py.
+- ``builtin:mnist-mlp`` / ``builtin:resnet-50`` -- the models of profiler/torch_model/builtin.py.
 
 **The callable** is called with the keywords it accepts among ``device`` (the ``torch.device``
 being profiled), ``batch_size`` (only when ``--micro-batch`` is given; a callable without that
@@ -53,7 +53,7 @@ interrupted by another process) and at the median step, best / median / worst TF
 the step count, the throughput of each fifth of the steps; a note when more than 5% of the steps
 were interrupted.
 
-Finding the callable: :mod:`profiler.torch_model_spec`. Errors name the SPEC in one line: InputError for what the user gave (import failure, no such
+Finding the callable: :mod:`profiler.torch_model.spec`. Errors name the SPEC in one line: InputError for what the user gave (import failure, no such
 callable, wrong return type, wrong device, a loss that is not a scalar), GpucostError for what
 happened on the device (out of memory, the step raised). Ctrl-C keeps the dtypes already timed
 and marks the section ``partial: true``.
@@ -77,10 +77,10 @@ from torch import nn
 from estimator.errors import GpucostError, InputError
 from estimator.records.torch_model import BUSY_SHARE, SLOW_STEP
 
-from .memory import DeviceMemory
-from .torch_model_spec import RETURN_FORMS as _RETURN, Resolved, _first_line, _on_path, resolve_spec
-from .run import Budget, is_out_of_memory
-from .timing import Timing, clock_for, measure
+from profiler.memory import DeviceMemory
+from profiler.torch_model.spec import RETURN_FORMS as _RETURN, Resolved, _first_line, _on_path, resolve_spec
+from profiler.run import Budget, is_out_of_memory
+from profiler.timing import Timing, clock_for, measure
 
 DEFAULT_OPTIMIZER = "AdamW(lr=0.001)"
 # Warm-up and timed seconds per dtype: thousands of steps of a small model, at least 3 of a big one.
@@ -354,7 +354,7 @@ class TorchModelStep:
 @contextlib.contextmanager
 def precision(dtype: str) -> Iterator[None]:
     """fp32 as IEEE fp32 (TF32 off for matmuls and cuDNN convolutions), tf32 with TF32 on; restored after."""
-    from .kernels import matmul_precision
+    from profiler.kernels import matmul_precision
 
     conv = getattr(torch.backends.cudnn, "conv", None)
     old = getattr(conv, "fp32_precision", None) if conv is not None else None
@@ -488,7 +488,7 @@ def _result(timing: Timing, flops_per_step: float, batch: int) -> dict[str, Any]
 def plan_dtypes(info: Any, requested: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
     """The dtypes to list and the reasons for those not measured: :func:`profiler.model.plan_dtypes`
     (fp32 on a CPU with bf16 listed as skipped, bf16 on a GPU), fp8 always skipped."""
-    from .model import plan_dtypes as model_plan
+    from profiler.model import plan_dtypes as model_plan
 
     dtypes, skipped = model_plan(info, requested)
     for name in dtypes:
@@ -623,8 +623,8 @@ def profile_torch_model(spec: str | Resolved, device: str = "auto", dtypes: Sequ
     device sweep when ``sweep`` or ``full`` (else the sweep sections are empty, as for ``--model``).
     Ctrl-C: the record says ``partial: true`` and keeps what was timed; when the model had not
     even been built and counted, there is no ``torch_model`` section."""
-    from . import run
-    from .device import describe, free_memory_bytes, resolve_device
+    from profiler import run
+    from profiler.device import describe, free_memory_bytes, resolve_device
 
     resolved = spec if isinstance(spec, Resolved) else resolve_spec(spec)
     torch_device = resolve_device(device)
@@ -634,7 +634,7 @@ def profile_torch_model(spec: str | Resolved, device: str = "auto", dtypes: Sequ
     model_dtypes, model_skipped = plan_dtypes(info, dtypes)
     if announce is not None:
         announce(info, plan, [d for d in model_dtypes if d not in model_skipped])
-    command = command or f"profiler.torch_model.profile_torch_model({resolved.spec!r})"
+    command = command or f"profiler.torch_model.step.profile_torch_model({resolved.spec!r})"
     holder: dict[str, Any] = {}
 
     def job(say: Callable[[str], None]) -> dict[str, Any]:

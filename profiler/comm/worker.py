@@ -2,7 +2,7 @@
 send/recv over torch.distributed (NCCL on CUDA GPUs, gloo on CPUs), run by every rank.
 
 :func:`run_worker` (here) is what each rank runs, under torchrun or as one of the local workers that
-:mod:`profiler.comm_launch` starts; rank 0 returns the result (the ``collectives`` section plus
+:mod:`profiler.comm.launch` starts; rank 0 returns the result (the ``collectives`` section plus
 its own device record), the other ranks ``None``. Method (nccl-tests ``doc/PERFORMANCE.md`` and
 stas00's ``all_reduce_bench.py``):
 
@@ -17,13 +17,13 @@ stas00's ``all_reduce_bench.py``):
 - every step ends in a small MAX all_reduce that also carries each rank's stop flag (Ctrl-C), so
   all ranks stop at the same point and the run is never left waiting in a collective;
 - with more than one node, the intra-node and inter-node groups are measured as well
-  (:mod:`profiler.comm_topology`); before the sweep every rank runs the same matmul at the same
+  (:mod:`profiler.comm.topology`); before the sweep every rank runs the same matmul at the same
   moment (stragglers); after the world all_reduce sweep, an independent timing loop of plain
   ``dist.all_reduce`` calls on the largest size cross-checks the benchmark's figure.
 
-Modules: :mod:`profiler.comm_ops` (ops, sizes, budgets, settings), :mod:`profiler.comm_bench` (the
+Modules: :mod:`profiler.comm.ops` (ops, sizes, budgets, settings), :mod:`profiler.comm.bench` (the
 loop each rank runs), this one (a rank's start, signals and the record rank 0 returns),
-:mod:`profiler.comm_report` (rows and summaries), :mod:`profiler.comm_launch` (local workers).
+:mod:`profiler.comm.report` (rows and summaries), :mod:`profiler.comm.launch` (local workers).
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ import torch.distributed as dist
 from estimator.records.collectives import OPS
 from estimator.errors import GpucostError, InputError
 
-from .comm_bench import CommRun, _bytes, _first_line, _Stop, _telemetry
-from .comm_ops import CommConfig, backend_for, check_dtypes, comm_device, message_sizes
-from .comm_report import build_section
-from .comm_topology import Topology, plan_groups
-from .nvml import THROTTLING_REASONS
-from .progress import ProgressBar
-from .telemetry import DEFAULT_INTERVAL_S, Sampler, summarize
+from profiler.comm.bench import CommRun, _bytes, _first_line, _Stop, _telemetry
+from profiler.comm.ops import CommConfig, backend_for, check_dtypes, comm_device, message_sizes
+from profiler.comm.report import build_section
+from profiler.comm.topology import Topology, plan_groups
+from profiler.nvml import THROTTLING_REASONS
+from profiler.progress import ProgressBar
+from profiler.telemetry import DEFAULT_INTERVAL_S, Sampler, summarize
 
 
 @contextlib.contextmanager
@@ -199,7 +199,7 @@ def run_worker(config: CommConfig, launch: Launch,
         return None
     from estimator.catalog.core import load_catalog
 
-    from .device import describe
+    from profiler.device import describe
 
     try:
         catalog = load_catalog()

@@ -1,4 +1,4 @@
-"""Finding the callable a ``--torch-model SPEC`` names (profiler/torch_model.py says what a SPEC is
+"""Finding the callable a ``--torch-model SPEC`` names (profiler/torch_model/step.py says what a SPEC is
 and what the callable returns): ``module:callable``, ``path/to/file.py:callable`` or
 ``builtin:NAME``. Imports the module, never calls the callable; every error is an InputError naming
 the SPEC in one line, with a close match where there is one.
@@ -63,7 +63,7 @@ def resolve_spec(spec: str, cwd: str | Path | None = None) -> Resolved:
     """Find the callable that SPEC names (imports its module; does not call it). Raises
     InputError naming the SPEC: bad syntax, unknown builtin, module or file not found, import
     failed, no such attribute, not callable."""
-    from .builtin_models import BUILTINS
+    from profiler.torch_model.builtin import BUILTINS
 
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"--torch-model needs a SPEC; {_syntax()}")

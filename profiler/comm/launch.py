@@ -1,9 +1,9 @@
 """Start N local workers for the collective benchmark (``gpucost profile --comm --nproc N``).
 
 The launcher (the ``gpucost`` process) holds a TCPStore on a free localhost port (port 0: the
-system picks it, so runs never collide) and starts ``python -m profiler.comm_launch`` N times, in
+system picks it, so runs never collide) and starts ``python -m profiler.comm.launch`` N times, in
 their own sessions, with RANK / WORLD_SIZE / LOCAL_RANK set as torchrun would. Each worker joins the
-store, runs :func:`profiler.comm.run_worker`, and writes ``rank<R>.json`` (status, error, and for
+store, runs :func:`profiler.comm.worker.run_worker`, and writes ``rank<R>.json`` (status, error, and for
 rank 0 the result) to a private temporary folder. Rank 0's stderr is the launcher's (progress);
 the others' goes to files, quoted when a worker fails.
 
@@ -32,7 +32,8 @@ from typing import Any
 
 from estimator.errors import GpucostError, InputError
 
-from .comm import CommConfig, Launch, run_worker
+from profiler.comm.ops import CommConfig
+from profiler.comm.worker import Launch, run_worker
 
 # A worker is started with this bootstrap: it takes SIGINT/SIGTERM (as a stop request) before it
 # imports torch, so a Ctrl-C during start-up cannot kill one worker and leave the others waiting
@@ -45,7 +46,7 @@ _BOOTSTRAP = (
     "stop = []\n"
     "for s in (signal.SIGINT, signal.SIGTERM):\n"
     "    signal.signal(s, lambda n, f: stop.append(n))\n"
-    "from profiler.comm_launch import worker_main\n"
+    "from profiler.comm.launch import worker_main\n"
     "sys.exit(worker_main(sys.argv[1:], stopped=lambda: bool(stop)))\n"
 )
 
@@ -200,7 +201,7 @@ def launch_local(config: CommConfig, nproc: int, *, cuda: bool) -> tuple[dict[st
 
 
 def worker_main(argv: list[str], stopped: Any = None) -> int:
-    """One local worker: ``python -m profiler.comm_launch CONFIG.json FOLDER`` (or the bootstrap
+    """One local worker: ``python -m profiler.comm.launch CONFIG.json FOLDER`` (or the bootstrap
     above, which passes ``stopped``: whether a stop signal arrived before the benchmark started)."""
     import torch.distributed as dist
 
