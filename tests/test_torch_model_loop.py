@@ -55,7 +55,7 @@ def test_the_estimate_of_a_users_hf_llama_is_its_training_loop(cli, tmp_path, mo
     import yaml
 
     from profiler.run import Budget
-    from profiler.torch_model import profile_torch_model
+    from profiler.torch_model.step import profile_torch_model
 
     monkeypatch.chdir(ROOT)
     record = profile_torch_model("benchmarks/user_llama.py:micro_llama", device="cpu", dtypes=["fp32"],
