@@ -100,12 +100,12 @@ def _rate(request: EstimateRequest, acc: Accelerator, work: Workload | None, rec
     if record is not None:
         from estimator.timing.measured import calibrated_throughput, measured_sample_rate
 
-        if work is not None and work.samples is not None:  # the file timed this model's own training step
+        if work is not None:  # the file timed this model's own training step (torch_model)
             rate = measured_sample_rate(record, work, acc, request.precision, num_gpus=num_gpus, warnings=warnings)
             if rate is not None:
                 return rate
         rate, file_warnings, _ = calibrated_throughput(record, acc, request.precision, num_gpus=num_gpus,
-                                                       model=work.model if work else None)
+                                                       model=work.model if work else None, work=work)
         warnings.extend(file_warnings)
         return rate
     size = size or work
@@ -143,6 +143,12 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     peak_for(acc, request.precision)
     price = resolve_price(acc, price=request.price, provider=request.provider, catalog=catalog)
 
+    if record is not None and request.architecture_known and request.seq_len is None:
+        from estimator.timing.measured import profiled_seq_len  # the user's own model, timed at its length
+
+        torch_seq = profiled_seq_len(record, model_size(request, catalog), request.precision)
+        if torch_seq is not None:
+            request = request.with_(seq_len=torch_seq)
     if record is not None and request.architecture_known:  # the model's own measured step counts detailed FLOPs
         from estimator.timing.measured import measured_model_step
 
@@ -152,14 +158,16 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
 
     num_gpus = request.num_gpus or 1
     devices_source = ""
-    # the step model times the run when the architecture is known and nothing fixes the rate; a
-    # calibration file only when it measured the fabric (--comm) and the run spans devices (a single
-    # device takes the file's own training step, the flat model)
+    # the step model times the run when the architecture is known and nothing fixes the rate; with a
+    # calibration file when the run spans devices (its measured compute per device, the fabric it
+    # measured with --comm or the system's): a single device takes the file's own training step (the
+    # flat model), and so does a device with no datasheet peak or system (a CPU)
     rate_given = (request.mfu is not None or request.tflops is not None or request.gpu_hours is not None
                   or request.measured_time_s is not None)
+    calibrated_scale = record is not None and acc.peak_for(request.precision) is not None
     step_wanted = request.time_model is TimeModel.STEP or (
         request.time_model is None and request.architecture_known and not rate_given
-        and (record is None or bool(record.collectives)))
+        and (record is None or calibrated_scale))
     scope_factor, scope_source = 1.0, ""
     if request.scope == "all":
         from estimator.timing.utilisation import SCOPE_OVERHEAD, SCOPE_OVERHEAD_SOURCE
@@ -183,7 +191,7 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
                           "above one; set --num-gpus)")
     use_step = step_wanted and arch_known and (
         record is None or request.time_model is TimeModel.STEP
-        or (bool(record.collectives) and (request.deadline_s is not None or num_gpus > 1)))
+        or (calibrated_scale and (request.deadline_s is not None or num_gpus > 1)))
 
     plan: dict[str, Any] | None = None
     step = None

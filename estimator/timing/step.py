@@ -391,7 +391,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                 grad_reduce_bytes: float | None = None, sharded_per_layer: bool | None = None,
                 zero2_per_layer: bool | None = None, prefetch: bool | None = None, stragglers: bool = False,
                 grad_accumulation_bytes: float | None = None, stack: Any = None,
-                finetune: Any = None) -> StepTime:
+                finetune: Any = None, compute_scale: float = 1.0) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
     The at-scale terms take the training stack's choices as arguments (None: the stack's, else SCALE_DEFAULTS):
@@ -418,7 +418,11 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     NF4 weight before each forward and backward use (HBM-bound: read 4.127 bits, write 2 bytes per
     weight, one kernel per matrix), the gradient reduction and optimizer step cover the adapters, and
     ZeRO-3 gathers the frozen weights as stored. Model FLOPs (the MFU numerator) are the fine-tune's
-    own count (FinetuneSpec.train_model_per_token)."""
+    own count (FinetuneSpec.train_model_per_token).
+
+    ``compute_scale`` multiplies the device's own work (matmuls, elementwise, the optimizer): a
+    calibration's measured step / the modelled one (estimator.timing.measured.measured_compute_scale);
+    communication is not scaled."""
     scale = {**SCALE_DEFAULTS, **(stack.stack.scale_arguments() if stack is not None else {})}
     grad_reduce_bytes = scale["grad_reduce_bytes"] if grad_reduce_bytes is None else grad_reduce_bytes
     sharded_per_layer = scale["sharded_per_layer"] if sharded_per_layer is None else sharded_per_layer
@@ -528,6 +532,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                           timed.host_s + (adapter_kernels + dequant_kernels - skipped) * host_per)
         else:
             compute += device_delta
+    fwd, recompute, head_time, compute = (x * compute_scale for x in (fwd, recompute, head_time, compute))
     num_layers_stage = layers_total / p * uneven
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
@@ -592,6 +597,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
         from estimator.timing.stacks import optimizer_seconds
 
         optimizer = optimizer_seconds(stack, dense_params + expert_params, hbm) / shard
+    optimizer *= compute_scale
 
     step_time = pipeline_time + dp_exposed + optimizer
     tokens_step = layout.global_batch * s
@@ -970,6 +976,13 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     shape = shape_of(arch, seq_len)
     finetune = getattr(work, "finetune", None)
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
+    compute_scale, scale_note, scale_warnings = 1.0, "", []
+    if calibration is not None:  # the device's own measured step sets the compute (the links stay)
+        from estimator.timing.measured import measured_compute_scale
+
+        compute_scale, scale_note, scale_warnings = measured_compute_scale(
+            calibration, work, acc, request.precision, links, e_max=e_max, flash_attention=flash, constants=constants,
+            stack=stack)
     reserve_gb = stack.stack.allocator_reserve_gb  # CUDA context, NCCL buffers, allocator slack
     usable_gb = usable_memory_gb(acc, stack)
     # ZeRO 1 (the distributed optimizer) moves the same bytes as plain data parallelism and holds
@@ -998,7 +1011,8 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
             if checked > MAX_CANDIDATES:
                 break
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
-                                       e_max=e_max, flash_attention=flash, stack=stack, finetune=finetune))
+                                       e_max=e_max, flash_attention=flash, stack=stack, finetune=finetune,
+                                       compute_scale=compute_scale))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         also_zero2 = zero == 1 and fixed["zero_stage"] is None  # ZeRO 2: the same time, less memory
         for candidate in pending:
@@ -1057,7 +1071,9 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     ]
     stack_lines, report = _stack_assumptions(request, stack, shape, best.layout, acc, e_max, flash, finetune)
     assumptions[5:5] = stack_lines
-    warnings = []
+    if scale_note:
+        assumptions.insert(4, scale_note)  # after the matmul rate it scales
+    warnings = list(scale_warnings)
     if best.layout.zero_stage == 3 and 2 in closest:
         warnings.append(f"no layout fits with ZeRO 1 or 2 (the closest needs {closest[2]:.1f} GB of {usable_gb:.1f} "
                         f"GB usable), so this one shards the weights too (ZeRO 3) and all-gathers them every "
