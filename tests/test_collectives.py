@@ -24,7 +24,7 @@ from estimator.errors import CatalogError
 def report():
     """profiler/comm/report.py (pure, but importing the profiler package imports torch)."""
     pytest.importorskip("torch")
-    from profiler.comm.worker import report as comm_report
+    from profiler.comm import report as comm_report
 
     return comm_report
 
