@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from estimator.catalog.core import load_catalog  # noqa: E402
-from estimator.timing.step import Constants  # noqa: E402
+from estimator.timing.roofline import Constants  # noqa: E402
 from estimator.catalog.systems import load_layout_runs  # noqa: E402
 from estimator.validation.layouts import check_layout_run  # noqa: E402
 

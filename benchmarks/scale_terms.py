@@ -39,12 +39,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import holdout_stacks  # noqa: E402
 
+import estimator.timing.comm as comm  # noqa: E402
 import estimator.timing.step as step  # noqa: E402
 from estimator.catalog.fields import load_yaml_file  # noqa: E402
 
 
 SETTINGS = {
-    "no stack terms (the step model's defaults)": lambda row: dict(step.SCALE_DEFAULTS),
+    "no stack terms (the step model's defaults)": lambda row: dict(comm.SCALE_DEFAULTS),
     "the stacks' catalog terms (--stack)": lambda row: {},
     "+ Megatron fp32 gradients, no overlap": lambda row: {"grad_reduce_bytes": 4.0} if row["stack"] == "megatron" else {},
     "+ Composer PURE rows in bf16": lambda row: {"grad_reduce_bytes": 2.0} if row.get("grad_reduce_dtype") == "bf16" else {},

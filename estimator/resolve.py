@@ -10,7 +10,7 @@ flat one (FLOPs = devices x seconds x achieved FLOP/s per device). Both count go
 so the answer's wall-clock is within the deadline and its cost within the budget.
 
 Without ``--num-gpus``, a model with an architecture is answered on the fewest devices on which a
-layout fits memory (:func:`estimator.timing.step.fewest_devices`).
+layout fits memory (:func:`estimator.timing.search.fewest_devices`).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     step = None
     rate = None
     if use_step:
-        from estimator.timing.step import step_estimate
+        from estimator.timing.search import step_estimate
 
         goodput = request.goodput if request.goodput is not None else _default_goodput()
         overhead = scope_factor / goodput  # wall-clock per second of training
@@ -327,9 +327,9 @@ def _default_goodput() -> float:
 
 
 def _fewest(request: EstimateRequest, work: Workload, acc: Accelerator, catalog: Catalog, warnings: list[str]) -> int:
-    """The fewest devices on which a layout of ``work`` fits (:func:`estimator.timing.step.fewest_devices`);
+    """The fewest devices on which a layout of ``work`` fits (:func:`estimator.timing.search.fewest_devices`);
     for an accelerator without a system in the catalog, the memory model's lower bound."""
-    from estimator.timing.step import fewest_devices
+    from estimator.timing.search import fewest_devices
 
     try:
         catalog.system_for(acc.id, request.system)
@@ -343,8 +343,8 @@ def _devices_for_deadline_step(request: EstimateRequest, work: Workload, acc: Ac
     """(devices, their step estimate): the fewest planned devices (powers of two within a node, whole
     nodes above it) whose wall-clock by the step model, goodput and scope included, is within the
     deadline: from the fewest that hold the run, doubling, then bisecting over whole nodes
-    (:func:`estimator.timing.step.search_devices`)."""
-    from estimator.timing.step import MAX_PLANNED_DEVICES, fewest_devices, search_devices
+    (:func:`estimator.timing.search.search_devices`)."""
+    from estimator.timing.search import MAX_PLANNED_DEVICES, fewest_devices, search_devices
 
     system = catalog.system_for(acc.id, request.system)
     per_node = system.scale_up_group
@@ -388,7 +388,7 @@ def _devices_for_budget_and_deadline(request: EstimateRequest, work: Workload, a
                                      hours: float, timed: Any, warnings: list[str]) -> tuple[int, Any]:
     """(devices, their step estimate) for a budget of ``hours`` device-hours spent within the deadline:
     the fewest planned devices, at least those that hold the run, with hours / devices <= deadline."""
-    from estimator.timing.step import MAX_PLANNED_DEVICES, device_counts, fewest_devices
+    from estimator.timing.search import MAX_PLANNED_DEVICES, device_counts, fewest_devices
 
     per_node = catalog.system_for(acc.id, request.system).scale_up_group
     needed = max(fewest_devices(request, work, acc, catalog), math.ceil(hours * 3600.0 / request.deadline_s - 1e-9))
@@ -417,7 +417,7 @@ def _smooth_between(low: int, high: int) -> list[int]:
 def _whole_nodes(request: EstimateRequest, acc: Accelerator, catalog: Catalog, num_gpus: int) -> int:
     """``num_gpus`` rounded up to a planned count (a power of two within a node, whole nodes above
     one) on the accelerator's system; as it is when the catalog has no system for it."""
-    from estimator.timing.step import device_counts
+    from estimator.timing.search import device_counts
 
     try:
         per_node = catalog.system_for(acc.id, request.system).scale_up_group

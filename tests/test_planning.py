@@ -12,7 +12,7 @@ from estimator.catalog.core import load_catalog
 from estimator.errors import InputError
 from estimator.numbers import parse_seq_len
 from estimator.request import EstimateRequest
-from estimator.timing.step import fewest_devices, leanest_layout, search_devices, step_estimate, usable_memory_gb
+from estimator.timing.search import fewest_devices, leanest_layout, search_devices, step_estimate, usable_memory_gb
 from estimator.vocab import ORDINARY_SEQ_LEN, resolve_seq_len
 from estimator.workload import build_workload
 

@@ -10,9 +10,9 @@ import pytest
 from estimator.catalog.core import load_catalog
 from estimator.model.hf_config import load_architecture
 from estimator.timing.layout import Layout
-from estimator.timing.step import (NCCL_BASE_LATENCY_S, NCCL_NET_HOP_S, NCCL_NVLINK_HOP_S, SLOW_HOST_EXCESS,
-                            SLOW_HOST_SHARE, _collective, links_for, ring_latency_s, shape_of, sharded_exposed_s,
-                            straggler_factor, time_layout)
+from estimator.timing.comm import NCCL_BASE_LATENCY_S, NCCL_NET_HOP_S, NCCL_NVLINK_HOP_S, SLOW_HOST_EXCESS, SLOW_HOST_SHARE, _collective, links_for, ring_latency_s, sharded_exposed_s, straggler_factor
+from estimator.timing.roofline import shape_of
+from estimator.timing.step import time_layout
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_unfused_gradient_accumulation_is_one_stream_pass_per_micro_batch(dgx_a1
     """DeepSpeed's pipeline engine adds each micro-batch's bf16 gradients into fp32 ones (12 B per
     parameter, catalogs/stacks.yaml): m passes over this device's parameters at the HBM stream rate,
     on every stage and in the bubble, and none where the matmul accumulates (Megatron's fusion)."""
-    from estimator.timing.step import HBM_EFFICIENCY
+    from estimator.timing.roofline import HBM_EFFICIENCY
 
     catalog, acc, links = dgx_a100
     layout = Layout(tensor_parallel=8, pipeline_parallel=4, data_parallel=8, micro_batch=1, global_batch=256,

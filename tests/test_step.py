@@ -13,7 +13,9 @@ from estimator import EstimateRequest, estimate, load_catalog
 from estimator.errors import InputError
 from estimator.model.hf_config import architecture_for_model
 from estimator.timing.layout import Layout, group_span
-from estimator.timing.step import (DP_OVERLAP, ELEMENTWISE_BYTES_PER_HIDDEN, KERNEL_OVERHEAD_S, Constants, links_for, shape_of, time_layout)
+from estimator.timing.roofline import DP_OVERLAP, ELEMENTWISE_BYTES_PER_HIDDEN, KERNEL_OVERHEAD_S, Constants, shape_of
+from estimator.timing.comm import links_for
+from estimator.timing.step import time_layout
 from estimator.validation.layouts import validate_step
 
 ROOT = Path(__file__).resolve().parents[1]

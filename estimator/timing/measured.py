@@ -42,6 +42,9 @@ from estimator.catalog.core import Catalog
 from estimator.errors import InputError
 from estimator.numbers import count
 from estimator.records.torch_model import TorchModelRecord
+from estimator.timing.layout import Layout
+from estimator.timing.roofline import shape_of
+from estimator.timing.step import time_layout
 from estimator.timing.throughput import Throughput, ThroughputKind
 
 PEAK_EDGE_TFLOPS = 500.0  # the peak classes below: dense 16-bit peak under or at least 500 TFLOP/s
@@ -362,11 +365,9 @@ def measured_compute_scale(record: Calibration, work: Any, acc: Accelerator, pre
     work and the optimizer). Every layout's per-device work is scaled by it; its communication and
     pipeline bubble are modelled as before (on the file's measured links where it has a
     ``collectives`` section). A file without that model's step: 1 (its best matmul already sets
-    the matmul rate, :func:`estimator.timing.step.matmul_fraction`). ``stack`` is the request's
+    the matmul rate, :func:`estimator.timing.roofline.matmul_fraction`). ``stack`` is the request's
     training stack, so that the ratio corrects what the stack's model leaves out, not the stack.
     Raises InputError when the file measured nothing at ``precision``."""
-    from estimator.timing.layout import Layout
-    from estimator.timing.step import shape_of, time_layout
 
     warnings: list[str] = []
     measured = measured_device_step(record, work, precision)

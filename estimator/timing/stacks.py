@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING
 from estimator.catalog.stacks import Stack
 from estimator.errors import InputError
 from estimator.model.arch import Architecture
+from estimator.timing.roofline import Shape, gemm_seconds
 
 if TYPE_CHECKING:
     from estimator.request import EstimateRequest
-    from estimator.timing.step import Shape
 
 FLASH_BACKWARD_RATIO = 2.5  # FlashAttention backward FLOPs / forward (5 matmuls vs 2; Dao 2023 section 3.1)
 ADAMW_TENSORS_READ, ADAMW_TENSORS_WRITTEN = 4, 3  # weight, gradient, m, v read; weight, m, v written
@@ -245,7 +245,6 @@ class StackTime:
 def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute: str, flop_rate: float, peak_flops: float,
                   hbm_bytes_per_s: float) -> StackTime:
     """Seconds of one micro-batch of ``tokens`` tokens of an eager stack on one device (module docstring)."""
-    from estimator.timing.step import gemm_seconds
 
     arch = shape.arch
     t = choice.stack

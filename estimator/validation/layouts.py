@@ -17,7 +17,9 @@ from estimator.model.arch import Architecture
 from estimator.catalog.core import Catalog, load_catalog
 from estimator.errors import InputError
 from estimator.timing.layout import Layout
-from estimator.timing.step import Constants, layout_memory_gb, links_for, shape_of, time_layout
+from estimator.timing.roofline import Constants, shape_of
+from estimator.timing.step import layout_memory_gb, time_layout
+from estimator.timing.comm import links_for
 from estimator.vocab import RECOMPUTE_MODES
 
 UNFUSED_ATTENTION_SOURCES = ("narayanan2021", "korthikanti2022")
