@@ -2,7 +2,7 @@
 
     python benchmarks/fit_step_model.py          # prints the grid optimum and its errors
 
-The constants (estimator/timing/step.py, each with a physical meaning):
+The constants (estimator/timing/roofline.py, each with a physical meaning):
   kernel_overhead_s             launch and tail of one matmul kernel (s)
   elementwise_bytes_per_hidden  HBM bytes per token per hidden unit per layer of elementwise work
   dp_overlap                    share of data-parallel gradient traffic hidden behind backward
