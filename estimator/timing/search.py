@@ -16,7 +16,6 @@ from estimator.timing.layout import Layout, candidates
 from estimator.request import EstimateRequest
 from estimator.timing.roofline import HBM_EFFICIENCY, Constants, Shape, StepTime, matmul_fraction, shape_of
 from estimator.timing.comm import links_for
-from estimator.timing.measured import measured_compute_scale
 from estimator.timing.stacks import eager_compute, stack_choice, stack_report
 from estimator.timing.step import eager_memory, layout_memory, layout_memory_gb, time_layout
 ERROR_BAND = 0.15  # the printed band around a step-model estimate (see `gpucost validate`)
@@ -324,6 +323,8 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     e_max, e_source = matmul_fraction(acc, request.precision, calibration)
     compute_scale, scale_note, scale_warnings = 1.0, "", []
     if calibration is not None:  # the device's own measured step sets the compute (the links stay)
+        # imported here, not at the top: the calibration records cost start-up time (benchmarks/cold_start.py)
+        from estimator.timing.measured import measured_compute_scale
 
         compute_scale, scale_note, scale_warnings = measured_compute_scale(
             calibration, work, acc, request.precision, links, e_max=e_max, flash_attention=flash, constants=constants,
