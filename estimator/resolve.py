@@ -174,7 +174,6 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
 
         scope_factor, scope_source = SCOPE_OVERHEAD, SCOPE_OVERHEAD_SOURCE
 
-    planning = request.budget_usd is not None or request.deadline_s is not None
     if request.budget_usd is not None:
         size = None if request.chinchilla else model_size(request, catalog)
         # a provisional workload (the tokens are what the budget answers) for the layout and step

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from calibration_samples import gpu_record
-from estimator.records.calibration import Calibration, Measurement, read_calibration, summary_rows, validate_calibration
+from estimator.records.calibration import Calibration, read_calibration, summary_rows, validate_calibration
 from estimator.errors import CatalogError
 
 DATA = Path(__file__).resolve().parent / "data" / "h200-2026-12"

@@ -62,11 +62,9 @@ from estimator.model.arch import Architecture
 from estimator.catalog.records import Accelerator
 from estimator.errors import InputError
 from estimator.timing.layout import Layout, group_span
-from estimator.timing.roofline import (HBM_EFFICIENCY, KERNEL_OVERHEAD_S, OPTIMIZER_BYTES_PER_PARAM, SOFTMAX_BYTES_PER_SCORE,
-                                       Constants, Shape, StepTime, _matmul_seconds, gemm_seconds, matmul_fraction,
-                                       shape_of)
-from estimator.timing.comm import (SCALE_DEFAULTS, Links, _collective, links_for, ring_latency_s, sharded_exposed_s,
-                                   straggler_factor)
+from estimator.timing.roofline import (HBM_EFFICIENCY, OPTIMIZER_BYTES_PER_PARAM, SOFTMAX_BYTES_PER_SCORE, Constants,
+                                       Shape, StepTime, _matmul_seconds, gemm_seconds, matmul_fraction)
+from estimator.timing.comm import SCALE_DEFAULTS, Links, _collective, sharded_exposed_s, straggler_factor
 from estimator.timing.stacks import eager_compute, optimizer_seconds, stack_memory
 
 
