@@ -64,7 +64,10 @@ OUTPUT = ROOT / "benchmarks" / "compile_probe.yaml"
 # so that no flattened activation has a weight's shape (weight copies are told apart by shape)
 GRID = [(128, 384, 4, 2, 48, 2, 512), (256, 384, 4, 2, 48, 2, 512), (128, 768, 4, 2, 48, 2, 512),
         (128, 384, 4, 4, 48, 2, 512), (128, 384, 4, 2, 48, 4, 512), (128, 384, 4, 2, 48, 2, 1024)]
-NO_KV_GRID = [p for p in GRID if p[3] == 2]  # GPT-2 and BERT have as many KV heads as heads
+# GPT-2 and BERT have as many KV heads as heads; two more points tell their position tables (4096 x h
+# parameters, whose gradients and casts do not scale with the tokens) from the per-token terms
+NO_KV_GRID = [p for p in GRID if p[3] == 2] + [(192, 384, 4, 2, 48, 2, 512), (128, 384, 4, 2, 48, 3, 512)]
+POSITIONS = 4096  # stack_probe.FAMILIES' max_position_embeddings / n_positions
 
 _NODES: list[dict] = []  # scheduler nodes of the graphs compiled since the last reset
 
@@ -138,7 +141,10 @@ def _summarise(nodes: list[dict], phase: str, logits_numel: int, vocab: int) -> 
            f"bytes.{phase}.fused": 0.0, f"cpu_outer_loop_merges.{phase}": 0.0, f"logits_buffers.{phase}": 0.0}
     for node in nodes:
         logits = "logits_tangents" if node["kind"] == "tangent" else "logits_buffers"
-        if node["kind"] != "tangent":
+        if node["kind"] == "tangent":  # every output's gradient, the logits' and the KV cache's among them
+            out[f"tangents.{phase}"] = out.get(f"tangents.{phase}", 0.0) + sum(
+                math.prod(shape) * size for shape, size in node["outs"])
+        else:
             out[f"kernels.{phase}.{node['kind']}"] += node["kernels"]
             out[f"bytes.{phase}.{node['kind']}"] += node["bytes"]
             out[f"cpu_outer_loop_merges.{phase}"] += node["merged"]
@@ -222,6 +228,130 @@ def per_layer(family: str, point: tuple[int, ...], mode: str) -> tuple[dict[str,
 
 
 PER_PARAM = ("saved.parameter", "saved.weight_copy")
+#: the probed family whose fit is catalogs/stacks.yaml's layer kind (qwen2 is a check on llama's kind),
+#: and the catalog's mode names
+KINDS = {"llama": "gated_rmsnorm", "gpt2": "gelu_tanh_layernorm", "bert": "gelu_layernorm"}
+MODES = {"amp": "amp", "purebf16": "bf16"}
+SAVED = ("saved.bfloat16", "saved.float32", "saved.int64")
+
+
+def _coef(fits: dict, keys: tuple[str, ...], width: str) -> float:
+    return sum(fits.get(key, {}).get(width, 0.0) for key in keys)
+
+
+def _row(fits: dict, keys: tuple[str, ...], widths: tuple[str, ...]) -> dict[str, float]:
+    """{width: coefficient} summed over keys, rounded to 0.1 B; terms under 0.05 B dropped (fit noise)."""
+    row = {w: round(_coef(fits, keys, w), 1) for w in widths}
+    return {w: v for w, v in row.items() if v >= 0.05}
+
+
+def catalog_tables(families: dict) -> dict[str, dict]:
+    """catalogs/stacks.yaml's ``compiled_*`` tables from the probe's fits (``families`` of
+    benchmarks/compile_probe.yaml): what tests/test_stacks.py checks the catalog against.
+
+    * saved per layer: bf16 + fp32 (+ int64) per token (autocast's weight copies apart, per parameter);
+      outside: per token (one, hidden); per logit: ``compiled_logits.saved``;
+    * logits peak (bytes per logit live at the loss backward): the saved logits, the logits gradient
+      the backward graph allocates and the gradient autograd passes in for the logits output;
+    * output gradients per layer: what autograd passes in for the layers' other outputs of the compiled
+      model (the KV cache the model returns), zeros allocated when the backward starts;
+    * traffic: the fused kernels' bytes (matmuls and attention are timed apart), per token per layer,
+      per weight of a layer (the params_per_token coefficient: the bf16 casts) and of the embedding
+      table, which is the tied head (vocab_params_per_token: its cast and its gradient's scatter),
+      and outside per token and logit; a negative fit of a term that is not there is written 0;
+    * kernels: extern + fused launches per layer, and outside forward and backward (the eager AdamW
+      step's kernels with the backward's).
+    """
+    tables: dict[str, dict] = {name: {} for name in (
+        "compiled_saved_bytes_per_token_per_layer", "compiled_saved_bytes_per_token_outside",
+        "compiled_traffic_bytes_per_token_per_layer", "compiled_weight_traffic_bytes_per_param",
+        "compiled_traffic_bytes_per_token_outside", "compiled_kernels_per_layer", "compiled_kernels_outside",
+        "compiled_logits", "compiled_output_grad_bytes_per_token_per_layer")}
+    for family, kind in KINDS.items():
+        for probed, mode in MODES.items():
+            entry = families[family][probed]
+            layer, rest = entry["layer"], entry["outside_layers"]
+            widths = ("hidden", "ffn", "kv_dim") if family == "llama" else ("hidden", "ffn")
+            put = {name: table.setdefault(kind, {}) for name, table in tables.items()}
+            put["compiled_saved_bytes_per_token_per_layer"][mode] = _row(layer, SAVED, widths)
+            put["compiled_saved_bytes_per_token_outside"][mode] = _row(rest, SAVED, ("one", "hidden"))
+            put["compiled_traffic_bytes_per_token_per_layer"][mode] = {
+                phase: _row(layer, (f"bytes.{phase}.fused",), widths) for phase in ("forward", "backward")}
+            put["compiled_weight_traffic_bytes_per_param"][mode] = {
+                **{phase: max(0.0, round(_coef(layer, (f"bytes.{phase}.fused",), "params_per_token"), 1))
+                   for phase in ("forward", "backward")},
+                **{f"embedding_{phase}": max(0.0, round(_coef(rest, (f"bytes.{phase}.fused",), "vocab_params_per_token"), 1))
+                   for phase in ("forward", "backward")}}
+            put["compiled_traffic_bytes_per_token_outside"][mode] = {
+                phase: _row(rest, (f"bytes.{phase}.fused",), ("one", "hidden", "vocab")) for phase in ("forward", "backward")}
+            put["compiled_kernels_per_layer"][mode] = {
+                phase: round(_coef(layer, (f"kernels.{phase}.extern", f"kernels.{phase}.fused"), "one"))
+                for phase in ("forward", "backward")}
+            optimizer = tuple(k for k in rest if k.startswith("kernels.optimizer."))
+            put["compiled_kernels_outside"][mode] = {
+                "forward": round(_coef(rest, ("kernels.forward.extern", "kernels.forward.fused"), "one")),
+                "backward": round(_coef(rest, ("kernels.backward.extern", "kernels.backward.fused", *optimizer), "one"))}
+            saved = round(_coef(rest, SAVED, "vocab"), 1)
+            peak = saved + _coef(rest, ("logits_buffers.backward", "logits_tangents.backward"), "vocab")
+            put["compiled_logits"][mode] = {"saved": saved, "peak": round(peak, 1)}
+            put["compiled_output_grad_bytes_per_token_per_layer"][mode] = _row(layer, ("tangents.backward",), widths)
+    return tables
+
+
+def _outside_features(family: str, point: tuple[int, ...], tokens: int) -> dict[str, float]:
+    """Per-token features of what lies outside the layers: per token, hidden, per logit, and the tables
+    whose gradients and casts scale with their size (the embedding and tied head, V x h; GPT-2's and
+    BERT's position tables, max_position_embeddings x h; BERT's head transform, h x h)."""
+    hidden, vocab = point[0], point[6]
+    return {"one": 1.0, "hidden": hidden, "vocab": vocab, "vocab_params_per_token": vocab * hidden / tokens,
+            "position_params_per_token": POSITIONS * hidden / tokens if family in ("gpt2", "bert") else 0.0,
+            "square_params_per_token": hidden * hidden / tokens if family == "bert" else 0.0}
+
+
+def _outside_basis(family: str) -> tuple[str, ...]:
+    basis = ("one", "hidden", "vocab", "vocab_params_per_token")
+    if family in ("gpt2", "bert"):
+        basis += ("position_params_per_token",)
+    return basis + (("square_params_per_token",) if family == "bert" else ())
+
+
+def fit_entry(family: str, points: list[dict]) -> dict:
+    """The fits of one family and mode from its grid points' raw totals (see the module docstring)."""
+    gated = family not in ("gpt2", "bert")
+    entry: dict = {"layer": {}, "outside_layers": {}}
+    for part in ("layer", "outside_layers"):
+        for key in sorted({k for p in points for k in p[part]} - {"params"}):
+            counted = key.startswith(("kernels.", "cpu_outer_loop_merges."))
+            rows = []
+            for p in points:
+                point, tokens, row = tuple(p["point"]), p["tokens"], p[part]
+                f = {**stack_probe.features(family, point), "params_per_token": row["params"] / tokens,
+                     **_outside_features(family, point, tokens)}
+                value = row.get(key, 0.0) if counted else row.get(key, 0.0) / tokens
+                if key.startswith(PER_PARAM):
+                    value = row.get(key, 0.0) / max(row["params"], 1.0)
+                rows.append((f, value))
+            if all(abs(v) < (1e-9 if counted else 0.5) for _, v in rows):
+                continue
+            if counted or key.startswith(PER_PARAM):
+                basis: tuple[str, ...] = ("one",)
+            elif part == "layer":
+                basis = ("hidden", "ffn", "kv_dim", "params_per_token") if gated else ("hidden", "ffn", "params_per_token")
+            else:
+                basis = _outside_basis(family)
+            coef, worst = stack_probe.fit(rows, basis)
+            entry[part][key + (".per_param" if key.startswith(PER_PARAM) else "")] = {
+                **{k: v for k, v in coef.items() if abs(v) > 1e-6}, "worst_residual": worst}
+    return entry
+
+
+UNITS = ("bytes per token (micro_batch x seq) per transformer layer, as coefficients of hidden, ffn, kv_dim and "
+         "params_per_token (the layer's parameters / tokens: what scales with the weights); kernels per layer; "
+         "*.per_param: bytes per parameter; outside_layers: the embedding, final norm, head and loss per token, as "
+         "coefficients of one (per token), hidden, vocab (per logit) and the per-token sizes of the tables outside "
+         "the layers (vocab_params_per_token: V x h / tokens; position_params_per_token: 4096 x h / tokens, GPT-2 "
+         "and BERT; square_params_per_token: h x h / tokens, BERT's head transform); points: each grid point's raw "
+         "totals (layer: the 2-layer step minus the 1-layer step; outside_layers: the 1-layer step minus that)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,66 +361,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="the YAML to write (its other families are kept)")
+    parser.add_argument("--catalog", action="store_true",
+                        help="print catalogs/stacks.yaml's compiled_* tables from the written YAML and stop")
+    parser.add_argument("--refit", nargs="*", type=Path, metavar="YAML",
+                        help="re-fit the points stored in these probe YAMLs (no compiling) into --output")
     args = parser.parse_args(argv)
     output = args.output
+    import yaml
+
+    if args.catalog:
+        tables = catalog_tables(yaml.safe_load(output.read_text())["families"])
+        print(yaml.safe_dump(tables, sort_keys=False, default_flow_style=None, width=120))
+        return 0
+    if args.refit is not None:
+        report = None
+        for source in args.refit or [output]:
+            probed = yaml.safe_load(source.read_text())
+            if report is None:
+                report = {**probed, "families": {}}
+            for family, modes in probed["families"].items():
+                for mode, entry in modes.items():
+                    report["families"].setdefault(family, {})[mode] = {
+                        **fit_entry(family, entry["points"]), "points": entry["points"], "graphs": entry["graphs"]}
+        report["units"] = UNITS
+        output.write_text(yaml.safe_dump(report, sort_keys=False, width=120))
+        print(f"wrote {output}")
+        return 0
     import torch
     import transformers
-    import yaml
 
     torch.set_num_threads(1)
     _record_nodes()
-    report: dict = {"command": "python benchmarks/compile_probe.py " + " ".join(argv or sys.argv[1:]),
-                    "torch": str(torch.__version__), "transformers": str(transformers.__version__),
-                    "units": "bytes per token (micro_batch x seq) per transformer layer, as coefficients of hidden, "
-                             "ffn, kv_dim and params_per_token (the layer's parameters / tokens: what scales with "
-                             "the weights); kernels per layer; outside_layers: the embedding, final norm, head and "
-                             "loss per token, as coefficients of hidden and vocab (vocab: per logit) and "
-                             "params_per_token (the embedding's and head's parameters / tokens)",
-                    "grid": [dict(zip(("hidden", "ffn", "heads", "kv_heads", "seq", "batch", "vocab"), p))
-                             for p in GRID],
-                    "families": {}}
+    report = {"command": "python benchmarks/compile_probe.py " + " ".join(argv or sys.argv[1:]),
+              "torch": str(torch.__version__), "transformers": str(transformers.__version__), "units": UNITS,
+              "grid": [dict(zip(("hidden", "ffn", "heads", "kv_heads", "seq", "batch", "vocab"), p)) for p in GRID],
+              "no_kv_grid": [dict(zip(("hidden", "ffn", "heads", "kv_heads", "seq", "batch", "vocab"), p))
+                             for p in NO_KV_GRID],
+              "families": {}}
     if output.exists() and not args.no_write:  # probing some families keeps the others' results
         previous = yaml.safe_load(output.read_text()) or {}
         report["families"].update(previous.get("families", {}))
     for family in args.families.split(","):
         fam: dict = dict(report["families"].get(family, {}))
-        gated = family not in ("gpt2", "bert")
-        grid = GRID if gated else NO_KV_GRID
+        grid = GRID if family not in ("gpt2", "bert") else NO_KV_GRID
         for mode in args.modes.split(","):
-            layer_rows, rest_rows, graphs = [], [], set()
+            points, graphs = [], set()
             for point in grid:
                 layer, rest = per_layer(family, point, mode)
                 tokens = point[4] * point[5]
                 graphs.add((layer.pop("graphs"), layer.pop("graph_breaks"), rest.pop("graphs"), rest.pop("graph_breaks")))
-                layer_rows.append((point, layer, tokens))
-                rest_rows.append((point, rest, tokens))
+                points.append({"point": list(point), "tokens": tokens,
+                               "layer": {k: round(v, 1) for k, v in sorted(layer.items())},
+                               "outside_layers": {k: round(v, 1) for k, v in sorted(rest.items())}})
                 if args.verbose:
                     print(family, mode, point, {k: round(v / tokens, 2) if not k.startswith(("kernels", "cpu")) else v
                                                 for k, v in sorted(layer.items())}, flush=True)
-            entry: dict = {"layer": {}, "outside_layers": {}}
-            for part, rows in (("layer", layer_rows), ("outside_layers", rest_rows)):
-                for key in sorted({k for _, row, _ in rows for k in row} - {"params"}):
-                    counted = key.startswith(("kernels.", "cpu_outer_loop_merges."))
-                    feats = []
-                    for point, row, tokens in rows:
-                        f = stack_probe.features(family, point)
-                        f["params_per_token"] = row["params"] / tokens
-                        value = row.get(key, 0.0) if counted else row.get(key, 0.0) / tokens
-                        if key.startswith(PER_PARAM):
-                            value = row.get(key, 0.0) / max(row["params"], 1.0)
-                        feats.append((f, value))
-                    if all(abs(v) < (1e-9 if counted else 0.5) for _, v in feats):
-                        continue
-                    if counted or key.startswith(PER_PARAM):
-                        basis: tuple[str, ...] = ("one",)
-                    elif part == "layer":
-                        basis = ("hidden", "ffn", "kv_dim", "params_per_token") if gated else \
-                            ("hidden", "ffn", "params_per_token")
-                    else:
-                        basis = ("hidden", "vocab", "params_per_token")
-                    coef, worst = stack_probe.fit(feats, basis)
-                    entry[part][key + (".per_param" if key.startswith(PER_PARAM) else "")] = {
-                        **{k: v for k, v in coef.items() if abs(v) > 1e-6}, "worst_residual": worst}
+            entry = fit_entry(family, points)
+            entry["points"] = points
             entry["graphs"] = [dict(zip(("graphs_2_layers", "graph_breaks_2_layers", "graphs_1_layer",
                                          "graph_breaks_1_layer"), g)) for g in sorted(graphs)]
             fam[mode] = entry
