@@ -240,9 +240,10 @@ def _coef(fits: dict, keys: tuple[str, ...], width: str) -> float:
 
 
 def _row(fits: dict, keys: tuple[str, ...], widths: tuple[str, ...]) -> dict[str, float]:
-    """{width: coefficient} summed over keys, rounded to 0.1 B; terms under 0.05 B dropped (fit noise)."""
+    """{width: coefficient} summed over keys, rounded to 0.1 B; terms under 0.05 B dropped (fit noise),
+    ``{hidden: 0}`` when nothing is left."""
     row = {w: round(_coef(fits, keys, w), 1) for w in widths}
-    return {w: v for w, v in row.items() if v >= 0.05}
+    return {w: v for w, v in row.items() if v >= 0.05} or {"hidden": 0.0}
 
 
 def catalog_tables(families: dict) -> dict[str, dict]:
@@ -374,9 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(tables, sort_keys=False, default_flow_style=None, width=120))
         return 0
     if args.refit is not None:
-        report = None
+        report, commands = None, []
         for source in args.refit or [output]:
             probed = yaml.safe_load(source.read_text())
+            commands += probed["command"] if isinstance(probed["command"], list) else [probed["command"]]
             if report is None:
                 report = {**probed, "families": {}}
             for family, modes in probed["families"].items():
@@ -384,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                     report["families"].setdefault(family, {})[mode] = {
                         **fit_entry(family, entry["points"]), "points": entry["points"], "graphs": entry["graphs"]}
         report["units"] = UNITS
+        report["command"] = [*commands, "python benchmarks/compile_probe.py " + " ".join(argv or sys.argv[1:])]
         output.write_text(yaml.safe_dump(report, sort_keys=False, width=120))
         print(f"wrote {output}")
         return 0
