@@ -23,7 +23,7 @@ STACKS_FILE = "stacks.yaml"
 #: fused: Megatron-style kernels, timed by the step model's layer (estimator/timing/step.py);
 #: eager: every op of the modules launched and timed from the probed bytes and kernels.
 ENGINES = ("fused", "eager")
-PARALLELISM = ("data", "zero1", "zero2", "zero3", "tensor", "pipeline", "context", "expert", "sequence")
+PARALLELISM = ("data", "zero1", "zero2", "zero3", "tensor", "pipeline", "interleaved", "context", "expert", "sequence")
 MASTER_WEIGHTS = ("fp32", "bf16")
 LAYER_KINDS = ("gated_rmsnorm", "gelu_tanh_layernorm", "gelu_layernorm")
 MODES = ("amp", "bf16")
@@ -80,13 +80,17 @@ class Stack:
     # bytes moved per parameter of this device for every micro-batch to accumulate its gradients outside
     # the weight-gradient matmul (0: fused into it, as Megatron's gradient_accumulation_fusion)
     grad_accumulation_bytes_per_param: float | None = None
+    # a pipeline stage boundary sends and receives one after the other (two transfers on the critical
+    # path per exchange), not as one batched send/receive
+    p2p_serial: bool | None = None
     notes: str | None = None
 
     def scale_arguments(self) -> dict[str, Any]:
         """The at-scale arguments of :func:`estimator.timing.step.time_layout` this stack sets."""
         chosen = {"grad_reduce_bytes": self.grad_reduce_bytes, "zero2_per_layer": self.zero2_per_layer,
                   "sharded_per_layer": self.zero3_per_layer, "prefetch": self.prefetch,
-                  "grad_accumulation_bytes": self.grad_accumulation_bytes_per_param}
+                  "grad_accumulation_bytes": self.grad_accumulation_bytes_per_param,
+                  "p2p_serial": self.p2p_serial}
         return {k: v for k, v in chosen.items() if v is not None}
 
     def runs(self, parallelism: str) -> bool:

@@ -89,6 +89,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ``grad_accumulation_bytes``: bytes moved per parameter of this device every micro-batch to accumulate
     its gradient outside the weight-gradient matmul (0: Megatron fuses it into the matmul; DeepSpeed's
     pipeline engine adds each micro-batch's bf16 gradients into fp32 ones, ``update_hp_grads``).
+    The stack's ``p2p_serial`` times each pipeline exchange (the activation forward, its gradient back)
+    as two transfers one after the other (DeepSpeed's pipeline engine: a blocking recv, then a blocking
+    send), not as one batched send/receive (Megatron's ``send_forward_recv_backward``).
     ``stack`` (a :class:`estimator.timing.stacks.StackChoice`): an eager stack's micro-batch and
     optimizer step replace the fused layer's (estimator/timing/stacks.py), and it reduces gradients in
     its weights' dtype; None is the fused stack. A stack's catalog entry sets the at-scale arguments it
@@ -113,6 +116,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     prefetch = scale["prefetch"] if prefetch is None else prefetch
     if grad_accumulation_bytes is None:
         grad_accumulation_bytes = scale["grad_accumulation_bytes"]
+    p2p_transfers = 2 if scale["p2p_serial"] else 1  # per stage-boundary exchange, one after the other
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -219,7 +223,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
     ep_comm = layers_moe * ep_a2a * (6 + (2 if full else 0))
-    pp_comm = 2 * _collective("p2p", activation / t if layout.sequence_parallel else activation, 2, inside_pp,
+    pp_comm = 2 * p2p_transfers * _collective("p2p", activation / t if layout.sequence_parallel else activation, 2, inside_pp,
                               pp_node, links) if p > 1 else 0.0
     # each micro-batch's gradients added into the step's outside the weight-gradient matmuls (a stream pass
     # over this device's gradients, on the pipeline's critical path); none in an eager stack's own tables
