@@ -18,6 +18,7 @@ from typing import Any
 
 from estimator.catalog.fields import _records
 from estimator.errors import CatalogError
+from estimator.vocab import SELECTIVE_POLICIES
 
 STACKS_FILE = "stacks.yaml"
 #: fused: Megatron-style kernels, timed by the step model's layer (estimator/timing/step.py);
@@ -83,6 +84,9 @@ class Stack:
     # a pipeline stage boundary sends and receives one after the other (two transfers on the critical
     # path per exchange), not as one batched send/receive
     p2p_serial: bool | None = None
+    # what --recompute selective keeps and reruns (estimator.vocab.SELECTIVE_POLICIES; absent: Megatron's,
+    # the attention core)
+    selective_policy: str | None = None
     notes: str | None = None
 
     def scale_arguments(self) -> dict[str, Any]:
@@ -92,6 +96,10 @@ class Stack:
                   "grad_accumulation_bytes": self.grad_accumulation_bytes_per_param,
                   "p2p_serial": self.p2p_serial}
         return {k: v for k, v in chosen.items() if v is not None}
+
+    def memory_arguments(self) -> dict[str, Any]:
+        """The activation arguments of :func:`estimator.model.memory.training_memory` this stack sets."""
+        return {"selective": self.selective_policy} if self.selective_policy is not None else {}
 
     def runs(self, parallelism: str) -> bool:
         """Whether this stack can run ``parallelism`` (one of :data:`PARALLELISM`)."""
@@ -112,6 +120,9 @@ def _numbers(label: str, field: str, value: Any, path: str = "") -> None:
 
 def _check(stack: Stack) -> None:
     label = stack.id
+    if stack.selective_policy is not None and stack.selective_policy not in SELECTIVE_POLICIES:
+        raise CatalogError(STACKS_FILE, label, "selective_policy",
+                           f"must be one of {', '.join(SELECTIVE_POLICIES)}, got {stack.selective_policy!r}")
     if stack.engine not in ENGINES:
         raise CatalogError(STACKS_FILE, label, "engine", f"must be one of {', '.join(ENGINES)}, got {stack.engine!r}")
     for name in stack.parallelism:
