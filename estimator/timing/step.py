@@ -185,6 +185,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     head = shape.head_flops_per_token * tokens / t
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
+    casts = scale["fp8_cast_bytes"] if precision == "fp8" else None
+    if casts and sac_applies(arch):  # float8 scaling casts around every linear of the layers (fp8_cast_seconds)
+        compute += layers_dense * fp8_cast_seconds(arch, casts, tokens / t, full, hbm)
     eager = stack is not None and stack.eager
     if eager:  # every op the stack's modules launch, on one device (TP, PP, CP, EP refused before)
 
@@ -327,13 +330,34 @@ def alternate_matmuls(stack: Any, arch: Architecture) -> bool:
     return (stack is not None and stack.stack.selective_policy == "alternate_matmuls" and sac_applies(arch))
 
 
+def linear_widths(arch: Architecture) -> tuple[tuple[float, float, bool], ...]:
+    """A dense layer's linears in forward order: (input width, output width, saved under torchtitan's
+    alternate-matmul policy) per token (estimator.model.memory.sac_matmuls)."""
+    inputs = {"wq": arch.hidden_size, "wk": arch.hidden_size, "wv": arch.hidden_size, "wo": arch.q_dim,
+              "w1": arch.hidden_size, "w3": arch.hidden_size, "w2": arch.ffn_size}
+    return tuple((float(inputs[name]), width, saved) for name, width, saved in sac_matmuls(arch))
+
+
 def recomputed_matmul_share(arch: Architecture) -> float:
     """The share of a dense layer's matmul FLOPs that torchtitan's alternate-matmul policy reruns in
     backward (each matmul 2 x input width x output width per token)."""
-    inputs = {"wq": arch.hidden_size, "wk": arch.hidden_size, "wv": arch.hidden_size, "wo": arch.q_dim,
-              "w1": arch.hidden_size, "w3": arch.hidden_size, "w2": arch.ffn_size}
-    flops = [(inputs[name] * width, saved) for name, width, saved in sac_matmuls(arch)]
+    flops = [(k * n, saved) for k, n, saved in linear_widths(arch)]
     return sum(f for f, saved in flops if not saved) / sum(f for f, _ in flops)
+
+
+def fp8_cast_seconds(arch: Architecture, casts: Any, tokens: float, full: bool, hbm_bytes_per_s: float) -> float:
+    """One dense layer's float8 scaling casts for one micro-batch of ``tokens`` tokens on this device, at the
+    HBM rate (torchao's float8 roofline, pytorch/ao torchao/testing/training/roofline_utils.py
+    get_float8_mem_sympy: three tensors per linear). Forward: the input (``per_activation_element`` bytes per
+    element: the amax fused with its producer, then a bf16 read and row- and column-major fp8 writes) and
+    the weight (``per_weight_param``: its amax and a cast forward and again in backward); backward: the
+    output gradient as the input. A full recompute casts the inputs again."""
+    per_element = casts["per_activation_element"]
+    inputs = sum(k for k, _, _ in linear_widths(arch))
+    outputs = sum(n for _, n, _ in linear_widths(arch))
+    weights = sum(k * n for k, n, _ in linear_widths(arch))
+    activations = tokens * (inputs * (2 if full else 1) + outputs) * per_element
+    return (activations + weights * casts["per_weight_param"]) / hbm_bytes_per_s
 
 
 def eager_memory(arch: Architecture, stack: Any, layout: Layout, seq_len: int, finetune: Any = None) -> Any:
@@ -384,5 +408,5 @@ def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_
                          finetune=finetune).total_bytes / 1e9
 
 
-__all__ = ["alternate_matmuls", "eager_memory", "layout_memory", "layout_memory_gb", "recomputed_matmul_share",
-           "time_layout"]
+__all__ = ["alternate_matmuls", "eager_memory", "fp8_cast_seconds", "layout_memory", "layout_memory_gb",
+           "linear_widths", "recomputed_matmul_share", "time_layout"]
