@@ -335,3 +335,30 @@ def test_validate_prints_each_stack_train_and_held_out_apart(cli):
     data = cli("validate", "--format", "json").json()["stacks"]
     assert {s["split"] for s in data["summaries"]} == {"train", "held_out"}
     assert json.dumps(data)  # strict JSON: no nan or inf
+
+
+def test_fsdp_float8_pays_torchaos_scaling_casts_around_each_linear(cli):
+    """torchtitan's Float8 is torchao's dynamic tensorwise scaling: per linear the input and the output
+    gradient at 4 B per element and the weight at 8 B per parameter (catalogs/stacks.yaml fsdp
+    fp8_cast_bytes, from torchao's float8 roofline); Megatron's Transformer Engine casts are in its
+    fitted layer, so --stack megatron adds none."""
+    from estimator.timing.step import fp8_cast_seconds, linear_widths
+
+    llama = load_architecture("llama-3.1-8b", ROOT / "catalogs" / "architectures")
+    h, kv, f = 4096, 1024, 14336
+    assert [(k, n) for k, n, _ in linear_widths(llama)] == [(h, h), (h, kv), (h, kv), (h, h), (h, f), (h, f), (f, h)]
+    casts = {"per_activation_element": 4, "per_weight_param": 8}
+    inputs, outputs = 6 * h + f, 3 * h + 2 * kv + 2 * f
+    weights = 2 * h * h + 2 * h * kv + 3 * h * f
+    assert fp8_cast_seconds(llama, casts, 1000, False, 1e12) == pytest.approx(
+        (1000 * (inputs + outputs) * 4 + weights * 8) / 1e12)
+    layout = ["--tensor-parallel", "1", "--pipeline-parallel", "1", "--zero-stage", "3", "--micro-batch", "1",
+              "--recompute", "full", "--seq-len", "4096", "--format", "json"]
+
+    def compute(stack: str, precision: str) -> float:
+        answer = cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1e9",
+                     "--stack", stack, "--precision", precision, *layout).json()
+        return answer["time_breakdown_s"]["compute"]
+
+    assert compute("fsdp", "fp8") > compute("megatron", "fp8")
+    assert compute("fsdp", "bf16") == pytest.approx(compute("megatron", "bf16"))
