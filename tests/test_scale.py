@@ -169,6 +169,9 @@ def test_every_published_stack_row_cites_its_source_and_converts_its_metric_to_s
             assert row["step_time_s"] == pytest.approx(tokens / (value * row["num_gpus"]), rel=1e-3), row["id"]
         elif "T/s" in metric or "Tokens Per Second" in metric:  # tokens per second in all
             assert row["step_time_s"] == pytest.approx(tokens / value, rel=1e-3), row["id"]
+        elif "flops_per_iteration" in row["reported"]:  # TFLOP/s per device under the source's FLOPs per step
+            flops = row["reported"]["flops_per_iteration"]
+            assert row["step_time_s"] == pytest.approx(flops / (value * 1e12 * row["num_gpus"]), rel=1e-3), row["id"]
         else:  # an iteration time, as published
             assert row["step_time_s"] == pytest.approx(value), row["id"]
 
