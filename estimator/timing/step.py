@@ -74,8 +74,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                 constants: Constants = Constants(), e_max: float | None = None,
                 grad_reduce_bytes: float | None = None, sharded_per_layer: bool | None = None,
                 zero2_per_layer: bool | None = None, prefetch: bool | None = None, stragglers: bool = False,
-                grad_accumulation_bytes: float | None = None, stack: Any = None,
-                finetune: Any = None, compute_scale: float = 1.0) -> StepTime:
+                grad_accumulation_bytes: float | None = None, p2p_serial: bool | None = None,
+                fp8_cast_bytes: Any = None, stack: Any = None, finetune: Any = None,
+                compute_scale: float = 1.0) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
     The at-scale terms take the training stack's choices as arguments (None: the stack's, else SCALE_DEFAULTS):
@@ -90,7 +91,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ``grad_accumulation_bytes``: bytes moved per parameter of this device every micro-batch to accumulate
     its gradient outside the weight-gradient matmul (0: Megatron fuses it into the matmul; DeepSpeed's
     pipeline engine adds each micro-batch's bf16 gradients into fp32 ones, ``update_hp_grads``).
-    The stack's ``p2p_serial`` times each pipeline exchange (the activation forward, its gradient back)
+    ``p2p_serial`` times each pipeline exchange (the activation forward, its gradient back)
     as two transfers one after the other (DeepSpeed's pipeline engine: a blocking recv, then a blocking
     send), not as one batched send/receive (Megatron's ``send_forward_recv_backward``).
     ``stack`` (a :class:`estimator.timing.stacks.StackChoice`): an eager stack's micro-batch and
@@ -117,7 +118,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     prefetch = scale["prefetch"] if prefetch is None else prefetch
     if grad_accumulation_bytes is None:
         grad_accumulation_bytes = scale["grad_accumulation_bytes"]
-    p2p_transfers = 2 if scale["p2p_serial"] else 1  # per stage-boundary exchange, one after the other
+    p2p_serial = scale["p2p_serial"] if p2p_serial is None else p2p_serial
+    fp8_cast_bytes = scale["fp8_cast_bytes"] if fp8_cast_bytes is None else fp8_cast_bytes
+    p2p_transfers = 2 if p2p_serial else 1  # per stage-boundary exchange, one after the other
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -185,7 +188,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     head = shape.head_flops_per_token * tokens / t
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
-    casts = scale["fp8_cast_bytes"] if precision == "fp8" else None
+    casts = fp8_cast_bytes if precision == "fp8" else None
     if casts and sac_applies(arch):  # float8 scaling casts around every linear of the layers (fp8_cast_seconds)
         compute += layers_dense * fp8_cast_seconds(arch, casts, tokens / t, full, hbm)
     eager = stack is not None and stack.eager
