@@ -152,9 +152,10 @@ CATALOG_HEADER = """# Published training steps at scale, per stack, for `gpucost
 # catalogs/stack_runs_at_scale.yaml` (tests/test_holdout_stacks.py checks the two agree): there each row
 # has its reported metric as quoted, the conversion to seconds per step, the quote and the source of each
 # kernel choice. Each row runs with the command benchmarks/holdout_stacks.py gives it; a field left out was
-# not published and is left to the layout search. split: held_out = read from a paper (never fitted on),
-# train = read from a project's own documents. Memory is left out: the sources report reserved or
-# device-level memory, not torch.cuda.max_memory_allocated.
+# not published and is left to the layout search. split: held_out = never fitted on (read from a paper,
+# or added after the stacks' at-scale terms were set), train = read from a project's own documents before
+# then. Memory is left out: the sources report reserved or device-level memory, not
+# torch.cuda.max_memory_allocated.
 # Left out because the catalog cannot run them: {failed}.
 """
 

@@ -6,7 +6,7 @@ Usage (from the repository root)::
     python benchmarks/scale_terms.py --rows     # and every row's predicted / reported under each setting
 
 Every row runs through the same ``gpucost estimate`` command as benchmarks/holdout_stacks.py (with
-``--stack`` and the kernels its source had), with ``estimator.timing.step.time_layout`` given one
+``--stack`` and the kernels its source had), with the layout search's ``time_layout`` given one
 setting at a time. Each stack's entry in catalogs/stacks.yaml sets its at-scale terms (gradient bytes
 on the wire, per-layer ZeRO 2/3, prefetch, per-micro-batch gradient accumulation); a setting overrides
 some of them for every row of a stack:
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import holdout_stacks  # noqa: E402
 
 import estimator.timing.comm as comm  # noqa: E402
-import estimator.timing.step as step  # noqa: E402
+import estimator.timing.search as search  # noqa: E402
 from estimator.catalog.fields import load_yaml_file  # noqa: E402
 
 
@@ -52,20 +52,20 @@ SETTINGS = {
     "+ FSDP prefetch": lambda row: {"prefetch": True} if row["stack"] == "fsdp" else {},
     "+ stragglers": lambda row: {"stragglers": True},
 }
-GROUPS = (("holdout", "megatron", 1000), ("holdout", "deepspeed", 1000), ("train", "deepspeed", 128),
-          ("train", "fsdp", 128))
+GROUPS = (("holdout", "megatron", 1000), ("holdout", "deepspeed", 1000), ("holdout", "fsdp", 128),
+          ("train", "deepspeed", 128), ("train", "fsdp", 128))
 
 
 def run(rows: list[dict], arguments) -> list[dict]:
-    original = step.time_layout
+    original = search.time_layout  # the layout search's own reference to estimator.timing.step.time_layout
     flags = holdout_stacks.estimate_flags()
     results = []
     try:
         for row in rows:
-            step.time_layout = functools.partial(original, **arguments(row))
+            search.time_layout = functools.partial(original, **arguments(row))
             results.append(holdout_stacks.run_row(row, flags))
     finally:
-        step.time_layout = original
+        search.time_layout = original
     return results
 
 

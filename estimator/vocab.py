@@ -26,6 +26,10 @@ PRECISION_ALIASES = {
 FORMATS = ("table", "json", "yaml", "csv", "markdown")
 DEFAULT_CALIBRATION_FILE = "gpucost-calibration.yaml"  # what `gpucost profile` writes by default
 RECOMPUTE_MODES = ("none", "selective", "full")
+# What --recompute selective keeps: "attention" is Megatron's (Korthikanti et al. 2022 section 5: rerun
+# the attention core only); "alternate_matmuls" is torchtitan's op-level selective activation
+# checkpointing (estimator.model.memory.sac_matmuls)
+SELECTIVE_POLICIES = ("attention", "alternate_matmuls")
 ZERO_STAGES = (0, 1, 2, 3)
 # the training stacks of catalogs/stacks.yaml (--stack) and the master-weights modes (--master-weights)
 STACKS = ("megatron", "deepspeed", "fsdp", "hf")
@@ -131,6 +135,7 @@ def resolve_seq_len(given: int | None, catalog_seq_len: int | None, config_seq_l
 __all__ = [
     "CATALOG_DTYPES", "DEFAULT_CALIBRATION_FILE", "ORDINARY_SEQ_LEN", "DEFAULT_PRECISION", "DEFAULT_SEQ_LEN",
     "FINETUNE_METHODS", "FORMATS", "FlopsMethod", "LORA_TARGETS", "PRECISIONS", "PRECISION_ALIASES", "PROFILE_DTYPES",
-    "MASTER_WEIGHTS", "RECOMPUTE_MODES", "STACKS", "TimeModel", "ZERO_STAGES", "choice", "parse_lora_targets",
+    "MASTER_WEIGHTS", "RECOMPUTE_MODES", "SELECTIVE_POLICIES", "STACKS", "TimeModel", "ZERO_STAGES", "choice",
+    "parse_lora_targets",
     "normalize_precision", "resolve_seq_len",
 ]

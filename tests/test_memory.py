@@ -229,3 +229,35 @@ def test_moe_min_devices_uses_expert_parallelism():
     dense_only = min_devices(replace(a, moe=replace(a.moe)), 80, seq_len=4096, zero_stage=1, recompute="selective",
                              flash_attention=True, sequence_parallel=True, expert=1)
     assert plan.num_devices <= dense_only.num_devices
+
+
+def test_torchtitans_selective_policy_keeps_every_other_matmul_output():
+    """torchtitan's op-level selective checkpointing (pytorch/torchtitan llama3 parallelize.py: "Saves output
+    of all compute ops, except every second mm") keeps, of a Llama block's wq, wk, wv, wo, w1, w3, w2, the
+    1st, 3rd, 5th and 7th outputs, with the block input, SDPA's output and its fp32 log-sum-exp."""
+    from estimator.model.memory import sac_matmuls
+
+    llama = arch("llama-3.1-8b")  # h 4096, 8 KV heads of 128, SwiGLU 14336
+    assert [(n, saved) for n, _, saved in sac_matmuls(llama)] == [
+        ("wq", True), ("wk", False), ("wv", True), ("wo", False), ("w1", True), ("w3", False), ("w2", True)]
+    h, kv, f, heads = 4096, 1024, 14336, 32
+    per_token = 2 * h + 2 * h + 4 * heads + 2 * h + 2 * kv + 2 * f + 2 * h  # input, SDPA out, lse, wq, wv, w1, w2
+    got = activation_bytes_per_layer(llama, seq_len=8192, micro_batch=2, recompute="selective",
+                                     flash_attention=True, selective="alternate_matmuls")
+    assert got == pytest.approx(per_token * 8192 * 2)
+    megatron = activation_bytes_per_layer(llama, seq_len=8192, micro_batch=2, recompute="selective",
+                                          flash_attention=True)
+    assert got < 0.5 * megatron
+    with pytest.raises(InputError, match="selective must be one of"):
+        activation_bytes_per_layer(llama, seq_len=8192, selective="every_third")
+
+
+def test_torchtitans_selective_policy_reruns_the_unsaved_matmuls():
+    """Under --stack fsdp, --recompute selective reruns wk, wo and w3: their FLOPs' share of a Llama
+    block's matmuls (each 2 x input width x output width per token)."""
+    from estimator.timing.step import recomputed_matmul_share
+
+    llama = arch("llama-3.1-8b")
+    h, kv, f = 4096, 1024, 14336
+    share = (h * kv + h * h + h * f) / (h * h + 2 * h * kv + h * h + 3 * h * f)
+    assert recomputed_matmul_share(llama) == pytest.approx(share)

@@ -4,6 +4,7 @@ prefetch, the data-parallel gradient's bytes on the wire, and stragglers (docs/s
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -168,6 +169,9 @@ def test_every_published_stack_row_cites_its_source_and_converts_its_metric_to_s
             assert row["step_time_s"] == pytest.approx(tokens / (value * row["num_gpus"]), rel=1e-3), row["id"]
         elif "T/s" in metric or "Tokens Per Second" in metric:  # tokens per second in all
             assert row["step_time_s"] == pytest.approx(tokens / value, rel=1e-3), row["id"]
+        elif "flops_per_iteration" in row["reported"]:  # TFLOP/s per device under the source's FLOPs per step
+            flops = row["reported"]["flops_per_iteration"]
+            assert row["step_time_s"] == pytest.approx(flops / (value * 1e12 * row["num_gpus"]), rel=1e-3), row["id"]
         else:  # an iteration time, as published
             assert row["step_time_s"] == pytest.approx(value), row["id"]
 
@@ -227,3 +231,23 @@ def test_validate_gives_each_stack_its_error_at_scale_train_and_held_out_apart()
         mine = [abs(r.time_error) for r in at_scale if r.stack == stack and r.split == split]
         assert summary.num_rows == len(mine) and summary.num_time_within_15pct == sum(e <= 0.15 for e in mine)
     assert all(not s.at_scale for s in result.summaries if s.stack == "hf")
+
+
+def test_deepspeeds_schedule_has_megatrons_critical_path_plus_its_serial_transfers():
+    """benchmarks/pipeline_schedules.py simulates DeepSpeed's TrainSchedule as written and Megatron's 1F1B:
+    with free transfers both take the ideal (m + p - 1)(F + B); with transfers, DeepSpeed's two per exchange
+    (receive, then send) cost more than Megatron's one batched exchange, which is what p2p_serial times."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "pipeline_schedules.py"
+    spec = importlib.util.spec_from_file_location("pipeline_schedules", path)
+    sim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sim)
+    for stages, m in ((4, 8), (5, 12)):
+        programs = {name: [make(s, stages, m) for s in range(stages)]
+                    for name, make in (("ds", sim.deepspeed_program), ("mg", sim.megatron_program))}
+        ideal = (m + stages - 1) * (1.0 + 3.0)
+        assert sim.makespan(programs["ds"], 1.0, 3.0, 0.0) == pytest.approx(ideal)
+        assert sim.makespan(programs["mg"], 1.0, 3.0, 0.0) == pytest.approx(ideal)
+        ds, mg = (sim.makespan(programs[k], 1.0, 3.0, 0.1) for k in ("ds", "mg"))
+        assert ideal < mg < ds

@@ -148,6 +148,8 @@ def test_stack_fields_need_the_step_model():
     (["--stack", "hf", "--tensor-parallel", "2"], "--stack hf cannot run tensor parallelism"),
     (["--stack", "hf", "--pipeline-parallel", "2"], "--stack hf cannot run pipeline parallelism"),
     (["--stack", "fsdp", "--zero-stage", "1"], "--stack fsdp cannot run ZeRO stage 1"),
+    (["--stack", "deepspeed", "--pipeline-parallel", "2", "--virtual-stages", "2"],
+     "--stack deepspeed cannot run an interleaved pipeline schedule"),
 ])
 def test_a_layout_or_flag_the_stack_cannot_run_is_one_line_and_exit_2(cli, extra, message):
     result = cli("estimate", "--hf-config", LLAMA_1B, "--gpu", "h200", "--num-gpus", "8", "--global-batch", "64",
@@ -184,6 +186,21 @@ def test_fsdp_and_deepspeed_are_timed_as_the_fused_layer(cli):
     # reduce-scatters carry twice the bytes, so its data-parallel time is longer, its compute the same
     fsdp, megatron = answers["fsdp"]["time_breakdown_s"], answers["megatron"]["time_breakdown_s"]
     assert fsdp["data_parallel"] > megatron["data_parallel"]
+
+
+def test_deepspeeds_pipeline_runs_1f1b_with_its_send_and_receive_one_after_the_other(cli):
+    """DeepSpeed's pipeline engine has one schedule, 1F1B without virtual stages, and each exchange
+    between stages is a blocking receive then a blocking send (catalogs/stacks.yaml deepspeed sources:
+    deepspeed/runtime/pipe/schedule.py, p2p.py): the search holds it at one chunk per stage, and its
+    point-to-point time is twice Megatron's batched send/receive of the same activation."""
+    layout = ["--tensor-parallel", "8", "--pipeline-parallel", "4", "--zero-stage", "1", "--micro-batch", "1",
+              "--recompute", "full", "--seq-len", "4096", "--global-batch", "256", "--format", "json"]
+    answers = {s: cli("estimate", "--model", "llama-3.1-70b", "--gpu", "h100", "--num-gpus", "256", "--tokens", "1e9",
+                      "--stack", s, *layout, *(["--virtual-stages", "1"] if s == "megatron" else [])).json()
+               for s in ("megatron", "deepspeed")}
+    assert answers["deepspeed"]["layout"]["virtual_stages"] == 1
+    ds, mg = (answers[s]["time_breakdown_s"]["pipeline_p2p"] for s in ("deepspeed", "megatron"))
+    assert ds == pytest.approx(2 * mg, rel=1e-9) and mg > 0
 
 
 def test_the_default_stack_is_megatron_and_says_so(cli):
@@ -353,3 +370,30 @@ def test_validate_prints_each_stack_train_and_held_out_apart(cli):
     data = cli("validate", "--format", "json").json()["stacks"]
     assert {s["split"] for s in data["summaries"]} == {"train", "held_out"}
     assert json.dumps(data)  # strict JSON: no nan or inf
+
+
+def test_fsdp_float8_pays_torchaos_scaling_casts_around_each_linear(cli):
+    """torchtitan's Float8 is torchao's dynamic tensorwise scaling: per linear the input and the output
+    gradient at 4 B per element and the weight at 8 B per parameter (catalogs/stacks.yaml fsdp
+    fp8_cast_bytes, from torchao's float8 roofline); Megatron's Transformer Engine casts are in its
+    fitted layer, so --stack megatron adds none."""
+    from estimator.timing.step import fp8_cast_seconds, linear_widths
+
+    llama = load_architecture("llama-3.1-8b", ROOT / "catalogs" / "architectures")
+    h, kv, f = 4096, 1024, 14336
+    assert [(k, n) for k, n, _ in linear_widths(llama)] == [(h, h), (h, kv), (h, kv), (h, h), (h, f), (h, f), (f, h)]
+    casts = {"per_activation_element": 4, "per_weight_param": 8}
+    inputs, outputs = 6 * h + f, 3 * h + 2 * kv + 2 * f
+    weights = 2 * h * h + 2 * h * kv + 3 * h * f
+    assert fp8_cast_seconds(llama, casts, 1000, False, 1e12) == pytest.approx(
+        (1000 * (inputs + outputs) * 4 + weights * 8) / 1e12)
+    layout = ["--tensor-parallel", "1", "--pipeline-parallel", "1", "--zero-stage", "3", "--micro-batch", "1",
+              "--recompute", "full", "--seq-len", "4096", "--format", "json"]
+
+    def compute(stack: str, precision: str) -> float:
+        answer = cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1e9",
+                     "--stack", stack, "--precision", precision, *layout).json()
+        return answer["time_breakdown_s"]["compute"]
+
+    assert compute("fsdp", "fp8") > compute("megatron", "fp8")
+    assert compute("fsdp", "bf16") == pytest.approx(compute("megatron", "bf16"))

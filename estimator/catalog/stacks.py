@@ -18,12 +18,14 @@ from typing import Any
 
 from estimator.catalog.fields import _records
 from estimator.errors import CatalogError
+from estimator.vocab import SELECTIVE_POLICIES
 
 STACKS_FILE = "stacks.yaml"
 #: fused: Megatron-style kernels, timed by the step model's layer (estimator/timing/step.py);
 #: eager: every op of the modules launched and timed from the probed bytes and kernels.
 ENGINES = ("fused", "eager")
-PARALLELISM = ("data", "zero1", "zero2", "zero3", "tensor", "pipeline", "context", "expert", "sequence")
+FP8_CAST_KEYS = ("per_activation_element", "per_weight_param")
+PARALLELISM = ("data", "zero1", "zero2", "zero3", "tensor", "pipeline", "interleaved", "context", "expert", "sequence")
 MASTER_WEIGHTS = ("fp32", "bf16")
 LAYER_KINDS = ("gated_rmsnorm", "gelu_tanh_layernorm", "gelu_layernorm")
 MODES = ("amp", "bf16")
@@ -97,14 +99,28 @@ class Stack:
     # bytes moved per parameter of this device for every micro-batch to accumulate its gradients outside
     # the weight-gradient matmul (0: fused into it, as Megatron's gradient_accumulation_fusion)
     grad_accumulation_bytes_per_param: float | None = None
+    # a pipeline stage boundary sends and receives one after the other (two transfers on the critical
+    # path per exchange), not as one batched send/receive
+    p2p_serial: bool | None = None
+    # what --recompute selective keeps and reruns (estimator.vocab.SELECTIVE_POLICIES; absent: Megatron's,
+    # the attention core)
+    selective_policy: str | None = None
+    # bytes of float8 scaling casts per linear (per_activation_element, per_weight_param) that --precision
+    # fp8 adds outside the matmuls; absent: none beyond the step model's fitted layer (Transformer Engine)
+    fp8_cast_bytes: Mapping[str, Any] | None = None
     notes: str | None = None
 
     def scale_arguments(self) -> dict[str, Any]:
         """The at-scale arguments of :func:`estimator.timing.step.time_layout` this stack sets."""
         chosen = {"grad_reduce_bytes": self.grad_reduce_bytes, "zero2_per_layer": self.zero2_per_layer,
                   "sharded_per_layer": self.zero3_per_layer, "prefetch": self.prefetch,
-                  "grad_accumulation_bytes": self.grad_accumulation_bytes_per_param}
+                  "grad_accumulation_bytes": self.grad_accumulation_bytes_per_param,
+                  "p2p_serial": self.p2p_serial, "fp8_cast_bytes": self.fp8_cast_bytes}
         return {k: v for k, v in chosen.items() if v is not None}
+
+    def memory_arguments(self) -> dict[str, Any]:
+        """The activation arguments of :func:`estimator.model.memory.training_memory` this stack sets."""
+        return {"selective": self.selective_policy} if self.selective_policy is not None else {}
 
     def runs(self, parallelism: str) -> bool:
         """Whether this stack can run ``parallelism`` (one of :data:`PARALLELISM`)."""
@@ -125,6 +141,11 @@ def _numbers(label: str, field: str, value: Any, path: str = "") -> None:
 
 def _check(stack: Stack) -> None:
     label = stack.id
+    if stack.selective_policy is not None and stack.selective_policy not in SELECTIVE_POLICIES:
+        raise CatalogError(STACKS_FILE, label, "selective_policy",
+                           f"must be one of {', '.join(SELECTIVE_POLICIES)}, got {stack.selective_policy!r}")
+    if stack.fp8_cast_bytes is not None and set(stack.fp8_cast_bytes) != set(FP8_CAST_KEYS):
+        raise CatalogError(STACKS_FILE, label, "fp8_cast_bytes", f"needs exactly {', '.join(FP8_CAST_KEYS)}")
     if stack.engine not in ENGINES:
         raise CatalogError(STACKS_FILE, label, "engine", f"must be one of {', '.join(ENGINES)}, got {stack.engine!r}")
     for name in stack.parallelism:

@@ -110,7 +110,7 @@ def stacks_cmd(*, format: Format = "table", wide: Wide = False) -> None:
     data = [{f: (dict(getattr(s, f)) if isinstance(getattr(s, f), Mapping) else getattr(s, f))
              for f in s.__dataclass_fields__} for s in stacks]
     short = {"data": "DP", "zero1": "Z1", "zero2": "Z2", "zero3": "Z3", "tensor": "TP", "pipeline": "PP",
-             "context": "CP", "expert": "EP", "sequence": "SP"}
+             "interleaved": "VPP", "context": "CP", "expert": "EP", "sequence": "SP"}
     table = [(s.id, s.frameworks[0], s.engine, " ".join(short[p] for p in s.parallelism), "yes" if s.compile else "-",
               "/".join(s.master_weights), f"{s.allocator_reserve_gb:g}") for s in stacks]
     typer.echo(render(records("stacks", data, format), format, rows=table, headers=(
@@ -118,8 +118,8 @@ def stacks_cmd(*, format: Format = "table", wide: Wide = False) -> None:
         width=width, optional=("reserve GB", "framework"), whole=("id",)))
     if format in ("table", "markdown"):
         typer.echo(paragraph("\nfused: Megatron-style kernels (the step model's layer); eager: every op of the modules, "
-                             "timed\nfrom its probed kernels and bytes (benchmarks/stack_probe.py). Default --stack: "
-                             "megatron.", width))
+                             "timed\nfrom its probed kernels and bytes (benchmarks/stack_probe.py).\nVPP: interleaved "
+                             "pipeline stages (--virtual-stages). Default --stack: megatron.", width))
 
 
 def datasets_cmd(*, format: Format = "table", wide: Wide = False) -> None:

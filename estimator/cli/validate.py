@@ -80,6 +80,7 @@ def validate_cmd(*, format: Format = "table", wide: Wide = False) -> None:
         lines.append(f"{s.stack} {s.split.replace('_', '-')}, {where}: step time {s.num_time_within_15pct} of "
                      f"{s.num_rows} within 15%, median |error| {s.median_abs_time_error:.1%}{memory}")
     lines.append("train: the rows the stack's fitted constants were fitted on (benchmarks/stack_single_gpu.py --fit; "
-                 "at scale: read from the projects' own documents); held-out: never fitted (at scale: read from papers). "
+                 "at scale: read from the projects' own documents); held-out: never fitted (at scale: read from papers, "
+                 "or added after the stacks' at-scale terms were set). "
                  "At scale: published steps on 8 to 12,288 GPUs (stack_runs_at_scale.yaml; each row in --format json).")
     typer.echo(paragraph("\n".join(lines), width))

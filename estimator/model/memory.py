@@ -30,7 +30,7 @@ from estimator.model.finetune import (ADAPTER_GRAD_BYTES, ADAPTER_OPTIMIZER_BYTE
                                       BF16_BYTES, NF4_BYTES_PER_PARAM, FinetuneSpec)
 from estimator.model.params import ParamCount, count_params, norm_params
 from estimator.errors import InputError
-from estimator.vocab import RECOMPUTE_MODES, ZERO_STAGES
+from estimator.vocab import RECOMPUTE_MODES, SELECTIVE_POLICIES, ZERO_STAGES
 
 DEFAULT_WEIGHT_BYTES = 2.0      # bf16/fp16 weights
 DEFAULT_GRAD_BYTES = 2.0        # bf16/fp16 gradients
@@ -123,9 +123,26 @@ def model_state_memory(params: float, *, data_parallel: int = 1, zero_stage: int
 # -- activations ---------------------------------------------------------------------------------
 
 
+def sac_matmuls(arch: Architecture) -> tuple[tuple[str, float, bool], ...]:
+    """A dense layer's matmuls under torchtitan's op-level selective activation checkpointing, in forward
+    order: (name, output width per token, saved). The policy counts the layer's ``aten.mm`` calls and
+    saves the output of the odd-numbered ones (with SDPA's output and the layer input), recomputing the
+    rest and every elementwise op in backward (pytorch/torchtitan
+    torchtitan/models/llama3/infra/parallelize.py ``_apply_ac_to_transformer_block``: "Saves output of all
+    compute ops, except every second mm"; the block calls wq, wk, wv, wo, then w1, w3, w2 or w1, w2)."""
+    order = [("wq", arch.q_dim), ("wk", arch.kv_dim), ("wv", arch.kv_dim), ("wo", arch.hidden_size),
+             ("w1", arch.ffn_size)] + ([("w3", arch.ffn_size)] if arch.gated_ffn else []) + [("w2", arch.hidden_size)]
+    return tuple((name, float(width), i % 2 == 0) for i, (name, width) in enumerate(order))
+
+
+def sac_applies(arch: Architecture) -> bool:
+    """torchtitan's alternate-matmul policy is modelled for dense, non-MLA layers; others keep Megatron's."""
+    return arch.moe is None and arch.mla is None
+
+
 def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch: int = 1, tensor: int = 1,
                                sequence_parallel: bool = False, recompute: str = "none",
-                               flash_attention: bool = False) -> float:
+                               flash_attention: bool = False, selective: str = "attention") -> float:
     """Activation bytes one transformer layer keeps for the backward pass (Korthikanti et al. 2022).
 
     Table 2 of the paper, for GPT-style layers (h-wide attention, 4h GELU MLP, 16-bit activations,
@@ -151,7 +168,14 @@ def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch:
     term ``5*a*s^2*b`` (softmax output 2, dropout mask 1, dropout output 2) disappears with selective
     recomputation or a flash-attention kernel (which keeps only O and the row log-sum-exp).
     ``flash_attention`` stands for the fused-kernel stack: both the attention kernel and the fused SwiGLU.
+
+    ``selective="alternate_matmuls"`` (torchtitan's op-level policy, :func:`sac_matmuls`) keeps, in 16 bits,
+    the layer input, the saved matmuls' outputs and SDPA's output, and SDPA's fp32 log-sum-exp (4 bytes
+    per head per token); torchtitan runs tensor parallelism with sequence parallelism, so all of it is
+    split over the t ranks.
     """
+    if selective not in SELECTIVE_POLICIES:
+        raise InputError(f"selective must be one of {', '.join(SELECTIVE_POLICIES)}, got {selective!r}")
     if recompute not in RECOMPUTE_MODES:
         raise InputError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)}, got {recompute!r}")
     arch.check_seq_len(seq_len)
@@ -161,6 +185,10 @@ def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch:
     sbh = s * b * h
     if recompute == "full":
         return 2.0 * sbh / (t if sequence_parallel else 1)
+    if recompute == "selective" and selective == "alternate_matmuls" and sac_applies(arch):
+        kept = 2 * (arch.hidden_size + arch.q_dim) + 4 * arch.num_heads  # input, SDPA output and log-sum-exp
+        kept += sum(2 * width for _, width, saved in sac_matmuls(arch) if saved)
+        return kept * s * b / t
     if arch.mla is not None:
         q_dim = arch.num_heads * arch.mla.qk_head_dim
         k_dim = q_dim
@@ -193,20 +221,24 @@ def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch:
 
 
 def activation_bytes(arch: Architecture, *, seq_len: int, micro_batch: int = 1, parallel: Parallelism | None = None,
-                     recompute: str = "none", flash_attention: bool = False) -> tuple[float, float]:
+                     recompute: str = "none", flash_attention: bool = False,
+                     selective: str = "attention") -> tuple[float, float]:
     """(transformer-layer bytes, embedding + output-layer bytes) of activations on the most loaded
     device: the first pipeline stage. Full recomputation keeps every layer's input and, during the
     backward pass, the activations of the one layer being recomputed. With the 1F1B schedule that
     stage holds p micro-batches of L/p layers each, i.e. L layers' worth whatever p is (Korthikanti et al. section 4.2.2).
     The extras follow Megatron-LM's ``theoretical_memory_usage.py``: token ids (8*s*b*p) and the
     embedding dropout mask (s*b*h*p) for p micro-batches in flight; with p = 1 also the final
-    norm, output layer and cross-entropy, 4*s*b*h*(1 + V/h); all divided by t."""
+    norm, output layer and cross-entropy, 4*s*b*h*(1 + V/h); all divided by t.
+    A layer recomputed in backward (full, or torchtitan's alternate-matmul policy) also holds, while its
+    backward runs, its activations without recomputation."""
     parallel = parallel or Parallelism()
     per_layer = activation_bytes_per_layer(
         arch, seq_len=seq_len, micro_batch=micro_batch, tensor=parallel.tensor,
-        sequence_parallel=parallel.sequence_parallel, recompute=recompute, flash_attention=flash_attention)
+        sequence_parallel=parallel.sequence_parallel, recompute=recompute, flash_attention=flash_attention,
+        selective=selective)
     layers = per_layer * arch.num_layers
-    if recompute == "full":
+    if recompute == "full" or (recompute == "selective" and selective == "alternate_matmuls" and sac_applies(arch)):
         # the backward pass reruns one layer's forward at a time and holds that layer's activations
         # until its backward is done: one layer's worth without recomputation on top of the inputs
         layers += activation_bytes_per_layer(
@@ -282,7 +314,7 @@ def training_memory(arch: Architecture, *, seq_len: int, micro_batch: int = 1, p
                     recompute: str = "none", flash_attention: bool = False,
                     weight_bytes: float = DEFAULT_WEIGHT_BYTES, grad_bytes: float = DEFAULT_GRAD_BYTES,
                     optimizer_bytes: float = DEFAULT_OPTIMIZER_BYTES,
-                    finetune: FinetuneSpec | None = None) -> MemoryBreakdown:
+                    finetune: FinetuneSpec | None = None, selective: str = "attention") -> MemoryBreakdown:
     """Training memory on the most loaded device (bytes): weights, gradients and optimizer states
     (ZeRO, Rajbhandari et al. 2020) plus activations (Korthikanti et al. 2022, Table 2).
 
@@ -327,7 +359,7 @@ def training_memory(arch: Architecture, *, seq_len: int, micro_batch: int = 1, p
                                        zero_stage=parallel.zero_stage, weight_bytes=weight_bytes,
                                        grad_bytes=grad_bytes, optimizer_bytes=optimizer_bytes)
     layers, other = activation_bytes(arch, seq_len=seq_len, micro_batch=micro_batch, parallel=parallel,
-                                     recompute=recompute, flash_attention=flash_attention)
+                                     recompute=recompute, flash_attention=flash_attention, selective=selective)
     weights = dense_states.weights_bytes + expert_states.weights_bytes
     grads = dense_states.gradients_bytes + expert_states.gradients_bytes
     optimizer = dense_states.optimizer_bytes + expert_states.optimizer_bytes
@@ -558,5 +590,5 @@ __all__ = [
     "what_would_fit", "OPTIMIZER_8BIT_BYTES",
     "RECOMPUTE_MODES", "ZERO_STAGES", "DEFAULT_RESERVE_GB", "Parallelism", "ModelStateMemory", "MemoryBreakdown",
     "FitCheck", "DevicePlan", "model_state_memory", "activation_bytes_per_layer", "activation_bytes",
-    "training_memory", "fit_check", "min_devices",
+    "training_memory", "fit_check", "min_devices", "SELECTIVE_POLICIES", "sac_matmuls", "sac_applies",
 ]

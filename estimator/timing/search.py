@@ -54,6 +54,8 @@ def stack_and_fixed(request: EstimateRequest, work: Any, catalog: Catalog) -> tu
                              f"--{name.replace('_', '-')} {fixed[name]} is not modelled for it: drop it")
         if fixed[name] is None and (stack.eager or not stack.stack.runs(kind)) and (kind != "expert" or arch.moe):
             fixed[name] = 1
+    if fixed["virtual_stages"] is None and not stack.stack.runs("interleaved"):
+        fixed["virtual_stages"] = 1  # its pipeline schedule is plain 1F1B
     return stack, fixed
 
 

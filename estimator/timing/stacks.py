@@ -106,11 +106,12 @@ def _poly(coefficients: Mapping, widths: Mapping[str, float]) -> float:
 
 
 def check_stack_layout(choice: StackChoice, *, tensor: int = 1, pipeline: int = 1, context: int = 1, expert: int = 1,
-                       zero_stage: int = 0, sequence_parallel: bool = False) -> None:
+                       zero_stage: int = 0, sequence_parallel: bool = False, virtual_stages: int = 1) -> None:
     """InputError (one line) when the stack cannot run this layout."""
     stack = choice.stack
     needs = [("tensor", tensor > 1, "--tensor-parallel", "tensor parallelism"),
              ("pipeline", pipeline > 1, "--pipeline-parallel", "pipeline parallelism"),
+             ("interleaved", virtual_stages > 1, "--virtual-stages", "an interleaved pipeline schedule"),
              ("context", context > 1, "--context-parallel", "context parallelism"),
              ("expert", expert > 1, "--expert-parallel", "expert parallelism"),
              ("sequence", sequence_parallel, "--sequence-parallel", "sequence parallelism"),
@@ -378,7 +379,8 @@ def stack_choice(request: EstimateRequest, directory: Path) -> StackChoice:
     check_stack_layout(StackChoice(stack), tensor=request.tensor_parallel or 1,
                        pipeline=request.pipeline_parallel or 1, context=request.context_parallel or 1,
                        expert=request.expert_parallel or 1, zero_stage=request.zero_stage or 0,
-                       sequence_parallel=bool(request.sequence_parallel))
+                       sequence_parallel=bool(request.sequence_parallel),
+                       virtual_stages=request.virtual_stages or 1)
     return StackChoice(stack, compile=bool(request.compile), master_weights=master)
 
 

@@ -59,6 +59,7 @@ from dataclasses import replace
 from typing import Any
 
 from estimator.model.arch import Architecture
+from estimator.model.memory import sac_applies, sac_matmuls
 from estimator.catalog.records import Accelerator
 from estimator.errors import InputError
 from estimator.timing.layout import Layout, group_span
@@ -73,8 +74,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                 constants: Constants = Constants(), e_max: float | None = None,
                 grad_reduce_bytes: float | None = None, sharded_per_layer: bool | None = None,
                 zero2_per_layer: bool | None = None, prefetch: bool | None = None, stragglers: bool = False,
-                grad_accumulation_bytes: float | None = None, stack: Any = None,
-                finetune: Any = None, compute_scale: float = 1.0) -> StepTime:
+                grad_accumulation_bytes: float | None = None, p2p_serial: bool | None = None,
+                fp8_cast_bytes: Any = None, stack: Any = None, finetune: Any = None,
+                compute_scale: float = 1.0) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
     The at-scale terms take the training stack's choices as arguments (None: the stack's, else SCALE_DEFAULTS):
@@ -89,6 +91,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ``grad_accumulation_bytes``: bytes moved per parameter of this device every micro-batch to accumulate
     its gradient outside the weight-gradient matmul (0: Megatron fuses it into the matmul; DeepSpeed's
     pipeline engine adds each micro-batch's bf16 gradients into fp32 ones, ``update_hp_grads``).
+    ``p2p_serial`` times each pipeline exchange (the activation forward, its gradient back)
+    as two transfers one after the other (DeepSpeed's pipeline engine: a blocking recv, then a blocking
+    send), not as one batched send/receive (Megatron's ``send_forward_recv_backward``).
     ``stack`` (a :class:`estimator.timing.stacks.StackChoice`): an eager stack's micro-batch and
     optimizer step replace the fused layer's (estimator/timing/stacks.py), and it reduces gradients in
     its weights' dtype; None is the fused stack. A stack's catalog entry sets the at-scale arguments it
@@ -113,6 +118,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     prefetch = scale["prefetch"] if prefetch is None else prefetch
     if grad_accumulation_bytes is None:
         grad_accumulation_bytes = scale["grad_accumulation_bytes"]
+    p2p_serial = scale["p2p_serial"] if p2p_serial is None else p2p_serial
+    fp8_cast_bytes = scale["fp8_cast_bytes"] if fp8_cast_bytes is None else fp8_cast_bytes
+    p2p_transfers = 2 if p2p_serial else 1  # per stage-boundary exchange, one after the other
     arch = shape.arch
     t, p, c, d, e = (layout.tensor_parallel, layout.pipeline_parallel, layout.context_parallel,
                      layout.data_parallel, layout.expert_parallel)
@@ -170,11 +178,19 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     layers_dense = shape.num_dense_layers / p * uneven
     layers_moe = shape.num_moe_layers / p * uneven
     fwd = layers_dense * layer_forward(False) + layers_moe * layer_forward(True)
-    # selective recompute reruns the attention core: the score matmuls and, unfused, their softmax
-    recompute = fwd if full else (layers_total / p * uneven * (score_time + softmax) if selective else 0.0)
+    # selective recompute reruns the attention core: the score matmuls and, unfused, their softmax; under
+    # torchtitan's alternate-matmul policy, the unsaved matmuls' share of the layer's and every elementwise op
+    sac_share = recomputed_matmul_share(arch) if selective and alternate_matmuls(stack, arch) else 0.0
+    if sac_share:
+        recompute = layers_dense * (gemm_time(shape.layer_gemms, t) * sac_share + elem)
+    else:
+        recompute = fwd if full else (layers_total / p * uneven * (score_time + softmax) if selective else 0.0)
     head = shape.head_flops_per_token * tokens / t
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
+    casts = fp8_cast_bytes if precision == "fp8" else None
+    if casts and sac_applies(arch):  # float8 scaling casts around every linear of the layers (fp8_cast_seconds)
+        compute += layers_dense * fp8_cast_seconds(arch, casts, tokens / t, full, hbm)
     eager = stack is not None and stack.eager
     if eager:  # every op the stack's modules launch, on one device (TP, PP, CP, EP refused before)
 
@@ -219,7 +235,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
     ep_comm = layers_moe * ep_a2a * (6 + (2 if full else 0))
-    pp_comm = 2 * _collective("p2p", activation / t if layout.sequence_parallel else activation, 2, inside_pp,
+    pp_comm = 2 * p2p_transfers * _collective("p2p", activation / t if layout.sequence_parallel else activation, 2, inside_pp,
                               pp_node, links) if p > 1 else 0.0
     # each micro-batch's gradients added into the step's outside the weight-gradient matmuls (a stream pass
     # over this device's gradients, on the pipeline's critical path); none in an eager stack's own tables
@@ -291,6 +307,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     per_device_peak = peak * 1e12 * layout.num_devices
     if full:  # every layer's forward again (not the output head)
         hw_extra = layers_forward * tokens_step
+    elif sac_share:  # the unsaved matmuls' forward again
+        hw_extra = sum(g[0] for g in shape.layer_gemms) * sac_share * layers_total * tokens_step
     elif selective:  # the attention-score matmuls' forward again
         hw_extra = shape.score_flops_per_token * score_share * layers_total * tokens_step
     else:
@@ -307,6 +325,42 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                     memory_gb=memory_gb if memory_gb is not None else 0.0, fits=True,
                     mfu=model_flops / (step_time * per_device_peak),
                     hfu=(model_flops + hw_extra) / (step_time * per_device_peak))
+
+
+def alternate_matmuls(stack: Any, arch: Architecture) -> bool:
+    """Whether ``--recompute selective`` runs torchtitan's alternate-matmul policy here (the stack's
+    ``selective_policy``, on a dense non-MLA layer; estimator.model.memory.sac_matmuls)."""
+    return (stack is not None and stack.stack.selective_policy == "alternate_matmuls" and sac_applies(arch))
+
+
+def linear_widths(arch: Architecture) -> tuple[tuple[float, float, bool], ...]:
+    """A dense layer's linears in forward order: (input width, output width, saved under torchtitan's
+    alternate-matmul policy) per token (estimator.model.memory.sac_matmuls)."""
+    inputs = {"wq": arch.hidden_size, "wk": arch.hidden_size, "wv": arch.hidden_size, "wo": arch.q_dim,
+              "w1": arch.hidden_size, "w3": arch.hidden_size, "w2": arch.ffn_size}
+    return tuple((float(inputs[name]), width, saved) for name, width, saved in sac_matmuls(arch))
+
+
+def recomputed_matmul_share(arch: Architecture) -> float:
+    """The share of a dense layer's matmul FLOPs that torchtitan's alternate-matmul policy reruns in
+    backward (each matmul 2 x input width x output width per token)."""
+    flops = [(k * n, saved) for k, n, saved in linear_widths(arch)]
+    return sum(f for f, saved in flops if not saved) / sum(f for f, _ in flops)
+
+
+def fp8_cast_seconds(arch: Architecture, casts: Any, tokens: float, full: bool, hbm_bytes_per_s: float) -> float:
+    """One dense layer's float8 scaling casts for one micro-batch of ``tokens`` tokens on this device, at the
+    HBM rate (torchao's float8 roofline, pytorch/ao torchao/testing/training/roofline_utils.py
+    get_float8_mem_sympy: three tensors per linear). Forward: the input (``per_activation_element`` bytes per
+    element: the amax fused with its producer, then a bf16 read and row- and column-major fp8 writes) and
+    the weight (``per_weight_param``: its amax and a cast forward and again in backward); backward: the
+    output gradient as the input. A full recompute casts the inputs again."""
+    per_element = casts["per_activation_element"]
+    inputs = sum(k for k, _, _ in linear_widths(arch))
+    outputs = sum(n for _, n, _ in linear_widths(arch))
+    weights = sum(k * n for k, n, _ in linear_widths(arch))
+    activations = tokens * (inputs * (2 if full else 1) + outputs) * per_element
+    return (activations + weights * casts["per_weight_param"]) / hbm_bytes_per_s
 
 
 def eager_memory(arch: Architecture, stack: Any, layout: Layout, seq_len: int, finetune: Any = None) -> Any:
@@ -344,9 +398,10 @@ def layout_memory(arch: Architecture, layout: Layout, seq_len: int, *, flash_att
     par = Parallelism(data=layout.data_parallel, tensor=layout.tensor_parallel, pipeline=layout.pipeline_parallel,
                       expert=layout.expert_parallel, sequence_parallel=layout.sequence_parallel,
                       zero_stage=layout.zero_stage)
+    kept = stack.stack.memory_arguments() if stack is not None else {}
     return training_memory(arch, seq_len=max(1, seq_len // layout.context_parallel), micro_batch=layout.micro_batch,
                            parallel=par, recompute=layout.recompute, flash_attention=flash_attention,
-                           finetune=finetune, **states)
+                           finetune=finetune, **states, **kept)
 
 
 def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_attention: bool = True,
@@ -356,4 +411,5 @@ def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_
                          finetune=finetune).total_bytes / 1e9
 
 
-__all__ = ["eager_memory", "layout_memory", "layout_memory_gb", "time_layout"]
+__all__ = ["alternate_matmuls", "eager_memory", "fp8_cast_seconds", "layout_memory", "layout_memory_gb",
+           "linear_widths", "recomputed_matmul_share", "time_layout"]
