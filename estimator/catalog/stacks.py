@@ -4,7 +4,7 @@ transformer layer, which parallelism it runs, and the source of each number.
 A :class:`Stack` is loaded with :func:`estimator.catalog.fields._records` (fields converted by their
 annotations, unknown fields refused with a close match) and cross-checked here: the engine and the
 parallelism names are known, every number has a source, an eager stack has the per-layer
-tables the eager step model reads, and each table is a mapping of non-negative numbers. :mod:`estimator.timing.stacks` turns a stack into step time and memory.
+tables the eager step model reads (and, where it compiles, the torch.compile ones), and each table is a mapping of non-negative numbers. :mod:`estimator.timing.stacks` turns a stack into step time and memory.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ MODES = ("amp", "bf16")
 EAGER_TABLES = ("host_s_per_op", "matmul_fraction_of_mamf", "device_s_per_kernel", "attention_fraction", "saved_bytes_per_token_per_layer",
                 "saved_bytes_per_token_outside", "traffic_bytes_per_token_per_layer",
                 "traffic_bytes_per_token_outside", "kernels_per_layer", "kernels_outside", "logits",
-                "weight_copy_bytes_per_param", "weight_cast_traffic_bytes_per_param", "compiled")
+                "weight_copy_bytes_per_param", "weight_cast_traffic_bytes_per_param")
+#: what the eager step model reads under torch.compile (an eager stack with ``compile: true``), probed
+#: by benchmarks/compile_probe.py; tables keyed by layer kind, then mode, as the eager ones
+COMPILED_TABLES = ("compiled_saved_bytes_per_token_per_layer", "compiled_saved_bytes_per_token_outside",
+                   "compiled_traffic_bytes_per_token_per_layer", "compiled_weight_traffic_bytes_per_param",
+                   "compiled_traffic_bytes_per_token_outside", "compiled_kernels_per_layer",
+                   "compiled_kernels_outside", "compiled_logits", "compiled_output_grad_bytes_per_token_per_layer")
 _DESCRIPTIONS = ("attention", "loss", "overlap", "zero3_gather")
 
 
@@ -73,7 +79,18 @@ class Stack:
     logits: Mapping[str, Any] | None = None
     weight_copy_bytes_per_param: float | None = None
     weight_cast_traffic_bytes_per_param: float | None = None
-    compiled: Mapping[str, Any] | None = None
+    # torch.compile (Inductor) of an eager stack's modules: the tables above as the compiled graph runs them
+    compiled_saved_bytes_per_token_per_layer: Mapping[str, Any] | None = None
+    compiled_saved_bytes_per_token_outside: Mapping[str, Any] | None = None
+    compiled_traffic_bytes_per_token_per_layer: Mapping[str, Any] | None = None
+    compiled_weight_traffic_bytes_per_param: Mapping[str, Any] | None = None
+    compiled_traffic_bytes_per_token_outside: Mapping[str, Any] | None = None
+    compiled_kernels_per_layer: Mapping[str, Any] | None = None
+    compiled_kernels_outside: Mapping[str, Any] | None = None
+    compiled_logits: Mapping[str, Any] | None = None
+    # the gradients autograd materialises at the backward for the layers' other outputs (the KV cache)
+    compiled_output_grad_bytes_per_token_per_layer: Mapping[str, Any] | None = None
+    compiled_host_s_per_kernel: float | None = None
     # at-scale choices of the stack (estimator/timing/step.py time_layout); absent: the step model's defaults
     grad_reduce_bytes: float | None = None  # bytes per gradient element on the data-parallel wire
     zero2_per_layer: bool | None = None  # ZeRO 2 reduces one layer at a time (else one bucketed reduction)
@@ -154,8 +171,14 @@ def _check(stack: Stack) -> None:
         for name in EAGER_TABLES:
             if getattr(stack, name) is None:
                 raise CatalogError(STACKS_FILE, label, name, "is required for an eager stack")
-        for name in ("saved_bytes_per_token_per_layer", "traffic_bytes_per_token_per_layer", "kernels_per_layer",
-                     "saved_bytes_per_token_outside", "traffic_bytes_per_token_outside", "kernels_outside", "logits"):
+        tables = ["saved_bytes_per_token_per_layer", "traffic_bytes_per_token_per_layer", "kernels_per_layer",
+                  "saved_bytes_per_token_outside", "traffic_bytes_per_token_outside", "kernels_outside", "logits"]
+        if stack.compile:
+            for name in (*COMPILED_TABLES, "compiled_host_s_per_kernel"):
+                if getattr(stack, name) is None:
+                    raise CatalogError(STACKS_FILE, label, name, "is required for an eager stack that compiles")
+            tables += COMPILED_TABLES
+        for name in tables:
             table = getattr(stack, name)
             for kind in LAYER_KINDS:
                 for mode in MODES:
@@ -266,5 +289,5 @@ def load_stack_runs(file: Path, stacks: tuple[Stack, ...]) -> tuple[StackRun, ..
     return runs
 
 
-__all__ = ["ENGINES", "LAYER_KINDS", "MASTER_WEIGHTS", "MODES", "PARALLELISM", "SPLITS", "STACKS_FILE", "Stack",
+__all__ = ["COMPILED_TABLES", "ENGINES", "LAYER_KINDS", "MASTER_WEIGHTS", "MODES", "PARALLELISM", "SPLITS", "STACKS_FILE", "Stack",
            "StackRun", "load_stack_runs", "load_stacks"]

@@ -10,17 +10,21 @@ micro-batch on one device is, per phase (forward, backward, recompute, the loss,
 * **attention** (SDPA's FlashAttention-2 kernel) at ``attention_fraction`` of the dense peak, the
   causal half of the scores, backward 2.5 x forward (Dao 2023, arXiv 2307.08691: 5 matmuls vs 2),
 * **elementwise, reduction and copy** traffic per token per layer (the probed
-  ``traffic_bytes_per_token_per_layer``; compiled: each saved activation written and read
-  ``traffic_per_saved_byte`` times) and of the loss per logit, at the achievable HBM bandwidth,
-* **casts** of the weights to bf16 and of their gradients back (fp32 master weights),
+  ``traffic_bytes_per_token_per_layer``; under ``--compile`` the bytes Inductor's fused kernels read
+  and write, ``compiled_traffic_bytes_per_token_per_layer``) and of the loss per logit, at the
+  achievable HBM bandwidth,
+* **casts** of the weights to bf16 and of their gradients back (fp32 master weights; compiled: the
+  probed ``compiled_weight_traffic_bytes_per_param``),
 * **kernels**: ``device_s_per_kernel`` each on the device, ``host_s_per_op`` each on the host
-  (Python, dispatch, autograd); the device waits for the host when the host is slower, so a
-  micro-batch takes the longer of the two (small models are launch-bound, large ones are not),
+  (Python, dispatch, autograd; compiled: ``compiled_host_s_per_kernel``, the generated wrapper's
+  launch); the device waits for the host when the host is slower, so a micro-batch takes the longer
+  of the two (small models are launch-bound, large ones are not),
 * **AdamW**: one fused kernel reading weights, gradients and both moments and writing three.
 
 Memory is what ``torch.cuda.max_memory_allocated`` reports: the largest of the live bytes at the loss
 backward (weights, optimizer states, autocast's bf16 weight copies, every layer's saved activations,
-the loss's fp32 logits-sized tensors), at a recomputed layer's backward (``--recompute full``), and at
+the loss's logits-sized tensors; compiled, also the gradients autograd materialises for the KV cache
+the compiled model returns), at a recomputed layer's backward (``--recompute full``), and at
 the optimizer step (weights, gradients, states). ``trainable_params`` below ``params`` (adapters,
 frozen layers) drops the gradients and optimizer states of the frozen part.
 """
@@ -68,6 +72,15 @@ class StackChoice:
     def weight_bytes(self) -> float:
         return 4.0 if self.master_weights == "fp32" else 2.0
 
+    @property
+    def host_s_per_kernel(self) -> float:
+        """Host seconds per launched kernel: eager Python and dispatch, or the compiled graph's wrapper."""
+        return float(self.stack.compiled_host_s_per_kernel if self.compile else self.stack.host_s_per_op)
+
+    def table(self, name: str) -> Mapping:
+        """An eager stack's table for this run, ``compiled_<name>`` under torch.compile."""
+        return getattr(self.stack, f"compiled_{name}" if self.compile else name)
+
     def describe(self) -> str:
         return (f"{self.stack.id} ({self.stack.name}), {self.master_weights} master weights"
                 + (", torch.compile" if self.compile else ""))
@@ -82,8 +95,9 @@ def layer_kind(arch: Architecture) -> str:
 
 
 def _widths(arch: Architecture) -> dict[str, float]:
+    """The widths a table's coefficients multiply (``one``: a constant per token)."""
     return {"hidden": float(arch.hidden_size), "ffn": float(arch.ffn_size),
-            "kv_dim": float(arch.num_kv_heads * arch.head_dim), "vocab": float(arch.vocab_size)}
+            "kv_dim": float(arch.num_kv_heads * arch.head_dim), "vocab": float(arch.vocab_size), "one": 1.0}
 
 
 def _poly(coefficients: Mapping, widths: Mapping[str, float]) -> float:
@@ -156,17 +170,12 @@ def _matmul_params(arch: Architecture, params: float) -> float:
 
 def eager_activation_bytes_per_token(arch: Architecture, choice: StackChoice, recompute: str) -> tuple[float, float]:
     """(bytes one layer keeps for backward, bytes outside the layers) per token, the logits apart."""
-    from estimator.model.memory import activation_bytes_per_layer
-
     t = choice.stack
     kind, mode, widths = layer_kind(arch), choice.mode, _widths(arch)
-    outside = _poly(t.saved_bytes_per_token_outside[kind][mode], widths)
+    outside = _poly(choice.table("saved_bytes_per_token_outside")[kind][mode], widths)
     if recompute == "full":  # a checkpointed layer keeps its input: the residual stream in the weights' dtype
         return choice.weight_bytes * arch.hidden_size, outside
-    if choice.compile:  # the fused graph keeps what a fused layer keeps, the residual stream in fp32 under amp
-        fused = activation_bytes_per_layer(arch, seq_len=1, micro_batch=1, flash_attention=True)
-        return fused + (4.0 * arch.hidden_size if mode == "amp" else 0.0), outside
-    per_layer = _poly(t.saved_bytes_per_token_per_layer[kind][mode], widths)
+    per_layer = _poly(choice.table("saved_bytes_per_token_per_layer")[kind][mode], widths)
     drop = (t.dropout or {}).get(kind)
     if drop:
         per_layer += drop["sites_per_layer"] * drop["mask_bytes"] * arch.hidden_size
@@ -199,9 +208,14 @@ def stack_memory(arch: Architecture, choice: StackChoice, *, seq_len: int, micro
     tokens = float(seq_len * micro_batch)
     copies = t.weight_copy_bytes_per_param * _matmul_params(arch, params) if choice.mode == "amp" else 0.0
     per_layer, outside = eager_activation_bytes_per_token(arch, choice, recompute)
-    logits_table = t.logits["compiled"] if choice.compile else t.logits[layer_kind(arch)][choice.mode]
+    logits_table = choice.table("logits")[layer_kind(arch)][choice.mode]
     logits_peak = logits_table["peak"] * tokens * arch.vocab_size
     activations = tokens * (per_layer * arch.num_layers + outside)
+    if choice.compile and recompute != "full":
+        # the gradients autograd passes in for the compiled model's other outputs: the KV cache it returns
+        # (transformers turns the cache off under gradient checkpointing)
+        grads_in = _poly(t.compiled_output_grad_bytes_per_token_per_layer[layer_kind(arch)][choice.mode], _widths(arch))
+        activations += tokens * grads_in * arch.num_layers
     held_grads = grads if num_micro_batches > 1 else 0.0  # accumulated across micro-batches
     phases = []
     if recompute == "full":
@@ -264,42 +278,40 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
     attn_fwd = score / (peak_flops * t.attention_fraction)
     attention = attn_fwd * (1 + FLASH_BACKWARD_RATIO + (1 if full else 0))
     logits = tokens * arch.vocab_size
-    if choice.compile:
-        saved = eager_layer_bytes_per_token(arch, choice)
-        per_layer_bytes = saved * t.compiled["traffic_per_saved_byte"] * (4 / 3 if full else 1)
-        loss_bytes = logits * t.logits["compiled"]["traffic"]
-        kernels_layer = t.compiled["kernels_per_layer_forward"] * (2 if full else 1) + t.compiled["kernels_per_layer_backward"]
-    else:
-        traffic = t.traffic_bytes_per_token_per_layer[kind][mode]
-        forward, backward = _poly(traffic["forward"], widths), _poly(traffic["backward"], widths)
-        per_layer_bytes = forward * (2 if full else 1) + backward
-        counts = t.kernels_per_layer[kind][mode]
-        kernels_layer = counts["forward"] * (2 if full else 1) + counts["backward"]
-        drop = (t.dropout or {}).get(kind)
-        if drop:  # the probe ran without dropout: each site launches a kernel forward and one backward
-            per_layer_bytes += drop["sites_per_layer"] * drop["traffic_bytes"] * arch.hidden_size * (1.5 if full else 1)
-            kernels_layer += drop["sites_per_layer"] * (3 if full else 2)
-        outside = t.traffic_bytes_per_token_outside[kind][mode]
-        hidden_only = {k: v for k, v in outside["forward"].items() if k != "vocab"}
-        loss_bytes = (logits * (outside["forward"].get("vocab", 0) + outside["backward"].get("vocab", 0))
-                      + tokens * (_poly(hidden_only, widths)
-                                  + _poly({k: v for k, v in outside["backward"].items() if k != "vocab"}, widths)))
+    traffic = choice.table("traffic_bytes_per_token_per_layer")[kind][mode]
+    forward, backward = _poly(traffic["forward"], widths), _poly(traffic["backward"], widths)
+    per_layer_bytes = forward * (2 if full else 1) + backward
+    counts = choice.table("kernels_per_layer")[kind][mode]
+    kernels_layer = counts["forward"] * (2 if full else 1) + counts["backward"]
+    drop = (t.dropout or {}).get(kind)
+    if drop and choice.compile:
+        # the probe ran without dropout; compiled, the mask is generated inside the fused kernels (no
+        # launch of its own), written once forward and read once backward
+        per_layer_bytes += drop["sites_per_layer"] * 2 * drop["mask_bytes"] * arch.hidden_size * (1.5 if full else 1)
+    elif drop:  # the probe ran without dropout: each site launches a kernel forward and one backward
+        per_layer_bytes += drop["sites_per_layer"] * drop["traffic_bytes"] * arch.hidden_size * (1.5 if full else 1)
+        kernels_layer += drop["sites_per_layer"] * (3 if full else 2)
+    outside = choice.table("traffic_bytes_per_token_outside")[kind][mode]
+    loss_bytes = sum(logits * row.get("vocab", 0) + tokens * _poly({k: v for k, v in row.items() if k != "vocab"}, widths)
+                     for row in (outside["forward"], outside["backward"]))
     elementwise = tokens * per_layer_bytes * layers / hbm_bytes_per_s
     loss = loss_bytes / hbm_bytes_per_s
     casts = 0.0
-    if mode == "amp":
-        params = float(shape.total_params)
+    matmul_params = _matmul_params(arch, float(shape.total_params))
+    if choice.compile:  # the casts run inside the fused kernels: their bytes per weight were probed
+        cast = t.compiled_weight_traffic_bytes_per_param[kind][mode]
+        table = float(arch.vocab_size * arch.hidden_size)  # the embedding, probed tied to the head
+        layer_weights = matmul_params - (table if arch.lm_head else 0.0)
+        casts = (layer_weights * (cast["forward"] * (2 if full else 1) + cast["backward"])
+                 + table * (cast["embedding_forward"] + cast["embedding_backward"])) / hbm_bytes_per_s
+    elif mode == "amp":
         per_param = t.weight_cast_traffic_bytes_per_param * (1.5 if full else 1.0)  # the recompute casts again
-        casts = _matmul_params(arch, params) * per_param / hbm_bytes_per_s
+        casts = matmul_params * per_param / hbm_bytes_per_s
     gemm_kernels = passes * layers * len(shape.layer_gemms) + 3  # their launches are timed inside gemm_seconds
-    if choice.compile:  # the fused kernels between the matmuls, the matmuls, the fused loss
-        kernels = layers * kernels_layer + gemm_kernels + t.compiled["kernels_outside"]
-    else:  # the probe's counts include the matmuls
-        outside_kernels = t.kernels_outside[kind][mode]
-        kernels = layers * kernels_layer + outside_kernels["forward"] + outside_kernels["backward"]
+    outside_kernels = choice.table("kernels_outside")[kind][mode]  # the probes' counts include the matmuls
+    kernels = layers * kernels_layer + outside_kernels["forward"] + outside_kernels["backward"]
     device = matmul + attention + elementwise + loss + casts + max(0.0, kernels - gemm_kernels) * kernel_s
-    host_per = t.compiled["host_s_per_kernel"] if choice.compile else t.host_s_per_op
-    host = kernels * host_per
+    host = kernels * choice.host_s_per_kernel
     parts = {"matmul": matmul, "attention": attention, "elementwise": elementwise, "loss": loss, "weight casts": casts,
              "launches": max(0.0, kernels - gemm_kernels) * kernel_s}
     forward = (layer_fwd + head_fwd + attn_fwd) + (elementwise + loss) / 3
