@@ -19,7 +19,8 @@ some of them for every row of a stack:
 - Composer PURE rows in bf16: the FSDP rows whose ``grad_reduce_dtype`` is bf16 (Composer's PURE mixed
   precision) reduce in bf16, not the fsdp stack's fp32.
 - prefetch: FSDP's forward and backward prefetch as a full overlap.
-- stragglers: MegaScale's slow-host share and excess (a cluster property, the same for every stack).
+- stragglers off: without MegaScale's slow-host share and excess (a cluster property, the same for
+  every stack, on by default).
 
 Printed per split and stack: rows within 15%, median |error|, median predicted/reported, and that
 median on the rows at 1,000 GPUs or more (held-out) or 128 or more (train). Exit status 0.
@@ -45,12 +46,13 @@ from estimator.catalog.fields import load_yaml_file  # noqa: E402
 
 
 SETTINGS = {
-    "no stack terms (the step model's defaults)": lambda row: dict(comm.SCALE_DEFAULTS),
+    # the defaults, with no float8 casts ({}: None would mean "the stack's own")
+    "no stack terms (the step model's defaults)": lambda row: {**comm.SCALE_DEFAULTS, "fp8_cast_bytes": {}},
     "the stacks' catalog terms (--stack)": lambda row: {},
     "+ Megatron fp32 gradients, no overlap": lambda row: {"grad_reduce_bytes": 4.0} if row["stack"] == "megatron" else {},
     "+ Composer PURE rows in bf16": lambda row: {"grad_reduce_bytes": 2.0} if row.get("grad_reduce_dtype") == "bf16" else {},
     "+ FSDP prefetch": lambda row: {"prefetch": True} if row["stack"] == "fsdp" else {},
-    "+ stragglers": lambda row: {"stragglers": True},
+    "- stragglers (off)": lambda row: {"stragglers": False},
 }
 GROUPS = (("holdout", "megatron", 1000), ("holdout", "deepspeed", 1000), ("holdout", "fsdp", 128),
           ("train", "deepspeed", 128), ("train", "fsdp", 128))

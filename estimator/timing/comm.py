@@ -101,12 +101,13 @@ def ring_latency_s(op: str, group: int, members_per_node: int) -> float:
 
 def straggler_factor(num_nodes: int, slow_host_share: float = SLOW_HOST_SHARE,
                      slow_host_excess: float = SLOW_HOST_EXCESS) -> float:
-    """The expected stretch of a synchronous step's compute by its slowest host: each of ``num_nodes``
-    hosts is slow (``slow_host_excess`` more time) with probability ``slow_host_share``, and the step
-    waits for the slowest, so 1 + excess x P(at least one slow host) (MegaScale, sections 5.1 and 6.3)."""
+    """The expected stretch of a synchronous step's compute by its slowest host, against one host's own
+    expected step: each of ``num_nodes`` hosts is slow (``slow_host_excess`` more time) with probability
+    ``slow_host_share``, and the step waits for the slowest, so 1 + excess x (P(at least one slow host)
+    - P(one host is slow)) (MegaScale, sections 5.1 and 6.3). One host waits for no other: 1."""
     if num_nodes <= 1:
-        return 1.0 + slow_host_excess * slow_host_share * max(0, num_nodes)
-    return 1.0 + slow_host_excess * (1.0 - (1.0 - slow_host_share) ** num_nodes)
+        return 1.0
+    return 1.0 + slow_host_excess * ((1.0 - (1.0 - slow_host_share) ** num_nodes) - slow_host_share)
 
 
 def sharded_exposed_s(gather_s: float, scatter_s: float, layers: int, forward_s: float, backward_s: float,

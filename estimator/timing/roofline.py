@@ -30,7 +30,7 @@ DEFAULT_MAX_MATMUL_FRACTION = 0.80  # the median of the table, for chips it lack
 # -- fitted constants (benchmarks/fit_step_model.py on catalogs/layout_runs.yaml) ------------------
 KERNEL_OVERHEAD_S = 20e-6  # launch and tail of one matmul kernel, s (fitted)
 ELEMENTWISE_BYTES_PER_HIDDEN = 144.0  # HBM bytes moved per token per hidden unit per layer, forward (fitted)
-DP_OVERLAP = 0.0  # share of the data-parallel gradient traffic hidden behind the backward pass (fitted)
+DP_OVERLAP = 0.25  # share of a bucketed data-parallel reduction hidden behind the backward pass (fitted)
 
 # -- anchored constants --------------------------------------------------------------------------
 SOFTMAX_BYTES_PER_SCORE = 10.0  # unfused softmax + mask + dropout: read/write ~10 B per score, forward

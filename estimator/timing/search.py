@@ -412,8 +412,11 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"matmuls at {e_max:.3f} x the dense peak at most ({e_source}), "
         f"or their bytes at the HBM bandwidth if longer, + {constants.kernel_overhead_s * 1e6:.3g} us per kernel; elementwise work at "
         f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
-        f"links: {links.source}; {constants.dp_overlap:.0%} of data-parallel traffic hidden behind backward; "
-        "tensor, context and expert-parallel collectives not overlapped",
+        f"links: {links.source}; {constants.dp_overlap:.0%} of a bucketed data-parallel reduction hidden behind "
+        "backward (per-layer ZeRO collectives are timed layer by layer); tensor, context and expert-parallel "
+        "collectives not overlapped; stragglers: the expected slowest of "
+        f"{max(1, -(-best.layout.num_devices // max(1, links.per_node))):,} hosts (MegaScale's 0.5% of hosts "
+        "10% slower)",
         f"memory: {best.memory_gb:.1f} GB on the most loaded device, of {usable_gb:.1f} GB usable (the datasheet's "
         f"{acc.memory_gb:g} GB are GiB, {usable_gb + reserve_gb:.1f}e9 bytes, less {reserve_gb:g} GB reserved)",
     ]

@@ -40,16 +40,17 @@ schedule; Narayanan et al. 2021, arXiv 2104.04473; Korthikanti et al. 2022, arXi
    grows with every rank and node); an all-reduce takes the tree's ``LATENCY_INTER_S`` x log2(ranks).
 4. **At scale** (docs/scale.md): ZeRO-3 gathers and scatters one layer at a time, each collective
    paying its latency; the training stack's choices are arguments of :func:`time_layout` (the bytes
-   of a gradient on the wire, ZeRO-2 per layer, prefetch beside the neighbouring layer's compute) and
-   so is a straggler stretch (MegaScale's slow-host share, :func:`straggler_factor`); their defaults
-   keep today's answers.
+   of a gradient on the wire, ZeRO-2 per layer, prefetch beside the neighbouring layer's compute, the
+   share of the data-parallel reduction hidden behind backward) and so is the straggler stretch
+   (MegaScale's slow-host share, :func:`straggler_factor`), on by default: a synchronous step waits
+   for its slowest host.
 
 The constants marked *fitted* were fitted on the published layouts in ``catalogs/layout_runs.yaml``
 (``benchmarks/fit_step_model.py``; ``gpucost validate`` prints the error on every row, and
 ``tests/test_step.py`` fails if the constants drift from the fit). Not modelled: failures and
 restarts, network congestion and topology beyond two tiers, kernel-level overlap of communication
 with compute (DualPipe, TP overlap), load imbalance between experts, and the embedding and loss work
-beyond their matmuls; stragglers only where asked.
+beyond their matmuls.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                 flash_attention: bool = True, memory_gb: float | None = None,
                 constants: Constants = Constants(), e_max: float | None = None,
                 grad_reduce_bytes: float | None = None, sharded_per_layer: bool | None = None,
-                zero2_per_layer: bool | None = None, prefetch: bool | None = None, stragglers: bool = False,
+                zero2_per_layer: bool | None = None, prefetch: bool | None = None, stragglers: bool = True,
                 grad_accumulation_bytes: float | None = None, p2p_serial: bool | None = None,
                 fp8_cast_bytes: Any = None, stack: Any = None, finetune: Any = None,
                 compute_scale: float = 1.0) -> StepTime:
@@ -91,6 +92,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     ``grad_accumulation_bytes``: bytes moved per parameter of this device every micro-batch to accumulate
     its gradient outside the weight-gradient matmul (0: Megatron fuses it into the matmul; DeepSpeed's
     pipeline engine adds each micro-batch's bf16 gradients into fp32 ones, ``update_hp_grads``).
+    The fitted ``constants.dp_overlap`` hides that share of a bucketed data-parallel reduction behind
+    backward; collectives run one layer at a time (``sharded_per_layer``, ``zero2_per_layer``) are timed
+    layer by layer instead (exposed, or beside the neighbouring layer with ``prefetch``).
     ``p2p_serial`` times each pipeline exchange (the activation forward, its gradient back)
     as two transfers one after the other (DeepSpeed's pipeline engine: a blocking recv, then a blocking
     send), not as one batched send/receive (Megatron's ``send_forward_recv_backward``).
@@ -288,7 +292,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
             sharded_grads = (m - 1) * max(0.0, scatter - backward)
         if layered:  # the step's own reduction is per layer too: a reduce-scatter and an all-gather each
             dp_time = scatter + gather
-        dp_exposed = (dp_time + zero3) * (1 - constants.dp_overlap) + sharded_grads
+        hidden = 0.0 if layered else constants.dp_overlap  # a per-layer path is timed layer by layer
+        dp_exposed = (dp_time + zero3) * (1 - hidden) + sharded_grads
     shard = d if layout.zero_stage >= 1 else 1
     optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
     if stack is not None and (eager or stack.master_weights == "bf16"):
