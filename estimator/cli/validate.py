@@ -82,5 +82,7 @@ def validate_cmd(*, format: Format = "table", wide: Wide = False) -> None:
     lines.append("train: the rows the stack's fitted constants were fitted on (benchmarks/stack_single_gpu.py --fit; "
                  "at scale: read from the projects' own documents); held-out: never fitted (at scale: read from papers, "
                  "or added after the stacks' at-scale terms were set). "
-                 "At scale: published steps on 8 to 12,288 GPUs (stack_runs_at_scale.yaml; each row in --format json).")
+                 "At scale: published steps on 8 to 12,288 GPUs (stack_runs_at_scale.yaml; each row in --format json); "
+                 "rows the model cannot run are left out and named in that file's header "
+                 "(benchmarks/holdout_stacks.py counts them as misses).")
     typer.echo(paragraph("\n".join(lines), width))
