@@ -4,7 +4,8 @@ transformer layer, which parallelism it runs, and the source of each number.
 A :class:`Stack` is loaded with :func:`estimator.catalog.fields._records` (fields converted by their
 annotations, unknown fields refused with a close match) and cross-checked here: the engine and the
 parallelism names are known, every number has a source, an eager stack has the per-layer
-tables the eager step model reads (and, where it compiles, the torch.compile ones), and each table is a mapping of non-negative numbers. :mod:`estimator.timing.stacks` turns a stack into step time and memory.
+tables the eager step model reads (and, where it compiles, the torch.compile ones), and each table is a
+mapping of non-negative numbers. :mod:`estimator.timing.stacks` turns a stack into step time and memory.
 """
 
 from __future__ import annotations
@@ -289,5 +290,5 @@ def load_stack_runs(file: Path, stacks: tuple[Stack, ...]) -> tuple[StackRun, ..
     return runs
 
 
-__all__ = ["COMPILED_TABLES", "ENGINES", "LAYER_KINDS", "MASTER_WEIGHTS", "MODES", "PARALLELISM", "SPLITS", "STACKS_FILE", "Stack",
-           "StackRun", "load_stack_runs", "load_stacks"]
+__all__ = ["COMPILED_TABLES", "ENGINES", "FP8_CAST_KEYS", "LAYER_KINDS", "MASTER_WEIGHTS", "MODES", "PARALLELISM",
+           "SPLITS", "STACKS_FILE", "Stack", "StackRun", "load_stack_runs", "load_stacks"]

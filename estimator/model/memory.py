@@ -590,5 +590,5 @@ __all__ = [
     "what_would_fit", "OPTIMIZER_8BIT_BYTES",
     "RECOMPUTE_MODES", "ZERO_STAGES", "DEFAULT_RESERVE_GB", "Parallelism", "ModelStateMemory", "MemoryBreakdown",
     "FitCheck", "DevicePlan", "model_state_memory", "activation_bytes_per_layer", "activation_bytes",
-    "training_memory", "fit_check", "min_devices", "SELECTIVE_POLICIES", "sac_matmuls", "sac_applies",
+    "training_memory", "fit_check", "min_devices", "sac_matmuls", "sac_applies",
 ]

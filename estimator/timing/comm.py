@@ -154,8 +154,7 @@ def _collective(op: str, size_bytes: float, group: int, inside: bool, per_node: 
 #: the at-scale arguments of time_layout when neither the caller nor the stack's catalog entry sets them
 #: (the step model's fitted convention: 16-bit gradients, ZeRO 3 per layer, ZeRO 2 bucketed, no prefetch)
 SCALE_DEFAULTS = {"grad_reduce_bytes": 2.0, "sharded_per_layer": True, "zero2_per_layer": False, "prefetch": False,
-                  "grad_accumulation_bytes": 0.0, "p2p_serial": False,
-                  "fp8_cast_bytes": None}
+                  "grad_accumulation_bytes": 0.0, "p2p_serial": False, "fp8_cast_bytes": None}
 
 
 __all__ = ["LATENCY_INTER_S", "LATENCY_INTRA_S", "LINK_EFFICIENCY", "Links", "NCCL_BASE_LATENCY_S",

@@ -292,7 +292,8 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
         per_layer_bytes += drop["sites_per_layer"] * drop["traffic_bytes"] * arch.hidden_size * (1.5 if full else 1)
         kernels_layer += drop["sites_per_layer"] * (3 if full else 2)
     outside = choice.table("traffic_bytes_per_token_outside")[kind][mode]
-    loss_bytes = sum(logits * row.get("vocab", 0) + tokens * _poly({k: v for k, v in row.items() if k != "vocab"}, widths)
+    loss_bytes = sum(logits * row.get("vocab", 0)
+                     + tokens * _poly({k: v for k, v in row.items() if k != "vocab"}, widths)
                      for row in (outside["forward"], outside["backward"]))
     elementwise = tokens * per_layer_bytes * layers / hbm_bytes_per_s
     loss = loss_bytes / hbm_bytes_per_s

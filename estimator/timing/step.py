@@ -239,8 +239,8 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     tp_comm = num_layers_stage * tp_ar * (4 + (2 if full else 0))
     cp_comm = num_layers_stage * cp_kv * (2 + (1 if full else 0))
     ep_comm = layers_moe * ep_a2a * (6 + (2 if full else 0))
-    pp_comm = 2 * p2p_transfers * _collective("p2p", activation / t if layout.sequence_parallel else activation, 2, inside_pp,
-                              pp_node, links) if p > 1 else 0.0
+    pp_comm = 2 * p2p_transfers * _collective("p2p", activation / t if layout.sequence_parallel else activation, 2,
+                                              inside_pp, pp_node, links) if p > 1 else 0.0
     # each micro-batch's gradients added into the step's outside the weight-gradient matmuls (a stream pass
     # over this device's gradients, on the pipeline's critical path); none in an eager stack's own tables
     params_here = (finetune.trainable_params / (t * p) if frozen else  # frozen weights have no gradient
