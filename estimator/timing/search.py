@@ -244,6 +244,9 @@ def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layou
     its kernels and, for an eager stack, the micro-batch's device and host time and the memory peak by part."""
 
     default = "" if request.stack else " (the default: the step model's own fused kernels; --stack hf|fsdp|deepspeed)"
+    if not request.stack and layout.num_devices == 1:  # one device: most such runs are Hugging Face ones
+        default += ("; a Hugging Face Trainer, accelerate or PEFT run launches every op of its modules: "
+                    "--stack hf times that (docs/stacks.md)")
     lines = [f"stack: {stack.describe()}{default}"]
     if not stack.eager:
         lines.append(("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash
@@ -402,6 +405,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     timed.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
     best = timed[0]
     tokens_per_s = batch * seq_len / best.step_time_s
+    hosts = -(-best.layout.num_devices // max(1, links.per_node))
     assumptions = [
         f"layout: {best.layout.describe()} (the fastest that fits memory, of {checked:,} layouts timed)",
         f"step: {best.step_time_s:.3g} s for {batch:,} sequences of {seq_len:,} tokens ({batch_source}); "
@@ -414,9 +418,8 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
         f"{HBM_EFFICIENCY:.0%} of {acc.memory_bandwidth_gbps:g} GB/s HBM",
         f"links: {links.source}; {constants.dp_overlap:.0%} of a bucketed data-parallel reduction hidden behind "
         "backward (per-layer ZeRO collectives are timed layer by layer); tensor, context and expert-parallel "
-        "collectives not overlapped; stragglers: the expected slowest of "
-        f"{max(1, -(-best.layout.num_devices // max(1, links.per_node))):,} hosts (MegaScale's 0.5% of hosts "
-        "10% slower)",
+        "collectives not overlapped" + (f"; stragglers: the expected slowest of {hosts:,} hosts (MegaScale's 0.5% "
+                                        "of hosts 10% slower)" if hosts > 1 else ""),
         f"memory: {best.memory_gb:.1f} GB on the most loaded device, of {usable_gb:.1f} GB usable (the datasheet's "
         f"{acc.memory_gb:g} GB are GiB, {usable_gb + reserve_gb:.1f}e9 bytes, less {reserve_gb:g} GB reserved)",
     ]
