@@ -28,7 +28,7 @@ DEFAULT_CALIBRATION_FILE = "gpucost-calibration.yaml"  # what `gpucost profile` 
 RECOMPUTE_MODES = ("none", "selective", "full")
 # What --recompute selective keeps: "attention" is Megatron's (Korthikanti et al. 2022 section 5: rerun
 # the attention core only); "alternate_matmuls" is torchtitan's op-level selective activation
-# checkpointing (estimator.model.memory.sac_matmuls)
+# checkpointing (estimator.model.memory.layer_linears)
 SELECTIVE_POLICIES = ("attention", "alternate_matmuls")
 ZERO_STAGES = (0, 1, 2, 3)
 # the training stacks of catalogs/stacks.yaml (--stack) and the master-weights modes (--master-weights)

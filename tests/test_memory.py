@@ -235,10 +235,10 @@ def test_torchtitans_selective_policy_keeps_every_other_matmul_output():
     """torchtitan's op-level selective checkpointing (pytorch/torchtitan llama3 parallelize.py: "Saves output
     of all compute ops, except every second mm") keeps, of a Llama block's wq, wk, wv, wo, w1, w3, w2, the
     1st, 3rd, 5th and 7th outputs, with the block input, SDPA's output and its fp32 log-sum-exp."""
-    from estimator.model.memory import sac_matmuls
+    from estimator.model.memory import layer_linears
 
     llama = arch("llama-3.1-8b")  # h 4096, 8 KV heads of 128, SwiGLU 14336
-    assert [(n, saved) for n, _, saved in sac_matmuls(llama)] == [
+    assert [(n, saved) for n, _, _, saved in layer_linears(llama)] == [
         ("wq", True), ("wk", False), ("wv", True), ("wo", False), ("w1", True), ("w3", False), ("w2", True)]
     h, kv, f, heads = 4096, 1024, 14336, 32
     per_token = 2 * h + 2 * h + 4 * heads + 2 * h + 2 * kv + 2 * f + 2 * h  # input, SDPA out, lse, wq, wv, w1, w2

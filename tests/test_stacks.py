@@ -377,11 +377,12 @@ def test_fsdp_float8_pays_torchaos_scaling_casts_around_each_linear(cli):
     gradient at 4 B per element and the weight at 8 B per parameter (catalogs/stacks.yaml fsdp
     fp8_cast_bytes, from torchao's float8 roofline); Megatron's Transformer Engine casts are in its
     fitted layer, so --stack megatron adds none."""
-    from estimator.timing.step import fp8_cast_seconds, linear_widths
+    from estimator.model.memory import layer_linears
+    from estimator.timing.step import fp8_cast_seconds
 
     llama = load_architecture("llama-3.1-8b", ROOT / "catalogs" / "architectures")
     h, kv, f = 4096, 1024, 14336
-    assert [(k, n) for k, n, _ in linear_widths(llama)] == [(h, h), (h, kv), (h, kv), (h, h), (h, f), (h, f), (f, h)]
+    assert [(k, n) for _, k, n, _ in layer_linears(llama)] == [(h, h), (h, kv), (h, kv), (h, h), (h, f), (h, f), (f, h)]
     casts = {"per_activation_element": 4, "per_weight_param": 8}
     inputs, outputs = 6 * h + f, 3 * h + 2 * kv + 2 * f
     weights = 2 * h * h + 2 * h * kv + 3 * h * f

@@ -12,8 +12,6 @@ OFFERS = ("on-demand", "spot", "reserved", "capacity-block", "assumed")
 RUN_SCOPES = ("pretrain", "all")
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Accelerator:
     """One accelerator model. ``peak_tflops`` holds DENSE peaks per dtype (TFLOP/s)."""

@@ -123,21 +123,27 @@ def model_state_memory(params: float, *, data_parallel: int = 1, zero_stage: int
 # -- activations ---------------------------------------------------------------------------------
 
 
-def sac_matmuls(arch: Architecture) -> tuple[tuple[str, float, bool], ...]:
-    """A dense layer's matmuls under torchtitan's op-level selective activation checkpointing, in forward
-    order: (name, output width per token, saved). The policy counts the layer's ``aten.mm`` calls and
-    saves the output of the odd-numbered ones (with SDPA's output and the layer input), recomputing the
-    rest and every elementwise op in backward (pytorch/torchtitan
-    torchtitan/models/llama3/infra/parallelize.py ``_apply_ac_to_transformer_block``: "Saves output of all
-    compute ops, except every second mm"; the block calls wq, wk, wv, wo, then w1, w3, w2 or w1, w2)."""
-    order = [("wq", arch.q_dim), ("wk", arch.kv_dim), ("wv", arch.kv_dim), ("wo", arch.hidden_size),
-             ("w1", arch.ffn_size)] + ([("w3", arch.ffn_size)] if arch.gated_ffn else []) + [("w2", arch.hidden_size)]
-    return tuple((name, float(width), i % 2 == 0) for i, (name, width) in enumerate(order))
+def layer_linears(arch: Architecture) -> tuple[tuple[str, float, float, bool], ...]:
+    """A dense layer's linears in forward order: (name, input width, output width per token, saved under
+    torchtitan's op-level selective activation checkpointing). The block calls wq, wk, wv, wo, then w1,
+    w3, w2 (w1, w2 ungated); the policy counts the layer's ``aten.mm`` calls and saves the output of the
+    odd-numbered ones (with SDPA's output and the layer input), recomputing the rest and every
+    elementwise op in backward (pytorch/torchtitan torchtitan/models/llama3/infra/parallelize.py
+    ``_apply_ac_to_transformer_block``: "Saves output of all compute ops, except every second mm")."""
+    h, f = arch.hidden_size, arch.ffn_size
+    order = [("wq", h, arch.q_dim), ("wk", h, arch.kv_dim), ("wv", h, arch.kv_dim), ("wo", arch.q_dim, h),
+             ("w1", h, f)] + ([("w3", h, f)] if arch.gated_ffn else []) + [("w2", f, h)]
+    return tuple((name, float(k), float(n), i % 2 == 0) for i, (name, k, n) in enumerate(order))
 
 
-def sac_applies(arch: Architecture) -> bool:
-    """torchtitan's alternate-matmul policy is modelled for dense, non-MLA layers; others keep Megatron's."""
+def plain_dense_layers(arch: Architecture) -> bool:
+    """Whether :func:`layer_linears` describes the model's layers: dense, without MLA (otherwise
+    torchtitan's policy and the float8 casts per linear are not modelled, and Megatron's terms apply)."""
     return arch.moe is None and arch.mla is None
+
+
+def _alternate_matmuls(arch: Architecture, recompute: str, selective: str) -> bool:
+    return recompute == "selective" and selective == "alternate_matmuls" and plain_dense_layers(arch)
 
 
 def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch: int = 1, tensor: int = 1,
@@ -169,7 +175,7 @@ def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch:
     recomputation or a flash-attention kernel (which keeps only O and the row log-sum-exp).
     ``flash_attention`` stands for the fused-kernel stack: both the attention kernel and the fused SwiGLU.
 
-    ``selective="alternate_matmuls"`` (torchtitan's op-level policy, :func:`sac_matmuls`) keeps, in 16 bits,
+    ``selective="alternate_matmuls"`` (torchtitan's op-level policy, :func:`layer_linears`) keeps, in 16 bits,
     the layer input, the saved matmuls' outputs and SDPA's output, and SDPA's fp32 log-sum-exp (4 bytes
     per head per token); torchtitan runs tensor parallelism with sequence parallelism, so all of it is
     split over the t ranks.
@@ -185,9 +191,9 @@ def activation_bytes_per_layer(arch: Architecture, *, seq_len: int, micro_batch:
     sbh = s * b * h
     if recompute == "full":
         return 2.0 * sbh / (t if sequence_parallel else 1)
-    if recompute == "selective" and selective == "alternate_matmuls" and sac_applies(arch):
+    if _alternate_matmuls(arch, recompute, selective):
         kept = 2 * (arch.hidden_size + arch.q_dim) + 4 * arch.num_heads  # input, SDPA output and log-sum-exp
-        kept += sum(2 * width for _, width, saved in sac_matmuls(arch) if saved)
+        kept += sum(2 * width for _, _, width, saved in layer_linears(arch) if saved)
         return kept * s * b / t
     if arch.mla is not None:
         q_dim = arch.num_heads * arch.mla.qk_head_dim
@@ -238,7 +244,7 @@ def activation_bytes(arch: Architecture, *, seq_len: int, micro_batch: int = 1, 
         sequence_parallel=parallel.sequence_parallel, recompute=recompute, flash_attention=flash_attention,
         selective=selective)
     layers = per_layer * arch.num_layers
-    if recompute == "full" or (recompute == "selective" and selective == "alternate_matmuls" and sac_applies(arch)):
+    if recompute == "full" or _alternate_matmuls(arch, recompute, selective):
         # the backward pass reruns one layer's forward at a time and holds that layer's activations
         # until its backward is done: one layer's worth without recomputation on top of the inputs
         layers += activation_bytes_per_layer(
@@ -590,5 +596,5 @@ __all__ = [
     "what_would_fit", "OPTIMIZER_8BIT_BYTES",
     "RECOMPUTE_MODES", "ZERO_STAGES", "DEFAULT_RESERVE_GB", "Parallelism", "ModelStateMemory", "MemoryBreakdown",
     "FitCheck", "DevicePlan", "model_state_memory", "activation_bytes_per_layer", "activation_bytes",
-    "training_memory", "fit_check", "min_devices", "sac_matmuls", "sac_applies",
+    "training_memory", "fit_check", "min_devices", "layer_linears", "plain_dense_layers",
 ]

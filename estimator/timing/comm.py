@@ -99,15 +99,19 @@ def ring_latency_s(op: str, group: int, members_per_node: int) -> float:
     return NCCL_BASE_LATENCY_S + (steps - inter_steps) * NCCL_NVLINK_HOP_S + inter_steps * NCCL_NET_HOP_S
 
 
+def num_hosts(num_devices: int, per_node: int) -> int:
+    """The hosts ``num_devices`` fill at ``per_node`` a host (the last may be partly used)."""
+    return max(1, math.ceil(num_devices / max(1, per_node)))
+
+
 def straggler_factor(num_nodes: int, slow_host_share: float = SLOW_HOST_SHARE,
                      slow_host_excess: float = SLOW_HOST_EXCESS) -> float:
     """The expected stretch of a synchronous step's compute by its slowest host, against one host's own
     expected step: each of ``num_nodes`` hosts is slow (``slow_host_excess`` more time) with probability
     ``slow_host_share``, and the step waits for the slowest, so 1 + excess x (P(at least one slow host)
-    - P(one host is slow)) (MegaScale, sections 5.1 and 6.3). One host waits for no other: 1."""
-    if num_nodes <= 1:
-        return 1.0
-    return 1.0 + slow_host_excess * ((1.0 - (1.0 - slow_host_share) ** num_nodes) - slow_host_share)
+    - P(one host is slow)) (MegaScale, sections 5.1 and 6.3): 1 on one host, which waits for no other."""
+    hosts = max(1, num_nodes)
+    return 1.0 + slow_host_excess * ((1.0 - (1.0 - slow_host_share) ** hosts) - slow_host_share)
 
 
 def sharded_exposed_s(gather_s: float, scatter_s: float, layers: int, forward_s: float, backward_s: float,
@@ -159,4 +163,4 @@ SCALE_DEFAULTS = {"grad_reduce_bytes": 2.0, "sharded_per_layer": True, "zero2_pe
 
 __all__ = ["LATENCY_INTER_S", "LATENCY_INTRA_S", "LINK_EFFICIENCY", "Links", "NCCL_BASE_LATENCY_S",
            "NCCL_NET_HOP_S", "NCCL_NVLINK_HOP_S", "NETWORK_EFFICIENCY", "SCALE_DEFAULTS", "SLOW_HOST_EXCESS",
-           "SLOW_HOST_SHARE", "links_for", "ring_latency_s", "sharded_exposed_s", "straggler_factor"]
+           "SLOW_HOST_SHARE", "links_for", "num_hosts", "ring_latency_s", "sharded_exposed_s", "straggler_factor"]

@@ -15,7 +15,7 @@ from estimator.errors import InputError
 from estimator.timing.layout import Layout, candidates
 from estimator.request import EstimateRequest
 from estimator.timing.roofline import HBM_EFFICIENCY, Constants, Shape, StepTime, matmul_fraction, shape_of
-from estimator.timing.comm import links_for
+from estimator.timing.comm import links_for, num_hosts
 from estimator.timing.stacks import eager_compute, stack_choice, stack_report
 from estimator.timing.step import eager_memory, layout_memory, layout_memory_gb, time_layout
 ERROR_BAND = 0.15  # the printed band around a step-model estimate (see `gpucost validate`)
@@ -405,7 +405,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     timed.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
     best = timed[0]
     tokens_per_s = batch * seq_len / best.step_time_s
-    hosts = -(-best.layout.num_devices // max(1, links.per_node))
+    hosts = num_hosts(best.layout.num_devices, links.per_node)
     assumptions = [
         f"layout: {best.layout.describe()} (the fastest that fits memory, of {checked:,} layouts timed)",
         f"step: {best.step_time_s:.3g} s for {batch:,} sequences of {seq_len:,} tokens ({batch_source}); "

@@ -60,13 +60,14 @@ from dataclasses import replace
 from typing import Any
 
 from estimator.model.arch import Architecture
-from estimator.model.memory import sac_applies, sac_matmuls
+from estimator.model.memory import Parallelism, layer_linears, plain_dense_layers, training_memory
 from estimator.catalog.records import Accelerator
 from estimator.errors import InputError
 from estimator.timing.layout import Layout, group_span
 from estimator.timing.roofline import (HBM_EFFICIENCY, OPTIMIZER_BYTES_PER_PARAM, SOFTMAX_BYTES_PER_SCORE, Constants,
                                        Shape, StepTime, _matmul_seconds, gemm_seconds, matmul_fraction)
-from estimator.timing.comm import SCALE_DEFAULTS, Links, _collective, sharded_exposed_s, straggler_factor
+from estimator.timing.comm import (SCALE_DEFAULTS, Links, _collective, num_hosts, sharded_exposed_s,
+                                   straggler_factor)
 from estimator.timing.stacks import eager_compute, optimizer_seconds, stack_memory
 
 
@@ -193,11 +194,10 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
     compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
     casts = fp8_cast_bytes if precision == "fp8" else None
-    if casts and sac_applies(arch):  # float8 scaling casts around every linear of the layers (fp8_cast_seconds)
+    if casts and plain_dense_layers(arch):  # float8 scaling casts around every linear of the layers (fp8_cast_seconds)
         compute += layers_dense * fp8_cast_seconds(arch, casts, tokens / t, full, hbm)
     eager = stack is not None and stack.eager
     if eager:  # every op the stack's modules launch, on one device (TP, PP, CP, EP refused before)
-
         timed = eager_compute(shape, stack, tokens=tokens, recompute=layout.recompute, flop_rate=flop_rate,
                               peak_flops=peak * 1e12, hbm_bytes_per_s=hbm)
         fwd, head_time, compute = timed.forward_s, 0.0, timed.compute_s
@@ -249,8 +249,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     stage = compute + tp_comm + cp_comm + ep_comm + pp_comm * layout.virtual_stages + grad_accumulation
     m = layout.num_micro_batches
     bubble_factor = (p - 1) / layout.virtual_stages
-    hosts = math.ceil(layout.num_devices / max(1, links.per_node))
-    slowest = straggler_factor(hosts) if stragglers else 1.0
+    slowest = straggler_factor(num_hosts(layout.num_devices, links.per_node)) if stragglers else 1.0
     pipeline_time = (m + bubble_factor) * stage * slowest
 
     # data parallel: gradients of this device's parameters (bf16), expert parameters over d / e ranks
@@ -297,7 +296,6 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     shard = d if layout.zero_stage >= 1 else 1
     optimizer = (dense_params + expert_params) * OPTIMIZER_BYTES_PER_PARAM / shard / hbm
     if stack is not None and (eager or stack.master_weights == "bf16"):
-
         optimizer = optimizer_seconds(stack, dense_params + expert_params, hbm) / shard
     optimizer *= compute_scale
 
@@ -334,22 +332,14 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
 
 def alternate_matmuls(stack: Any, arch: Architecture) -> bool:
     """Whether ``--recompute selective`` runs torchtitan's alternate-matmul policy here (the stack's
-    ``selective_policy``, on a dense non-MLA layer; estimator.model.memory.sac_matmuls)."""
-    return (stack is not None and stack.stack.selective_policy == "alternate_matmuls" and sac_applies(arch))
-
-
-def linear_widths(arch: Architecture) -> tuple[tuple[float, float, bool], ...]:
-    """A dense layer's linears in forward order: (input width, output width, saved under torchtitan's
-    alternate-matmul policy) per token (estimator.model.memory.sac_matmuls)."""
-    inputs = {"wq": arch.hidden_size, "wk": arch.hidden_size, "wv": arch.hidden_size, "wo": arch.q_dim,
-              "w1": arch.hidden_size, "w3": arch.hidden_size, "w2": arch.ffn_size}
-    return tuple((float(inputs[name]), width, saved) for name, width, saved in sac_matmuls(arch))
+    ``selective_policy``, on a dense non-MLA layer; estimator.model.memory.layer_linears)."""
+    return stack is not None and stack.stack.selective_policy == "alternate_matmuls" and plain_dense_layers(arch)
 
 
 def recomputed_matmul_share(arch: Architecture) -> float:
     """The share of a dense layer's matmul FLOPs that torchtitan's alternate-matmul policy reruns in
     backward (each matmul 2 x input width x output width per token)."""
-    flops = [(k * n, saved) for k, n, saved in linear_widths(arch)]
+    flops = [(k * n, saved) for _, k, n, saved in layer_linears(arch)]
     return sum(f for f, saved in flops if not saved) / sum(f for f, _ in flops)
 
 
@@ -361,9 +351,10 @@ def fp8_cast_seconds(arch: Architecture, casts: Any, tokens: float, full: bool, 
     the weight (``per_weight_param``: its amax and a cast forward and again in backward); backward: the
     output gradient as the input. A full recompute casts the inputs again."""
     per_element = casts["per_activation_element"]
-    inputs = sum(k for k, _, _ in linear_widths(arch))
-    outputs = sum(n for _, n, _ in linear_widths(arch))
-    weights = sum(k * n for k, n, _ in linear_widths(arch))
+    linears = layer_linears(arch)
+    inputs = sum(k for _, k, _, _ in linears)
+    outputs = sum(n for _, _, n, _ in linears)
+    weights = sum(k * n for _, k, n, _ in linears)
     activations = tokens * (inputs * (2 if full else 1) + outputs) * per_element
     return (activations + weights * casts["per_weight_param"]) / hbm_bytes_per_s
 
@@ -392,10 +383,7 @@ def layout_memory(arch: Architecture, layout: Layout, seq_len: int, *, flash_att
     2 + 2 + 4 bytes per parameter. Both have ``total_bytes``. A fine-tune with frozen weights
     (``finetune``) holds gradients and optimizer states for its adapters only, and its frozen weights as
     stored (bf16 or NF4): no autocast copies of them."""
-    from estimator.model.memory import Parallelism, training_memory
-
     if stack is not None and stack.eager:
-
         return eager_memory(arch, stack, layout, seq_len, finetune)
     states = {} if stack is None or stack.master_weights == "fp32" else dict(weight_bytes=2.0, grad_bytes=2.0,
                                                                              optimizer_bytes=4.0)
@@ -417,4 +405,4 @@ def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_
 
 
 __all__ = ["alternate_matmuls", "eager_memory", "fp8_cast_seconds", "layout_memory", "layout_memory_gb",
-           "linear_widths", "recomputed_matmul_share", "time_layout"]
+           "recomputed_matmul_share", "time_layout"]
