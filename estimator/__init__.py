@@ -20,9 +20,23 @@ from estimator.model.flops import train_flops_6nd
 from estimator.numbers import parse_quantity
 from estimator.request import EstimateRequest
 from estimator.timing.throughput import Throughput, ThroughputKind
-from estimator.validation.runs import validate
 from estimator.vocab import FlopsMethod, TimeModel
 from estimator.workload import Workload, workload
+
+
+
+def __getattr__(name: str):
+    """``validate`` loads on first use (PEP 562): the back-test's records cost a cold ``gpucost estimate``
+    start-up time it does not need (benchmarks/cold_start.py). The other public names are imported
+    above: ``estimate``, ``compare`` and ``workload`` are also submodules, whose import would
+    rebind the package attribute a lazy look-up had not yet set."""
+    if name == "validate":
+        from estimator.validation.runs import validate
+
+        globals()["validate"] = validate
+        return validate
+    raise AttributeError(f"module 'estimator' has no attribute {name!r}")
+
 
 __all__ = [
     "Accelerator", "Catalog", "CatalogError", "CompareRow", "Estimate", "EstimateRequest",

@@ -23,6 +23,7 @@ from estimator.catalog.core import Catalog, load_catalog
 from estimator.errors import InputError
 from estimator.plan import Plan
 from estimator.request import EstimateRequest
+from estimator.timing.goodput import DEFAULT_GOODPUT
 from estimator.timing.throughput import ThroughputKind, device_hours
 
 SCHEMA_VERSION = 1  # of the JSON/YAML record (docs/json.md)
@@ -190,7 +191,6 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
     default_days = None
     if rate.kind is ThroughputKind.PORTED:  # beside the port, the estimate from FLOPs alone
         from estimator.timing.throughput import datasheet_throughput
-        from estimator.timing.utilisation import DEFAULT_GOODPUT
 
         default = datasheet_throughput(acc, request.precision, params=work.params, active_params=work.active_params)
         default_days = device_hours(work.flops, default.achieved_tflops) / DEFAULT_GOODPUT / num_gpus / 24.0
@@ -198,8 +198,6 @@ def estimate(request: EstimateRequest | None = None, /, *, catalog: Catalog | No
                            f"{default.source.replace('default MFU', 'the default MFU')}, {DEFAULT_GOODPUT:.0%} goodput")
     mfu_while_training = None
     if rate.kind is ThroughputKind.IMPLIED and rate.mfu is not None:
-        from estimator.timing.utilisation import DEFAULT_GOODPUT
-
         assumed = request.goodput or DEFAULT_GOODPUT
         mfu_while_training = rate.mfu / assumed
         assumptions.append(f"implied MFU: {rate.mfu:.1%} over all reported device-hours; {mfu_while_training:.1%} "

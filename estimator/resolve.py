@@ -26,6 +26,7 @@ from estimator.errors import CatalogError, InputError, UnknownNameError
 from estimator.plan import Plan
 from estimator.catalog.pricing import PriceChoice, resolve_price
 from estimator.request import DEFAULT_GPU, EstimateRequest
+from estimator.timing.goodput import DEFAULT_GOODPUT, GOODPUT_SOURCES
 from estimator.timing.throughput import (Throughput, ThroughputKind, datasheet_throughput, given_throughput, implied_throughput, peak_for, ported_throughput)
 from estimator.vocab import FlopsMethod, TimeModel
 from estimator.model.flops import CHINCHILLA_TOKENS_PER_PARAM
@@ -198,7 +199,7 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
     if use_step:
         from estimator.timing.search import step_estimate
 
-        goodput = request.goodput if request.goodput is not None else _default_goodput()
+        goodput = request.goodput if request.goodput is not None else DEFAULT_GOODPUT
         overhead = scope_factor / goodput  # wall-clock per second of training
 
         def timed(n: int, w: Workload) -> Any:
@@ -305,11 +306,9 @@ def resolve(request: EstimateRequest, catalog: Catalog) -> Resolved:
 
 def goodput_for(request: EstimateRequest, rate: Throughput) -> tuple[float, str]:
     """(share of wall-clock that trains, where it came from): ``--goodput``; else the published
-    default (:data:`estimator.timing.utilisation.DEFAULT_GOODPUT`) for the default MFU and the step model,
+    default (:data:`estimator.timing.goodput.DEFAULT_GOODPUT`) for the default MFU and the step model,
     whose rates are while training; a given ``--tflops``/``--mfu``, a calibration and reported
     ``--gpu-hours`` are taken as they are (goodput 1 unless ``--goodput`` is given)."""
-    from estimator.timing.utilisation import DEFAULT_GOODPUT, GOODPUT_SOURCES
-
     if rate.kind is ThroughputKind.IMPLIED:
         return 1.0, ""  # reported hours already include the lost time
     if request.goodput is not None:
@@ -317,12 +316,6 @@ def goodput_for(request: EstimateRequest, rate: Throughput) -> tuple[float, str]
     if rate.kind in (ThroughputKind.DATASHEET, ThroughputKind.STEP):
         return DEFAULT_GOODPUT, f"published default: {GOODPUT_SOURCES[0][0]}"
     return 1.0, ""
-
-
-def _default_goodput() -> float:
-    from estimator.timing.utilisation import DEFAULT_GOODPUT
-
-    return DEFAULT_GOODPUT
 
 
 def _fewest(request: EstimateRequest, work: Workload, acc: Accelerator, catalog: Catalog, warnings: list[str]) -> int:

@@ -346,6 +346,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
     stages = [fixed["zero_stage"]] if fixed["zero_stage"] is not None else [1 if stack.stack.runs("zero1") else 2, 3]
     timed: list[StepTime] = []
     checked = 0
+    memo: dict = {}  # per-layer compute shared by the layouts (time_layout)
     closest: dict[int, float] = {}  # ZeRO stage -> the least memory any of its layouts needs (GB)
     for zero in stages:
         pending = []
@@ -363,7 +364,7 @@ def step_estimate(request: EstimateRequest, work: Any, acc: Accelerator, catalog
                 break
             pending.append(time_layout(shape, layout, acc, request.precision, links, constants=constants,
                                        e_max=e_max, flash_attention=flash, stack=stack, finetune=finetune,
-                                       compute_scale=compute_scale))
+                                       compute_scale=compute_scale, memo=memo))
         pending.sort(key=lambda r: (r.step_time_s, r.layout.tensor_parallel * r.layout.pipeline_parallel))
         also_zero2 = zero == 1 and fixed["zero_stage"] is None  # ZeRO 2: the same time, less memory
         for candidate in pending:

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from estimator.model.arch import Architecture
 from estimator.model.memory import Parallelism, layer_linears, plain_dense_layers, training_memory
@@ -78,7 +78,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                 zero2_per_layer: bool | None = None, prefetch: bool | None = None, stragglers: bool = True,
                 grad_accumulation_bytes: float | None = None, p2p_serial: bool | None = None,
                 fp8_cast_bytes: Any = None, stack: Any = None, finetune: Any = None,
-                compute_scale: float = 1.0) -> StepTime:
+                compute_scale: float = 1.0, memo: dict | None = None) -> StepTime:
     """Seconds per optimizer step of ``layout`` (see the module docstring for what is counted).
 
     The at-scale terms take the training stack's choices as arguments (None: the stack's, else SCALE_DEFAULTS):
@@ -115,7 +115,12 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
 
     ``compute_scale`` multiplies the device's own work (matmuls, elementwise, the optimizer): a
     calibration's measured step / the modelled one (estimator.timing.measured.measured_compute_scale);
-    communication is not scaled."""
+    communication is not scaled.
+
+    ``memo``: a dict the caller keeps across the layouts of one request (the same shape, device,
+    precision, stack and constants), in which each micro-batch's per-layer compute (:func:`layer_work`)
+    is kept by TP, CP, micro-batch, recompute and sequence parallelism: a layout search times hundreds
+    of layouts from a few dozen of them."""
     scale = {**SCALE_DEFAULTS, **(stack.stack.scale_arguments() if stack is not None else {})}
     grad_reduce_bytes = scale["grad_reduce_bytes"] if grad_reduce_bytes is None else grad_reduce_bytes
     sharded_per_layer = scale["sharded_per_layer"] if sharded_per_layer is None else sharded_per_layer
@@ -140,31 +145,6 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     tokens = b * s / c  # tokens of one micro-batch on one device (CP splits the sequence)
     act_bytes = 2.0  # 16-bit activations on the wire
 
-    def matmul_time(flops: float, m: float, n: float, k: float, batch: float = 1.0) -> float:
-        return _matmul_seconds(flops, m, n, k, batch, flop_rate, hbm, constants.kernel_overhead_s)
-
-    def gemm_time(gemms: tuple[tuple[float, float, float, float], ...], split: int) -> float:
-        return gemm_seconds(gemms, tokens, split, flop_rate, hbm, constants.kernel_overhead_s)
-
-    # attention scores: one batched matmul over micro-batch x local heads, each (s/c) x s x head width;
-    # a fused kernel (flash attention) keeps the scores on chip and skips the masked half when causal
-    score_flops = shape.score_flops_per_token * tokens / t * (0.5 if (flash_attention and shape.causal) else 1.0)
-    head_width = arch.mla.qk_head_dim if arch.mla else arch.head_dim
-    heads_local = max(1.0, arch.num_heads / t)
-    score_time = (score_flops / flop_rate + constants.kernel_overhead_s if flash_attention else
-                  matmul_time(score_flops, s / c, s, head_width, batch=b * heads_local))
-    # elementwise traffic follows the activations it reads and writes (Korthikanti et al. 2022 section
-    # 4.1: of 34 bytes per token per hidden unit, 10 are replicated across TP ranks unless sequence
-    # parallelism splits them too)
-    split = 1.0 / t if layout.sequence_parallel or t == 1 else (10 + 24 / t) / 34
-    elem = constants.elementwise_bytes_per_hidden * tokens * h * split / hbm
-    softmax = 0.0 if flash_attention else SOFTMAX_BYTES_PER_SCORE * arch.num_heads / t * tokens * s / hbm
-    elem += softmax
-
-    def layer_forward(moe: bool) -> float:
-        gemms = shape.moe_gemms if moe else shape.layer_gemms
-        return gemm_time(gemms, t) + score_time + elem
-
     inside_tp, tp_node = group_span(1, t, links.per_node)
     inside_cp, cp_node = group_span(t, c, links.per_node)
     inside_ep, ep_node = group_span(t * c, e, links.per_node)
@@ -182,24 +162,25 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     uneven = math.ceil(layers_total / p) * p / layers_total
     layers_dense = shape.num_dense_layers / p * uneven
     layers_moe = shape.num_moe_layers / p * uneven
-    fwd = layers_dense * layer_forward(False) + layers_moe * layer_forward(True)
-    # selective recompute reruns the attention core: the score matmuls and, unfused, their softmax; under
-    # torchtitan's alternate-matmul policy, the unsaved matmuls' share of the layer's and every elementwise op
-    sac_share = recomputed_matmul_share(arch) if selective and alternate_matmuls(stack, arch) else 0.0
+    key = (t, c, b, layout.recompute, layout.sequence_parallel)
+    work = memo.get(key) if memo is not None else None
+    if work is None:
+        work = layer_work(shape, t, c, b, layout.recompute, layout.sequence_parallel, precision, flop_rate,
+                          peak * 1e12, hbm, constants=constants, flash_attention=flash_attention, stack=stack,
+                          fp8_cast_bytes=fp8_cast_bytes)
+        if memo is not None:
+            memo[key] = work
+    sac_share = work.sac_share
+    fwd = layers_dense * work.dense_forward_s + layers_moe * work.moe_forward_s
     if sac_share:
-        recompute = layers_dense * (gemm_time(shape.layer_gemms, t) * sac_share + elem)
+        recompute = layers_dense * work.sac_recompute_s
     else:
-        recompute = fwd if full else (layers_total / p * uneven * (score_time + softmax) if selective else 0.0)
-    head = shape.head_flops_per_token * tokens / t
-    head_time = matmul_time(head, tokens, arch.vocab_size / t, h) if head else 0.0
-    compute = 3 * fwd + recompute + 3 * head_time  # backward = 2 x forward
-    casts = fp8_cast_bytes if precision == "fp8" else None
-    if casts and plain_dense_layers(arch):  # float8 scaling casts around every linear of the layers (fp8_cast_seconds)
-        compute += layers_dense * fp8_cast_seconds(arch, casts, tokens / t, full, hbm)
+        recompute = fwd if full else (layers_total / p * uneven * work.attention_core_s if selective else 0.0)
+    head_time = work.head_s
+    compute = 3 * fwd + recompute + 3 * head_time + layers_dense * work.fp8_cast_s  # backward = 2 x forward
     eager = stack is not None and stack.eager
     if eager:  # every op the stack's modules launch, on one device (TP, PP, CP, EP refused before)
-        timed = eager_compute(shape, stack, tokens=tokens, recompute=layout.recompute, flop_rate=flop_rate,
-                              peak_flops=peak * 1e12, hbm_bytes_per_s=hbm)
+        timed = work.eager
         fwd, head_time, compute = timed.forward_s, 0.0, timed.compute_s
         recompute = fwd if full else 0.0
     frozen = finetune is not None and finetune.frozen
@@ -330,6 +311,71 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                     hfu=(model_flops + hw_extra) / (step_time * per_device_peak))
 
 
+class LayerWork(NamedTuple):
+    """One micro-batch's compute on one device, per layer (seconds): what :func:`time_layout` multiplies
+    by the layers of a pipeline stage."""
+
+    dense_forward_s: float  # a dense layer's forward: matmuls, attention core, elementwise work
+    moe_forward_s: float  # a mixture-of-experts layer's forward
+    attention_core_s: float  # the score matmuls and, unfused, their softmax (selective recompute)
+    sac_share: float  # the share of a dense layer's matmul FLOPs the alternate-matmul policy reruns, else 0
+    sac_recompute_s: float  # a dense layer's recompute under that policy: those matmuls and every elementwise op
+    head_s: float  # the output head's forward (the last stage)
+    fp8_cast_s: float  # a dense layer's float8 scaling casts (fp8_cast_seconds), else 0
+    eager: Any  # an eager stack's whole micro-batch (estimator.timing.stacks.eager_compute), else None
+
+
+def layer_work(shape: Shape, t: int, c: int, micro_batch: int, recompute: str, sequence_parallel: bool,
+               precision: str, flop_rate: float, peak_flops: float, hbm: float, *, constants: Constants = Constants(),
+               flash_attention: bool = True, stack: Any = None, fp8_cast_bytes: Any = None) -> LayerWork:
+    """The per-layer compute of one micro-batch of ``micro_batch`` sequences on a device of a layout with
+    tensor-parallel ``t`` and context-parallel ``c`` (module docstring, item 1): matmuls at ``flop_rate``
+    (FLOP/s) on the roofline with ``hbm`` (bytes/s), elementwise traffic at ``hbm``."""
+    arch = shape.arch
+    s, h = shape.seq_len, arch.hidden_size
+    tokens = micro_batch * s / c  # tokens of one micro-batch on one device (CP splits the sequence)
+
+    def gemm_time(gemms: tuple[tuple[float, float, float, float], ...]) -> float:
+        return gemm_seconds(gemms, tokens, t, flop_rate, hbm, constants.kernel_overhead_s)
+
+    # attention scores: one batched matmul over micro-batch x local heads, each (s/c) x s x head width;
+    # a fused kernel (flash attention) keeps the scores on chip and skips the masked half when causal
+    score_flops = shape.score_flops_per_token * tokens / t * (0.5 if (flash_attention and shape.causal) else 1.0)
+    head_width = arch.mla.qk_head_dim if arch.mla else arch.head_dim
+    heads_local = max(1.0, arch.num_heads / t)
+    score_time = (score_flops / flop_rate + constants.kernel_overhead_s if flash_attention else
+                  _matmul_seconds(score_flops, s / c, s, head_width, micro_batch * heads_local, flop_rate, hbm,
+                                  constants.kernel_overhead_s))
+    # elementwise traffic follows the activations it reads and writes (Korthikanti et al. 2022 section
+    # 4.1: of 34 bytes per token per hidden unit, 10 are replicated across TP ranks unless sequence
+    # parallelism splits them too)
+    split = 1.0 / t if sequence_parallel or t == 1 else (10 + 24 / t) / 34
+    elem = constants.elementwise_bytes_per_hidden * tokens * h * split / hbm
+    softmax = 0.0 if flash_attention else SOFTMAX_BYTES_PER_SCORE * arch.num_heads / t * tokens * s / hbm
+    elem += softmax
+    dense_matmuls = gemm_time(shape.layer_gemms)
+    # selective recompute reruns the attention core: the score matmuls and, unfused, their softmax; under
+    # torchtitan's alternate-matmul policy, the unsaved matmuls' share of the layer's and every elementwise op
+    sac_share = (recomputed_matmul_share(arch) if recompute == "selective" and alternate_matmuls(stack, arch)
+                 else 0.0)
+    head = shape.head_flops_per_token * tokens / t
+    casts = fp8_cast_bytes if precision == "fp8" else None
+    eager = stack is not None and stack.eager
+    return LayerWork(
+        dense_forward_s=dense_matmuls + score_time + elem,
+        moe_forward_s=gemm_time(shape.moe_gemms) + score_time + elem if shape.num_moe_layers else 0.0,
+        attention_core_s=score_time + softmax,
+        sac_share=sac_share,
+        sac_recompute_s=dense_matmuls * sac_share + elem,
+        head_s=_matmul_seconds(head, tokens, arch.vocab_size / t, h, 1.0, flop_rate, hbm,
+                               constants.kernel_overhead_s) if head else 0.0,
+        # float8 scaling casts around every linear of the layers (fp8_cast_seconds)
+        fp8_cast_s=(fp8_cast_seconds(arch, casts, tokens / t, recompute == "full", hbm)
+                    if casts and plain_dense_layers(arch) else 0.0),
+        eager=eager_compute(shape, stack, tokens=tokens, recompute=recompute, flop_rate=flop_rate,
+                            peak_flops=peak_flops, hbm_bytes_per_s=hbm) if eager else None)
+
+
 def alternate_matmuls(stack: Any, arch: Architecture) -> bool:
     """Whether ``--recompute selective`` runs torchtitan's alternate-matmul policy here (the stack's
     ``selective_policy``, on a dense non-MLA layer; estimator.model.memory.layer_linears)."""
@@ -404,5 +450,5 @@ def layout_memory_gb(arch: Architecture, layout: Layout, seq_len: int, *, flash_
                          finetune=finetune).total_bytes / 1e9
 
 
-__all__ = ["alternate_matmuls", "eager_memory", "fp8_cast_seconds", "layout_memory", "layout_memory_gb",
-           "recomputed_matmul_share", "time_layout"]
+__all__ = ["LayerWork", "alternate_matmuls", "eager_memory", "fp8_cast_seconds", "layer_work", "layout_memory",
+           "layout_memory_gb", "recomputed_matmul_share", "time_layout"]

@@ -113,6 +113,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from estimator.timing.goodput import DEFAULT_GOODPUT, GOODPUT_SOURCES
+
 ARCHS = ("dense", "moe")
 PRECISION_CLASSES = ("16-bit", "fp8")
 SIZE_CLASSES = ("<20B", "20-100B", ">100B")
@@ -131,20 +133,8 @@ _PRECISION_CLASS = {"bf16": "16-bit", "fp16": "16-bit", "tf32": "16-bit", "fp32"
 
 # -- goodput and scope ---------------------------------------------------------------------------
 
-DEFAULT_GOODPUT = 0.90
-GOODPUT_SOURCES: tuple[tuple[str, str], ...] = (
-    ("Llama 3 Herd of Models, arXiv 2407.21783, Section 3.3.4",
-     "\"higher than 90% effective training time\" over a 54-day pre-training snapshot with 466 job "
-     "interruptions (47 planned, 419 unexpected) on up to 16K H100 GPUs"),
-    ("PaLM, arXiv 2204.02311, Appendix E and Section 4 (catalog run palm-540b)",
-     "hours \"including some downtime and repeated steps\": 0.30 MFU implied vs 0.462 reported (ratio 0.66)"),
-    ("BLOOM, arXiv 2211.05100, Section 3.5 (catalog run bloom-176b)",
-     "1,082,990 GPU-hours imply 0.32 MFU vs the best measured 156 TFLOP/s = 0.50 (ratio 0.64)"),
-    ("OPT model card and arXiv 2205.01068 Section 2.4 (catalog run opt-175b)",
-     "~33 days of continuous training on 992 A100s imply 0.21 MFU vs 'up to 147 TFLOP/s' = 0.47 (ratio 0.45)"),
-    ("Google Cloud blog, 'Introducing ML Productivity Goodput' (2024-04-10)",
-     "goodput = scheduling x runtime x program goodput: the share of time making preserved training progress"),
-)
+# DEFAULT_GOODPUT and GOODPUT_SOURCES: estimator.timing.goodput (imported above; an estimate reads them
+# without this module's derivations)
 
 SCOPE_OVERHEAD = 1.094  # all / pretrain device-hours; see derive_scope_overhead and the module docstring
 SCOPE_OVERHEAD_SOURCE = ("median all / pre-training device-hours of 3 pre-trainings published both ways: "
