@@ -85,12 +85,27 @@ def test_zero3_per_layer_collectives_pay_one_latency_per_layer(dgx_a100, llama70
     whole = time_layout(llama70_shape, layout, acc, "bf16", links, sharded_per_layer=False, constants=flat)
     layers, m = 80, layout.num_micro_batches
     ring = ring_latency_s("all_gather", 64, 1)  # the reduce-scatter ring has the same steps
-    tree = links.latency_inter_s * math.log2(64)
-    # per layer: a reduce-scatter and an all-gather for the step's reduction (one all-reduce's bytes) and
-    # an all-gather for every micro-batch's forward and backward; whole model: one all-reduce and 2m gathers
-    expected = (2 * layers * ring - tree) + 2 * m * (layers - 1) * ring
+    # both: the gradients' reduce-scatter and an all-gather for every micro-batch's forward and backward (no
+    # gather after the step: the next forward gathers the weights), the same bytes; per layer each pays L rings
+    expected = (layers - 1) * ring + 2 * m * (layers - 1) * ring
     extra = per_layer.breakdown_s["data_parallel"] - whole.breakdown_s["data_parallel"]
     assert extra == pytest.approx(expected, rel=0.02)
+
+
+def test_zero3_moves_two_gathers_per_micro_batch_and_one_reduce_scatter_per_step(dgx_a100, llama70_shape):
+    # ZeRO 3 (FSDP FULL_SHARD, DeepSpeed stage 3) gathers each layer's weights before its forward and again
+    # before its backward, and reduce-scatters its gradients; the optimizer updates the local shard, so no
+    # gather follows the step (Rajbhandari et al. 2020 section 5.3, 1.5x data parallelism's volume: 3 x the
+    # parameters' bytes for 2 gathers and 1 reduce-scatter). Exposed, one micro-batch:
+    catalog, acc, links = dgx_a100
+    layout = Layout(tensor_parallel=8, pipeline_parallel=1, data_parallel=64, micro_batch=1, global_batch=64,
+                    recompute="full", zero_stage=3)
+    step = time_layout(llama70_shape, layout, acc, "bf16", links, constants=Constants(dp_overlap=0.0),
+                       grad_reduce_bytes=2, prefetch=False)
+    params = llama70_shape.total_params / 8
+    gather = _collective("all_gather", params * 2, 64, False, 1, links, chunks=80)
+    scatter = _collective("reduce_scatter", params * 2, 64, False, 1, links, chunks=80)
+    assert step.breakdown_s["data_parallel"] == pytest.approx(2 * gather + scatter, rel=1e-9)
 
 
 def test_zero2_reduces_per_layer_only_when_the_stack_does(dgx_a100, llama70_shape):
@@ -101,7 +116,7 @@ def test_zero2_reduces_per_layer_only_when_the_stack_does(dgx_a100, llama70_shap
     bucketed = time_layout(llama70_shape, layout, acc, "bf16", links, constants=flat)
     layered = time_layout(llama70_shape, layout, acc, "bf16", links, zero2_per_layer=True, constants=flat)
     ring = ring_latency_s("reduce_scatter", 64, 1)
-    tree = links.latency_inter_s * math.log2(64)
+    tree = links.latency_inter_s * math.log2(64)  # the bucketed all-reduce's latency
     assert layered.breakdown_s["data_parallel"] - bucketed.breakdown_s["data_parallel"] == pytest.approx(
         2 * 80 * ring - tree, rel=0.02)
 

@@ -270,7 +270,11 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
             # the last is the step's own reduction, already in dp_time.
             backward = compute - fwd - head_time
             sharded_grads = (m - 1) * max(0.0, scatter - backward)
-        if layered:  # the step's own reduction is per layer too: a reduce-scatter and an all-gather each
+        if layout.zero_stage == 3:
+            # ZeRO 3 reduce-scatters the gradients and gathers no weights after the step: every micro-batch's
+            # forward gathers them (zero3)
+            dp_time = scatter
+        elif layered:  # the step's own reduction is per layer too: a reduce-scatter and an all-gather each
             dp_time = scatter + gather
         hidden = 0.0 if layered else constants.dp_overlap  # a per-layer path is timed layer by layer
         dp_exposed = (dp_time + zero3) * (1 - hidden) + sharded_grads
