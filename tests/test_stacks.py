@@ -74,7 +74,7 @@ def test_a_number_without_a_source_is_refused(broken_catalog):
 
 
 def test_an_eager_stack_without_its_tables_is_refused(broken_catalog):
-    folder = broken_catalog("stacks.yaml", "    host_s_per_op: 5.8e-05\n", "")
+    folder = broken_catalog("stacks.yaml", "    host_s_per_op: 5.9e-05\n", "")
     with pytest.raises(CatalogError, match="hf.*host_s_per_op.*required for an eager stack"):
         load_stacks(folder)
 
@@ -295,6 +295,45 @@ def test_a_small_model_is_launch_bound_and_a_large_one_device_bound(cli):
     large = run_llama(cli, "--stack", "hf", "--format", "json").json()["stack"]
     assert small["bound"].startswith("host") and small["host_s"] > small["device_s"]
     assert large["bound"] == "device" and large["device_s"] > 2 * large["host_s"]
+
+
+def test_the_host_time_is_each_parts_kernels_at_its_probed_weight(cli):
+    """host_s = host_s_per_op x (layers x a layer's kernels x its weight + the kernels outside x theirs),
+    the weights of the layer kind, mode and recomputation (benchmarks/host_probe.py)."""
+    hf_stack = next(s for s in load_stacks(catalog_dir()) if s.id == "hf")
+    arch = load_architecture("gpt2-small", ARCHS)
+    for recompute, extra in (("none", ()), ("full", ("--recompute", "full"))):
+        for mode, flags in (("amp", ()), ("bf16", ("--master-weights", "bf16"))):
+            got = cli("estimate", "--hf-config", GPT2, *H200_ROW, "--global-batch", "8", "--micro-batch", "8",
+                      "--seq-len", "1024", "--stack", "hf", *extra, *flags, "--format", "json").json()["stack"]
+            layer = hf_stack.kernels_per_layer["gelu_tanh_layernorm"][mode]
+            outside = hf_stack.kernels_outside["gelu_tanh_layernorm"][mode]
+            weight = hf_stack.host_op_weight["gelu_tanh_layernorm"][mode][recompute]
+            drop = hf_stack.dropout["gelu_tanh_layernorm"]["sites_per_layer"] * (3 if recompute == "full" else 2)
+            per_layer = layer["forward"] * (2 if recompute == "full" else 1) + layer["backward"] + drop
+            expected = hf_stack.host_s_per_op * (arch.num_layers * per_layer * weight["layer"]
+                                                 + (outside["forward"] + outside["backward"]) * weight["outside"])
+            assert got["host_s"] == pytest.approx(expected, rel=1e-9), (mode, recompute)
+
+
+def test_the_host_weights_are_the_probes():
+    """catalogs/stacks.yaml's host_op_weight is what benchmarks/host_probe.py measured (host_probe.yaml),
+    and checkpointing costs the host more per op than the same layer without it."""
+    probe = yaml.safe_load((ROOT / "benchmarks" / "host_probe.yaml").read_text())["weights"]
+    hf_stack = next(s for s in load_stacks(catalog_dir()) if s.id == "hf")
+    for kind, modes in hf_stack.host_op_weight.items():
+        for mode, recomputes in modes.items():
+            for recompute, weight in recomputes.items():
+                measured = probe[kind][mode][recompute]
+                expected = {part: round(measured[part], 2) for part in ("layer", "outside")}
+                assert weight == expected, (kind, mode, recompute)
+            assert recomputes["full"]["layer"] > recomputes["none"]["layer"], (kind, mode)
+
+
+def test_a_host_weight_table_without_its_recompute_entry_is_refused(broken_catalog):
+    folder = broken_catalog("stacks.yaml", "gated_rmsnorm: {amp: {none:", "gated_rmsnorm: {amp: {nonee:")
+    with pytest.raises(CatalogError, match="hf.*host_op_weight.*gated_rmsnorm.amp.none must give"):
+        load_stacks(folder)
 
 
 def test_compile_launches_fewer_kernels_and_takes_less_time(cli):

@@ -30,8 +30,9 @@ PARALLELISM = ("data", "zero1", "zero2", "zero3", "tensor", "pipeline", "interle
 MASTER_WEIGHTS = ("fp32", "bf16")
 LAYER_KINDS = ("gated_rmsnorm", "gelu_tanh_layernorm", "gelu_layernorm")
 MODES = ("amp", "bf16")
+RECOMPUTES = ("none", "full")  # host_op_weight's keys: gradient checkpointing off and on
 #: what the eager step model reads from an eager stack
-EAGER_TABLES = ("host_s_per_op", "matmul_fraction_of_mamf", "device_s_per_kernel", "attention_fraction", "saved_bytes_per_token_per_layer",
+EAGER_TABLES = ("host_s_per_op", "host_op_weight", "matmul_fraction_of_mamf", "device_s_per_kernel", "attention_fraction", "saved_bytes_per_token_per_layer",
                 "saved_bytes_per_token_outside", "traffic_bytes_per_token_per_layer",
                 "traffic_bytes_per_token_outside", "kernels_per_layer", "kernels_outside", "logits",
                 "weight_copy_bytes_per_param", "weight_cast_traffic_bytes_per_param")
@@ -67,6 +68,9 @@ class Stack:
     kernels_per_layer_forward: int | None = None
     elementwise_bytes_per_token_per_layer: Mapping[str, Any] | None = None
     host_s_per_op: float | None = None
+    # host time per launched op of a layer and of what lies outside the layers, by kind, mode and
+    # recomputation, relative to the row host_s_per_op is fitted on (benchmarks/host_probe.py)
+    host_op_weight: Mapping[str, Any] | None = None
     matmul_fraction_of_mamf: float | None = None
     device_s_per_kernel: float | None = None
     attention_fraction: float | None = None
@@ -173,7 +177,8 @@ def _check(stack: Stack) -> None:
             if getattr(stack, name) is None:
                 raise CatalogError(STACKS_FILE, label, name, "is required for an eager stack")
         tables = ["saved_bytes_per_token_per_layer", "traffic_bytes_per_token_per_layer", "kernels_per_layer",
-                  "saved_bytes_per_token_outside", "traffic_bytes_per_token_outside", "kernels_outside", "logits"]
+                  "saved_bytes_per_token_outside", "traffic_bytes_per_token_outside", "kernels_outside", "logits",
+                  "host_op_weight"]
         if stack.compile:
             for name in (*COMPILED_TABLES, "compiled_host_s_per_kernel"):
                 if getattr(stack, name) is None:
@@ -185,6 +190,13 @@ def _check(stack: Stack) -> None:
                 for mode in MODES:
                     if mode not in table.get(kind, {}):
                         raise CatalogError(STACKS_FILE, label, name, f"has no {kind}.{mode} entry")
+        for kind in LAYER_KINDS:
+            for mode in MODES:
+                for recompute in RECOMPUTES:
+                    entry = stack.host_op_weight[kind][mode].get(recompute)
+                    if not isinstance(entry, Mapping) or set(entry) != {"layer", "outside"}:
+                        raise CatalogError(STACKS_FILE, label, "host_op_weight",
+                                           f"{kind}.{mode}.{recompute} must give a layer and an outside weight")
 
 
 def load_stacks(directory: Path) -> tuple[Stack, ...]:

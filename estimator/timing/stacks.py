@@ -15,8 +15,10 @@ micro-batch on one device is, per phase (forward, backward, recompute, the loss,
   achievable HBM bandwidth,
 * **casts** of the weights to bf16 and of their gradients back (fp32 master weights; compiled: the
   probed ``compiled_weight_traffic_bytes_per_param``),
-* **kernels**: ``device_s_per_kernel`` each on the device, ``host_s_per_op`` each on the host
-  (Python, dispatch, autograd; compiled: ``compiled_host_s_per_kernel``, the generated wrapper's
+* **kernels**: ``device_s_per_kernel`` each on the device, ``host_s_per_op`` x ``host_op_weight`` each
+  on the host (Python, dispatch, autograd, the checkpoint's hooks: the weight is the host time per op of
+  the layer kind, mode and recomputation relative to the fitted row's, probed on a CPU by
+  benchmarks/host_probe.py; compiled: ``compiled_host_s_per_kernel``, the generated wrapper's
   launch); the device waits for the host when the host is slower, so a micro-batch takes the longer
   of the two (small models are launch-bound, large ones are not),
 * **AdamW**: one fused kernel reading weights, gradients and both moments and writing three.
@@ -72,10 +74,14 @@ class StackChoice:
     def weight_bytes(self) -> float:
         return 4.0 if self.master_weights == "fp32" else 2.0
 
-    @property
-    def host_s_per_kernel(self) -> float:
-        """Host seconds per launched kernel: eager Python and dispatch, or the compiled graph's wrapper."""
-        return float(self.stack.compiled_host_s_per_kernel if self.compile else self.stack.host_s_per_op)
+    def host_s_per_kernel(self, kind: str, recompute: str, part: str = "layer") -> float:
+        """Host seconds per launched kernel of a layer (``part="layer"``) or of what lies outside the
+        layers: eager Python, dispatch and autograd (``host_s_per_op`` x the probed ``host_op_weight`` of
+        this layer kind, mode and recomputation), or the compiled graph's wrapper."""
+        if self.compile:
+            return float(self.stack.compiled_host_s_per_kernel)
+        weight = self.stack.host_op_weight[kind][self.mode]["full" if recompute == "full" else "none"][part]
+        return float(self.stack.host_s_per_op) * float(weight)
 
     def table(self, name: str) -> Mapping:
         """An eager stack's table for this run, ``compiled_<name>`` under torch.compile."""
@@ -247,6 +253,7 @@ class StackTime:
     device_s: float
     host_s: float
     forward_s: float
+    host_s_per_layer_kernel: float  # what one more kernel in a layer (an adapter's) costs the host
 
     @property
     def compute_s(self) -> float:
@@ -310,14 +317,17 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
         casts = matmul_params * per_param / hbm_bytes_per_s
     gemm_kernels = passes * layers * len(shape.layer_gemms) + 3  # their launches are timed inside gemm_seconds
     outside_kernels = choice.table("kernels_outside")[kind][mode]  # the probes' counts include the matmuls
-    kernels = layers * kernels_layer + outside_kernels["forward"] + outside_kernels["backward"]
+    kernels_out = outside_kernels["forward"] + outside_kernels["backward"]
+    kernels = layers * kernels_layer + kernels_out
     device = matmul + attention + elementwise + loss + casts + max(0.0, kernels - gemm_kernels) * kernel_s
-    host = kernels * choice.host_s_per_kernel
+    host_per_layer_kernel = choice.host_s_per_kernel(kind, recompute)
+    host = (layers * kernels_layer * host_per_layer_kernel
+            + kernels_out * choice.host_s_per_kernel(kind, recompute, "outside"))
     parts = {"matmul": matmul, "attention": attention, "elementwise": elementwise, "loss": loss, "weight casts": casts,
              "launches": max(0.0, kernels - gemm_kernels) * kernel_s}
     forward = (layer_fwd + head_fwd + attn_fwd) + (elementwise + loss) / 3
     return StackTime(parts_s=MappingProxyType({k: v for k, v in parts.items() if v > 0}), kernels=kernels,
-                     device_s=device, host_s=host, forward_s=forward)
+                     device_s=device, host_s=host, forward_s=forward, host_s_per_layer_kernel=host_per_layer_kernel)
 
 
 @dataclass(frozen=True, slots=True)

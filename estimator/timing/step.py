@@ -210,7 +210,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
             adapter_kernels = (passes + 1) * (layers_dense * len(finetune.adapter_gemms)
                                                + layers_moe * len(finetune.adapter_moe_gemms))
             skipped = layers_dense * len(shape.layer_gemms) + layers_moe * len(shape.moe_gemms) + 1
-            host_per = stack.host_s_per_kernel
+            host_per = timed.host_s_per_layer_kernel
             compute = max(timed.device_s + device_delta,
                           timed.host_s + (adapter_kernels + dequant_kernels - skipped) * host_per)
         else:
