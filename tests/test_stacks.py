@@ -297,6 +297,37 @@ def test_a_small_model_is_launch_bound_and_a_large_one_device_bound(cli):
     assert large["bound"] == "device" and large["device_s"] > 2 * large["host_s"]
 
 
+def test_the_device_runs_what_the_host_issued_in_order():
+    """A two-stage flow line (host issues, device runs, one order): max(host, device) when one side is the
+    slower in every phase; the host's forward plus the device's rest when the host is the slower in the
+    forward and the device after it."""
+    from estimator.timing.stacks import StackTime
+
+    def timed(device, host, device_phases, host_phases):
+        return StackTime(parts_s={}, kernels=0, device_s=device, host_s=host, forward_s=0.0,
+                         host_s_per_layer_kernel=0.0,
+                         device_phases_s=device_phases, host_phases_s=host_phases)
+
+    device_bound = timed(10.0, 6.0, (3.0, 2.0), (2.0, 0.5))
+    assert device_bound.compute_s == 10.0 and device_bound.bound == "device"
+    host_bound = timed(6.0, 10.0, (2.0, 1.0), (3.0, 0.5))
+    assert host_bound.compute_s == 10.0 and host_bound.bound.startswith("host (kernel")
+    # forward: the host 4 s against the device's 2; after it the device has 8 s to run and the host 5 to issue
+    mixed = timed(10.0, 9.0, (2.0, 3.0), (4.0, 0.5))
+    assert mixed.compute_s == pytest.approx(4.0 + 8.0) and mixed.bound == "host in the forward, then device"
+    assert mixed.in_order_s(device_extra=1.0) == pytest.approx(4.0 + 9.0)
+
+
+def test_a_step_near_the_balance_takes_longer_than_either_side(cli):
+    """GPT-2 at batch 16: the host issues the forward more slowly than the device runs it, the device then
+    runs the loss and the backward (../shared/measurements: GPT-2 at batch 8 is launch-bound)."""
+    got = cli("estimate", "--hf-config", GPT2, *H200_ROW, "--global-batch", "16", "--micro-batch", "16",
+              "--seq-len", "1024", "--stack", "hf", "--format", "json").json()
+    stack = got["stack"]
+    assert stack["bound"] == "host in the forward, then device"
+    assert got["step_time_s"] > max(stack["host_s"], stack["device_s"]) * 1.02
+
+
 def test_the_host_time_is_each_parts_kernels_at_its_probed_weight(cli):
     """host_s = host_s_per_op x (layers x a layer's kernels x its weight + the kernels outside x theirs),
     the weights of the layer kind, mode and recomputation (benchmarks/host_probe.py)."""

@@ -19,8 +19,9 @@ micro-batch on one device is, per phase (forward, backward, recompute, the loss,
   on the host (Python, dispatch, autograd, the checkpoint's hooks: the weight is the host time per op of
   the layer kind, mode and recomputation relative to the fitted row's, probed on a CPU by
   benchmarks/host_probe.py; compiled: ``compiled_host_s_per_kernel``, the generated wrapper's
-  launch); the device waits for the host when the host is slower, so a micro-batch takes the longer
-  of the two (small models are launch-bound, large ones are not),
+  launch); the device runs what the host issued, in order, while the host runs ahead
+  (:meth:`StackTime.in_order_s`): the longer of the two when one side is the slower throughout (small
+  models are launch-bound, large ones are not), more near the balance,
 * **AdamW**: one fused kernel reading weights, gradients and both moments and writing three.
 
 Memory is what ``torch.cuda.max_memory_allocated`` reports: the largest of the live bytes at the loss
@@ -246,7 +247,9 @@ def stack_memory(arch: Architecture, choice: StackChoice, *, seq_len: int, micro
 @dataclass(frozen=True, slots=True)
 class StackTime:
     """One micro-batch's forward + backward (+ recompute) on one device, by part (s), the kernels it
-    launches, and the device and host time that bound it."""
+    launches, and the device and host time that bound it, in total and for the first two of its three
+    phases in launch order: the layers' forward, the head and loss (forward and backward), the layers'
+    backward."""
 
     parts_s: Mapping[str, float]
     kernels: float
@@ -254,14 +257,32 @@ class StackTime:
     host_s: float
     forward_s: float
     host_s_per_layer_kernel: float  # what one more kernel in a layer (an adapter's) costs the host
+    device_phases_s: tuple[float, float] = (0.0, 0.0)  # the layers' forward, the head and loss
+    host_phases_s: tuple[float, float] = (0.0, 0.0)
+
+    def in_order_s(self, device_extra: float = 0.0, host_extra: float = 0.0) -> float:
+        """The micro-batch as the host issues its kernels and the device runs them, in one order: the device
+        cannot start a kernel the host has not issued, and the host runs ahead while the device is busy (a
+        two-stage flow line). The time is the largest, over the phases k, of the host's time to issue the
+        phases before k plus the device's time for k and every later phase; it is max(host, device) when
+        one side is the slower in every phase, and more when the host is the slower in the layers' forward
+        and the device after it (the loss's logits on the device while the host waits for nothing).
+        ``device_extra`` / ``host_extra``: work added across the micro-batch (adapters), counted in full
+        in every later-phase term."""
+        device, host = self.device_s + device_extra, self.host_s + host_extra
+        (d_forward, d_loss), (h_forward, h_loss) = self.device_phases_s, self.host_phases_s
+        return max(device, host, h_forward + device - d_forward, h_forward + h_loss + device - d_forward - d_loss)
 
     @property
     def compute_s(self) -> float:
-        return max(self.device_s, self.host_s)
+        return self.in_order_s()
 
     @property
     def bound(self) -> str:
-        return "host (kernel launches)" if self.host_s > self.device_s else "device"
+        t = self.compute_s
+        if t == self.device_s:
+            return "device"
+        return "host (kernel launches)" if t == self.host_s else "host in the forward, then device"
 
 
 def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute: str, flop_rate: float, peak_flops: float,
@@ -288,6 +309,7 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
     traffic = choice.table("traffic_bytes_per_token_per_layer")[kind][mode]
     forward, backward = _poly(traffic["forward"], widths), _poly(traffic["backward"], widths)
     per_layer_bytes = forward * (2 if full else 1) + backward
+    forward_bytes_per_layer = forward
     counts = choice.table("kernels_per_layer")[kind][mode]
     kernels_layer = counts["forward"] * (2 if full else 1) + counts["backward"]
     drop = (t.dropout or {}).get(kind)
@@ -295,8 +317,10 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
         # the probe ran without dropout; compiled, the mask is generated inside the fused kernels (no
         # launch of its own), written once forward and read once backward
         per_layer_bytes += drop["sites_per_layer"] * 2 * drop["mask_bytes"] * arch.hidden_size * (1.5 if full else 1)
+        forward_bytes_per_layer += drop["sites_per_layer"] * drop["mask_bytes"] * arch.hidden_size
     elif drop:  # the probe ran without dropout: each site launches a kernel forward and one backward
         per_layer_bytes += drop["sites_per_layer"] * drop["traffic_bytes"] * arch.hidden_size * (1.5 if full else 1)
+        forward_bytes_per_layer += drop["sites_per_layer"] * drop["traffic_bytes"] * arch.hidden_size / 2
         kernels_layer += drop["sites_per_layer"] * (3 if full else 2)
     outside = choice.table("traffic_bytes_per_token_outside")[kind][mode]
     loss_bytes = sum(logits * row.get("vocab", 0)
@@ -304,7 +328,7 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
                      for row in (outside["forward"], outside["backward"]))
     elementwise = tokens * per_layer_bytes * layers / hbm_bytes_per_s
     loss = loss_bytes / hbm_bytes_per_s
-    casts = 0.0
+    casts = casts_forward = 0.0
     matmul_params = _matmul_params(arch, float(shape.total_params))
     if choice.compile:  # the casts run inside the fused kernels: their bytes per weight were probed
         cast = t.compiled_weight_traffic_bytes_per_param[kind][mode]
@@ -312,22 +336,32 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
         layer_weights = matmul_params - (table if arch.lm_head else 0.0)
         casts = (layer_weights * (cast["forward"] * (2 if full else 1) + cast["backward"])
                  + table * (cast["embedding_forward"] + cast["embedding_backward"])) / hbm_bytes_per_s
+        casts_forward = layer_weights * cast["forward"] / hbm_bytes_per_s
     elif mode == "amp":
         per_param = t.weight_cast_traffic_bytes_per_param * (1.5 if full else 1.0)  # the recompute casts again
         casts = matmul_params * per_param / hbm_bytes_per_s
+        casts_forward = matmul_params * t.weight_cast_traffic_bytes_per_param / 2 / hbm_bytes_per_s  # 4 + 2 of 12 B
     gemm_kernels = passes * layers * len(shape.layer_gemms) + 3  # their launches are timed inside gemm_seconds
     outside_kernels = choice.table("kernels_outside")[kind][mode]  # the probes' counts include the matmuls
     kernels_out = outside_kernels["forward"] + outside_kernels["backward"]
     kernels = layers * kernels_layer + kernels_out
     device = matmul + attention + elementwise + loss + casts + max(0.0, kernels - gemm_kernels) * kernel_s
     host_per_layer_kernel = choice.host_s_per_kernel(kind, recompute)
-    host = (layers * kernels_layer * host_per_layer_kernel
-            + kernels_out * choice.host_s_per_kernel(kind, recompute, "outside"))
+    host_loss = kernels_out * choice.host_s_per_kernel(kind, recompute, "outside")
+    host = layers * kernels_layer * host_per_layer_kernel + host_loss
+    # the phases in launch order (StackTime.in_order_s): the layers' forward, then the head and the loss
+    # (what lies outside the layers is mostly the loss; its few embedding kernels are counted here too)
+    forward_kernels = counts["forward"] + (drop["sites_per_layer"] if drop and not choice.compile else 0)
+    device_forward = (layer_fwd + attn_fwd + tokens * layers * forward_bytes_per_layer / hbm_bytes_per_s + casts_forward
+                      + layers * max(0.0, forward_kernels - len(shape.layer_gemms)) * kernel_s)
+    device_loss = 3.0 * head_fwd + loss + max(0.0, kernels_out - 3) * kernel_s
     parts = {"matmul": matmul, "attention": attention, "elementwise": elementwise, "loss": loss, "weight casts": casts,
              "launches": max(0.0, kernels - gemm_kernels) * kernel_s}
     forward = (layer_fwd + head_fwd + attn_fwd) + (elementwise + loss) / 3
     return StackTime(parts_s=MappingProxyType({k: v for k, v in parts.items() if v > 0}), kernels=kernels,
-                     device_s=device, host_s=host, forward_s=forward, host_s_per_layer_kernel=host_per_layer_kernel)
+                     device_s=device, host_s=host, forward_s=forward, host_s_per_layer_kernel=host_per_layer_kernel,
+                     device_phases_s=(device_forward, device_loss),
+                     host_phases_s=(layers * forward_kernels * host_per_layer_kernel, host_loss))
 
 
 @dataclass(frozen=True, slots=True)

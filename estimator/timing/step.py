@@ -211,8 +211,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
                                                + layers_moe * len(finetune.adapter_moe_gemms))
             skipped = layers_dense * len(shape.layer_gemms) + layers_moe * len(shape.moe_gemms) + 1
             host_per = timed.host_s_per_layer_kernel
-            compute = max(timed.device_s + device_delta,
-                          timed.host_s + (adapter_kernels + dequant_kernels - skipped) * host_per)
+            compute = timed.in_order_s(device_delta, (adapter_kernels + dequant_kernels - skipped) * host_per)
         else:
             compute += device_delta
     fwd, recompute, head_time, compute = (x * compute_scale for x in (fwd, recompute, head_time, compute))
