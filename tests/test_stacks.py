@@ -168,15 +168,29 @@ def test_an_eager_stack_is_timed_on_one_device_even_where_it_could_split_it(cli,
     assert result.exit_code == 2 and "--tensor-parallel 2 is not modelled for it" in result.stderr
 
 
-def test_fsdp_and_deepspeed_are_timed_as_the_fused_layer(cli):
+FSDP_ATTENTION = "    attention_fraction: {ampere: 0.62, hopper: 0.35}\n    allocator_reserve_gb: 1\n    grad_reduce_bytes: 4"
+
+
+def test_fsdp_and_deepspeed_are_timed_as_the_fused_layer(cli, broken_catalog, monkeypatch):
     """torchtitan and llm-foundry fuse the elementwise work (compile, fused kernels): at a fixed layout
-    the step is the fused layer's, as the published FSDP rows of benchmarks/stack_runs.yaml are timed."""
+    the step is the fused layer's, as the published FSDP rows of benchmarks/stack_runs.yaml are timed,
+    but for the attention kernel, FlashAttention-2 at its own rate (catalogs/stacks.yaml attention_fraction):
+    without that table fsdp's compute is megatron's."""
     layout = ["--tensor-parallel", "1", "--pipeline-parallel", "1", "--zero-stage", "3", "--micro-batch", "1",
               "--recompute", "full", "--seq-len", "4096", "--format", "json"]
-    answers = {s: cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1e9",
-                      "--stack", s, *layout).json() for s in ("megatron", "deepspeed", "fsdp")}
+
+    def run(stack: str) -> dict:
+        return cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100", "--num-gpus", "64", "--tokens", "1e9",
+                   "--stack", stack, *layout).json()
+
+    answers = {s: run(s) for s in ("megatron", "deepspeed", "fsdp")}
     compute = {s: a["time_breakdown_s"]["compute"] for s, a in answers.items()}
-    assert compute["fsdp"] == compute["megatron"] == compute["deepspeed"]
+    assert compute["megatron"] == compute["deepspeed"] < compute["fsdp"]
+    assert any("attention: a fused kernel (FlashAttention) at 35% of the 16-bit dense peak forward and backward "
+               "(FlashAttention-2 on hopper)" in line for line in answers["fsdp"]["assumptions"])
+    monkeypatch.setenv("GPUCOST_CATALOG_DIR", str(broken_catalog("stacks.yaml", FSDP_ATTENTION,
+                                                                   FSDP_ATTENTION.split("\n", 1)[1])))
+    assert run("fsdp")["time_breakdown_s"]["compute"] == compute["megatron"]
     # deepspeed reduces in bf16 as the default stack's convention does, but adds every micro-batch's
     # gradients into fp32 ones outside the matmuls (catalogs/stacks.yaml grad_accumulation_bytes_per_param)
     ds, mg = answers["deepspeed"]["time_breakdown_s"], answers["megatron"]["time_breakdown_s"]
@@ -295,6 +309,29 @@ def test_a_small_model_is_launch_bound_and_a_large_one_device_bound(cli):
     large = run_llama(cli, "--stack", "hf", "--format", "json").json()["stack"]
     assert small["bound"].startswith("host") and small["host_s"] > small["device_s"]
     assert large["bound"] == "device" and large["device_s"] > 2 * large["host_s"]
+
+
+def test_the_attention_kernel_runs_at_its_generations_share_of_the_16_bit_peak():
+    """FlashAttention-2 at 62% of an A100's 312 TFLOP/s and 35% of an H100's 989 (catalogs/stacks.yaml
+    attention_fraction); a generation the table lacks takes its lowest share; a float8 run's attention
+    still runs in bf16; megatron's table is empty (its fitted fused layer)."""
+    from estimator.catalog.core import load_catalog
+    from estimator.timing.stacks import attention_rate
+
+    catalog = load_catalog(catalog_dir())
+    stacks = {s.id: s for s in load_stacks(catalog_dir())}
+    a100, h100, b200 = (catalog.accelerator(name) for name in ("a100-sxm-80gb", "h100-sxm", "b200"))
+    assert attention_rate(stacks["fsdp"], a100)[:2] == pytest.approx((0.62 * 312e12, 0.62))
+    assert attention_rate(stacks["hf"], h100)[:2] == pytest.approx((0.35 * 989.4e12, 0.35))
+    rate, share, basis = attention_rate(stacks["fsdp"], b200)
+    assert share == 0.35 and rate == pytest.approx(0.35 * b200.peak_for("bf16") * 1e12) and "lowest" in basis
+    assert attention_rate(stacks["megatron"], h100) is None
+
+
+def test_an_attention_share_above_one_is_refused(broken_catalog):
+    folder = broken_catalog("stacks.yaml", FSDP_ATTENTION, FSDP_ATTENTION.replace("hopper: 0.35", "hopper: 1.5"))
+    with pytest.raises(CatalogError, match="fsdp.*attention_fraction.*hopper must be a fraction in \\(0, 1\\]"):
+        load_stacks(folder)
 
 
 def test_the_device_runs_what_the_host_issued_in_order():
@@ -442,7 +479,7 @@ def test_validate_prints_each_stack_train_and_held_out_apart(cli):
     assert json.dumps(data)  # strict JSON: no nan or inf
 
 
-def test_fsdp_float8_pays_torchaos_scaling_casts_around_each_linear(cli):
+def test_fsdp_float8_pays_torchaos_scaling_casts_around_each_linear(cli, broken_catalog, monkeypatch):
     """torchtitan's Float8 is torchao's dynamic tensorwise scaling: per linear the input and the output
     gradient at 4 B per element and the weight at 8 B per parameter (catalogs/stacks.yaml fsdp
     fp8_cast_bytes, from torchao's float8 roofline); Megatron's Transformer Engine casts are in its
@@ -466,5 +503,9 @@ def test_fsdp_float8_pays_torchaos_scaling_casts_around_each_linear(cli):
                      "--stack", stack, "--precision", precision, *layout).json()
         return answer["time_breakdown_s"]["compute"]
 
+    # with its attention timed as the fused layer's (no attention_fraction), fsdp differs from megatron
+    # by the casts alone
+    monkeypatch.setenv("GPUCOST_CATALOG_DIR", str(broken_catalog("stacks.yaml", FSDP_ATTENTION,
+                                                                   FSDP_ATTENTION.split("\n", 1)[1])))
     assert compute("fsdp", "fp8") > compute("megatron", "fp8")
     assert compute("fsdp", "bf16") == pytest.approx(compute("megatron", "bf16"))

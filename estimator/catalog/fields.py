@@ -50,7 +50,7 @@ def catalog_dir() -> Path:
 # (non-empty strings), Mapping[str, float] (dtype -> dense TFLOP/s), Mapping[str, Any] (a mapping).
 # ``| None`` makes a field optional. Fractions (``_FRACTIONS``) must lie in (0, 1].
 
-_FRACTIONS = {"reported_mfu", "attention_fraction"}
+_FRACTIONS = {"reported_mfu"}
 
 
 def _convert(file: str, entry: str, name: str, value: Any, annotation: str) -> Any:

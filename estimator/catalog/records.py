@@ -26,6 +26,9 @@ class Accelerator:
     interconnect: str
     source: str
     retrieved: _dt.date
+    # the chip generation (volta, ampere, ada, hopper, blackwell, cdna3, tpu): what a stack's kernels
+    # can use (catalogs/stacks.yaml attention_fraction); None for a calibrated device without a datasheet
+    generation: str | None = None
     aliases: tuple[str, ...] = ()
     device_names: tuple[str, ...] = ()
     purchase_price_usd: float | None = None

@@ -73,7 +73,9 @@ class Stack:
     host_op_weight: Mapping[str, Any] | None = None
     matmul_fraction_of_mamf: float | None = None
     device_s_per_kernel: float | None = None
-    attention_fraction: float | None = None
+    # the flash-attention kernel's rate, forward and backward, as a share of the dense peak, by the chip
+    # generation (estimator.catalog.records.Accelerator.generation)
+    attention_fraction: Mapping[str, Any] | None = None
     saved_bytes_per_token_per_layer: Mapping[str, Any] | None = None
     saved_bytes_per_token_outside: Mapping[str, Any] | None = None
     traffic_bytes_per_token_per_layer: Mapping[str, Any] | None = None
@@ -172,6 +174,10 @@ def _check(stack: Stack) -> None:
     for name in numbers:
         if not isinstance(stack.sources.get(name), str) or not stack.sources[name].strip():
             raise CatalogError(STACKS_FILE, label, "sources", f"has no source for {name!r}")
+    for generation, share in (stack.attention_fraction or {}).items():
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise CatalogError(STACKS_FILE, label, "attention_fraction",
+                               f"{generation} must be a fraction in (0, 1], got {share!r}")
     if stack.engine == "eager":
         for name in EAGER_TABLES:
             if getattr(stack, name) is None:

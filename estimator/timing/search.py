@@ -16,7 +16,7 @@ from estimator.timing.layout import Layout, candidates
 from estimator.request import EstimateRequest
 from estimator.timing.roofline import HBM_EFFICIENCY, Constants, Shape, StepTime, matmul_fraction, shape_of
 from estimator.timing.comm import links_for, num_hosts
-from estimator.timing.stacks import eager_compute, stack_choice, stack_report
+from estimator.timing.stacks import attention_rate, eager_compute, stack_choice, stack_report
 from estimator.timing.step import eager_memory, layout_memory, layout_memory_gb, time_layout
 ERROR_BAND = 0.15  # the printed band around a step-model estimate (see `gpucost validate`)
 DEFAULT_BATCH_TOKENS = 4 * 2**20  # global batch when neither the user nor the catalog gives one
@@ -248,20 +248,23 @@ def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layou
         default += ("; a Hugging Face Trainer, accelerate or PEFT run launches every op of its modules: "
                     "--stack hf times that (docs/stacks.md)")
     lines = [f"stack: {stack.describe()}{default}"]
+    attention = attention_rate(stack.stack, acc)
+    rate = (f"at {attention[1]:.0%} of the 16-bit dense peak forward and backward ({attention[2]})" if attention
+            else "at the matmul rate (the step model's fused layer)")
     if not stack.eager:
-        lines.append(("attention: a fused kernel (FlashAttention; --no-flash-attention for an unfused softmax)" if flash
-                      else "attention: unfused (the scores and their softmax go through HBM)")
+        lines.append((f"attention: a fused kernel (FlashAttention) {rate}; --no-flash-attention for an unfused softmax"
+                      if flash else "attention: unfused (the scores and their softmax go through HBM)")
                      + (", sequence parallelism with tensor parallelism (--no-sequence-parallel to drop it)"
                         if request.sequence_parallel is not False else ", no sequence parallelism"))
         return lines, stack_report(stack)
 
     peak = acc.peak_for(request.precision) * 1e12
     timed = eager_compute(shape, stack, tokens=layout.micro_batch * shape.seq_len, recompute=layout.recompute,
-                          flop_rate=peak * e_max, peak_flops=peak,
+                          flop_rate=peak * e_max, attention_flops=attention[0],
                           hbm_bytes_per_s=acc.memory_bandwidth_gbps * 1e9 * HBM_EFFICIENCY)
     memory = eager_memory(shape.arch, stack, layout, shape.seq_len, finetune)
     lines += [
-        f"attention: {stack.stack.attention}, at {stack.stack.attention_fraction:.0%} of the dense peak",
+        f"attention: {stack.stack.attention}, {rate}",
         f"per micro-batch: {timed.kernels:,.0f} kernels; device {timed.device_s:.3g} s ("
         + ", ".join(f"{k} {v:.3g}" for k, v in timed.parts_s.items()) + f" s), host {timed.host_s:.3g} s "
         f"({'compiled graph' if stack.compile else 'eager Python and dispatch'}): {timed.bound}-bound",

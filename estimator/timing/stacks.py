@@ -7,7 +7,8 @@ activations). An *eager* stack (hf, fsdp) launches every operation of its module
 micro-batch on one device is, per phase (forward, backward, recompute, the loss, the optimizer):
 
 * **matmuls** of the layers and the head on the roofline (the step model's :func:`gemm_seconds`),
-* **attention** (SDPA's FlashAttention-2 kernel) at ``attention_fraction`` of the dense peak, the
+* **attention** (SDPA's FlashAttention-2 kernel) at ``attention_fraction`` of the dense peak (by the
+  chip's generation: the kernel uses Ampere's matmul instructions, not Hopper's), the
   causal half of the scores, backward 2.5 x forward (Dao 2023, arXiv 2307.08691: 5 matmuls vs 2),
 * **elementwise, reduction and copy** traffic per token per layer (the probed
   ``traffic_bytes_per_token_per_layer``; under ``--compile`` the bytes Inductor's fused kernels read
@@ -40,6 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from estimator.catalog.records import Accelerator
 from estimator.catalog.stacks import Stack
 from estimator.errors import InputError
 from estimator.model.arch import Architecture
@@ -91,6 +93,25 @@ class StackChoice:
     def describe(self) -> str:
         return (f"{self.stack.id} ({self.stack.name}), {self.master_weights} master weights"
                 + (", torch.compile" if self.compile else ""))
+
+
+def attention_rate(stack: Stack, acc: Accelerator) -> tuple[float, float, str] | None:
+    """(the flash-attention kernel's FLOP/s on this chip, forward and backward; its share of the 16-bit dense
+    peak; a basis line) from the stack's ``attention_fraction`` by chip generation, or None where the stack
+    gives none (its attention runs as the step model's fused layer, at the matmul rate). The kernel runs in
+    bf16 (fp16 where the chip has no bf16) whatever the linears' precision. A generation the table lacks
+    (or a calibrated device with none) takes the smallest share in it."""
+    table = stack.attention_fraction
+    peak = acc.peak_for("bf16") or acc.peak_for("fp16")
+    if not table or not peak:
+        return None
+    if acc.generation in table:
+        share, basis = float(table[acc.generation]), f"FlashAttention-2 on {acc.generation}"
+    else:
+        low = min(table, key=lambda g: table[g])
+        share, basis = float(table[low]), (f"no figure for {acc.generation or 'this device'}'s generation: "
+                                           f"the lowest in the stack's table, {low}'s")
+    return peak * 1e12 * share, share, basis
 
 
 def layer_kind(arch: Architecture) -> str:
@@ -285,9 +306,10 @@ class StackTime:
         return "host (kernel launches)" if t == self.host_s else "host in the forward, then device"
 
 
-def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute: str, flop_rate: float, peak_flops: float,
-                  hbm_bytes_per_s: float) -> StackTime:
-    """Seconds of one micro-batch of ``tokens`` tokens of an eager stack on one device (module docstring)."""
+def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute: str, flop_rate: float,
+                  attention_flops: float, hbm_bytes_per_s: float) -> StackTime:
+    """Seconds of one micro-batch of ``tokens`` tokens of an eager stack on one device (module docstring);
+    ``attention_flops``: the attention kernel's FLOP/s on this chip (:func:`attention_rate`)."""
 
     arch = shape.arch
     t = choice.stack
@@ -303,7 +325,7 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
                              hbm_bytes_per_s, kernel_s) if shape.head_flops_per_token else 0.0)
     matmul = passes * layer_fwd + 3.0 * head_fwd
     score = shape.score_flops_per_token * tokens * (0.5 if shape.causal else 1.0) * layers
-    attn_fwd = score / (peak_flops * t.attention_fraction)
+    attn_fwd = score / attention_flops
     attention = attn_fwd * (1 + FLASH_BACKWARD_RATIO + (1 if full else 0))
     logits = tokens * arch.vocab_size
     traffic = choice.table("traffic_bytes_per_token_per_layer")[kind][mode]
@@ -429,5 +451,6 @@ def stack_choice(request: EstimateRequest, directory: Path) -> StackChoice:
     return StackChoice(stack, compile=bool(request.compile), master_weights=master)
 
 
-__all__ = ["DEFAULT_STACK", "StackChoice", "StackMemory", "StackReport", "StackTime", "check_stack_layout",
-           "eager_compute", "layer_kind", "optimizer_seconds", "stack_choice", "stack_memory", "stack_report"]
+__all__ = ["DEFAULT_STACK", "StackChoice", "StackMemory", "StackReport", "StackTime", "attention_rate",
+           "check_stack_layout", "eager_compute", "layer_kind", "optimizer_seconds", "stack_choice", "stack_memory",
+           "stack_report"]

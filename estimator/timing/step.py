@@ -68,7 +68,7 @@ from estimator.timing.roofline import (HBM_EFFICIENCY, OPTIMIZER_BYTES_PER_PARAM
                                        Shape, StepTime, _matmul_seconds, gemm_seconds, matmul_fraction)
 from estimator.timing.comm import (SCALE_DEFAULTS, Links, _collective, num_hosts, sharded_exposed_s,
                                    straggler_factor)
-from estimator.timing.stacks import eager_compute, optimizer_seconds, stack_memory
+from estimator.timing.stacks import FLASH_BACKWARD_RATIO, attention_rate, eager_compute, optimizer_seconds, stack_memory
 
 
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
@@ -165,9 +165,10 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     key = (t, c, b, layout.recompute, layout.sequence_parallel)
     work = memo.get(key) if memo is not None else None
     if work is None:
-        work = layer_work(shape, t, c, b, layout.recompute, layout.sequence_parallel, precision, flop_rate,
-                          peak * 1e12, hbm, constants=constants, flash_attention=flash_attention, stack=stack,
-                          fp8_cast_bytes=fp8_cast_bytes)
+        attention = attention_rate(stack.stack, acc) if stack is not None else None
+        work = layer_work(shape, t, c, b, layout.recompute, layout.sequence_parallel, precision, flop_rate, hbm,
+                          constants=constants, flash_attention=flash_attention, stack=stack,
+                          fp8_cast_bytes=fp8_cast_bytes, attention_flops=attention[0] if attention else None)
         if memo is not None:
             memo[key] = work
     sac_share = work.sac_share
@@ -329,11 +330,14 @@ class LayerWork(NamedTuple):
 
 
 def layer_work(shape: Shape, t: int, c: int, micro_batch: int, recompute: str, sequence_parallel: bool,
-               precision: str, flop_rate: float, peak_flops: float, hbm: float, *, constants: Constants = Constants(),
-               flash_attention: bool = True, stack: Any = None, fp8_cast_bytes: Any = None) -> LayerWork:
+               precision: str, flop_rate: float, hbm: float, *, constants: Constants = Constants(),
+               flash_attention: bool = True, stack: Any = None, fp8_cast_bytes: Any = None,
+               attention_flops: float | None = None) -> LayerWork:
     """The per-layer compute of one micro-batch of ``micro_batch`` sequences on a device of a layout with
     tensor-parallel ``t`` and context-parallel ``c`` (module docstring, item 1): matmuls at ``flop_rate``
-    (FLOP/s) on the roofline with ``hbm`` (bytes/s), elementwise traffic at ``hbm``."""
+    (FLOP/s) on the roofline with ``hbm`` (bytes/s), elementwise traffic at ``hbm``; a flash-attention
+    kernel at ``attention_flops`` (FLOP/s) where the stack gives one (the FlashAttention-2 accounting:
+    backward 2.5 x forward; :func:`estimator.timing.stacks.attention_rate`), else at ``flop_rate``."""
     arch = shape.arch
     s, h = shape.seq_len, arch.hidden_size
     tokens = micro_batch * s / c  # tokens of one micro-batch on one device (CP splits the sequence)
@@ -346,7 +350,12 @@ def layer_work(shape: Shape, t: int, c: int, micro_batch: int, recompute: str, s
     score_flops = shape.score_flops_per_token * tokens / t * (0.5 if (flash_attention and shape.causal) else 1.0)
     head_width = arch.mla.qk_head_dim if arch.mla else arch.head_dim
     heads_local = max(1.0, arch.num_heads / t)
-    score_time = (score_flops / flop_rate + constants.kernel_overhead_s if flash_attention else
+    if attention_flops:  # forward time such that the layer's passes (3, or 4 recomputed) time 1 + 2.5 (+ 1)
+        passes = 4.0 if recompute == "full" else 3.0
+        score_rate = attention_flops * passes / (passes + FLASH_BACKWARD_RATIO - 2.0)
+    else:
+        score_rate = flop_rate
+    score_time = (score_flops / score_rate + constants.kernel_overhead_s if flash_attention else
                   _matmul_seconds(score_flops, s / c, s, head_width, micro_batch * heads_local, flop_rate, hbm,
                                   constants.kernel_overhead_s))
     # elementwise traffic follows the activations it reads and writes (Korthikanti et al. 2022 section
@@ -376,7 +385,7 @@ def layer_work(shape: Shape, t: int, c: int, micro_batch: int, recompute: str, s
         fp8_cast_s=(fp8_cast_seconds(arch, casts, tokens / t, recompute == "full", hbm)
                     if casts and plain_dense_layers(arch) else 0.0),
         eager=eager_compute(shape, stack, tokens=tokens, recompute=recompute, flop_rate=flop_rate,
-                            peak_flops=peak_flops, hbm_bytes_per_s=hbm) if eager else None)
+                            attention_flops=attention_flops, hbm_bytes_per_s=hbm) if eager else None)
 
 
 def alternate_matmuls(stack: Any, arch: Architecture) -> bool:
