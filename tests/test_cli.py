@@ -95,6 +95,8 @@ def test_compare_all_offers_lists_every_price_of_the_chosen_gpus(cli):
         (["estimate", "--params", "7B"], 2, "Error: --params needs --tokens"),
         (["estimate", "--model", "gpt3", "--precision", "int4"], 2, "Error: unknown --precision 'int4'"),
         (["estimate", "--model", "gpt3", "--gpu", "a100", "--precision", "fp8"], 2, "Error: a100-sxm-80gb has no fp8 peak"),
+        (["estimate", "--model", "llama-3.1-8b", "--gpu", "v100", "--num-gpus", "64"], 2,
+         "Error: v100-sxm2-32gb has no bf16 peak in the catalog (it has: fp32, fp16); choose another --precision"),
         (["estimate", "--model", "gpt3", "--format", "xml"], 2, "Error: unknown --format 'xml'"),
         (["estimate", "--model", "gpt3", "--gpuu", "a100"], 2, "Error: No such option"),
         (["estimate", "--model", "gpt3", "--provider", "nosuchcloud"], 2, "Error: unknown provider"),

@@ -137,7 +137,9 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     b, s, h = layout.micro_batch, shape.seq_len, arch.hidden_size
     peak = acc.peak_for(precision)
     if peak is None:
-        raise InputError(f"{acc.id} has no {precision} peak in the catalog")
+        have = ", ".join(p for p in acc.peak_tflops if p in ("bf16", "fp16", "fp8", "fp32", "tf32")) or "none"
+        raise InputError(f"{acc.id} has no {precision} peak in the catalog (it has: {have}); "
+                         f"choose another --precision")
     if e_max is None:
         e_max = matmul_fraction(acc, precision)[0]
     flop_rate = peak * 1e12 * e_max
