@@ -45,7 +45,7 @@ OPTION = {
     "measured_time_s": "--measured-time", "measured_gpu": "--measured-gpu", "measured_num_gpus": "--measured-num-gpus",
     "sequence_parallel": "--sequence-parallel", "flash_attention": "--flash-attention",
     "stack": "--stack", "compile": "--compile", "master_weights": "--master-weights",
-    "finetune": "--finetune", "lora_rank": "--lora-rank", "lora_targets": "--lora-targets",
+    "attention_kernel": "--attention-kernel", "finetune": "--finetune", "lora_rank": "--lora-rank", "lora_targets": "--lora-targets",
 }
 _QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hours", "price", "budget_usd", "samples",
                "epochs", "flops_per_sample")
@@ -55,7 +55,7 @@ _NAMES = ("model", "gpu", "system", "provider", "dataset", "measured_gpu")
 _PATHS = ("hf_config", "calibration")
 LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
                  "zero_stage", "global_batch", "micro_batch", "recompute", "sequence_parallel", "flash_attention",
-                 "stack", "compile", "master_weights")
+                 "stack", "compile", "master_weights", "attention_kernel")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +120,7 @@ class EstimateRequest:
     stack: str | None = None  # the training software (catalogs/stacks.yaml); None: megatron, the step model's own
     compile: bool | None = None  # torch.compile (the fsdp and hf stacks)
     master_weights: str | None = None  # fp32: mixed precision, 16 B/param; bf16: weights, grads, AdamW in bf16
+    attention_kernel: str | None = None  # flash2 | flash1 (catalogs/stacks.yaml); None: the stack's own
     finetune: str | None = None  # full | lora | qlora (estimator.model.finetune); None: pre-training
     lora_rank: int | None = None  # LoRA rank r; None: 16
     lora_targets: tuple[str, ...] | None = None  # "q,k,v" or a list; None: q, k, v, o, gate, up, down
@@ -181,6 +182,10 @@ class EstimateRequest:
             set_(self, "stack", choice(self.stack, STACKS, what="--stack"))
         if self.master_weights is not None:
             set_(self, "master_weights", choice(self.master_weights, MASTER_WEIGHTS, what="--master-weights"))
+        if self.attention_kernel is not None:  # its names are the stack's (timing.stacks.stack_choice checks them)
+            if not isinstance(self.attention_kernel, str) or not self.attention_kernel.strip():
+                raise InputError(f"--attention-kernel must name a kernel, got {self.attention_kernel!r}")
+            set_(self, "attention_kernel", self.attention_kernel.strip().lower())
         for name in ("chinchilla", "sequence_parallel", "flash_attention", "compile"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):

@@ -91,7 +91,7 @@ def test_each_catalog_row_gives_estimate_the_benchmark_command():
     runs = {r.id: r for r in load_stack_runs(ROOT / "catalogs" / "stack_runs_at_scale.yaml",
                                              load_stacks(catalog.directory))}
     module = _module()
-    flags = {"--stack", "--compile", "--master-weights"}
+    flags = {"--stack", "--compile", "--master-weights", "--attention-kernel"}
     for row in ROWS:
         if row["id"] not in runs:
             continue

@@ -168,7 +168,9 @@ def test_an_eager_stack_is_timed_on_one_device_even_where_it_could_split_it(cli,
     assert result.exit_code == 2 and "--tensor-parallel 2 is not modelled for it" in result.stderr
 
 
-FSDP_ATTENTION = "    attention_fraction: {ampere: 0.62, hopper: 0.35}\n    allocator_reserve_gb: 1\n    grad_reduce_bytes: 4"
+FSDP_ATTENTION = ("    attention_fraction: {flash2: {ampere: 0.62, hopper: 0.35}, flash1: {ampere: 0.325, hopper: 0.19}}\n"
+                  "    attention_kernel: flash2\n    allocator_reserve_gb: 1\n    grad_reduce_bytes: 4")
+NO_FSDP_ATTENTION = FSDP_ATTENTION.split("\n", 2)[2]
 
 
 def test_fsdp_and_deepspeed_are_timed_as_the_fused_layer(cli, broken_catalog, monkeypatch):
@@ -187,9 +189,9 @@ def test_fsdp_and_deepspeed_are_timed_as_the_fused_layer(cli, broken_catalog, mo
     compute = {s: a["time_breakdown_s"]["compute"] for s, a in answers.items()}
     assert compute["megatron"] == compute["deepspeed"] < compute["fsdp"]
     assert any("attention: a fused kernel (FlashAttention) at 35% of the 16-bit dense peak forward and backward "
-               "(FlashAttention-2 on hopper)" in line for line in answers["fsdp"]["assumptions"])
-    monkeypatch.setenv("GPUCOST_CATALOG_DIR", str(broken_catalog("stacks.yaml", FSDP_ATTENTION,
-                                                                   FSDP_ATTENTION.split("\n", 1)[1])))
+               "(flash2 on hopper)" in line for line in answers["fsdp"]["assumptions"])
+    assert answers["fsdp"]["stack"]["attention_kernel"] == "flash2" and answers["megatron"]["stack"]["attention_kernel"] is None
+    monkeypatch.setenv("GPUCOST_CATALOG_DIR", str(broken_catalog("stacks.yaml", FSDP_ATTENTION, NO_FSDP_ATTENTION)))
     assert run("fsdp")["time_breakdown_s"]["compute"] == compute["megatron"]
     # deepspeed reduces in bf16 as the default stack's convention does, but adds every micro-batch's
     # gradients into fp32 ones outside the matmuls (catalogs/stacks.yaml grad_accumulation_bytes_per_param)
@@ -312,26 +314,73 @@ def test_a_small_model_is_launch_bound_and_a_large_one_device_bound(cli):
 
 
 def test_the_attention_kernel_runs_at_its_generations_share_of_the_16_bit_peak():
-    """FlashAttention-2 at 62% of an A100's 312 TFLOP/s and 35% of an H100's 989 (catalogs/stacks.yaml
-    attention_fraction); a generation the table lacks takes its lowest share; a float8 run's attention
-    still runs in bf16; megatron's table is empty (its fitted fused layer)."""
+    """FlashAttention-2 at 62% of an A100's 312 TFLOP/s and 35% of an H100's 989, FlashAttention-1 at 32.5%
+    of an A100's (catalogs/stacks.yaml attention_fraction); a generation the table lacks takes the kernel's
+    lowest share; a float8 run's attention still runs in bf16; megatron's table is empty (its fitted layer)."""
     from estimator.catalog.core import load_catalog
     from estimator.timing.stacks import attention_rate
 
     catalog = load_catalog(catalog_dir())
     stacks = {s.id: s for s in load_stacks(catalog_dir())}
     a100, h100, b200 = (catalog.accelerator(name) for name in ("a100-sxm-80gb", "h100-sxm", "b200"))
-    assert attention_rate(stacks["fsdp"], a100)[:2] == pytest.approx((0.62 * 312e12, 0.62))
-    assert attention_rate(stacks["hf"], h100)[:2] == pytest.approx((0.35 * 989.4e12, 0.35))
-    rate, share, basis = attention_rate(stacks["fsdp"], b200)
+    assert attention_rate(StackChoice(stacks["fsdp"]), a100)[:2] == pytest.approx((0.62 * 312e12, 0.62))
+    assert attention_rate(StackChoice(stacks["fsdp"], attention_kernel="flash1"), a100)[:2] == pytest.approx(
+        (0.325 * 312e12, 0.325))
+    assert attention_rate(StackChoice(stacks["hf"]), h100)[:2] == pytest.approx((0.35 * 989.4e12, 0.35))
+    rate, share, basis = attention_rate(StackChoice(stacks["fsdp"]), b200)
     assert share == 0.35 and rate == pytest.approx(0.35 * b200.peak_for("bf16") * 1e12) and "lowest" in basis
-    assert attention_rate(stacks["megatron"], h100) is None
+    assert attention_rate(StackChoice(stacks["megatron"]), h100) is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--stack", "megatron", "--attention-kernel", "flash1"],
+     "--attention-kernel chooses the attention kernel of --stack fsdp or hf; --stack megatron is the step model's "
+     "fitted layer, attention included: drop --attention-kernel"),
+    (["--stack", "fsdp", "--attention-kernel", "flsh1"],
+     "--attention-kernel 'flsh1' is not one --stack fsdp runs (did you mean 'flash1'?); choose flash2 or flash1"),
+    (["--stack", "hf", "--attention-kernel", "flash1"], "--attention-kernel 'flash1' is not one --stack hf runs"),
+])
+def test_an_attention_kernel_the_stack_does_not_run_is_one_error_line(cli, extra, message):
+    result = cli("estimate", "--model", "llama-3.1-8b", "--gpu", "h100", "--num-gpus", "8", "--tokens", "1e9", *extra)
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_the_older_kernel_makes_a_long_sequence_slower(cli):
+    """llm-foundry's MPT-1b at 65,536 tokens on 8 A100 80GB (benchmarks/stack_runs.yaml
+    llmfoundry-mpt-1b-a100-80gb-8-s65536: 43.1 s per step with --attn_impl triton): attention dominates,
+    and FlashAttention-1's rate makes the step nearly twice FlashAttention-2's."""
+    args = ["estimate", "--hf-config", str(ROOT / "benchmarks" / "configs" / "mpt-1b-s65536.json"), "--gpu",
+            "a100-sxm-80gb", "--num-gpus", "8", "--tensor-parallel", "1", "--pipeline-parallel", "1", "--zero-stage", "3",
+            "--global-batch", "16", "--micro-batch", "1", "--seq-len", "65536", "--recompute", "full", "--tokens", "1e9",
+            "--stack", "fsdp", "--format", "json"]
+    flash2 = cli(*args).json()["step_time_s"]
+    flash1 = cli(*args, "--attention-kernel", "flash1").json()
+    assert 1.5 * flash2 < flash1["step_time_s"] < 2.0 * flash2
+    assert flash1["stack"]["attention_kernel"] == "flash1"
 
 
 def test_an_attention_share_above_one_is_refused(broken_catalog):
     folder = broken_catalog("stacks.yaml", FSDP_ATTENTION, FSDP_ATTENTION.replace("hopper: 0.35", "hopper: 1.5"))
-    with pytest.raises(CatalogError, match="fsdp.*attention_fraction.*hopper must be a fraction in \\(0, 1\\]"):
+    with pytest.raises(CatalogError, match="fsdp.*attention_fraction.*flash2.hopper must be a fraction in \\(0, 1\\]"):
         load_stacks(folder)
+
+
+def test_a_default_kernel_outside_the_table_is_refused(broken_catalog):
+    folder = broken_catalog("stacks.yaml", FSDP_ATTENTION, FSDP_ATTENTION.replace("attention_kernel: flash2",
+                                                                                  "attention_kernel: flash3"))
+    with pytest.raises(CatalogError, match="fsdp.*attention_kernel.*must name one of the kernels"):
+        load_stacks(folder)
+
+
+def test_a_run_with_a_kernel_its_stack_lacks_is_refused(tmp_path):
+    runs = tmp_path / "stack_runs.yaml"
+    runs.write_text("schema_version: 1\nstack_runs:\n  - {id: r, stack: fsdp, architecture: llama-3.2-1b, "
+                    "accelerator: h200, num_gpus: 1, seq_len: 2048, micro_batch: 1, global_batch: 1, step_time_s: 1, "
+                    "split: held_out, source: s, retrieved: 2026-12-05, attention_kernel: flash9}\n")
+    (tmp_path / "architectures").symlink_to(ARCHS)
+    with pytest.raises(CatalogError, match="stack_runs.yaml.*attention_kernel.*fsdp runs flash2, flash1"):
+        load_stack_runs(runs, load_stacks(catalog_dir()))
 
 
 def test_the_device_runs_what_the_host_issued_in_order():
@@ -505,7 +554,6 @@ def test_fsdp_float8_pays_torchaos_scaling_casts_around_each_linear(cli, broken_
 
     # with its attention timed as the fused layer's (no attention_fraction), fsdp differs from megatron
     # by the casts alone
-    monkeypatch.setenv("GPUCOST_CATALOG_DIR", str(broken_catalog("stacks.yaml", FSDP_ATTENTION,
-                                                                   FSDP_ATTENTION.split("\n", 1)[1])))
+    monkeypatch.setenv("GPUCOST_CATALOG_DIR", str(broken_catalog("stacks.yaml", FSDP_ATTENTION, NO_FSDP_ATTENTION)))
     assert compute("fsdp", "fp8") > compute("megatron", "fp8")
     assert compute("fsdp", "bf16") == pytest.approx(compute("megatron", "bf16"))

@@ -42,7 +42,7 @@ COMPILED_TABLES = ("compiled_saved_bytes_per_token_per_layer", "compiled_saved_b
                    "compiled_traffic_bytes_per_token_per_layer", "compiled_weight_traffic_bytes_per_param",
                    "compiled_traffic_bytes_per_token_outside", "compiled_kernels_per_layer",
                    "compiled_kernels_outside", "compiled_logits", "compiled_output_grad_bytes_per_token_per_layer")
-_DESCRIPTIONS = ("attention", "loss", "overlap", "zero3_gather")
+_DESCRIPTIONS = ("attention", "loss", "overlap", "zero3_gather", "attention_kernel")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +73,10 @@ class Stack:
     host_op_weight: Mapping[str, Any] | None = None
     matmul_fraction_of_mamf: float | None = None
     device_s_per_kernel: float | None = None
-    # the flash-attention kernel's rate, forward and backward, as a share of the dense peak, by the chip
-    # generation (estimator.catalog.records.Accelerator.generation)
+    # the attention kernels the stack can run: each kernel's rate, forward and backward, as a share of the
+    # 16-bit dense peak, by the chip generation (estimator.catalog.records.Accelerator.generation)
     attention_fraction: Mapping[str, Any] | None = None
+    attention_kernel: str | None = None  # the kernel the stack runs unless told (--attention-kernel)
     saved_bytes_per_token_per_layer: Mapping[str, Any] | None = None
     saved_bytes_per_token_outside: Mapping[str, Any] | None = None
     traffic_bytes_per_token_per_layer: Mapping[str, Any] | None = None
@@ -174,10 +175,16 @@ def _check(stack: Stack) -> None:
     for name in numbers:
         if not isinstance(stack.sources.get(name), str) or not stack.sources[name].strip():
             raise CatalogError(STACKS_FILE, label, "sources", f"has no source for {name!r}")
-    for generation, share in (stack.attention_fraction or {}).items():
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-            raise CatalogError(STACKS_FILE, label, "attention_fraction",
-                               f"{generation} must be a fraction in (0, 1], got {share!r}")
+    for kernel, shares in (stack.attention_fraction or {}).items():
+        for generation, share in (shares.items() if isinstance(shares, Mapping) else [(None, shares)]):
+            if generation is None or isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+                raise CatalogError(STACKS_FILE, label, "attention_fraction",
+                                   f"{kernel}.{generation} must be a fraction in (0, 1], got {share!r} "
+                                   f"(a table of kernel -> chip generation -> share)")
+    if (stack.attention_kernel is None) != (stack.attention_fraction is None) or (
+            stack.attention_kernel is not None and stack.attention_kernel not in stack.attention_fraction):
+        raise CatalogError(STACKS_FILE, label, "attention_kernel",
+                           "must name one of the kernels of attention_fraction, and be given with it")
     if stack.engine == "eager":
         for name in EAGER_TABLES:
             if getattr(stack, name) is None:
@@ -248,6 +255,7 @@ class StackRun:
     zero_stage: int | None = None
     flash_attention: bool | None = None
     sequence_parallel: bool | None = None
+    attention_kernel: str | None = None  # left out: the stack's own
     peak_memory_gb: float | None = None
     notes: str | None = None
 
@@ -266,6 +274,8 @@ class StackRun:
                 args.append(f"--{'' if getattr(self, name) else 'no-'}{name.replace('_', '-')}")
         if self.compile:
             args.append("--compile")
+        if self.attention_kernel is not None:
+            args += ["--attention-kernel", self.attention_kernel]
         if self.master_weights != "fp32":
             args += ["--master-weights", self.master_weights]
         return args
@@ -290,6 +300,9 @@ def load_stack_runs(file: Path, stacks: tuple[Stack, ...]) -> tuple[StackRun, ..
             raise CatalogError(file.name, run.id, "master_weights", f"{run.stack} keeps {', '.join(stack.master_weights)}")
         if run.compile and not stack.compile:
             raise CatalogError(file.name, run.id, "compile", f"{run.stack} does not use torch.compile")
+        if run.attention_kernel is not None and run.attention_kernel not in (stack.attention_fraction or {}):
+            raise CatalogError(file.name, run.id, "attention_kernel",
+                               f"{run.stack} runs {', '.join(stack.attention_fraction or {}) or 'no kernel choice'}")
         if run.recompute not in (None, "none", "selective", "full"):
             raise CatalogError(file.name, run.id, "recompute", f"must be none, selective or full, got {run.recompute!r}")
         split = (run.tensor_parallel or 1) * (run.pipeline_parallel or 1) * (run.context_parallel or 1)

@@ -64,6 +64,7 @@ SeqParallel = Annotated[Optional[bool], typer.Option("--sequence-parallel/--no-s
 FlashAttention = Annotated[Optional[bool], typer.Option("--flash-attention/--no-flash-attention", help="Megatron-family fused kernels: an attention kernel (FlashAttention) that keeps the scores on chip, and a SwiGLU that saves only its input. Default: on; off for 2021-22 era stacks.")]
 StackOpt = Annotated[Optional[str], typer.Option("--stack", metavar="[megatron|deepspeed|fsdp|hf]", help="The training software (see `gpucost stacks`): what it launches and keeps per layer, and the parallelism it runs. Default: megatron.")]
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile (with --stack fsdp or hf). Default: off.")]
+AttentionKernel = Annotated[Optional[str], typer.Option("--attention-kernel", metavar="[flash2|flash1]", help="The attention kernel (with --stack fsdp or hf; see `gpucost stacks`): flash2, FlashAttention-2 (PyTorch SDPA, flash-attn 2); flash1, FlashAttention-1 and Triton kernels of its class (llm-foundry's attn_impl triton). Default: the stack's, flash2.")]
 MasterWeights = Annotated[Optional[str], typer.Option("--master-weights", metavar="[fp32|bf16]", help="fp32: mixed precision, fp32 master weights and AdamW states (16 B/param); bf16: weights, gradients and AdamW states in bf16 (8 B/param). Default: fp32.")]
 Layouts = Annotated[int, typer.Option("--layouts", show_default=True, help="How many of the fastest layouts to show (the chosen one first), 1-50.")]
 Dataset = Annotated[Optional[str], typer.Option(autocompletion=complete_dataset, help="Train on this dataset (see `gpucost datasets`): samples per epoch, e.g. imagenet, mnist, squad.")]
@@ -230,6 +231,7 @@ def estimate_cmd(
     stack: StackOpt = None,
     compile: CompileOpt = None,
     master_weights: MasterWeights = None,
+    attention_kernel: AttentionKernel = None,
     layouts: Layouts = 2,
     goodput: Goodput = None,
     scope: Scope = None,
@@ -256,7 +258,8 @@ def estimate_cmd(
         expert_parallel=expert_parallel, zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch,
         recompute=recompute, sequence_parallel=sequence_parallel, flash_attention=flash_attention,
         finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets,
-        stack=stack, compile=compile, master_weights=master_weights, num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
+        stack=stack, compile=compile, master_weights=master_weights, attention_kernel=attention_kernel,
+        num_layouts=layouts, goodput=goodput, scope=scope, pue=pue,
         electricity_usd_per_kwh=electricity_price, life_years=life_years)
     _emit_estimate(estimate(request), format, wide)
 
@@ -297,6 +300,7 @@ def compare_cmd(
     stack: StackOpt = None,
     compile: CompileOpt = None,
     master_weights: MasterWeights = None,
+    attention_kernel: AttentionKernel = None,
     goodput: Goodput = None,
     scope: Scope = None,
     provider: Provider = None,
@@ -321,7 +325,8 @@ def compare_cmd(
         virtual_stages=virtual_stages, context_parallel=context_parallel, expert_parallel=expert_parallel,
         zero_stage=zero_stage, global_batch=global_batch, micro_batch=micro_batch, recompute=recompute,
         sequence_parallel=sequence_parallel, flash_attention=flash_attention, stack=stack, compile=compile,
-        master_weights=master_weights, goodput=goodput, scope=scope, provider=provider, deadline_s=deadline,
+        master_weights=master_weights, attention_kernel=attention_kernel, goodput=goodput, scope=scope,
+        provider=provider, deadline_s=deadline,
         budget_usd=budget, finetune=finetune, lora_rank=lora_rank, lora_targets=lora_targets)
     from estimator.compare import compare
 

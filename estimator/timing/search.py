@@ -248,7 +248,7 @@ def _stack_assumptions(request: EstimateRequest, stack: Any, shape: Shape, layou
         default += ("; a Hugging Face Trainer, accelerate or PEFT run launches every op of its modules: "
                     "--stack hf times that (docs/stacks.md)")
     lines = [f"stack: {stack.describe()}{default}"]
-    attention = attention_rate(stack.stack, acc)
+    attention = attention_rate(stack, acc)
     rate = (f"at {attention[1]:.0%} of the 16-bit dense peak forward and backward ({attention[2]})" if attention
             else "at the matmul rate (the step model's fused layer)")
     if not stack.eager:

@@ -63,6 +63,7 @@ class StackChoice:
     stack: Stack
     compile: bool = False
     master_weights: str = "fp32"
+    attention_kernel: str | None = None  # None: the stack's own (catalogs/stacks.yaml attention_kernel)
 
     @property
     def eager(self) -> bool:
@@ -95,21 +96,24 @@ class StackChoice:
                 + (", torch.compile" if self.compile else ""))
 
 
-def attention_rate(stack: Stack, acc: Accelerator) -> tuple[float, float, str] | None:
-    """(the flash-attention kernel's FLOP/s on this chip, forward and backward; its share of the 16-bit dense
-    peak; a basis line) from the stack's ``attention_fraction`` by chip generation, or None where the stack
-    gives none (its attention runs as the step model's fused layer, at the matmul rate). The kernel runs in
-    bf16 (fp16 where the chip has no bf16) whatever the linears' precision. A generation the table lacks
-    (or a calibrated device with none) takes the smallest share in it."""
-    table = stack.attention_fraction
+def attention_rate(choice: StackChoice, acc: Accelerator) -> tuple[float, float, str] | None:
+    """(the attention kernel's FLOP/s on this chip, forward and backward; its share of the 16-bit dense peak;
+    a basis line) from the stack's ``attention_fraction`` for the run's kernel (``--attention-kernel``, else
+    the stack's) by chip generation, or None where the stack gives none (its attention runs as the step
+    model's fused layer, at the matmul rate). The kernel runs in bf16 (fp16 where the chip has no bf16)
+    whatever the linears' precision. A generation the table lacks (or a calibrated device with none)
+    takes the kernel's smallest share."""
+    stack = choice.stack
     peak = acc.peak_for("bf16") or acc.peak_for("fp16")
-    if not table or not peak:
+    if not stack.attention_fraction or not peak:
         return None
+    kernel = choice.attention_kernel or stack.attention_kernel
+    table = stack.attention_fraction[kernel]
     if acc.generation in table:
-        share, basis = float(table[acc.generation]), f"FlashAttention-2 on {acc.generation}"
+        share, basis = float(table[acc.generation]), f"{kernel} on {acc.generation}"
     else:
         low = min(table, key=lambda g: table[g])
-        share, basis = float(table[low]), (f"no figure for {acc.generation or 'this device'}'s generation: "
+        share, basis = float(table[low]), (f"{kernel}: no figure for {acc.generation or 'this device'}'s generation, "
                                            f"the lowest in the stack's table, {low}'s")
     return peak * 1e12 * share, share, basis
 
@@ -396,6 +400,7 @@ class StackReport:
     engine: str
     compile: bool
     master_weights: str
+    attention_kernel: str | None = None  # the attention kernel timed (None: the fitted layer's own)
     kernels_per_micro_batch: float | None = None
     device_s: float | None = None
     host_s: float | None = None
@@ -408,7 +413,8 @@ class StackReport:
 
 def stack_report(choice: StackChoice, timed: StackTime | None = None, memory: StackMemory | None = None) -> StackReport:
     report = StackReport(id=choice.stack.id, name=choice.stack.name, engine=choice.stack.engine,
-                         compile=choice.compile, master_weights=choice.master_weights)
+                         compile=choice.compile, master_weights=choice.master_weights,
+                         attention_kernel=choice.attention_kernel or choice.stack.attention_kernel)
     if timed is None or memory is None:
         return report
     return replace(report, kernels_per_micro_batch=timed.kernels, device_s=timed.device_s, host_s=timed.host_s,
@@ -448,7 +454,20 @@ def stack_choice(request: EstimateRequest, directory: Path) -> StackChoice:
                        expert=request.expert_parallel or 1, zero_stage=request.zero_stage or 0,
                        sequence_parallel=bool(request.sequence_parallel),
                        virtual_stages=request.virtual_stages or 1)
-    return StackChoice(stack, compile=bool(request.compile), master_weights=master)
+    kernel = request.attention_kernel
+    if kernel is not None:
+        kernels = tuple(stack.attention_fraction or ())
+        if not kernels:
+            runs = " or ".join(s.id for s in stacks if s.attention_fraction)
+            raise InputError(f"--attention-kernel chooses the attention kernel of --stack {runs}; --stack {stack.id} "
+                             f"is the step model's fitted layer, attention included: drop --attention-kernel")
+        if kernel not in kernels:
+            import difflib
+
+            close = difflib.get_close_matches(kernel, kernels, n=1)
+            raise InputError(f"--attention-kernel {kernel!r} is not one --stack {stack.id} runs"
+                             + (f" (did you mean {close[0]!r}?)" if close else "") + f"; choose {' or '.join(kernels)}")
+    return StackChoice(stack, compile=bool(request.compile), master_weights=master, attention_kernel=kernel)
 
 
 __all__ = ["DEFAULT_STACK", "StackChoice", "StackMemory", "StackReport", "StackTime", "attention_rate",

@@ -167,7 +167,7 @@ def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, 
     key = (t, c, b, layout.recompute, layout.sequence_parallel)
     work = memo.get(key) if memo is not None else None
     if work is None:
-        attention = attention_rate(stack.stack, acc) if stack is not None else None
+        attention = attention_rate(stack, acc) if stack is not None else None
         work = layer_work(shape, t, c, b, layout.recompute, layout.sequence_parallel, precision, flop_rate, hbm,
                           constants=constants, flash_attention=flash_attention, stack=stack,
                           fp8_cast_bytes=fp8_cast_bytes, attention_flops=attention[0] if attention else None)

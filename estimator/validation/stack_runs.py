@@ -82,6 +82,8 @@ def run_mode(run: StackRun) -> str:
         parts.append("ckpt")
     if run.compile:
         parts.append("compile")
+    if run.attention_kernel is not None:
+        parts.append(run.attention_kernel)
     return "+".join(parts)
 
 
@@ -97,7 +99,8 @@ def check_stack_run(run: StackRun, catalog: Catalog) -> StackCheck:
         tensor_parallel=run.tensor_parallel, pipeline_parallel=run.pipeline_parallel,
         context_parallel=run.context_parallel, expert_parallel=run.expert_parallel,
         virtual_stages=run.virtual_stages, zero_stage=run.zero_stage,
-        flash_attention=run.flash_attention, sequence_parallel=run.sequence_parallel, tokens=1e9)
+        flash_attention=run.flash_attention, sequence_parallel=run.sequence_parallel,
+        attention_kernel=run.attention_kernel, tokens=1e9)
     est = estimate(request, catalog=catalog)
     time = est.step_time_s or 0.0
     memory = est.layouts[0].memory_gb if est.layouts else 0.0
