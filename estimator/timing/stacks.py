@@ -291,7 +291,8 @@ class StackTime:
         two-stage flow line). The time is the largest, over the phases k, of the host's time to issue the
         phases before k plus the device's time for k and every later phase; it is max(host, device) when
         one side is the slower in every phase, and more when the host is the slower in the layers' forward
-        and the device after it (the loss's logits on the device while the host waits for nothing).
+        and the device after it (the head and the loss keep the device busy while the host, ahead, has
+        little to issue).
         ``device_extra`` / ``host_extra``: work added across the micro-batch (adapters), counted in full
         in every later-phase term."""
         device, host = self.device_s + device_extra, self.host_s + host_extra
