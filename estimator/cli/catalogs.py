@@ -111,15 +111,22 @@ def stacks_cmd(*, format: Format = "table", wide: Wide = False) -> None:
              for f in s.__dataclass_fields__} for s in stacks]
     short = {"data": "DP", "zero1": "Z1", "zero2": "Z2", "zero3": "Z3", "tensor": "TP", "pipeline": "PP",
              "interleaved": "VPP", "context": "CP", "expert": "EP", "sequence": "SP"}
+    def kernels(stack) -> str:
+        if not stack.attention_fraction:
+            return "fitted"
+        rest = [k for k in stack.attention_fraction if k != stack.attention_kernel]
+        return stack.attention_kernel + (f" ({', '.join(rest)})" if rest else "")
+
     table = [(s.id, s.frameworks[0], s.engine, " ".join(short[p] for p in s.parallelism), "yes" if s.compile else "-",
-              "/".join(s.master_weights), f"{s.allocator_reserve_gb:g}") for s in stacks]
+              "/".join(s.master_weights), kernels(s), f"{s.allocator_reserve_gb:g}") for s in stacks]
     typer.echo(render(records("stacks", data, format), format, rows=table, headers=(
-        "id", "framework", "engine", "parallelism", "compile", "master weights", "reserve GB"),
+        "id", "framework", "engine", "parallelism", "compile", "master wt", "attention", "reserve GB"),
         width=width, optional=("reserve GB", "framework"), whole=("id",)))
     if format in ("table", "markdown"):
         typer.echo(paragraph("\nfused: Megatron-style kernels (the step model's layer); eager: every op of the modules, "
                              "timed\nfrom its probed kernels and bytes (benchmarks/stack_probe.py).\nVPP: interleaved "
-                             "pipeline stages (--virtual-stages). Default --stack: megatron.", width))
+                             "pipeline stages (--virtual-stages). Default --stack: megatron.\nattention: the kernel timed (others with "
+                             "--attention-kernel); fitted: in the step model's fitted layer.", width))
 
 
 def datasets_cmd(*, format: Format = "table", wide: Wide = False) -> None:
