@@ -45,7 +45,8 @@ OPTION = {
     "measured_time_s": "--measured-time", "measured_gpu": "--measured-gpu", "measured_num_gpus": "--measured-num-gpus",
     "sequence_parallel": "--sequence-parallel", "flash_attention": "--flash-attention",
     "stack": "--stack", "compile": "--compile", "master_weights": "--master-weights",
-    "attention_kernel": "--attention-kernel", "finetune": "--finetune", "lora_rank": "--lora-rank", "lora_targets": "--lora-targets",
+    "attention_kernel": "--attention-kernel", "finetune": "--finetune", "lora_rank": "--lora-rank",
+    "lora_targets": "--lora-targets",
 }
 _QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hours", "price", "budget_usd", "samples",
                "epochs", "flops_per_sample")

@@ -168,7 +168,8 @@ def test_an_eager_stack_is_timed_on_one_device_even_where_it_could_split_it(cli,
     assert result.exit_code == 2 and "--tensor-parallel 2 is not modelled for it" in result.stderr
 
 
-FSDP_ATTENTION = ("    attention_fraction: {flash2: {ampere: 0.62, hopper: 0.35}, flash1: {ampere: 0.325, hopper: 0.19}}\n"
+FSDP_ATTENTION = ("    attention_fraction: {flash2: {ampere: 0.62, hopper: 0.35}, "
+                  "flash1: {ampere: 0.325, hopper: 0.19}}\n"
                   "    attention_kernel: flash2\n    allocator_reserve_gb: 1\n    grad_reduce_bytes: 4")
 NO_FSDP_ATTENTION = FSDP_ATTENTION.split("\n", 2)[2]
 
@@ -190,7 +191,8 @@ def test_fsdp_and_deepspeed_are_timed_as_the_fused_layer(cli, broken_catalog, mo
     assert compute["megatron"] == compute["deepspeed"] < compute["fsdp"]
     assert any("attention: a fused kernel (FlashAttention) at 35% of the 16-bit dense peak forward and backward "
                "(flash2 on hopper)" in line for line in answers["fsdp"]["assumptions"])
-    assert answers["fsdp"]["stack"]["attention_kernel"] == "flash2" and answers["megatron"]["stack"]["attention_kernel"] is None
+    assert answers["fsdp"]["stack"]["attention_kernel"] == "flash2"
+    assert answers["megatron"]["stack"]["attention_kernel"] is None
     monkeypatch.setenv("GPUCOST_CATALOG_DIR", str(broken_catalog("stacks.yaml", FSDP_ATTENTION, NO_FSDP_ATTENTION)))
     assert run("fsdp")["time_breakdown_s"]["compute"] == compute["megatron"]
     # deepspeed reduces in bf16 as the default stack's convention does, but adds every micro-batch's
@@ -350,10 +352,10 @@ def test_the_older_kernel_makes_a_long_sequence_slower(cli):
     """llm-foundry's MPT-1b at 65,536 tokens on 8 A100 80GB (benchmarks/stack_runs.yaml
     llmfoundry-mpt-1b-a100-80gb-8-s65536: 43.1 s per step with --attn_impl triton): attention dominates,
     and FlashAttention-1's rate makes the step nearly twice FlashAttention-2's."""
-    args = ["estimate", "--hf-config", str(ROOT / "benchmarks" / "configs" / "mpt-1b-s65536.json"), "--gpu",
-            "a100-sxm-80gb", "--num-gpus", "8", "--tensor-parallel", "1", "--pipeline-parallel", "1", "--zero-stage", "3",
-            "--global-batch", "16", "--micro-batch", "1", "--seq-len", "65536", "--recompute", "full", "--tokens", "1e9",
-            "--stack", "fsdp", "--format", "json"]
+    args = ["estimate", "--hf-config", str(ROOT / "benchmarks" / "configs" / "mpt-1b-s65536.json"),
+            "--gpu", "a100-sxm-80gb", "--num-gpus", "8", "--tensor-parallel", "1", "--pipeline-parallel", "1",
+            "--zero-stage", "3", "--global-batch", "16", "--micro-batch", "1", "--seq-len", "65536",
+            "--recompute", "full", "--tokens", "1e9", "--stack", "fsdp", "--format", "json"]
     flash2 = cli(*args).json()["step_time_s"]
     flash1 = cli(*args, "--attention-kernel", "flash1").json()
     assert 1.5 * flash2 < flash1["step_time_s"] < 2.0 * flash2

@@ -32,7 +32,8 @@ LAYER_KINDS = ("gated_rmsnorm", "gelu_tanh_layernorm", "gelu_layernorm")
 MODES = ("amp", "bf16")
 RECOMPUTES = ("none", "full")  # host_op_weight's keys: gradient checkpointing off and on
 #: what the eager step model reads from an eager stack
-EAGER_TABLES = ("host_s_per_op", "host_op_weight", "matmul_fraction_of_mamf", "device_s_per_kernel", "attention_fraction", "saved_bytes_per_token_per_layer",
+EAGER_TABLES = ("host_s_per_op", "host_op_weight", "matmul_fraction_of_mamf", "device_s_per_kernel", "attention_fraction",
+                "saved_bytes_per_token_per_layer",
                 "saved_bytes_per_token_outside", "traffic_bytes_per_token_per_layer",
                 "traffic_bytes_per_token_outside", "kernels_per_layer", "kernels_outside", "logits",
                 "weight_copy_bytes_per_param", "weight_cast_traffic_bytes_per_param")
@@ -177,7 +178,8 @@ def _check(stack: Stack) -> None:
             raise CatalogError(STACKS_FILE, label, "sources", f"has no source for {name!r}")
     for kernel, shares in (stack.attention_fraction or {}).items():
         for generation, share in (shares.items() if isinstance(shares, Mapping) else [(None, shares)]):
-            if generation is None or isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            number = isinstance(share, (int, float)) and not isinstance(share, bool)
+            if generation is None or not number or not 0 < share <= 1:
                 raise CatalogError(STACKS_FILE, label, "attention_fraction",
                                    f"{kernel}.{generation} must be a fraction in (0, 1], got {share!r} "
                                    f"(a table of kernel -> chip generation -> share)")

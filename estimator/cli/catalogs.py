@@ -125,8 +125,9 @@ def stacks_cmd(*, format: Format = "table", wide: Wide = False) -> None:
     if format in ("table", "markdown"):
         typer.echo(paragraph("\nfused: Megatron-style kernels (the step model's layer); eager: every op of the modules, "
                              "timed\nfrom its probed kernels and bytes (benchmarks/stack_probe.py).\nVPP: interleaved "
-                             "pipeline stages (--virtual-stages). Default --stack: megatron.\nattention: the kernel timed (others with "
-                             "--attention-kernel); fitted: in the step model's fitted layer.", width))
+                             "pipeline stages (--virtual-stages). Default --stack: megatron.\nattention: the "
+                             "kernel timed (others with --attention-kernel); fitted: in the step model's fitted "
+                             "layer.", width))
 
 
 def datasets_cmd(*, format: Format = "table", wide: Wide = False) -> None:

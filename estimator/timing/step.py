@@ -68,7 +68,8 @@ from estimator.timing.roofline import (HBM_EFFICIENCY, OPTIMIZER_BYTES_PER_PARAM
                                        Shape, StepTime, _matmul_seconds, gemm_seconds, matmul_fraction)
 from estimator.timing.comm import (SCALE_DEFAULTS, Links, _collective, num_hosts, sharded_exposed_s,
                                    straggler_factor)
-from estimator.timing.stacks import FLASH_BACKWARD_RATIO, attention_rate, eager_compute, optimizer_seconds, stack_memory
+from estimator.timing.stacks import (FLASH_BACKWARD_RATIO, attention_rate, eager_compute, optimizer_seconds,
+                                     stack_memory)
 
 
 def time_layout(shape: Shape, layout: Layout, acc: Accelerator, precision: str, links: Links, *,
