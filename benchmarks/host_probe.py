@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout: import estimator from it
 OUTPUT = ROOT / "benchmarks" / "host_probe.yaml"
 
-from estimator.catalog.stacks import load_stacks  # noqa: E402
+from estimator.catalog.stacks import MODES, RECOMPUTES, load_stacks  # noqa: E402
 
 #: the family probed for each layer kind of the hf tables, and Qwen2, which runs the Llama kind, as a check
 PROBED = (("llama", "gated_rmsnorm"), ("gpt2", "gelu_tanh_layernorm"), ("bert", "gelu_layernorm"))
@@ -107,18 +107,10 @@ def timed(step, repeats: int) -> float:
     return statistics.median(times)
 
 
-def linear_fit(xs, ys) -> tuple[float, float]:
-    """(slope, intercept) of the least-squares line through the points."""
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    return slope, my - slope * mx
-
-
 def kernels(stack, kind: str, mode: str, recompute: str) -> tuple[float, float]:
     """(ops per layer, ops outside the layers) the hf tables launch on a GPU, dropout 0 as probed."""
-    key = "amp" if mode == "amp" else "bf16"
-    layer = stack.kernels_per_layer[kind][key]
-    outside = stack.kernels_outside[kind][key]
+    layer = stack.kernels_per_layer[kind][mode]
+    outside = stack.kernels_outside[kind][mode]
     return (layer["forward"] * (2 if recompute == "full" else 1) + layer["backward"],
             outside["forward"] + outside["backward"])
 
@@ -136,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     stack = next(s for s in load_stacks(ROOT / "catalogs") if s.id == "hf")
     cases = [(family, kind, mode, recompute) for family, kind in (*PROBED, *CHECKS)
-             for mode in ("amp", "bf16") for recompute in ("none", "full")]
+             for mode in MODES for recompute in RECOMPUTES]
     keys = [(c, n) for c in cases for n in LAYERS]
     samples: dict = {key: [] for key in keys}
     for _ in range(args.rounds):  # interleaved, so that a noisy minute falls on every case alike; a
@@ -146,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = {key: statistics.median(v) for key, v in samples.items()}
     parts = {}
     for case in cases:  # least squares: step seconds = layers x per layer + outside
-        per_layer, outside = linear_fit(LAYERS, [seconds[(case, n)] for n in LAYERS])
+        per_layer, outside = statistics.linear_regression(LAYERS, [seconds[(case, n)] for n in LAYERS])
         parts[case] = (per_layer, outside)
     *ref_case, fit_layers = FIT_ROW
     k_layer, k_out = kernels(stack, *ref_case[1:])

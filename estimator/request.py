@@ -52,7 +52,7 @@ _QUANTITIES = ("params", "active_params", "flops", "tokens", "tflops", "gpu_hour
                "epochs", "flops_per_sample")
 _COUNTS = ("num_gpus", "seq_len", "tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel",
            "expert_parallel", "global_batch", "micro_batch", "num_layouts", "measured_num_gpus", "lora_rank")
-_NAMES = ("model", "gpu", "system", "provider", "dataset", "measured_gpu")
+_NAMES = ("model", "gpu", "system", "provider", "dataset", "measured_gpu", "attention_kernel")
 _PATHS = ("hf_config", "calibration")
 LAYOUT_FIELDS = ("tensor_parallel", "pipeline_parallel", "virtual_stages", "context_parallel", "expert_parallel",
                  "zero_stage", "global_batch", "micro_batch", "recompute", "sequence_parallel", "flash_attention",
@@ -184,9 +184,7 @@ class EstimateRequest:
         if self.master_weights is not None:
             set_(self, "master_weights", choice(self.master_weights, MASTER_WEIGHTS, what="--master-weights"))
         if self.attention_kernel is not None:  # its names are the stack's (timing.stacks.stack_choice checks them)
-            if not isinstance(self.attention_kernel, str) or not self.attention_kernel.strip():
-                raise InputError(f"--attention-kernel must name a kernel, got {self.attention_kernel!r}")
-            set_(self, "attention_kernel", self.attention_kernel.strip().lower())
+            set_(self, "attention_kernel", self.attention_kernel.lower())
         for name in ("chinchilla", "sequence_parallel", "flash_attention", "compile"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):

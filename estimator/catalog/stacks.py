@@ -177,12 +177,13 @@ def _check(stack: Stack) -> None:
         if not isinstance(stack.sources.get(name), str) or not stack.sources[name].strip():
             raise CatalogError(STACKS_FILE, label, "sources", f"has no source for {name!r}")
     for kernel, shares in (stack.attention_fraction or {}).items():
-        for generation, share in (shares.items() if isinstance(shares, Mapping) else [(None, shares)]):
-            number = isinstance(share, (int, float)) and not isinstance(share, bool)
-            if generation is None or not number or not 0 < share <= 1:
+        if not isinstance(shares, Mapping):
+            raise CatalogError(STACKS_FILE, label, "attention_fraction",
+                               f"{kernel} must map chip generations to shares, got {shares!r}")
+        for generation, share in shares.items():
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
                 raise CatalogError(STACKS_FILE, label, "attention_fraction",
-                                   f"{kernel}.{generation} must be a fraction in (0, 1], got {share!r} "
-                                   f"(a table of kernel -> chip generation -> share)")
+                                   f"{kernel}.{generation} must be a fraction in (0, 1], got {share!r}")
     if (stack.attention_kernel is None) != (stack.attention_fraction is None) or (
             stack.attention_kernel is not None and stack.attention_kernel not in stack.attention_fraction):
         raise CatalogError(STACKS_FILE, label, "attention_kernel",

@@ -111,6 +111,7 @@ def stacks_cmd(*, format: Format = "table", wide: Wide = False) -> None:
              for f in s.__dataclass_fields__} for s in stacks]
     short = {"data": "DP", "zero1": "Z1", "zero2": "Z2", "zero3": "Z3", "tensor": "TP", "pipeline": "PP",
              "interleaved": "VPP", "context": "CP", "expert": "EP", "sequence": "SP"}
+
     def kernels(stack) -> str:
         if not stack.attention_fraction:
             return "fitted"

@@ -334,21 +334,23 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
     attention = attn_fwd * (1 + FLASH_BACKWARD_RATIO + (1 if full else 0))
     logits = tokens * arch.vocab_size
     traffic = choice.table("traffic_bytes_per_token_per_layer")[kind][mode]
-    forward, backward = _poly(traffic["forward"], widths), _poly(traffic["backward"], widths)
-    per_layer_bytes = forward * (2 if full else 1) + backward
-    forward_bytes_per_layer = forward
     counts = choice.table("kernels_per_layer")[kind][mode]
-    kernels_layer = counts["forward"] * (2 if full else 1) + counts["backward"]
+    forward_bytes, backward_bytes = _poly(traffic["forward"], widths), _poly(traffic["backward"], widths)
+    forward_kernels, backward_kernels = counts["forward"], counts["backward"]
     drop = (t.dropout or {}).get(kind)
-    if drop and choice.compile:
-        # the probe ran without dropout; compiled, the mask is generated inside the fused kernels (no
+    if drop:
+        # the probe ran without dropout. Eager, each site launches a kernel forward and one backward that
+        # move its traffic_bytes between them; compiled, the mask is made inside the fused kernels (no
         # launch of its own), written once forward and read once backward
-        per_layer_bytes += drop["sites_per_layer"] * 2 * drop["mask_bytes"] * arch.hidden_size * (1.5 if full else 1)
-        forward_bytes_per_layer += drop["sites_per_layer"] * drop["mask_bytes"] * arch.hidden_size
-    elif drop:  # the probe ran without dropout: each site launches a kernel forward and one backward
-        per_layer_bytes += drop["sites_per_layer"] * drop["traffic_bytes"] * arch.hidden_size * (1.5 if full else 1)
-        forward_bytes_per_layer += drop["sites_per_layer"] * drop["traffic_bytes"] * arch.hidden_size / 2
-        kernels_layer += drop["sites_per_layer"] * (3 if full else 2)
+        site_bytes = drop["sites_per_layer"] * arch.hidden_size * (
+            drop["mask_bytes"] if choice.compile else drop["traffic_bytes"] / 2)
+        forward_bytes += site_bytes
+        backward_bytes += site_bytes
+        if not choice.compile:
+            forward_kernels += drop["sites_per_layer"]
+            backward_kernels += drop["sites_per_layer"]
+    per_layer_bytes = forward_bytes * (2 if full else 1) + backward_bytes
+    kernels_layer = forward_kernels * (2 if full else 1) + backward_kernels
     outside = choice.table("traffic_bytes_per_token_outside")[kind][mode]
     loss_bytes = sum(logits * row.get("vocab", 0)
                      + tokens * _poly({k: v for k, v in row.items() if k != "vocab"}, widths)
@@ -378,8 +380,7 @@ def eager_compute(shape: Shape, choice: StackChoice, *, tokens: float, recompute
     host = layers * kernels_layer * host_per_layer_kernel + host_loss
     # the phases in launch order (StackTime.in_order_s): the layers' forward, then the head and the loss
     # (what lies outside the layers is mostly the loss; its few embedding kernels are counted here too)
-    forward_kernels = counts["forward"] + (drop["sites_per_layer"] if drop and not choice.compile else 0)
-    device_forward = (layer_fwd + attn_fwd + tokens * layers * forward_bytes_per_layer / hbm_bytes_per_s + casts_forward
+    device_forward = (layer_fwd + attn_fwd + tokens * layers * forward_bytes / hbm_bytes_per_s + casts_forward
                       + layers * max(0.0, forward_kernels - len(shape.layer_gemms)) * kernel_s)
     device_loss = 3.0 * head_fwd + loss + max(0.0, kernels_out - 3) * kernel_s
     parts = {"matmul": matmul, "attention": attention, "elementwise": elementwise, "loss": loss, "weight casts": casts,
